@@ -1,0 +1,1 @@
+"""Gauntlet's assets, asset checks, partitions and jobs; `definitions` assembles everything."""

@@ -1,0 +1,30 @@
+"""Everything Gauntlet is, assembled: the only module that sees every package."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dagster as dg
+
+from pipeline_assets.environment import Settings, build_resources
+from pipeline_assets.jobs import trial_job
+from pipeline_assets.trial_assets import trial_gauntlet
+from sensors.optuna_trial_sensor import build_optuna_trial_sensor
+
+
+def build_definitions(
+    settings: Settings | None = None, resources: dict[str, Any] | None = None
+) -> dg.Definitions:
+    """Definitions for ``settings`` (default: from the environment), resources overridable."""
+    settings = settings or Settings.from_environ()
+    return dg.Definitions(
+        assets=[trial_gauntlet],
+        jobs=[trial_job],
+        sensors=[
+            build_optuna_trial_sensor(job=trial_job, interval_seconds=settings.sensor_interval_seconds)
+        ],
+        resources=resources if resources is not None else build_resources(settings),
+    )
+
+
+defs = build_definitions()

@@ -1,0 +1,73 @@
+"""The one place where the environment (local or production) picks Gauntlet's resources.
+
+``GAUNTLET_ENV`` is ``local`` (default: everything under ``GAUNTLET_HOME``, SQLite) or
+``production`` (every location and credential from environment variables through
+``dg.EnvVar``, resolved when a run starts, never at import).
+"""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from pydantic import BaseModel, Field
+
+from resources.artifacts import LocalArtifactStoreResource
+from resources.optuna_study import OptunaStudyResource
+from sensors.optuna_trial_sensor import DEFAULT_INTERVAL_SECONDS
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Environment(StrEnum):
+    """Where Gauntlet runs."""
+
+    LOCAL = "local"
+    PRODUCTION = "production"
+
+
+class Settings(BaseModel):
+    """Non-secret settings read once when definitions load."""
+
+    environment: Environment = Environment.LOCAL
+    home: Path = Field(default=REPO_ROOT / ".gauntlet")
+    studies: list[str] = Field(default_factory=list)
+    sensor_interval_seconds: int = Field(default=DEFAULT_INTERVAL_SECONDS, ge=1)
+
+    @classmethod
+    def from_environ(cls, environ: dict[str, str] | None = None) -> Settings:
+        """Settings from ``GAUNTLET_*`` variables, with the local defaults."""
+        env = os.environ if environ is None else environ
+        fields: dict[str, Any] = {}
+        if env.get("GAUNTLET_ENV"):
+            fields["environment"] = env["GAUNTLET_ENV"]
+        if env.get("GAUNTLET_HOME"):
+            fields["home"] = Path(env["GAUNTLET_HOME"])
+        if env.get("GAUNTLET_STUDIES"):
+            fields["studies"] = [s.strip() for s in env["GAUNTLET_STUDIES"].split(",") if s.strip()]
+        if env.get("GAUNTLET_SENSOR_INTERVAL"):
+            fields["sensor_interval_seconds"] = int(env["GAUNTLET_SENSOR_INTERVAL"])
+        return cls(**fields)
+
+    @property
+    def optuna_url(self) -> str:
+        """The demo study's storage in the local environment."""
+        return f"sqlite:///{self.home / 'optuna.db'}"
+
+
+def build_resources(settings: Settings) -> dict[str, Any]:
+    """Resources for ``settings.environment``."""
+    if settings.environment == Environment.PRODUCTION:
+        return {
+            "optuna_study": OptunaStudyResource(
+                storage_url=dg.EnvVar("GAUNTLET_OPTUNA_STORAGE"), studies=settings.studies
+            ),
+            "artifacts": LocalArtifactStoreResource(base_dir=dg.EnvVar("GAUNTLET_ARTIFACT_DIR")),
+        }
+    return {
+        "optuna_study": OptunaStudyResource(storage_url=settings.optuna_url, studies=settings.studies),
+        "artifacts": LocalArtifactStoreResource(base_dir=str(settings.home / "artifacts")),
+    }

@@ -1,0 +1,1 @@
+"""Dagster resources: Gauntlet's only doors to the outside world."""

@@ -1,0 +1,275 @@
+"""The Optuna boundary: the only module (with the demo trainer) that imports optuna.
+
+Everything downstream sees `TrialSnapshot`. Reads are incremental: a per-study cursor holds a
+watermark (the largest trial id seen) plus the ids at or below it that were still running, so
+a sensor tick over a 10,000-trial study reads about as much as a tick over a 100-trial one.
+"""
+
+from __future__ import annotations
+
+import abc
+import datetime as dt
+import math
+import re
+import threading
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import dagster as dg
+import optuna
+import sqlalchemy.exc
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import FrozenTrial, TrialState as OptunaTrialState
+from pydantic import BaseModel, ConfigDict, Field
+
+from simulations.errors import (
+    PipelineError,
+    StorageCorruptError,
+    StorageUnavailableError,
+    TrialDataError,
+)
+from simulations.trial import TrialSnapshot, TrialState
+
+JOURNAL_PREFIX = "journal:"
+
+#: Storage objects are kept per process: RDBStorage creates its schema check and engine once,
+#: and a sensor's code server lives across ticks.
+_STORAGES: dict[str, BaseStorage] = {}
+_STORAGES_LOCK = threading.Lock()
+
+_FINAL_STATES = {OptunaTrialState.COMPLETE, OptunaTrialState.PRUNED, OptunaTrialState.FAIL}
+
+
+def mask_url(url: str) -> str:
+    """Return ``url`` with any password replaced by ``***``."""
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
+class StudyCursor(BaseModel):
+    """Where an incremental read of one study stopped.
+
+    ``watermark`` is the largest trial id already seen; ``pending`` are ids at or below it that
+    were not finished then (trials finish out of order) and must be looked at again.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    watermark: int = -1
+    pending: tuple[int, ...] = ()
+
+
+class TrialBatch(BaseModel):
+    """The result of one incremental read: new complete trials and the advanced cursor."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    study_name: str
+    completed: list[TrialSnapshot] = Field(default_factory=list)
+    rejected: list[TrialDataError] = Field(default_factory=list)
+    cursor: StudyCursor
+    still_running: int = 0
+    dropped: int = 0
+
+
+class StudySourceResource(dg.ConfigurableResource, abc.ABC):
+    """Where trials come from. Implementations must never leak their own trial objects."""
+
+    @abc.abstractmethod
+    def list_studies(self) -> list[str]:
+        """Names of the studies in the storage."""
+
+    @abc.abstractmethod
+    def read_new_trials(self, study_name: str, cursor: StudyCursor) -> TrialBatch:
+        """Complete trials finished since ``cursor``, and the cursor to use next time."""
+
+    @abc.abstractmethod
+    def get_trials(self, study_name: str, numbers: Sequence[int]) -> list[TrialSnapshot]:
+        """Snapshots of the given trial numbers (all must exist and be complete)."""
+
+
+class OptunaStudyResource(StudySourceResource):
+    """Trials of Optuna studies in an RDB storage (SQLite, PostgreSQL) or a journal file.
+
+    ``storage_url`` is an SQLAlchemy URL (``sqlite:///path.db``,
+    ``postgresql+psycopg2://user:pass@host/db``) or ``journal:/path/to/file.log``. Pass it as
+    ``dg.EnvVar(...)`` when it carries a password. ``studies`` limits which studies are
+    watched; empty means every study in the storage.
+    """
+
+    storage_url: str = Field(description="Optuna storage URL, or journal:/path for a journal file.")
+    studies: list[str] = Field(default_factory=list, description="Studies to watch; empty: all.")
+
+    # -- storage access -------------------------------------------------------------------
+    def _storage(self) -> BaseStorage:
+        with _STORAGES_LOCK:
+            storage = _STORAGES.get(self.storage_url)
+            if storage is None:
+                storage = self._open()
+                _STORAGES[self.storage_url] = storage
+            return storage
+
+    def _open(self) -> BaseStorage:
+        url = self.storage_url
+        try:
+            if url.startswith(JOURNAL_PREFIX):
+                path = url[len(JOURNAL_PREFIX) :]
+                return JournalStorage(JournalFileBackend(path))
+            # Engine options bound the wait on an unreachable server instead of hanging a tick.
+            engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
+            if url.startswith("postgresql"):
+                engine_kwargs["connect_args"] = {"connect_timeout": 5}
+            return RDBStorage(url, engine_kwargs=engine_kwargs, skip_compatibility_check=False)
+        except Exception as exc:
+            raise self._translate(exc, "opening the storage") from exc
+
+    def _translate(self, exc: BaseException, doing: str) -> PipelineError:
+        if isinstance(exc, PipelineError):
+            return exc
+        where = f"Optuna storage {mask_url(self.storage_url)}"
+        if isinstance(exc, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)):
+            text = str(exc.orig if getattr(exc, "orig", None) else exc).strip().splitlines()[0]
+            corrupt = "file is not a database" in text or "malformed" in text
+            cls = StorageCorruptError if corrupt else StorageUnavailableError
+            return cls(f"{where} failed while {doing}: {text}", stage="optuna_storage")
+        if isinstance(exc, (ConnectionError, TimeoutError, OSError)):
+            return StorageUnavailableError(f"{where} unreachable while {doing}: {exc}", stage="optuna_storage")
+        return StorageCorruptError(
+            f"{where} could not be read while {doing}: {type(exc).__name__}: {exc}",
+            stage="optuna_storage",
+        )
+
+    def _study_id(self, storage: BaseStorage, study_name: str) -> int:
+        try:
+            return storage.get_study_id_from_name(study_name)
+        except KeyError as exc:
+            raise TrialDataError(
+                f"study {study_name!r} does not exist in {mask_url(self.storage_url)}",
+                stage="optuna_storage",
+            ) from exc
+
+    def _fetch(self, storage: BaseStorage, study_id: int, cursor: StudyCursor) -> list[FrozenTrial]:
+        if isinstance(storage, RDBStorage):
+            # RDBStorage's own incremental query (the one its cache uses): only ids above the
+            # watermark plus the pending ones, so the cost does not grow with the study.
+            return storage._get_trials(  # noqa: SLF001
+                study_id,
+                states=None,
+                included_trial_ids=set(cursor.pending),
+                trial_id_greater_than=cursor.watermark,
+            )
+        # Journal storage replays its log incrementally in memory; filtering here is cheap.
+        pending = set(cursor.pending)
+        return [
+            t
+            for t in storage.get_all_trials(study_id, deepcopy=False)
+            if t._trial_id > cursor.watermark or t._trial_id in pending  # noqa: SLF001
+        ]
+
+    # -- public API -----------------------------------------------------------------------
+    def list_studies(self) -> list[str]:
+        storage = self._storage()
+        try:
+            names = [s.study_name for s in storage.get_all_studies()]
+        except Exception as exc:
+            raise self._translate(exc, "listing studies") from exc
+        if self.studies:
+            return [n for n in self.studies if n in set(names)]
+        return sorted(names)
+
+    def read_new_trials(self, study_name: str, cursor: StudyCursor) -> TrialBatch:
+        storage = self._storage()
+        try:
+            study_id = self._study_id(storage, study_name)
+            trials = self._fetch(storage, study_id, cursor)
+        except PipelineError:
+            raise
+        except Exception as exc:
+            raise self._translate(exc, f"reading trials of study {study_name!r}") from exc
+
+        completed: list[TrialSnapshot] = []
+        rejected: list[TrialDataError] = []
+        pending: set[int] = set()
+        watermark = cursor.watermark
+        dropped = 0
+        for trial in sorted(trials, key=lambda t: t._trial_id):  # noqa: SLF001
+            trial_id = trial._trial_id  # noqa: SLF001
+            watermark = max(watermark, trial_id)
+            if trial.state not in _FINAL_STATES:
+                pending.add(trial_id)
+            elif trial.state == OptunaTrialState.COMPLETE:
+                try:
+                    completed.append(to_snapshot(study_name, trial))
+                except TrialDataError as exc:
+                    rejected.append(exc)
+            else:
+                dropped += 1
+        return TrialBatch(
+            study_name=study_name,
+            completed=completed,
+            rejected=rejected,
+            cursor=StudyCursor(watermark=watermark, pending=tuple(sorted(pending))),
+            still_running=len(pending),
+            dropped=dropped,
+        )
+
+    def get_trials(self, study_name: str, numbers: Sequence[int]) -> list[TrialSnapshot]:
+        storage = self._storage()
+        wanted = set(numbers)
+        try:
+            study_id = self._study_id(storage, study_name)
+            if isinstance(storage, RDBStorage) and len(wanted) <= 64:
+                trials = [
+                    storage.get_trial(storage.get_trial_id_from_study_id_trial_number(study_id, n))
+                    for n in sorted(wanted)
+                ]
+            else:
+                trials = [t for t in storage.get_all_trials(study_id, deepcopy=False) if t.number in wanted]
+        except PipelineError:
+            raise
+        except KeyError as exc:
+            raise TrialDataError(
+                f"study {study_name!r} has no trial numbered {exc}", stage="optuna_trial"
+            ) from exc
+        except Exception as exc:
+            raise self._translate(exc, f"reading trials {sorted(wanted)} of {study_name!r}") from exc
+        found = {t.number for t in trials}
+        missing = wanted - found
+        if missing:
+            raise TrialDataError(f"study {study_name!r} has no trials numbered {sorted(missing)}")
+        snapshots = [to_snapshot(study_name, t) for t in trials]
+        not_complete = [s.label for s in snapshots if s.state != TrialState.COMPLETE]
+        if not_complete:
+            raise TrialDataError(f"trials {not_complete} are not COMPLETE and cannot be evaluated")
+        return sorted(snapshots, key=lambda s: s.number)
+
+
+def _utc(value: dt.datetime | None) -> dt.datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def to_snapshot(study_name: str, trial: FrozenTrial) -> TrialSnapshot:
+    """Convert an Optuna ``FrozenTrial`` to a `TrialSnapshot`, or raise `TrialDataError`."""
+    values: Iterable[float] | None = trial.values
+    if values is not None and any(v is None or not math.isfinite(v) for v in values):
+        raise TrialDataError(
+            f"objective values {list(values)} are not finite", trial=f"{study_name}#{trial.number}"
+        )
+    return TrialSnapshot.build(
+        study_name=study_name,
+        number=trial.number,
+        trial_id=trial._trial_id,  # noqa: SLF001
+        state=TrialState(trial.state.name),
+        params=dict(trial.params),
+        values=tuple(values) if values is not None else None,
+        user_attrs=dict(trial.user_attrs),
+        datetime_start=_utc(trial.datetime_start),
+        datetime_complete=_utc(trial.datetime_complete),
+    )
+
+
+def optuna_version() -> str:
+    """The Optuna version in use, for run tags and diagnostics."""
+    return optuna.__version__

@@ -1,0 +1,1 @@
+"""Sensors: new Optuna trials, matured paper sessions, alerts."""

@@ -1,0 +1,141 @@
+"""`optuna_trial_sensor`: every new COMPLETE trial becomes a `trials` partition and a run.
+
+Exactly once: the cursor (per study, a watermark plus the ids still running below it) is
+reserved by the daemon together with the run requests, and an interrupted tick is resumed by
+the daemon, so a crash between the two neither loses nor repeats a trial. Trials that are
+already materialized are skipped as well, so resetting the cursor never re-runs them.
+RUNNING trials are revisited until they finish; PRUNED and FAILED ones are dropped.
+"""
+
+import hashlib
+import json
+from collections.abc import Sequence
+
+import dagster as dg
+from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
+from dagster._core.storage.event_log.base import AssetRecordsFilter
+
+from pipeline_assets.partitions import trial_partition_key, trials_partitions_def
+from pipeline_assets.trial_assets import (
+    MAX_TRIALS_PER_RUN,
+    OPTUNA_TRIAL,
+    PIPELINE_CODE_VERSION,
+    STUDY_TAG,
+)
+from resources.optuna_study import StudyCursor, StudySourceResource
+
+DEFAULT_INTERVAL_SECONDS = 15
+
+
+def encode_cursor(cursors: dict[str, StudyCursor]) -> str:
+    """Serialise per-study cursors (stable key order, compact)."""
+    return json.dumps(
+        {name: [c.watermark, list(c.pending)] for name, c in sorted(cursors.items())},
+        separators=(",", ":"),
+    )
+
+
+def decode_cursor(raw: str | None) -> dict[str, StudyCursor]:
+    """Inverse of `encode_cursor`; an empty cursor means "from the beginning"."""
+    if not raw:
+        return {}
+    data = json.loads(raw)
+    return {name: StudyCursor(watermark=w, pending=tuple(p)) for name, (w, p) in data.items()}
+
+
+def _already_materialized(instance: dg.DagsterInstance, keys: Sequence[str]) -> set[str]:
+    if not keys:
+        return set()
+    records = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=OPTUNA_TRIAL, asset_partitions=list(keys)), limit=len(keys)
+    ).records
+    return {r.partition_key for r in records if r.partition_key}
+
+
+def batch_run_requests(
+    study: str, keys: Sequence[str], max_per_run: int, *, existing: set[str] = frozenset()
+) -> list[dg.RunRequest]:
+    """One run per chunk of ``keys``, at most ``max_per_run`` trials each.
+
+    A multi-trial run names its trials as a partition range, so a chunk must be contiguous in
+    partition order: keys added together by this tick are; a key that already existed (a tick
+    interrupted after adding partitions) sits elsewhere in the order and gets a run of its own.
+    """
+    fresh = [k for k in keys if k not in existing]
+    chunks = [fresh[i : i + max_per_run] for i in range(0, len(fresh), max_per_run)]
+    chunks += [[k] for k in keys if k in existing]
+    requests = []
+    for chunk in chunks:
+        digest = hashlib.sha256("\n".join(chunk).encode()).hexdigest()[:16]
+        run_key = f"{chunk[0]}+{len(chunk) - 1}#{digest}@v{PIPELINE_CODE_VERSION}"
+        tags = {STUDY_TAG: study, "gauntlet/trials": str(len(chunk))}
+        if len(chunk) == 1:
+            requests.append(dg.RunRequest(run_key=run_key, partition_key=chunk[0], tags=tags))
+        else:
+            tags["dagster/asset_partition_range_start"] = chunk[0]
+            tags["dagster/asset_partition_range_end"] = chunk[-1]
+            requests.append(dg.RunRequest(run_key=run_key, tags=tags))
+    return requests
+
+
+def build_optuna_trial_sensor(
+    *,
+    job: UnresolvedAssetJobDefinition,
+    interval_seconds: int = DEFAULT_INTERVAL_SECONDS,
+    max_trials_per_run: int = MAX_TRIALS_PER_RUN,
+) -> dg.SensorDefinition:
+    """The sensor that feeds `job` with new trials every ``interval_seconds``."""
+
+    @dg.sensor(
+        name="optuna_trial_sensor",
+        job=job,
+        minimum_interval_seconds=interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Adds a `trials` partition for every new COMPLETE Optuna trial and runs the gauntlet on it.",
+    )
+    def optuna_trial_sensor(
+        context: dg.SensorEvaluationContext, optuna_study: StudySourceResource
+    ) -> dg.SensorResult:
+        cursors = decode_cursor(context.cursor)
+        new_keys_by_study: dict[str, list[str]] = {}
+        running = 0
+        existing: set[str] = set()
+        for study in optuna_study.list_studies():
+            batch = optuna_study.read_new_trials(study, cursors.get(study, StudyCursor()))
+            for error in batch.rejected:
+                context.log.error(f"trial not admitted: {error}")
+            keys = [trial_partition_key(study, s.number) for s in batch.completed]
+            done = _already_materialized(context.instance, keys)
+            new_keys_by_study[study] = sorted(k for k in keys if k not in done)
+            existing |= {
+                k
+                for k in new_keys_by_study[study]
+                if context.instance.has_dynamic_partition(trials_partitions_def.name, k)
+            }
+            cursors[study] = batch.cursor
+            running += batch.still_running
+
+        all_new = [k for keys in new_keys_by_study.values() for k in keys]
+        cursor = encode_cursor(cursors)
+        if not all_new:
+            return dg.SensorResult(
+                skip_reason=f"no new complete trials ({running} still running)", cursor=cursor
+            )
+        requests = [
+            request
+            for study, keys in new_keys_by_study.items()
+            if keys
+            for request in batch_run_requests(study, keys, max_trials_per_run, existing=existing)
+        ]
+        context.log.info(
+            f"{len(all_new)} new trial(s) in {len(requests)} run(s); {running} still running"
+        )
+        return dg.SensorResult(
+            run_requests=requests,
+            dynamic_partitions_requests=[
+                trials_partitions_def.build_add_request([k for k in all_new if k not in existing])
+            ],
+            cursor=cursor,
+        )
+
+    return optuna_trial_sensor

@@ -1,0 +1,1 @@
+"""Pure numerics for Gauntlet: no Dagster, no Optuna (except the demo trainer)."""

@@ -1,0 +1,78 @@
+"""Shared fixtures: real SQLite files everywhere, real PostgreSQL where it can be had.
+
+With ``CI=true`` a missing PostgreSQL is an error, not a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import optuna
+import pytest
+import sqlalchemy as sa
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+PG_ADMIN_URL = os.environ.get(
+    "GAUNTLET_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+)
+
+
+def require_service(reason: str) -> None:
+    """Skip with ``reason`` locally; fail in CI, where every service must be there."""
+    if IN_CI:
+        pytest.fail(f"required service unavailable in CI: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def pg_admin_engine() -> Iterator[sa.Engine]:
+    engine = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("select 1"))
+    except sa.exc.OperationalError as exc:
+        engine.dispose()
+        require_service(f"PostgreSQL not reachable at {PG_ADMIN_URL}: {exc.orig}")
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def pg_database(pg_admin_engine: sa.Engine) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test; dropped afterwards. Yields its URL."""
+    name = f"gauntlet_{uuid.uuid4().hex[:12]}"
+    with pg_admin_engine.connect() as conn:
+        conn.execute(sa.text(f'create database "{name}"'))
+    url = pg_admin_engine.url.set(database=name).render_as_string(hide_password=False)
+    yield url
+    with pg_admin_engine.connect() as conn:
+        conn.execute(sa.text(f'drop database if exists "{name}" with (force)'))
+
+
+@pytest.fixture
+def optuna_url(tmp_path: Path) -> str:
+    """An Optuna RDB storage in a fresh SQLite file."""
+    return f"sqlite:///{tmp_path / 'optuna.db'}"
+
+
+def add_complete_trials(
+    url: str, study_name: str, values: list[float], *, strategy: str = "momentum"
+) -> optuna.Study:
+    """Add COMPLETE trials with the given objective values (bulk, no objective calls)."""
+    study = optuna.create_study(study_name=study_name, storage=url, load_if_exists=True, direction="maximize")
+    dist = {"lookback": optuna.distributions.IntDistribution(2, 500)}
+    for i, value in enumerate(values):
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"lookback": 10 + i},
+                distributions=dist,
+                value=value,
+                user_attrs={"strategy": strategy, "in_sample_sharpe": value},
+            )
+        )
+    return study

@@ -1,0 +1,65 @@
+"""Drive the real sensor and job the way the daemon does, in process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import dagster as dg
+
+from pipeline_assets.definitions import build_definitions
+from pipeline_assets.environment import Settings
+from pipeline_assets.partitions import trials_partitions_def
+from resources.artifacts import LocalArtifactStoreResource
+from resources.optuna_study import OptunaStudyResource
+
+
+def local_definitions(optuna_url: str, artifact_dir: str, **resource_overrides) -> dg.Definitions:
+    resources = {
+        "optuna_study": OptunaStudyResource(storage_url=optuna_url),
+        "artifacts": LocalArtifactStoreResource(base_dir=artifact_dir),
+        **resource_overrides,
+    }
+    return build_definitions(settings=Settings(), resources=resources)
+
+
+@dataclass
+class Ticker:
+    """Evaluates `optuna_trial_sensor`, applies its partition requests and runs its requests."""
+
+    defs: dg.Definitions
+    instance: dg.DagsterInstance
+    cursor: str | None = None
+    results: list[dg.ExecuteInProcessResult] = field(default_factory=list)
+
+    def tick(self, *, execute: bool = True) -> dg.SensorResult:
+        sensor = self.defs.resolve_sensor_def("optuna_trial_sensor")
+        context = dg.build_sensor_context(
+            instance=self.instance, cursor=self.cursor, definitions=self.defs, resources=self.defs.resources
+        )
+        result = sensor(context)
+        assert isinstance(result, dg.SensorResult)
+        self.cursor = result.cursor
+        for request in result.dynamic_partitions_requests or []:
+            self.instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+        if execute:
+            for request in result.run_requests or []:
+                self.results.append(execute_request(self.defs, self.instance, request))
+        return result
+
+
+def execute_request(
+    defs: dg.Definitions, instance: dg.DagsterInstance, request: dg.RunRequest, *, raise_on_error: bool = False
+) -> dg.ExecuteInProcessResult:
+    job = defs.resolve_job_def("trial_job")
+    tags = dict(request.tags)
+    if request.partition_key:
+        tags["dagster/partition"] = request.partition_key
+    return job.execute_in_process(instance=instance, tags=tags, raise_on_error=raise_on_error)
+
+
+def materialized(instance: dg.DagsterInstance, asset: str) -> set[str]:
+    return set(instance.get_materialized_partitions(dg.AssetKey(asset)))
+
+
+def partitions(instance: dg.DagsterInstance) -> list[str]:
+    return list(instance.get_dynamic_partitions(trials_partitions_def.name))

@@ -1,0 +1,132 @@
+import json
+
+import dagster as dg
+import optuna
+import pytest
+
+from sensors.optuna_trial_sensor import batch_run_requests, decode_cursor, encode_cursor
+from resources.optuna_study import StudyCursor
+from tests.conftest import add_complete_trials
+from tests.dagster_helpers import Ticker, local_definitions, materialized, partitions
+
+
+@pytest.fixture
+def instance():
+    with dg.instance_for_test() as inst:
+        yield inst
+
+
+@pytest.fixture
+def ticker(optuna_url, tmp_path, instance):
+    return Ticker(local_definitions(optuna_url, str(tmp_path / "artifacts")), instance)
+
+
+def test_new_trials_become_partitions_and_runs(optuna_url, ticker, instance):
+    add_complete_trials(optuna_url, "demo", [0.1, 0.2, 0.3])
+    result = ticker.tick()
+    assert partitions(instance) == ["demo__t00000000", "demo__t00000001", "demo__t00000002"]
+    assert len(result.run_requests) == 1  # one batched run
+    request = result.run_requests[0]
+    assert request.tags["dagster/asset_partition_range_start"] == "demo__t00000000"
+    assert request.tags["dagster/asset_partition_range_end"] == "demo__t00000002"
+    assert request.tags["gauntlet/study"] == "demo"
+    assert all(r.success for r in ticker.results)
+    assert materialized(instance, "optuna_trial") == set(partitions(instance))
+
+
+def test_no_new_trials_skips_and_keeps_cursor(optuna_url, ticker):
+    add_complete_trials(optuna_url, "demo", [0.1])
+    ticker.tick()
+    cursor = ticker.cursor
+    result = ticker.tick()
+    assert result.run_requests in (None, []) and "no new complete trials" in result.skip_reason.skip_message
+    assert ticker.cursor == cursor
+
+
+def test_single_trial_runs_promptly_as_its_own_partition(optuna_url, ticker):
+    add_complete_trials(optuna_url, "demo", [0.1])
+    ticker.tick()
+    add_complete_trials(optuna_url, "demo", [0.2])
+    result = ticker.tick()
+    assert [r.partition_key for r in result.run_requests] == ["demo__t00000001"]
+
+
+def test_pruned_failed_and_running_trials_wait_until_complete(optuna_url, ticker, instance):
+    study = optuna.create_study(study_name="demo", storage=optuna_url)
+    dist = {"x": optuna.distributions.FloatDistribution(0, 1)}
+    running = study.ask(dist)
+    study.tell(study.ask(dist), state=optuna.trial.TrialState.PRUNED)
+    study.tell(study.ask(dist), state=optuna.trial.TrialState.FAIL)
+    done = study.ask(dist)
+    study.tell(done, 0.4)
+    ticker.tick()
+    assert partitions(instance) == [f"demo__t{done.number:08d}"]
+
+    study.tell(running, 0.7)  # completes later, below the watermark
+    result = ticker.tick()
+    assert [r.partition_key for r in result.run_requests] == [f"demo__t{running.number:08d}"]
+    assert len(partitions(instance)) == 2
+    assert ticker.tick().run_requests in (None, [])
+
+
+def test_cursor_round_trips_and_survives_a_new_sensor_process(optuna_url, tmp_path, instance):
+    add_complete_trials(optuna_url, "demo", [0.1, 0.2])
+    first = Ticker(local_definitions(optuna_url, str(tmp_path / "a")), instance)
+    first.tick()
+    assert decode_cursor(first.cursor) == decode_cursor(encode_cursor(decode_cursor(first.cursor)))
+    add_complete_trials(optuna_url, "demo", [0.3])
+    # A restarted daemon: new definitions, only the stored cursor carried over.
+    second = Ticker(local_definitions(optuna_url, str(tmp_path / "a")), instance, cursor=first.cursor)
+    result = second.tick()
+    assert [r.partition_key for r in result.run_requests] == ["demo__t00000002"]
+
+
+def test_cursor_encoding_is_stable():
+    cursors = {"b": StudyCursor(watermark=5, pending=(2, 3)), "a": StudyCursor(watermark=1)}
+    raw = encode_cursor(cursors)
+    assert json.loads(raw) == {"a": [1, []], "b": [5, [2, 3]]}
+    assert decode_cursor(raw) == cursors
+    assert decode_cursor(None) == {} and decode_cursor("") == {}
+
+
+def test_two_studies_get_separate_runs_and_keys(optuna_url, ticker, instance):
+    add_complete_trials(optuna_url, "alpha", [0.1, 0.2])
+    add_complete_trials(optuna_url, "beta", [0.3])
+    result = ticker.tick()
+    assert {r.tags["gauntlet/study"] for r in result.run_requests} == {"alpha", "beta"}
+    assert sorted(partitions(instance)) == ["alpha__t00000000", "alpha__t00000001", "beta__t00000000"]
+    assert all(r.success for r in ticker.results)
+
+
+def test_reset_cursor_never_requests_a_materialized_trial_again(optuna_url, ticker):
+    add_complete_trials(optuna_url, "demo", [0.1, 0.2])
+    ticker.tick()
+    ticker.cursor = None
+    result = ticker.tick()
+    assert result.run_requests in (None, [])
+
+
+def test_malformed_trial_gets_no_partition_and_others_proceed(optuna_url, ticker, instance):
+    add_complete_trials(optuna_url, "demo", [0.1])
+    study = optuna.load_study(study_name="demo", storage=optuna_url)
+    study.add_trial(optuna.trial.create_trial(value=float("inf")))
+    add_complete_trials(optuna_url, "demo", [0.3])
+    ticker.tick()
+    assert partitions(instance) == ["demo__t00000000", "demo__t00000002"]
+
+
+def test_unreachable_storage_fails_the_tick_visibly(tmp_path, instance):
+    defs = local_definitions("postgresql+psycopg2://u:pw@127.0.0.1:1/x", str(tmp_path))
+    ticker = Ticker(defs, instance)
+    with pytest.raises(Exception, match="unreachable|failed while"):
+        ticker.tick()
+    assert partitions(instance) == []
+
+
+def test_batches_respect_the_run_size_bound():
+    keys = [f"demo__t{i:08d}" for i in range(7)]
+    requests = batch_run_requests("demo", keys, 3, existing={keys[4]})
+    sizes = [int(r.tags["gauntlet/trials"]) for r in requests]
+    assert sizes == [3, 3, 1]
+    assert requests[-1].partition_key == keys[4]  # pre-existing key runs alone
+    assert len({r.run_key for r in requests}) == 3
