@@ -1,0 +1,178 @@
+"""Named constants shared by every simulation module. Change them here and only here."""
+
+from __future__ import annotations
+
+#: Basis point as a fraction.
+BPS = 1e-4
+
+#: Seconds in a calendar day.
+SECONDS_PER_DAY = 86_400
+
+#: Calendar days in a year, used to annualise from bar durations.
+DAYS_PER_YEAR = 365.25
+
+#: Bar length of the synthetic market in seconds (hourly bars, traded around the clock).
+SYNTHETIC_BAR_SECONDS = 3_600
+
+#: Synthetic bars per calendar day.
+SYNTHETIC_BARS_PER_DAY = SECONDS_PER_DAY // SYNTHETIC_BAR_SECONDS
+
+#: Bars per year of the synthetic market (for annualising Sharpe and volatility).
+SYNTHETIC_PERIODS_PER_YEAR = SYNTHETIC_BARS_PER_DAY * DAYS_PER_YEAR
+
+#: Seed of the default synthetic market; every trial of every study sees the same data.
+DEFAULT_MARKET_SEED = 20_260_101
+
+# --- CGE model (simulations/cge) -------------------------------------------------------
+
+#: Largest accepted SAM imbalance |row sum - column sum| per account, relative to
+#: max(row sum, column sum, 1): SAMs read from CSV balance up to float rounding only.
+SAM_BALANCE_TOLERANCE = 1e-9
+
+#: Default Armington elasticity of substitution between imports and domestic goods
+#: (Hosoe, Gasawa & Hashimoto 2010, ch. 6).
+CGE_ARMINGTON_ELASTICITY = 2.0
+
+#: Default CET elasticity of transformation between exports and domestic supply (same source).
+CGE_TRANSFORMATION_ELASTICITY = 2.0
+
+#: Solver acceptance: largest reduced-system residual (log units, i.e. relative) of a solution.
+CGE_SOLVER_TOLERANCE = 1e-10
+
+#: Largest relative residual of any textbook equation at an accepted equilibrium.
+CGE_RESIDUAL_TOLERANCE = 1e-9
+
+#: Largest relative residual of the equation dropped by Walras' law (balance of payments).
+CGE_WALRAS_TOLERANCE = 1e-8
+
+#: Residual evaluations the solver may spend on one equilibrium before giving up.
+CGE_SOLVER_MAX_EVALUATIONS = 2_000
+
+# --- Market data, strategies, backtest, metrics, gates (simulations/market.py .. gates.py) ---
+
+#: Longest indicator window a strategy param may ask for, in bars.
+MAX_INDICATOR_LOOKBACK_BARS = 10_000
+
+# --- CGE stress scenarios (simulations/cge/scenarios.py, simulations/stress.py) --------
+
+#: Number of CGE scenarios every trial is stressed against.
+N_CGE_SCENARIOS = 200
+
+#: Seed of the scrambled Sobol draw of the scenario shocks.
+CGE_SCENARIO_SEED = 20_100_601
+
+#: Seed of the scenario price paths.
+CGE_PATH_SEED = 20_100_602
+
+#: Horizon of the historical changes that size the shocks, in quarters (year-on-year).
+CGE_SHOCK_HORIZON_QUARTERS = 4
+
+#: Gross investment over the capital stock (per year), turning investment growth into
+#: capital-stock growth (US private fixed investment / net stock is about 0.1).
+CGE_INVESTMENT_CAPITAL_RATIO = 0.10
+
+#: Range of the import-tariff rate multiplier (0 = free trade, 2 = tariffs doubled).
+CGE_TARIFF_MULTIPLIER_MIN = 0.0
+CGE_TARIFF_MULTIPLIER_MAX = 2.0
+
+#: Expected arithmetic return of the traded asset at the benchmark equilibrium, per year.
+CGE_BASE_DRIFT = 0.05
+
+#: Drift per unit log change of real GDP (per year): profits are a levered claim on output,
+#: about three times as cyclical as GDP.
+CGE_DRIFT_PER_OUTPUT = 3.0
+
+#: Drift per unit log change of the real return to capital (per year).
+CGE_DRIFT_PER_CAPITAL_RETURN = 1.0
+
+#: Annualised diffusion volatility at the benchmark (zero shock); about the synthetic
+#: market's long-run volatility (0.004 per hourly bar is 0.37 a year, 0.39 with its jumps).
+CGE_BASE_VOLATILITY = 0.40
+
+#: Relative volatility increase per unit of standardised shock size.
+CGE_VOLATILITY_PER_SHOCK_SIZE = 0.5
+
+#: Jumps per year at the benchmark.
+CGE_BASE_JUMP_INTENSITY = 4.0
+
+#: Relative jump-intensity increase per unit of standardised shock size.
+CGE_JUMP_INTENSITY_PER_SHOCK_SIZE = 1.0
+
+#: Mean and standard deviation of a jump's log size (jumps are crashes on average).
+CGE_JUMP_LOG_MEAN = -0.03
+CGE_JUMP_LOG_STD = 0.04
+
+#: A scenario is catastrophic when its total return is <= minus this loss (fraction).
+STRESS_CATASTROPHIC_LOSS = 0.90
+
+#: Tail probability of the expected shortfall of scenario returns.
+STRESS_EXPECTED_SHORTFALL_LEVEL = 0.05
+
+# --- Market data, strategies, backtest, metrics (continued) -------------------------------
+
+#: Calendar days of the fixed train, backtest and forward windows, counted back from the
+#: end of the data (train, then backtest, then forward, contiguous).
+DEFAULT_TRAIN_DAYS = 365
+DEFAULT_BACKTEST_DAYS = 180
+DEFAULT_FORWARD_DAYS = 60
+
+#: Days of synthetic data by default: exactly the three default windows.
+DEFAULT_SYNTHETIC_DAYS = DEFAULT_TRAIN_DAYS + DEFAULT_BACKTEST_DAYS + DEFAULT_FORWARD_DAYS
+
+#: First bar of the synthetic market (ISO-8601, UTC).
+SYNTHETIC_START_ISO = "2024-01-01T00:00:00+00:00"
+
+#: Price of the synthetic market's first open (price units).
+SYNTHETIC_START_PRICE = 100.0
+
+#: Long-run per-bar volatility of synthetic log returns (0.004 hourly is about 37 % a year).
+SYNTHETIC_BAR_VOL = 0.004
+
+#: AR(1) persistence per bar of synthetic log volatility (volatility clustering; half-life ~34 bars).
+SYNTHETIC_VOL_PERSISTENCE = 0.98
+
+#: Stationary standard deviation of synthetic log volatility.
+SYNTHETIC_LOG_VOL_STD = 0.35
+
+#: Degrees of freedom of the Student-t innovations (fat tails; rescaled to unit variance).
+SYNTHETIC_NOISE_DOF = 5.0
+
+#: Mean spell lengths in bars of the hidden regimes: trending, mean-reverting, random walk.
+SYNTHETIC_TREND_SPELL_BARS = 360.0
+SYNTHETIC_REVERTING_SPELL_BARS = 120.0
+SYNTHETIC_RANDOM_SPELL_BARS = 120.0
+
+#: Drift per bar of a trending spell in units of the current bar volatility. Calibrated
+#: (24 seeds, default costs) so that momentum with a 240-bar lookback earns an
+#: annualised Sharpe of about 1.0, while params drawn at random from the search
+#: spaces average about 0 before costs and below 0 after.
+SYNTHETIC_TREND_DRIFT_PER_VOL = 0.065
+
+#: Half-life in bars of the deviation from the spell's anchor in a mean-reverting spell.
+SYNTHETIC_REVERSION_HALF_LIFE_BARS = 48.0
+
+#: Probability of a jump on a bar (about one a month on hourly bars) and the jump's log-size std.
+SYNTHETIC_JUMP_PROBABILITY = 1.0 / 720.0
+SYNTHETIC_JUMP_STD = 0.03
+
+#: Scale of a bar's wicks beyond its open/close, as a fraction of the bar's volatility.
+SYNTHETIC_WICK_VOL_FRACTION = 0.5
+
+#: Volume of a bar at long-run volatility (units), and the log-normal noise of volume.
+SYNTHETIC_BASE_VOLUME = 1_000.0
+SYNTHETIC_VOLUME_LOG_STD = 0.3
+
+#: A gap between consecutive bars longer than this many bar intervals fails validation
+#: (4 lets daily exchange data through a weekend plus a holiday).
+DEFAULT_GAP_TOLERANCE_BARS = 4.0
+
+#: Default trading costs per unit of traded notional, in basis points (same model everywhere).
+DEFAULT_FEE_BPS = 2.0
+DEFAULT_SLIPPAGE_BPS = 1.0
+
+#: A return series counts as having zero variance when its std is at most this multiple of
+#: |mean| (float rounding makes a constant series' std a few ulps, not exactly 0).
+ZERO_STD_RELATIVE_TOLERANCE = 1e-9
+
+#: Confidence of the minimum track record length (Bailey & Lopez de Prado 2012).
+DEFAULT_TRACK_RECORD_CONFIDENCE = 0.95

@@ -1,0 +1,723 @@
+"""Market data: the seeded synthetic market, validated loading of OHLCV files, fixed windows.
+
+Every frame this module returns has the columns ``timestamp`` (``Datetime("us", "UTC")``),
+``symbol`` (String) and ``open``, ``high``, ``low``, ``close``, ``volume`` (Float64), sorted
+by symbol then timestamp, and satisfies ``0 < low <= min(open, close)``,
+``max(open, close) <= high``, ``volume >= 0``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+from scipy.signal import lfilter
+
+from simulations.constants import (
+    DAYS_PER_YEAR,
+    DEFAULT_BACKTEST_DAYS,
+    DEFAULT_FORWARD_DAYS,
+    DEFAULT_GAP_TOLERANCE_BARS,
+    DEFAULT_MARKET_SEED,
+    DEFAULT_SYNTHETIC_DAYS,
+    DEFAULT_TRAIN_DAYS,
+    SECONDS_PER_DAY,
+    SYNTHETIC_BAR_SECONDS,
+    SYNTHETIC_BAR_VOL,
+    SYNTHETIC_BASE_VOLUME,
+    SYNTHETIC_JUMP_PROBABILITY,
+    SYNTHETIC_JUMP_STD,
+    SYNTHETIC_LOG_VOL_STD,
+    SYNTHETIC_NOISE_DOF,
+    SYNTHETIC_RANDOM_SPELL_BARS,
+    SYNTHETIC_REVERSION_HALF_LIFE_BARS,
+    SYNTHETIC_REVERTING_SPELL_BARS,
+    SYNTHETIC_START_ISO,
+    SYNTHETIC_START_PRICE,
+    SYNTHETIC_TREND_DRIFT_PER_VOL,
+    SYNTHETIC_TREND_SPELL_BARS,
+    SYNTHETIC_VOL_PERSISTENCE,
+    SYNTHETIC_VOLUME_LOG_STD,
+    SYNTHETIC_WICK_VOL_FRACTION,
+)
+from simulations.errors import ConfigurationError, MarketDataError
+
+#: Column order of every market frame.
+MARKET_COLUMNS = ("timestamp", "symbol", "open", "high", "low", "close", "volume")
+PRICE_COLUMNS = ("open", "high", "low", "close")
+VALUE_COLUMNS = (*PRICE_COLUMNS, "volume")
+REQUIRED_FILE_COLUMNS = ("timestamp", *VALUE_COLUMNS)
+WINDOW_NAMES = ("train", "backtest", "forward")
+
+_TIMESTAMP_DTYPE = pl.Datetime("us", "UTC")
+_MICROSECONDS = 1_000_000
+_YEAR_MICROSECONDS = int(DAYS_PER_YEAR * SECONDS_PER_DAY) * _MICROSECONDS
+_ROW = "__row"
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+_TREND, _REVERTING, _RANDOM = 0, 1, 2
+_STREAMS = 6  # child streams of a seed: regimes, volatility, noise, jumps, wicks, volume
+_SPELL_BARS = np.array([SYNTHETIC_TREND_SPELL_BARS, SYNTHETIC_REVERTING_SPELL_BARS, SYNTHETIC_RANDOM_SPELL_BARS])
+
+
+# --------------------------------------------------------------------------- synthetic market
+
+
+def _regime_spells(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Hidden Markov chain of regimes, drawn spell by spell without a loop.
+
+    A spell's length is geometric with the regime's mean, and the next regime is uniform
+    over the others (a non-zero step modulo the number of regimes), so per bar this is a Markov chain that stays with probability
+    ``1 - 1/mean``. ``n`` spells always cover ``n`` bars because every spell lasts >= 1 bar.
+
+    Returns per bar: regime code, drift sign of its spell (+1/-1), index of its spell's first bar.
+    """
+    n_regimes = _SPELL_BARS.size
+    first = rng.integers(n_regimes)
+    steps = rng.integers(1, n_regimes, size=n - 1)
+    regimes = (first + np.concatenate(([0], np.cumsum(steps)))) % n_regimes
+    lengths = rng.geometric(1.0 / _SPELL_BARS[regimes])
+    signs = rng.choice(np.array([-1.0, 1.0]), size=n)
+    starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+    return (
+        np.repeat(regimes, lengths)[:n],
+        np.repeat(signs, lengths)[:n],
+        np.repeat(starts, lengths)[:n],
+    )
+
+
+def _bar_volatility(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Per-bar volatility whose log is a stationary AR(1): volatility clusters like GARCH.
+
+    An AR(1) is a linear filter, so ``lfilter`` runs the recursion in C; the first value is
+    drawn from the stationary distribution. The ``-std**2/2`` term makes the mean of the
+    variance's square root about :data:`SYNTHETIC_BAR_VOL`.
+    """
+    phi, std = SYNTHETIC_VOL_PERSISTENCE, SYNTHETIC_LOG_VOL_STD
+    shocks = rng.standard_normal(n) * std * np.sqrt(1.0 - phi * phi)
+    initial = np.array([phi * std * rng.standard_normal()])
+    log_vol, _ = lfilter([1.0], [1.0, -phi], shocks, zi=initial)
+    return SYNTHETIC_BAR_VOL * np.exp(log_vol - 0.5 * std * std)
+
+
+def _reverting_deviation(innovations: np.ndarray, spell_start: np.ndarray) -> np.ndarray:
+    """AR(1) deviation from the spell's anchor, restarted at 0 at every spell's first bar.
+
+    One global filter ``y_t = a y_{t-1} + e_t`` is corrected by the part carried over from
+    before the spell, ``a**(t - start + 1) * y_{start - 1}``, instead of looping over spells.
+    """
+    persistence = 0.5 ** (1.0 / SYNTHETIC_REVERSION_HALF_LIFE_BARS)
+    filtered = lfilter([1.0], [1.0, -persistence], innovations)
+    carried = np.where(spell_start > 0, filtered[np.maximum(spell_start - 1, 0)], 0.0)
+    age = np.arange(innovations.size) - spell_start + 1
+    return filtered - persistence**age * carried
+
+
+def synthetic_log_returns(*, seed: int, n_bars: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-bar log returns of the synthetic market's hidden-regime process, and its volatility.
+
+    These are the returns :func:`generate_synthetic_market` compounds into close prices
+    (same seed, same numbers): trending, mean-reverting and random-walk spells, clustered
+    volatility, Student-t innovations and rare jumps, drawn from the first four of the
+    seed's six child streams (the last two draw wicks and volume). Other simulators reuse
+    the market's texture through this function, e.g. the CGE scenario paths.
+
+    Parameters
+    ----------
+    seed
+        Seed of ``numpy.random.default_rng`` (non-negative integer).
+    n_bars
+        Number of bars (>= 1).
+
+    Returns
+    -------
+    tuple[numpy.ndarray, numpy.ndarray]
+        Log returns (dimensionless) and the bars' volatility (standard deviation of the
+        innovation, per bar), both of shape ``(n_bars,)``; the first return leads to the
+        first close.
+
+    Raises
+    ------
+    ConfigurationError
+        On a negative seed or ``n_bars < 1``.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise ConfigurationError(f"seed must be a non-negative integer, got {seed!r}")
+    if isinstance(n_bars, bool) or not isinstance(n_bars, int | np.integer) or n_bars < 1:
+        raise ConfigurationError(f"n_bars must be a positive integer, got {n_bars!r}")
+    n = int(n_bars)
+    regime_rng, vol_rng, noise_rng, jump_rng = (
+        np.random.default_rng(child) for child in np.random.SeedSequence(int(seed)).spawn(_STREAMS)[:4]
+    )
+    regime, drift_sign, spell_start = _regime_spells(regime_rng, n)
+    sigma = _bar_volatility(vol_rng, n)
+    dof = SYNTHETIC_NOISE_DOF
+    innovations = sigma * noise_rng.standard_t(dof, size=n) * np.sqrt((dof - 2.0) / dof)
+
+    deviation = _reverting_deviation(innovations, spell_start)
+    previous = np.concatenate(([0.0], deviation[:-1]))
+    previous[np.arange(n) == spell_start] = 0.0
+    drift = np.where(regime == _TREND, drift_sign * SYNTHETIC_TREND_DRIFT_PER_VOL * sigma, 0.0)
+    jumps = (jump_rng.random(n) < SYNTHETIC_JUMP_PROBABILITY) * jump_rng.standard_normal(n) * SYNTHETIC_JUMP_STD
+    return np.where(regime == _REVERTING, deviation - previous, drift + innovations) + jumps, sigma
+
+
+def generate_synthetic_market(
+    *,
+    seed: int = DEFAULT_MARKET_SEED,
+    n_days: int = DEFAULT_SYNTHETIC_DAYS,
+    symbol: str = "SYN",
+    start: dt.datetime = dt.datetime.fromisoformat(SYNTHETIC_START_ISO),
+) -> pl.DataFrame:
+    """Hourly OHLCV bars of a seeded synthetic market with hidden regimes.
+
+    A hidden Markov chain switches between trending spells (drift of constant sign per
+    spell, :data:`SYNTHETIC_TREND_DRIFT_PER_VOL` bar volatilities per bar), mean-reverting
+    spells (the price is an AR(1) around the spell's anchor, half-life
+    :data:`SYNTHETIC_REVERSION_HALF_LIFE_BARS` bars) and random-walk spells. Volatility
+    clusters (log-volatility AR(1)), innovations are Student-t, and rare jumps hit any
+    regime. Trend signs are symmetric, so buy-and-hold has no edge; a momentum rule with a
+    long lookback has a small genuine one, mean-reverting spells and costs punish short
+    lookbacks. Independent child streams of ``seed`` drive regimes, volatility, noise,
+    jumps, wicks and volume, so the same seed gives bit-identical bars.
+
+    Parameters
+    ----------
+    seed
+        Seed of ``numpy.random.default_rng`` (non-negative integer).
+    n_days
+        Calendar days of bars (``n_days * 24`` hourly bars, traded around the clock).
+    symbol
+        Value of the ``symbol`` column.
+    start
+        Timezone-aware timestamp of the first bar.
+
+    Returns
+    -------
+    polars.DataFrame
+        Columns :data:`MARKET_COLUMNS`; prices in price units, volume in units.
+
+    Raises
+    ------
+    ConfigurationError
+        On a negative seed, ``n_days < 1``, an empty symbol or a naive ``start``.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise ConfigurationError(f"seed must be a non-negative integer, got {seed!r}")
+    if isinstance(n_days, bool) or not isinstance(n_days, int | np.integer) or n_days < 1:
+        raise ConfigurationError(f"n_days must be a positive integer, got {n_days!r}")
+    if not isinstance(symbol, str) or not symbol:
+        raise ConfigurationError(f"symbol must be a non-empty string, got {symbol!r}")
+    if not isinstance(start, dt.datetime) or start.tzinfo is None or start.utcoffset() is None:
+        raise ConfigurationError(f"start must be a timezone-aware datetime, got {start!r}")
+
+    n = int(n_days) * (SECONDS_PER_DAY // SYNTHETIC_BAR_SECONDS)
+    log_returns, sigma = synthetic_log_returns(seed=seed, n_bars=n)
+    wick_rng, volume_rng = (
+        np.random.default_rng(child) for child in np.random.SeedSequence(int(seed)).spawn(_STREAMS)[4:]
+    )
+
+    close = SYNTHETIC_START_PRICE * np.exp(np.cumsum(log_returns))
+    open_ = np.concatenate(([SYNTHETIC_START_PRICE], close[:-1]))
+    wick = SYNTHETIC_WICK_VOL_FRACTION * sigma
+    high = np.maximum(open_, close) * np.exp(np.abs(wick_rng.standard_normal(n)) * wick)
+    low = np.minimum(open_, close) * np.exp(-np.abs(wick_rng.standard_normal(n)) * wick)
+    volume = (
+        SYNTHETIC_BASE_VOLUME
+        * (sigma / SYNTHETIC_BAR_VOL)
+        * np.exp(SYNTHETIC_VOLUME_LOG_STD * volume_rng.standard_normal(n))
+    )
+
+    start_us = (start - _EPOCH) // dt.timedelta(microseconds=1)
+    timestamps = start_us + np.arange(n, dtype=np.int64) * (SYNTHETIC_BAR_SECONDS * _MICROSECONDS)
+    return pl.DataFrame(
+        {
+            "timestamp": pl.Series(timestamps, dtype=pl.Int64).cast(_TIMESTAMP_DTYPE),
+            "symbol": pl.Series([symbol] * n, dtype=pl.String),
+            "open": open_,
+            "high": high,
+            "low": low,
+            "close": close,
+            "volume": volume,
+        }
+    )
+
+
+# --------------------------------------------------------------------------- loading files
+
+
+def _fail(path: Path, rule: str, detail: str, row: int | None = None, more: int = 0) -> MarketDataError:
+    where = f"row {row}: " if row is not None else ""
+    extra = f" (and {more} more row{'s' if more != 1 else ''})" if more else ""
+    return MarketDataError(f"market file {path}: {where}rule {rule}: {detail}{extra}")
+
+
+def _first_violation(frame: pl.DataFrame, mask: pl.Expr) -> tuple[int, dict[str, object], int] | None:
+    """(1-based data row, row values, count of further violations) of the first row matching ``mask``."""
+    hits = frame.filter(mask)
+    if hits.height == 0:
+        return None
+    first = hits.row(0, named=True)
+    return int(first[_ROW]), first, hits.height - 1
+
+
+def _read_raw(path: Path) -> pl.DataFrame:
+    suffix = path.suffix.lower()
+    if suffix not in {".csv", ".parquet", ".pq"}:
+        raise _fail(path, "unsupported_format", f"suffix {path.suffix!r}; use .csv or .parquet")
+    if not path.is_file():
+        raise _fail(path, "missing_file", "no such file")
+    try:
+        if suffix == ".csv":
+            # Everything as text, so an unparsable cell is reported with its row, not guessed away.
+            return pl.read_csv(path, infer_schema=False)
+        return pl.read_parquet(path)
+    except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
+        raise _fail(path, "unreadable_file", f"{type(exc).__name__}: {exc}") from exc
+
+
+def _normalised_columns(path: Path, raw: pl.DataFrame) -> pl.DataFrame:
+    names = [str(name).strip().lower() for name in raw.columns]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise _fail(path, "duplicate_columns", f"columns {duplicates} appear more than once (case-insensitive)")
+    frame = raw.rename(dict(zip(raw.columns, names, strict=True)))
+    missing = [column for column in REQUIRED_FILE_COLUMNS if column not in frame.columns]
+    if missing:
+        raise _fail(
+            path,
+            "missing_columns",
+            f"missing {missing}; found {frame.columns}; required {list(REQUIRED_FILE_COLUMNS)} "
+            "(plus an optional 'symbol')",
+        )
+    if frame.height == 0:
+        raise _fail(path, "empty_file", "no data rows")
+    return frame.with_row_index(_ROW, offset=1)
+
+
+def _check_nulls(path: Path, frame: pl.DataFrame, columns: list[str]) -> None:
+    for column in columns:
+        empty = pl.col(column).is_null()
+        if frame.schema[column] == pl.String:
+            empty = empty | (pl.col(column).str.strip_chars() == "")
+        found = _first_violation(frame, empty)
+        if found:
+            row, _, more = found
+            raise _fail(path, "null_value", f"column {column!r} is empty", row, more)
+
+
+def _parsed_timestamps(path: Path, frame: pl.DataFrame) -> pl.DataFrame:
+    column = frame.get_column("timestamp")
+    if column.dtype == pl.String:
+        parsed = column.str.strip_chars().str.to_datetime(strict=False, time_zone="UTC", time_unit="us")
+    elif isinstance(column.dtype, pl.Datetime):
+        parsed = (
+            column.dt.replace_time_zone("UTC") if column.dtype.time_zone is None else column.dt.convert_time_zone("UTC")
+        ).dt.cast_time_unit("us")
+    elif column.dtype == pl.Date:
+        parsed = column.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+    else:
+        raise _fail(
+            path,
+            "unparsable_timestamp",
+            f"column 'timestamp' has type {column.dtype}; expected datetimes or ISO-8601 strings",
+        )
+    found = _first_violation(frame.with_columns(parsed.alias("__parsed")), pl.col("__parsed").is_null())
+    if found:
+        row, values, more = found
+        raise _fail(
+            path,
+            "unparsable_timestamp",
+            f"{values['timestamp']!r} is not an ISO-8601 timestamp in the column's format",
+            row,
+            more,
+        )
+    return frame.with_columns(parsed.alias("timestamp"))
+
+
+def _parsed_values(path: Path, frame: pl.DataFrame) -> pl.DataFrame:
+    for column in VALUE_COLUMNS:
+        raw = frame.get_column(column)
+        if raw.dtype == pl.String:
+            parsed = raw.str.strip_chars().cast(pl.Float64, strict=False)
+        elif raw.dtype.is_numeric():
+            parsed = raw.cast(pl.Float64)
+        else:
+            raise _fail(path, "unparsable_number", f"column {column!r} has type {raw.dtype}; expected numbers")
+        found = _first_violation(frame.with_columns(parsed.alias("__parsed")), pl.col("__parsed").is_null())
+        if found:
+            row, values, more = found
+            raise _fail(path, "unparsable_number", f"column {column!r} holds {values[column]!r}", row, more)
+        frame = frame.with_columns(parsed.alias(column))
+    return frame
+
+
+def _check_values(path: Path, frame: pl.DataFrame) -> None:
+    for column in VALUE_COLUMNS:
+        found = _first_violation(frame, ~pl.col(column).is_finite())
+        if found:
+            row, values, more = found
+            raise _fail(path, "non_finite_value", f"column {column!r} is {values[column]!r} (NaN or infinite)", row, more)
+    for column in PRICE_COLUMNS:
+        found = _first_violation(frame, pl.col(column) <= 0)
+        if found:
+            row, values, more = found
+            raise _fail(path, "non_positive_price", f"{column} = {values[column]!r} must be > 0", row, more)
+    found = _first_violation(frame, pl.col("volume") < 0)
+    if found:
+        row, values, more = found
+        raise _fail(path, "negative_volume", f"volume = {values['volume']!r} must be >= 0", row, more)
+    rules = (
+        ("high_below_low", pl.col("high") < pl.col("low"), "high {high!r} < low {low!r}"),
+        (
+            "high_below_open_close",
+            pl.col("high") < pl.max_horizontal("open", "close"),
+            "high {high!r} < max(open {open!r}, close {close!r})",
+        ),
+        (
+            "low_above_open_close",
+            pl.col("low") > pl.min_horizontal("open", "close"),
+            "low {low!r} > min(open {open!r}, close {close!r})",
+        ),
+    )
+    for rule, mask, template in rules:
+        found = _first_violation(frame, mask)
+        if found:
+            row, values, more = found
+            raise _fail(path, rule, template.format(**values), row, more)
+
+
+def _check_order_and_gaps(path: Path, frame: pl.DataFrame, gap_tolerance: float | None) -> None:
+    timed = frame.with_columns(
+        pl.col("timestamp").dt.epoch("us").diff().over("symbol").alias("__step"),
+        pl.col("timestamp").shift(1).over("symbol").alias("__previous"),
+    )
+    for rule, mask, relation in (
+        ("duplicate_timestamp", pl.col("__step") == 0, "repeats"),
+        ("unsorted_timestamps", pl.col("__step") < 0, "is earlier than"),
+    ):
+        found = _first_violation(timed, mask)
+        if found:
+            row, values, more = found
+            raise _fail(
+                path,
+                rule,
+                f"symbol {values['symbol']!r}: timestamp {values['timestamp']} {relation} the previous "
+                f"row's {values['__previous']}; rows of a symbol must be strictly increasing in time",
+                row,
+                more,
+            )
+    counts = timed.group_by("symbol").agg(pl.len().alias("__bars")).filter(pl.col("__bars") < 2)
+    if counts.height:
+        raise _fail(path, "too_few_bars", f"symbols {sorted(counts['symbol'])} have fewer than 2 bars")
+    if gap_tolerance is None:
+        return
+    steps = timed.with_columns(
+        pl.col("__step").median().over("symbol").alias("__interval"),
+    )
+    found = _first_violation(steps, pl.col("__step") > gap_tolerance * pl.col("__interval"))
+    if found:
+        row, values, more = found
+        raise _fail(
+            path,
+            "gap_beyond_tolerance",
+            f"symbol {values['symbol']!r}: {values['__step'] / _MICROSECONDS:g} s between "
+            f"{values['__previous']} and {values['timestamp']} exceeds {gap_tolerance:g} x the bar "
+            f"interval ({values['__interval'] / _MICROSECONDS:g} s)",
+            row,
+            more,
+        )
+
+
+def load_market_file(
+    *, path: str | Path, gap_tolerance: float | None = DEFAULT_GAP_TOLERANCE_BARS
+) -> pl.DataFrame:
+    """Load and validate an OHLCV file (CSV or Parquet, chosen by suffix).
+
+    Column names are matched case-insensitively. Timestamps are datetimes or ISO-8601
+    strings in one format; naive ones are taken as UTC. Without a ``symbol`` column the
+    file holds one symbol named after the file stem. Each symbol's bar interval is its
+    median timestamp step, so any bar frequency works.
+
+    Parameters
+    ----------
+    path
+        ``.csv``, ``.parquet`` or ``.pq`` file.
+    gap_tolerance
+        Largest allowed step between a symbol's consecutive bars, in multiples of its bar
+        interval; ``None`` disables the check (sessions with overnight gaps).
+
+    Returns
+    -------
+    polars.DataFrame
+        Columns :data:`MARKET_COLUMNS`, sorted by symbol then timestamp.
+
+    Raises
+    ------
+    MarketDataError
+        Naming the file, the 1-based data row (header excluded) where one exists, and the
+        rule: ``unsupported_format``, ``missing_file``, ``unreadable_file``,
+        ``duplicate_columns``, ``missing_columns``, ``empty_file``, ``null_value``,
+        ``unparsable_timestamp``, ``unparsable_number``, ``non_finite_value``,
+        ``non_positive_price``, ``negative_volume``, ``high_below_low``,
+        ``high_below_open_close``, ``low_above_open_close``, ``duplicate_timestamp``,
+        ``unsorted_timestamps``, ``too_few_bars``, ``gap_beyond_tolerance``.
+    ConfigurationError
+        If ``gap_tolerance`` is not ``None`` and not a number >= 1.
+    """
+    if gap_tolerance is not None and (
+        isinstance(gap_tolerance, bool) or not isinstance(gap_tolerance, int | float) or not gap_tolerance >= 1
+    ):
+        raise ConfigurationError(f"gap_tolerance must be None or a number >= 1 (bar intervals), got {gap_tolerance!r}")
+    file_path = Path(path)
+    frame = _normalised_columns(file_path, _read_raw(file_path))
+    if "symbol" not in frame.columns:
+        frame = frame.with_columns(pl.lit(file_path.stem, dtype=pl.String).alias("symbol"))
+    else:
+        frame = frame.with_columns(pl.col("symbol").cast(pl.String).str.strip_chars())
+    _check_nulls(file_path, frame, ["timestamp", "symbol", *VALUE_COLUMNS])
+    frame = _parsed_values(file_path, _parsed_timestamps(file_path, frame))
+    _check_values(file_path, frame)
+    _check_order_and_gaps(file_path, frame, gap_tolerance)
+    return frame.select(MARKET_COLUMNS).sort(["symbol", "timestamp"])
+
+
+# --------------------------------------------------------------------------- fixed windows
+
+
+@dataclass(frozen=True, eq=False)
+class MarketWindow:
+    """One fixed window of one symbol's bars; arrays are read-only.
+
+    Attributes
+    ----------
+    name
+        ``"train"``, ``"backtest"`` or ``"forward"``.
+    symbol
+        The symbol.
+    timestamps
+        Bar timestamps, ``datetime64[us]`` in UTC.
+    open, high, low, close
+        Prices (price units), float64.
+    volume
+        Volume (units), float64.
+    sha256
+        Digest of the window's content (see :func:`window_hash`).
+    bar_seconds
+        The symbol's bar interval (median timestamp step), seconds.
+    periods_per_year
+        Bars per calendar year for annualising: bars observed per unit of time over the
+        whole series, ``365.25 * 86400 / bar_seconds`` for gap-free data, about 252 for
+        daily exchange data.
+    """
+
+    name: str
+    symbol: str
+    timestamps: np.ndarray
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray
+    sha256: str
+    bar_seconds: float
+    periods_per_year: float
+
+    @property
+    def n_bars(self) -> int:
+        """Number of bars."""
+        return int(self.close.size)
+
+    @property
+    def start(self) -> dt.datetime:
+        """Timestamp of the first bar (UTC)."""
+        return _to_datetime(self.timestamps[0])
+
+    @property
+    def end(self) -> dt.datetime:
+        """Timestamp of the last bar (UTC)."""
+        return _to_datetime(self.timestamps[-1])
+
+    def to_frame(self) -> pl.DataFrame:
+        """The window as a market frame (columns :data:`MARKET_COLUMNS`)."""
+        return pl.DataFrame(
+            {
+                "timestamp": pl.Series(self.timestamps.astype(np.int64), dtype=pl.Int64).cast(_TIMESTAMP_DTYPE),
+                "symbol": pl.Series([self.symbol] * self.n_bars, dtype=pl.String),
+                **{column: getattr(self, column) for column in VALUE_COLUMNS},
+            }
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class MarketWindows:
+    """The three contiguous, non-overlapping windows, in chronological order."""
+
+    train: MarketWindow
+    backtest: MarketWindow
+    forward: MarketWindow
+
+    @property
+    def hashes(self) -> dict[str, str]:
+        """Window name -> SHA-256, for every trial's metadata."""
+        return {window.name: window.sha256 for window in (self.train, self.backtest, self.forward)}
+
+    def history_before(self, *, name: str) -> np.ndarray:
+        """Close prices of every bar before window ``name`` (indicator warm-up), price units.
+
+        Raises
+        ------
+        MarketDataError
+            If ``name`` is not one of :data:`WINDOW_NAMES`.
+        """
+        if name not in WINDOW_NAMES:
+            raise MarketDataError(f"unknown window {name!r}; windows are {list(WINDOW_NAMES)}")
+        before = (self.train, self.backtest, self.forward)[: WINDOW_NAMES.index(name)]
+        return np.concatenate([np.empty(0), *(window.close for window in before)])
+
+
+def _to_datetime(value: np.datetime64) -> dt.datetime:
+    micros = int(value.astype("datetime64[us]").astype(np.int64))
+    return _EPOCH + dt.timedelta(microseconds=micros)
+
+
+def window_hash(*, timestamps_us: np.ndarray, values: dict[str, np.ndarray]) -> str:
+    """SHA-256 of a window's raw bytes, stable across runs and platforms.
+
+    The digest covers the timestamps as little-endian int64 microseconds since the epoch,
+    then ``open``, ``high``, ``low``, ``close``, ``volume`` as little-endian float64, in
+    that order.
+
+    Parameters
+    ----------
+    timestamps_us
+        Bar timestamps, integer microseconds since 1970-01-01 UTC.
+    values
+        Arrays keyed by ``open``, ``high``, ``low``, ``close``, ``volume``.
+
+    Returns
+    -------
+    str
+        Hexadecimal digest.
+    """
+    digest = hashlib.sha256(np.ascontiguousarray(timestamps_us, dtype="<i8").tobytes())
+    for column in VALUE_COLUMNS:
+        digest.update(np.ascontiguousarray(values[column], dtype="<f8").tobytes())
+    return digest.hexdigest()
+
+
+def _symbol_frame(frame: pl.DataFrame, symbol: str | None) -> tuple[str, pl.DataFrame]:
+    if not isinstance(frame, pl.DataFrame):
+        raise MarketDataError(f"frame must be a polars DataFrame, got {type(frame).__name__}")
+    missing = [column for column in MARKET_COLUMNS if column not in frame.columns]
+    if missing:
+        raise MarketDataError(f"market frame lacks columns {missing}; load it with load_market_file()")
+    if not isinstance(frame.schema["timestamp"], pl.Datetime):
+        raise MarketDataError(f"market frame's timestamp column has type {frame.schema['timestamp']}, not Datetime")
+    symbols = frame.get_column("symbol").unique().sort().to_list()
+    if symbol is None:
+        if len(symbols) != 1:
+            raise MarketDataError(f"market frame holds symbols {symbols}; pass symbol= to choose one")
+        symbol = symbols[0]
+    elif symbol not in symbols:
+        raise MarketDataError(f"symbol {symbol!r} is not in the market frame (symbols: {symbols})")
+    return symbol, frame.filter(pl.col("symbol") == symbol)
+
+
+def split_windows(
+    *,
+    frame: pl.DataFrame,
+    train_days: float = DEFAULT_TRAIN_DAYS,
+    backtest_days: float = DEFAULT_BACKTEST_DAYS,
+    forward_days: float = DEFAULT_FORWARD_DAYS,
+    symbol: str | None = None,
+) -> MarketWindows:
+    """Split one symbol's bars into fixed train, backtest and forward windows.
+
+    Windows are laid back from the end of the data in calendar time: forward covers the
+    last ``forward_days``, backtest the ``backtest_days`` before it, train the
+    ``train_days`` before that; earlier bars are unused. Boundaries fall on multiples of
+    the bar interval after the last bar, so hourly data gives exactly ``days * 24`` bars
+    per window.
+
+    Parameters
+    ----------
+    frame
+        A market frame (:data:`MARKET_COLUMNS`), as returned by this module's loaders.
+    train_days, backtest_days, forward_days
+        Window lengths in calendar days (> 0).
+    symbol
+        Symbol to use; optional when the frame holds one symbol.
+
+    Returns
+    -------
+    MarketWindows
+        The three windows with content hashes, bar interval and periods per year.
+
+    Raises
+    ------
+    MarketDataError
+        If the frame is malformed, holds several symbols and none is chosen, is not strictly
+        increasing in time, or does not cover the requested days (the message gives both
+        spans), or a window has fewer than 2 bars.
+    """
+    lengths = {"train": train_days, "backtest": backtest_days, "forward": forward_days}
+    for name, days in lengths.items():
+        if isinstance(days, bool) or not isinstance(days, int | float) or not (np.isfinite(days) and days > 0):
+            raise MarketDataError(f"{name}_days must be a positive number of days, got {days!r}")
+    symbol, bars = _symbol_frame(frame, symbol)
+    stamps = bars.get_column("timestamp").dt.convert_time_zone("UTC").dt.epoch("us").to_numpy().astype(np.int64)
+    values = {column: bars.get_column(column).cast(pl.Float64).to_numpy().astype(np.float64) for column in VALUE_COLUMNS}
+    if stamps.size < 2:
+        raise MarketDataError(f"symbol {symbol!r} has {stamps.size} bar(s); the bar interval needs at least 2")
+    steps = np.diff(stamps)
+    if (steps <= 0).any():
+        bad = int(np.flatnonzero(steps <= 0)[0]) + 1
+        raise MarketDataError(f"symbol {symbol!r}: timestamps are not strictly increasing at bar {bad}")
+    bar_us = int(np.sort(steps)[steps.size // 2])
+    periods_per_year = _YEAR_MICROSECONDS * stamps.size / (int(stamps[-1] - stamps[0]) + bar_us)
+
+    end_us = int(stamps[-1]) + bar_us
+    day_us = SECONDS_PER_DAY * _MICROSECONDS
+    spans = [round(lengths[name] * day_us) for name in WINDOW_NAMES]
+    boundaries = [end_us - sum(spans)]
+    for span in spans:
+        boundaries.append(boundaries[-1] + span)
+    if boundaries[0] < stamps[0]:
+        covered = (end_us - int(stamps[0])) / day_us
+        raise MarketDataError(
+            f"symbol {symbol!r}: data covers {covered:.2f} days but the windows need "
+            f"{sum(spans) / day_us:.2f} (train {train_days}, backtest {backtest_days}, forward {forward_days})"
+        )
+    edges = np.searchsorted(stamps, boundaries, side="left")
+    windows = []
+    for index, name in enumerate(WINDOW_NAMES):
+        part = slice(int(edges[index]), int(edges[index + 1]))
+        if part.stop - part.start < 2:
+            raise MarketDataError(
+                f"symbol {symbol!r}: the {name} window ({lengths[name]} days) holds "
+                f"{part.stop - part.start} bar(s); it needs at least 2"
+            )
+        window_values = {column: _frozen(values[column][part]) for column in VALUE_COLUMNS}
+        windows.append(
+            MarketWindow(
+                name=name,
+                symbol=symbol,
+                timestamps=_frozen(stamps[part].astype("datetime64[us]")),
+                sha256=window_hash(timestamps_us=stamps[part], values=window_values),
+                bar_seconds=bar_us / _MICROSECONDS,
+                periods_per_year=periods_per_year,
+                **window_values,
+            )
+        )
+    return MarketWindows(*windows)
+
+
+def _frozen(array: np.ndarray) -> np.ndarray:
+    copy = np.array(array, copy=True)
+    copy.setflags(write=False)
+    return copy

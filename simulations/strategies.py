@@ -1,0 +1,571 @@
+"""Trading strategies: a registry of vectorised position rules keyed by name.
+
+A strategy turns a close-price array of shape ``(..., n_bars)`` into target positions of
+the same shape, in ``[-1, 1]`` (fraction of equity, negative is short). Leading axes are
+independent price paths (scenarios) evaluated with the same parameters. The target on bar
+``t`` uses ``close[..., :t + 1]`` only; the backtester holds it from bar ``t + 1``. Bars
+before an indicator has its full window are flat.
+
+The Optuna trial's ``strategy`` user attribute names the registry entry; its params are
+validated by the entry's pydantic model (strict types, ranges, no unknown keys). Plug-ins
+are registered explicitly by configuration (:func:`load_strategy_from_import_path`, then
+:func:`register_strategy`): trial data never names code to import. Model artifacts are
+read only through :func:`load_verified_artifact` and never unpickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import io
+import json
+import re
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Protocol, cast
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from simulations.constants import MAX_INDICATOR_LOOKBACK_BARS
+from simulations.errors import ConfigurationError, MarketDataError, PipelineError, TrialDataError
+
+#: One search dimension: (kind, low, high, log) — ``kind`` is "int" or "float".
+SearchDimension = tuple[Literal["int", "float"], float, float, bool]
+
+_SHA256_PATTERN = re.compile(r"^[0-9a-fA-F]{64}$")
+
+
+class Strategy(Protocol):
+    """What every strategy, built-in or plug-in, provides.
+
+    Attributes
+    ----------
+    name
+        Registry key, the value of the trial's ``strategy`` user attribute.
+    params_model
+        Pydantic model validating the trial's params.
+    """
+
+    name: str
+    params_model: type[BaseModel]
+
+    def positions(self, *, close: np.ndarray, params: BaseModel) -> np.ndarray:
+        """Target positions in ``[-1, 1]``, same shape as ``close``, no look-ahead."""
+        ...
+
+    def search_space(self) -> dict[str, SearchDimension]:
+        """Optuna-free description of the params a trainer may sample."""
+        ...
+
+
+class StrategyParams(BaseModel):
+    """Base of every params model: immutable, strict types, finite numbers, no extras."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
+
+
+def _validated_close(close: np.ndarray) -> np.ndarray:
+    array = np.asarray(close)
+    if array.ndim < 1 or array.shape[-1] < 1:
+        raise MarketDataError(f"close must have shape (..., n_bars) with n_bars >= 1, got shape {array.shape}")
+    if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
+        raise MarketDataError(f"close must be a real numeric array, got dtype {array.dtype}")
+    array = array.astype(np.float64, copy=False)
+    if not np.isfinite(array).all():
+        bad = np.argwhere(~np.isfinite(array))[0]
+        raise MarketDataError(f"close has a non-finite value at index {tuple(int(i) for i in bad)}")
+    if not (array > 0).all():
+        bad = np.argwhere(array <= 0)[0]
+        raise MarketDataError(
+            f"close must be > 0, got {array[tuple(bad)]!r} at index {tuple(int(i) for i in bad)}"
+        )
+    return array
+
+
+def _checked_params(strategy: Strategy, params: BaseModel) -> BaseModel:
+    if not isinstance(params, strategy.params_model):
+        raise TrialDataError(
+            f"strategy {strategy.name!r} needs params of type {strategy.params_model.__name__}, "
+            f"got {type(params).__name__}; build them with build_strategy()"
+        )
+    return params
+
+
+def _window_sum(cumulative: np.ndarray, window: int) -> np.ndarray:
+    """Trailing sums of length ``window`` from an inclusive cumulative sum along the last axis.
+
+    Entries before ``window - 1`` hold partial sums; callers mask them as warm-up.
+    """
+    sums = cumulative.copy()
+    sums[..., window:] -= cumulative[..., :-window]
+    return sums
+
+
+def _log_returns(log_close: np.ndarray) -> np.ndarray:
+    returns = np.zeros_like(log_close)
+    np.subtract(log_close[..., 1:], log_close[..., :-1], out=returns[..., 1:])
+    return returns
+
+
+def _realised_vol(log_returns: np.ndarray, window: int) -> np.ndarray:
+    """Trailing sample standard deviation (ddof=1) of per-bar log returns, per bar.
+
+    Cumulative sums keep this O(n) and causal: numpy accumulates sequentially, so the
+    value on bar ``t`` depends on bars up to ``t`` only and later bars cannot change it,
+    not even by rounding. Valid from bar ``window`` (bar 0 has no return).
+    """
+    sum_r = _window_sum(np.cumsum(log_returns, axis=-1), window)
+    sum_r2 = _window_sum(np.cumsum(log_returns * log_returns, axis=-1), window)
+    variance = (sum_r2 - sum_r * sum_r / window) / (window - 1)
+    return np.sqrt(np.maximum(variance, 0.0))
+
+
+def _warmup_mask(n_bars: int, warmup: int) -> np.ndarray:
+    return np.arange(n_bars) < warmup
+
+
+def _vol_scale(vol: np.ndarray, target: float) -> np.ndarray:
+    """``min(1, target / vol)``; a bar with zero realised volatility gets the full size 1."""
+    scale = np.ones_like(vol)
+    np.divide(target, vol, out=scale, where=vol > 0)
+    return np.minimum(scale, 1.0)
+
+
+class MomentumParams(StrategyParams):
+    """Params of :class:`MomentumStrategy`.
+
+    Attributes
+    ----------
+    lookback
+        Bars over which the trend is measured (sign of the log return over them).
+    vol_lookback
+        Bars of per-bar log returns in the realised-volatility estimate.
+    target_bar_vol
+        Target volatility per bar of the position's returns, as a fraction (0.003 on
+        hourly bars is about 28 % annualised: multiply by sqrt(bars per year)).
+    """
+
+    lookback: int = Field(ge=2, le=MAX_INDICATOR_LOOKBACK_BARS)
+    vol_lookback: int = Field(ge=2, le=MAX_INDICATOR_LOOKBACK_BARS)
+    target_bar_vol: float = Field(gt=0.0, le=0.1)
+
+
+class MomentumStrategy:
+    """Time-series momentum with volatility targeting.
+
+    Position on bar ``t`` is ``sign(log close[t] - log close[t - lookback])`` scaled by
+    ``min(1, target_bar_vol / realised_vol[t])``; flat until both windows are full.
+    """
+
+    name: ClassVar[str] = "momentum"
+    params_model: ClassVar[type[BaseModel]] = MomentumParams
+
+    def positions(self, *, close: np.ndarray, params: BaseModel) -> np.ndarray:
+        """Target positions in ``[-1, 1]`` for ``close`` of shape ``(..., n_bars)``.
+
+        Parameters
+        ----------
+        close
+            Close prices (price units, > 0), shape ``(..., n_bars)``.
+        params
+            A validated :class:`MomentumParams`.
+
+        Returns
+        -------
+        numpy.ndarray
+            Float64 positions (fraction of equity), same shape as ``close``.
+        """
+        p = _checked_params(self, params)
+        log_close = np.log(_validated_close(close))
+        n = log_close.shape[-1]
+        trend = np.zeros_like(log_close)
+        if n > p.lookback:
+            np.subtract(log_close[..., p.lookback :], log_close[..., : -p.lookback], out=trend[..., p.lookback :])
+        vol = _realised_vol(_log_returns(log_close), p.vol_lookback)
+        positions = np.sign(trend) * _vol_scale(vol, p.target_bar_vol)
+        positions[..., _warmup_mask(n, max(p.lookback, p.vol_lookback))] = 0.0
+        return positions
+
+    def search_space(self) -> dict[str, SearchDimension]:
+        """Ranges a trainer samples: lookbacks log-uniform in bars, target vol per bar."""
+        return {
+            "lookback": ("int", 6, 480, True),
+            "vol_lookback": ("int", 24, 720, True),
+            "target_bar_vol": ("float", 0.001, 0.01, True),
+        }
+
+
+class MeanReversionParams(StrategyParams):
+    """Params of :class:`MeanReversionStrategy`.
+
+    Attributes
+    ----------
+    lookback
+        Bars in the rolling mean and standard deviation of log close.
+    entry_z
+        Enter long below ``-entry_z`` and short above ``+entry_z`` (standard deviations).
+    exit_z
+        Leave a long once z rises above ``-exit_z``, a short once it falls below
+        ``+exit_z``; must be below ``entry_z``.
+    """
+
+    lookback: int = Field(ge=3, le=MAX_INDICATOR_LOOKBACK_BARS)
+    entry_z: float = Field(gt=0.0, le=10.0)
+    exit_z: float = Field(ge=0.0, le=10.0)
+
+    @model_validator(mode="after")
+    def _exit_inside_entry(self) -> MeanReversionParams:
+        if self.exit_z >= self.entry_z:
+            raise ValueError(f"exit_z ({self.exit_z}) must be below entry_z ({self.entry_z})")
+        return self
+
+
+class MeanReversionStrategy:
+    """Z-score mean reversion with entry/exit hysteresis, fully vectorised.
+
+    z on bar ``t`` is the deviation of log close from its trailing ``lookback``-bar mean in
+    units of the trailing standard deviation (a flat window has z = 0). Each bar falls in
+    one of five zones: ``z < -entry`` (go long), ``-entry <= z < -exit`` (a short exits, a
+    long holds), ``|z| <= exit`` (flat), ``exit < z <= entry`` (a long exits, a short
+    holds), ``z > entry`` (go short). Hence the state is long exactly when the last bar
+    outside the "long holds" zone was a "go long" bar, and short symmetrically: two
+    forward fills replace the state machine's loop.
+    """
+
+    name: ClassVar[str] = "mean_reversion"
+    params_model: ClassVar[type[BaseModel]] = MeanReversionParams
+
+    _GO_LONG, _HOLD_LONG, _FLAT, _HOLD_SHORT, _GO_SHORT = range(5)
+
+    def positions(self, *, close: np.ndarray, params: BaseModel) -> np.ndarray:
+        """Target positions in ``{-1, 0, 1}`` for ``close`` of shape ``(..., n_bars)``.
+
+        Parameters
+        ----------
+        close
+            Close prices (price units, > 0), shape ``(..., n_bars)``.
+        params
+            A validated :class:`MeanReversionParams`.
+
+        Returns
+        -------
+        numpy.ndarray
+            Float64 positions (fraction of equity), same shape as ``close``.
+        """
+        p = _checked_params(self, params)
+        log_close = np.log(_validated_close(close))
+        # Rebasing on the first bar (known at every t) keeps the squared sums small.
+        x = log_close - log_close[..., :1]
+        window = p.lookback
+        mean = _window_sum(np.cumsum(x, axis=-1), window) / window
+        mean_sq = _window_sum(np.cumsum(x * x, axis=-1), window) / window
+        std = np.sqrt(np.maximum(mean_sq - mean * mean, 0.0) * (window / (window - 1)))
+        z = np.zeros_like(x)
+        np.divide(x - mean, std, out=z, where=std > 0)
+
+        zone = np.full(x.shape, self._FLAT, dtype=np.int8)
+        zone[z < -p.entry_z] = self._GO_LONG
+        zone[(z >= -p.entry_z) & (z < -p.exit_z)] = self._HOLD_LONG
+        zone[(z > p.exit_z) & (z <= p.entry_z)] = self._HOLD_SHORT
+        zone[z > p.entry_z] = self._GO_SHORT
+        zone[..., _warmup_mask(x.shape[-1], window - 1)] = self._FLAT
+
+        long = self._last_zone_outside(zone, self._HOLD_LONG) == self._GO_LONG
+        short = self._last_zone_outside(zone, self._HOLD_SHORT) == self._GO_SHORT
+        return long.astype(np.float64) - short.astype(np.float64)
+
+    @staticmethod
+    def _last_zone_outside(zone: np.ndarray, skipped: int) -> np.ndarray:
+        """Zone of the most recent bar (at or before each bar) whose zone is not ``skipped``."""
+        index = np.where(zone != skipped, np.arange(zone.shape[-1]), 0)
+        last = np.maximum.accumulate(index, axis=-1)
+        # Bar 0 is always warm-up (flat), so a 0 index is a genuine flat bar.
+        return np.take_along_axis(zone, last, axis=-1)
+
+    def search_space(self) -> dict[str, SearchDimension]:
+        """Ranges a trainer samples; exit_z's range stays below entry_z's, so every sample is valid."""
+        return {
+            "lookback": ("int", 6, 480, True),
+            "entry_z": ("float", 1.0, 3.0, False),
+            "exit_z": ("float", 0.0, 0.9, False),
+        }
+
+
+def load_verified_artifact(*, path: str | Path, sha256: str) -> bytes:
+    """Read a file only if its SHA-256 digest matches ``sha256``.
+
+    Parameters
+    ----------
+    path
+        File to read.
+    sha256
+        Expected digest, 64 hexadecimal characters (case-insensitive).
+
+    Returns
+    -------
+    bytes
+        The file's content.
+
+    Raises
+    ------
+    TrialDataError
+        If the digest is malformed, the file is missing or unreadable, or its digest differs.
+    """
+    if not isinstance(sha256, str) or not _SHA256_PATTERN.fullmatch(sha256):
+        raise TrialDataError(f"artifact digest must be 64 hexadecimal characters, got {sha256!r}")
+    artifact = Path(path)
+    try:
+        content = artifact.read_bytes()
+    except OSError as exc:
+        raise TrialDataError(f"artifact {artifact} cannot be read: {exc.strerror or exc}") from exc
+    actual = hashlib.sha256(content).hexdigest()
+    if actual != sha256.lower():
+        raise TrialDataError(
+            f"artifact {artifact} has SHA-256 {actual}, expected {sha256.lower()}: "
+            "the file was altered or the trial names the wrong file"
+        )
+    return content
+
+
+class LinearModelArtifact(BaseModel):
+    """Content of a ``linear_model`` artifact (JSON object or .npz with these keys).
+
+    Attributes
+    ----------
+    horizons
+        Momentum horizons in bars, one feature each.
+    weights
+        One weight per horizon.
+    bias
+        Constant added to the score.
+    vol_lookback
+        Bars of per-bar log returns in the volatility that normalises the features.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    horizons: tuple[int, ...] = Field(min_length=1)
+    weights: tuple[float, ...] = Field(min_length=1)
+    bias: float
+    vol_lookback: int = Field(ge=2, le=MAX_INDICATOR_LOOKBACK_BARS)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> LinearModelArtifact:
+        if len(self.horizons) != len(self.weights):
+            raise ValueError(f"{len(self.horizons)} horizons but {len(self.weights)} weights")
+        bad = [h for h in self.horizons if not 1 <= h <= MAX_INDICATOR_LOOKBACK_BARS]
+        if bad:
+            raise ValueError(f"horizons must be in [1, {MAX_INDICATOR_LOOKBACK_BARS}] bars, got {bad}")
+        return self
+
+
+class LinearModelParams(StrategyParams):
+    """Params of :class:`LinearModelStrategy`: where the weights are and their digest.
+
+    Attributes
+    ----------
+    artifact_path
+        Path of a ``.json`` or ``.npz`` file holding a :class:`LinearModelArtifact`.
+    artifact_sha256
+        SHA-256 of that file; the file is not read if it differs.
+    """
+
+    artifact_path: str = Field(min_length=1)
+    artifact_sha256: str = Field(pattern=r"^[0-9a-fA-F]{64}$")
+
+
+def _parse_linear_artifact(path: str, content: bytes) -> LinearModelArtifact:
+    suffix = Path(path).suffix.lower()
+    try:
+        if suffix == ".json":
+            raw: Any = json.loads(content)
+        elif suffix == ".npz":
+            with np.load(io.BytesIO(content), allow_pickle=False) as archive:
+                raw = {key: archive[key].tolist() for key in archive.files}
+        else:
+            raise TrialDataError(f"artifact {path}: unsupported suffix {suffix!r}; use .json or .npz")
+        return LinearModelArtifact.model_validate(raw)
+    except (ValueError, OSError, zipfile.BadZipFile) as exc:
+        # ValidationError, JSONDecodeError and np.load's refusal of pickled arrays are ValueErrors.
+        raise TrialDataError(f"artifact {path} is not a valid linear model: {exc}") from exc
+
+
+class LinearModelStrategy:
+    """Linear score of volatility-normalised momentum features, weights from a verified artifact.
+
+    Feature ``k`` on bar ``t`` is ``(log close[t] - log close[t - h_k]) / (vol[t] * sqrt(h_k))``
+    (a z-score of the ``h_k``-bar move); the position is ``tanh(bias + weights . features)``.
+    A bar with zero realised volatility has zero features. Flat until every window is full.
+    """
+
+    name: ClassVar[str] = "linear_model"
+    params_model: ClassVar[type[BaseModel]] = LinearModelParams
+
+    def positions(self, *, close: np.ndarray, params: BaseModel) -> np.ndarray:
+        """Target positions in ``(-1, 1)`` for ``close`` of shape ``(..., n_bars)``.
+
+        Parameters
+        ----------
+        close
+            Close prices (price units, > 0), shape ``(..., n_bars)``.
+        params
+            A validated :class:`LinearModelParams`; the artifact is verified on every call.
+
+        Returns
+        -------
+        numpy.ndarray
+            Float64 positions (fraction of equity), same shape as ``close``.
+        """
+        p = _checked_params(self, params)
+        content = load_verified_artifact(path=p.artifact_path, sha256=p.artifact_sha256)
+        model = _parse_linear_artifact(p.artifact_path, content)
+        log_close = np.log(_validated_close(close))
+        vol = _realised_vol(_log_returns(log_close), model.vol_lookback)
+        score = np.full_like(log_close, model.bias)
+        for horizon, weight in zip(model.horizons, model.weights, strict=True):
+            move = np.zeros_like(log_close)
+            if log_close.shape[-1] > horizon:
+                np.subtract(log_close[..., horizon:], log_close[..., :-horizon], out=move[..., horizon:])
+            feature = np.zeros_like(log_close)
+            np.divide(move, vol * np.sqrt(horizon), out=feature, where=vol > 0)
+            score += weight * feature
+        positions = np.tanh(score)
+        positions[..., _warmup_mask(log_close.shape[-1], max(*model.horizons, model.vol_lookback))] = 0.0
+        return positions
+
+    def search_space(self) -> dict[str, SearchDimension]:
+        """Empty: the weights come from a fitted artifact, not from sampling."""
+        return {}
+
+
+_REGISTRY: dict[str, Strategy] = {
+    strategy.name: strategy for strategy in (MomentumStrategy(), MeanReversionStrategy(), LinearModelStrategy())
+}
+
+
+def strategy_names() -> tuple[str, ...]:
+    """Names of the registered strategies, sorted."""
+    return tuple(sorted(_REGISTRY))
+
+
+def get_strategy(*, name: str) -> Strategy:
+    """The registered strategy called ``name``.
+
+    Raises
+    ------
+    TrialDataError
+        If no strategy has that name; the message lists the known names.
+    """
+    try:
+        return _REGISTRY[name]
+    except (KeyError, TypeError):
+        raise TrialDataError(
+            f"unknown strategy {name!r}; known strategies: {', '.join(strategy_names())}"
+        ) from None
+
+
+def _check_protocol(candidate: object, origin: str, error: type[PipelineError]) -> Strategy:
+    missing = [
+        attribute
+        for attribute in ("name", "params_model", "positions", "search_space")
+        if not hasattr(candidate, attribute)
+    ]
+    if missing:
+        raise error(f"{origin} is not a strategy: it lacks {', '.join(missing)}")
+    name = getattr(candidate, "name")
+    if not isinstance(name, str) or not name:
+        raise error(f"{origin} is not a strategy: its name must be a non-empty string, got {name!r}")
+    params_model = getattr(candidate, "params_model")
+    if not (isinstance(params_model, type) and issubclass(params_model, BaseModel)):
+        raise error(f"{origin} is not a strategy: params_model must be a pydantic model class")
+    if not (callable(getattr(candidate, "positions")) and callable(getattr(candidate, "search_space"))):
+        raise error(f"{origin} is not a strategy: positions and search_space must be callable")
+    return cast(Strategy, candidate)
+
+
+def register_strategy(*, strategy: Strategy, replace: bool = False) -> None:
+    """Add ``strategy`` to the registry under ``strategy.name``.
+
+    Parameters
+    ----------
+    strategy
+        An object with the :class:`Strategy` protocol.
+    replace
+        Allow replacing an entry with the same name (never needed in production).
+
+    Raises
+    ------
+    ConfigurationError
+        If the object lacks the protocol, or the name is taken and ``replace`` is false.
+    """
+    checked = _check_protocol(strategy, f"object {strategy!r}", ConfigurationError)
+    if checked.name in _REGISTRY and not replace and _REGISTRY[checked.name] is not checked:
+        raise ConfigurationError(
+            f"strategy name {checked.name!r} is already registered; choose another name"
+        )
+    _REGISTRY[checked.name] = checked
+
+
+def load_strategy_from_import_path(*, import_path: str) -> Strategy:
+    """Import ``"package.module:object"`` and check it has the :class:`Strategy` protocol.
+
+    A class is instantiated without arguments; any other object is used as is. The
+    strategy is not registered: pass it to :func:`register_strategy`.
+
+    Parameters
+    ----------
+    import_path
+        ``"package.module:attribute"``; the attribute may be dotted (``"mod:Cls.inner"``).
+
+    Raises
+    ------
+    TrialDataError
+        Naming the path, if it is malformed, fails to import, or lacks the protocol.
+    """
+    module_name, colon, attribute = import_path.partition(":") if isinstance(import_path, str) else ("", "", "")
+    if not colon or not module_name or not attribute:
+        raise TrialDataError(f"strategy import path {import_path!r} must look like 'package.module:object'")
+    try:
+        target: Any = importlib.import_module(module_name)
+        for part in attribute.split("."):
+            target = getattr(target, part)
+        if isinstance(target, type):
+            target = target()
+    except Exception as exc:  # noqa: BLE001 - plug-in code may raise anything on import; report it with the path
+        raise TrialDataError(
+            f"strategy import path {import_path!r} failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    return _check_protocol(target, f"strategy import path {import_path!r}", TrialDataError)
+
+
+def build_strategy(*, name: str, params: Mapping[str, Any]) -> tuple[Strategy, BaseModel]:
+    """Look up a strategy and validate a trial's params for it.
+
+    Parameters
+    ----------
+    name
+        Registry key (the trial's ``strategy`` user attribute).
+    params
+        The trial's params (JSON scalars).
+
+    Returns
+    -------
+    tuple
+        ``(strategy, validated params model)``.
+
+    Raises
+    ------
+    TrialDataError
+        Unknown strategy (listing the known ones) or params that do not validate
+        (pydantic's message: wrong type, out of range, unknown or missing key).
+    """
+    strategy = get_strategy(name=name)
+    if not isinstance(params, Mapping):
+        raise TrialDataError(f"params for strategy {name!r} must be a mapping, got {type(params).__name__}")
+    try:
+        model = strategy.params_model.model_validate(dict(params))
+    except ValidationError as exc:
+        raise TrialDataError(f"params for strategy {name!r} are invalid: {exc}") from exc
+    return strategy, model
