@@ -7,7 +7,8 @@ from typing import Any
 import dagster as dg
 
 from pipeline_assets.environment import Settings, build_resources
-from pipeline_assets.jobs import trial_job
+from pipeline_assets.jobs import shared_job, trial_job
+from pipeline_assets.shared_assets import market_data
 from pipeline_assets.trial_assets import trial_gauntlet
 from sensors.optuna_trial_sensor import build_optuna_trial_sensor
 
@@ -18,10 +19,12 @@ def build_definitions(
     """Definitions for ``settings`` (default: from the environment), resources overridable."""
     settings = settings or Settings.from_environ()
     return dg.Definitions(
-        assets=[trial_gauntlet],
-        jobs=[trial_job],
+        assets=[market_data, trial_gauntlet],
+        jobs=[trial_job, shared_job],
         sensors=[
-            build_optuna_trial_sensor(job=trial_job, interval_seconds=settings.sensor_interval_seconds)
+            build_optuna_trial_sensor(
+                job=trial_job, shared_job=shared_job, interval_seconds=settings.sensor_interval_seconds
+            )
         ],
         resources=resources if resources is not None else build_resources(settings),
     )

@@ -16,6 +16,9 @@ import dagster as dg
 from pydantic import BaseModel, Field
 
 from resources.artifacts import LocalArtifactStoreResource
+from resources.gate_policy import GatePolicyResource
+from resources.io_manager import ArtifactIOManager
+from resources.market_data import FileMarketDataResource, SyntheticMarketDataResource
 from resources.optuna_study import OptunaStudyResource
 from sensors.optuna_trial_sensor import DEFAULT_INTERVAL_SECONDS
 
@@ -36,6 +39,8 @@ class Settings(BaseModel):
     home: Path = Field(default=REPO_ROOT / ".gauntlet")
     studies: list[str] = Field(default_factory=list)
     sensor_interval_seconds: int = Field(default=DEFAULT_INTERVAL_SECONDS, ge=1)
+    market_file: str | None = None
+    gate_policy_file: str | None = None
 
     @classmethod
     def from_environ(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -48,6 +53,10 @@ class Settings(BaseModel):
             fields["home"] = Path(env["GAUNTLET_HOME"])
         if env.get("GAUNTLET_STUDIES"):
             fields["studies"] = [s.strip() for s in env["GAUNTLET_STUDIES"].split(",") if s.strip()]
+        if env.get("GAUNTLET_MARKET_FILE"):
+            fields["market_file"] = env["GAUNTLET_MARKET_FILE"]
+        if env.get("GAUNTLET_GATE_POLICY"):
+            fields["gate_policy_file"] = env["GAUNTLET_GATE_POLICY"]
         if env.get("GAUNTLET_SENSOR_INTERVAL"):
             fields["sensor_interval_seconds"] = int(env["GAUNTLET_SENSOR_INTERVAL"])
         return cls(**fields)
@@ -60,14 +69,24 @@ class Settings(BaseModel):
 
 def build_resources(settings: Settings) -> dict[str, Any]:
     """Resources for ``settings.environment``."""
+    market = (
+        FileMarketDataResource(path=settings.market_file) if settings.market_file else SyntheticMarketDataResource()
+    )
+    policy = GatePolicyResource(path=settings.gate_policy_file)
     if settings.environment == Environment.PRODUCTION:
         return {
             "optuna_study": OptunaStudyResource(
                 storage_url=dg.EnvVar("GAUNTLET_OPTUNA_STORAGE"), studies=settings.studies
             ),
             "artifacts": LocalArtifactStoreResource(base_dir=dg.EnvVar("GAUNTLET_ARTIFACT_DIR")),
+            "shared_io_manager": ArtifactIOManager(base_dir=dg.EnvVar("GAUNTLET_ARTIFACT_DIR")),
+            "market": market,
+            "gate_policy": policy,
         }
     return {
         "optuna_study": OptunaStudyResource(storage_url=settings.optuna_url, studies=settings.studies),
         "artifacts": LocalArtifactStoreResource(base_dir=str(settings.home / "artifacts")),
+        "shared_io_manager": ArtifactIOManager(base_dir=str(settings.home / "artifacts" / "shared")),
+        "market": market,
+        "gate_policy": policy,
     }

@@ -6,19 +6,16 @@ per partition in multi-partition runs). Dagster materializes every partition of 
 asset returns an output, so each stage here yields one `AssetMaterialization` and one
 `AssetCheckEvaluation` per trial instead, and the next stage sees only the trials that passed.
 `can_subset=True` lets a user rematerialize any stage alone from the UI; earlier stages are
-then read back from the artifact store.
+then read back from the artifact store, and the gates before it from the instance.
 """
 
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 
 import dagster as dg
-from dagster._core.definitions.data_version import (
-    CODE_VERSION_TAG,
-    DATA_VERSION_IS_USER_PROVIDED_TAG,
-    DATA_VERSION_TAG,
-)
 
+from pipeline_assets import backtest_stage
+from pipeline_assets.backtest_stage import BACKTEST_GATE, BACKTEST_RESULTS
 from pipeline_assets.errors import TRANSIENT_RETRY_POLICY, fail_for
 from pipeline_assets.metadata import key_value_table
 from pipeline_assets.partitions import (
@@ -26,14 +23,15 @@ from pipeline_assets.partitions import (
     study_key_prefix,
     trials_partitions_def,
 )
+from pipeline_assets.shared_assets import MARKET_DATA
+from pipeline_assets.stages import PIPELINE_CODE_VERSION, TrialBatch, passed_in_instance, versioned_tags
 from resources.artifacts import ArtifactStoreResource
+from resources.gate_policy import GatePolicyResource
+from resources.market_data import MarketDataResource
 from resources.optuna_study import StudySourceResource
 from simulations.errors import PipelineError, TrialDataError
+from simulations.market import MarketWindows
 from simulations.trial import TrialSnapshot
-
-#: Bump when evaluation logic changes: it is each trial asset's code version and part of the
-#: sensor's run keys, so a new version is visible as such in the UI.
-PIPELINE_CODE_VERSION = "1"
 
 #: Upper bound of trials evaluated in one run (UI backfills and sensor batches alike).
 MAX_TRIALS_PER_RUN = 50
@@ -41,19 +39,12 @@ MAX_TRIALS_PER_RUN = 50
 TRIALS_GROUP = "trials"
 OPTUNA_TRIAL = dg.AssetKey("optuna_trial")
 STUDY_TAG = "gauntlet/study"
+OWNERS = ["team:quant-research"]
 
 
 def snapshot_artifact_key(partition_key: str) -> str:
     """Where the `optuna_trial` snapshot of a partition is stored."""
     return f"trials/{partition_key}/optuna_trial.json"
-
-
-def _versioned_tags(data_version: str) -> dict[str, str]:
-    return {
-        DATA_VERSION_TAG: data_version,
-        DATA_VERSION_IS_USER_PROVIDED_TAG: "true",
-        CODE_VERSION_TAG: PIPELINE_CODE_VERSION,
-    }
 
 
 def resolve_trials(keys: Sequence[str], study_names: Sequence[str]) -> dict[str, tuple[str, int]]:
@@ -66,46 +57,44 @@ def resolve_trials(keys: Sequence[str], study_names: Sequence[str]) -> dict[str,
         except ValueError as exc:
             raise TrialDataError(str(exc), trial=key) from exc
         if prefix not in by_prefix:
-            raise TrialDataError(
-                f"no study in the Optuna storage has key prefix {prefix!r}", trial=key
-            )
+            raise TrialDataError(f"no study in the Optuna storage has key prefix {prefix!r}", trial=key)
         resolved[key] = (by_prefix[prefix], number)
     return resolved
 
 
-def _load_snapshots(
-    keys: Sequence[str], optuna_study: StudySourceResource
-) -> tuple[dict[str, TrialSnapshot], list[PipelineError]]:
-    resolved = resolve_trials(keys, optuna_study.list_studies())
-    numbers_by_study: dict[str, list[int]] = defaultdict(list)
-    for study, number in resolved.values():
-        numbers_by_study[study].append(number)
-    snapshots: dict[str, TrialSnapshot] = {}
-    errors: list[PipelineError] = []
-    for study, numbers in numbers_by_study.items():
+def _snapshots_from_optuna(batch: TrialBatch, optuna_study: StudySourceResource) -> None:
+    resolved = resolve_trials(batch.keys, optuna_study.list_studies())
+    keys_by_study: dict[str, dict[int, str]] = defaultdict(dict)
+    for key, (study, number) in resolved.items():
+        keys_by_study[study][number] = key
+    for study, keys in keys_by_study.items():
         try:
-            found = {s.number: s for s in optuna_study.get_trials(study, numbers)}
+            found = {s.number: s for s in optuna_study.get_trials(study, list(keys))}
         except TrialDataError:
-            # One bad trial must not hide the others: fall back to reading them one by one.
+            # One bad trial must not hide the others: read them one by one.
             found = {}
-            for number in numbers:
+            for number, key in keys.items():
                 try:
                     found[number] = optuna_study.get_trials(study, [number])[0]
                 except TrialDataError as exc:
-                    key = next(k for k, v in resolved.items() if v == (study, number))
-                    errors.append(exc.for_trial(key, "optuna_trial"))
-        for key, (s, n) in resolved.items():
-            if s == study and n in found:
-                snapshots[key] = found[n]
-    return snapshots, errors
+                    batch.fail(key, "optuna_trial", exc)
+        for number, snapshot in found.items():
+            batch.snapshots[keys[number]] = snapshot
 
 
-def _optuna_trial_events(
-    snapshots: dict[str, TrialSnapshot], artifacts: ArtifactStoreResource
-) -> Iterator[dg.AssetMaterialization]:
-    for key, snap in snapshots.items():
+def _snapshots_from_artifacts(batch: TrialBatch) -> None:
+    for key in batch.keys:
+        try:
+            raw = batch.artifacts.read_bytes(snapshot_artifact_key(key))
+            batch.snapshots[key] = TrialSnapshot.from_json(raw.decode())
+        except PipelineError as exc:
+            batch.fail(key, "optuna_trial", exc)
+
+
+def _optuna_trial_events(batch: TrialBatch) -> Iterator[dg.AssetMaterialization]:
+    for key, snap in batch.snapshots.items():
         artifact = snapshot_artifact_key(key)
-        artifacts.write_bytes(artifact, snap.to_json().encode())
+        batch.artifacts.write_bytes(artifact, snap.to_json().encode())
         yield dg.AssetMaterialization(
             asset_key=OPTUNA_TRIAL,
             partition=key,
@@ -119,38 +108,88 @@ def _optuna_trial_events(
                 "user_attrs": dg.MetadataValue.json(snap.user_attrs),
                 "completed_at": snap.datetime_complete.isoformat() if snap.datetime_complete else "—",
                 "content_hash": snap.content_hash,
-                "artifact": dg.MetadataValue.path(artifacts.uri(artifact)),
+                "artifact": dg.MetadataValue.path(batch.artifacts.uri(artifact)),
             },
-            tags=_versioned_tags(snap.content_hash),
+            tags=versioned_tags(snap.content_hash),
         )
+
+
+def _spec(key: dg.AssetKey, description: str, deps: list, kinds: set[str]) -> dg.AssetSpec:
+    return dg.AssetSpec(
+        key,
+        description=description,
+        deps=deps,
+        partitions_def=trials_partitions_def,
+        group_name=TRIALS_GROUP,
+        code_version=PIPELINE_CODE_VERSION,
+        kinds=kinds,
+        owners=OWNERS,
+    )
 
 
 @dg.multi_asset(
     name="trial_gauntlet",
     specs=[
-        dg.AssetSpec(
+        _spec(
             OPTUNA_TRIAL,
-            description="A completed Optuna trial: its params, objective and attributes, frozen as a snapshot.",
-            partitions_def=trials_partitions_def,
-            group_name=TRIALS_GROUP,
-            code_version=PIPELINE_CODE_VERSION,
-            kinds={"optuna"},
-            owners=["team:quant-research"],
+            "A completed Optuna trial: its params, objective and attributes, frozen as a snapshot.",
+            [],
+            {"optuna"},
+        ),
+        _spec(
+            BACKTEST_RESULTS,
+            "The trial's strategy backtested out of sample on the backtest window: metrics, trades, equity.",
+            [OPTUNA_TRIAL, MARKET_DATA],
+            {"numpy", "parquet"},
         ),
     ],
+    check_specs=[
+        dg.AssetCheckSpec(
+            BACKTEST_GATE.name,
+            asset=BACKTEST_RESULTS,
+            blocking=True,
+            partitions_def=trials_partitions_def,
+            description="Gate 1: out-of-sample return, Sharpe, drawdown, trades and Deflated Sharpe "
+            "against thresholds that tighten as the study matures.",
+        ),
+    ],
+    ins={"market_data": dg.AssetIn(MARKET_DATA)},
     can_subset=True,
     backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=MAX_TRIALS_PER_RUN),
     retry_policy=TRANSIENT_RETRY_POLICY,
 )
 def trial_gauntlet(
     context: dg.AssetExecutionContext,
+    market_data: MarketWindows,
     optuna_study: StudySourceResource,
     artifacts: ArtifactStoreResource,
+    market: MarketDataResource,
+    gate_policy: GatePolicyResource,
 ) -> Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation]:
     """Evaluate a batch of trials through every selected stage, one partition per trial."""
-    keys = list(context.partition_keys)
-    context.log.info(f"evaluating {len(keys)} trial(s): {keys[0]} … {keys[-1]}")
-    snapshots, errors = _load_snapshots(keys, optuna_study)
-    if OPTUNA_TRIAL in context.selected_asset_keys:
-        yield from _optuna_trial_events(snapshots, artifacts)
-    fail_for(errors)
+    selected = context.selected_asset_keys
+    batch = TrialBatch(keys=list(context.partition_keys), policy=gate_policy.policy(), artifacts=artifacts)
+    context.log.info(f"evaluating {len(batch.keys)} trial(s): {batch.keys[0]} … {batch.keys[-1]}")
+
+    if OPTUNA_TRIAL in selected:
+        _snapshots_from_optuna(batch, optuna_study)
+        yield from _optuna_trial_events(batch)
+    else:
+        _snapshots_from_artifacts(batch)
+    alive = [k for k in batch.keys if k in batch.snapshots]
+
+    if BACKTEST_RESULTS in selected:
+        studies = sorted({batch.snapshots[k].study_name for k in alive})
+        outcomes = backtest_stage.evaluate_batch(
+            batch, alive, windows=market_data,
+            objectives_by_study={s: optuna_study.completed_objectives(s) for s in studies},
+            fee_bps=market.fee_bps, slippage_bps=market.slippage_bps,
+        )
+        yield from backtest_stage.events(batch, outcomes, market_data)
+        alive = [k for k in alive if k in outcomes and outcomes[k].verdict.passed]
+    else:
+        passed = passed_in_instance(context.instance, BACKTEST_GATE, alive)
+        alive = [k for k in alive if k in passed]
+
+    context.log.info(f"{len(alive)} of {len(batch.keys)} trial(s) passed every gate evaluated so far")
+    fail_for(batch.errors)

@@ -13,15 +13,13 @@ from collections.abc import Sequence
 
 import dagster as dg
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
+from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
 from dagster._core.storage.event_log.base import AssetRecordsFilter
 
 from pipeline_assets.partitions import trial_partition_key, trials_partitions_def
-from pipeline_assets.trial_assets import (
-    MAX_TRIALS_PER_RUN,
-    OPTUNA_TRIAL,
-    PIPELINE_CODE_VERSION,
-    STUDY_TAG,
-)
+from pipeline_assets.shared_assets import SHARED_ASSET_KEYS
+from pipeline_assets.stages import PIPELINE_CODE_VERSION
+from pipeline_assets.trial_assets import MAX_TRIALS_PER_RUN, OPTUNA_TRIAL, STUDY_TAG
 from resources.optuna_study import StudyCursor, StudySourceResource
 
 DEFAULT_INTERVAL_SECONDS = 15
@@ -43,6 +41,10 @@ def decode_cursor(raw: str | None) -> dict[str, StudyCursor]:
     return {name: StudyCursor(watermark=w, pending=tuple(p)) for name, (w, p) in data.items()}
 
 
+def _shared_missing(instance: dg.DagsterInstance) -> bool:
+    return any(instance.get_latest_materialization_event(k) is None for k in SHARED_ASSET_KEYS)
+
+
 def _already_materialized(instance: dg.DagsterInstance, keys: Sequence[str]) -> set[str]:
     if not keys:
         return set()
@@ -52,8 +54,22 @@ def _already_materialized(instance: dg.DagsterInstance, keys: Sequence[str]) -> 
     return {r.partition_key for r in records if r.partition_key}
 
 
+def _shared_request(instance: dg.DagsterInstance, shared_job_name: str) -> dg.RunRequest | None:
+    """A run of the shared assets if one is missing and none is already on its way."""
+    missing = [k for k in SHARED_ASSET_KEYS if instance.get_latest_materialization_event(k) is None]
+    if not missing:
+        return None
+    in_flight = instance.get_run_records(
+        dg.RunsFilter(job_name=shared_job_name, statuses=IN_PROGRESS_RUN_STATUSES), limit=1
+    )
+    if in_flight:
+        return None
+    # No run key: a failed shared run must be retried by the next tick, and run keys are forever.
+    return dg.RunRequest(job_name=shared_job_name, tags={"gauntlet/shared": "missing"})
+
+
 def batch_run_requests(
-    study: str, keys: Sequence[str], max_per_run: int, *, existing: set[str] = frozenset()
+    study: str, keys: Sequence[str], max_per_run: int, *, job_name: str, existing: set[str] = frozenset()
 ) -> list[dg.RunRequest]:
     """One run per chunk of ``keys``, at most ``max_per_run`` trials each.
 
@@ -70,17 +86,18 @@ def batch_run_requests(
         run_key = f"{chunk[0]}+{len(chunk) - 1}#{digest}@v{PIPELINE_CODE_VERSION}"
         tags = {STUDY_TAG: study, "gauntlet/trials": str(len(chunk))}
         if len(chunk) == 1:
-            requests.append(dg.RunRequest(run_key=run_key, partition_key=chunk[0], tags=tags))
+            requests.append(dg.RunRequest(run_key=run_key, job_name=job_name, partition_key=chunk[0], tags=tags))
         else:
             tags["dagster/asset_partition_range_start"] = chunk[0]
             tags["dagster/asset_partition_range_end"] = chunk[-1]
-            requests.append(dg.RunRequest(run_key=run_key, tags=tags))
+            requests.append(dg.RunRequest(run_key=run_key, job_name=job_name, tags=tags))
     return requests
 
 
 def build_optuna_trial_sensor(
     *,
     job: UnresolvedAssetJobDefinition,
+    shared_job: UnresolvedAssetJobDefinition,
     interval_seconds: int = DEFAULT_INTERVAL_SECONDS,
     max_trials_per_run: int = MAX_TRIALS_PER_RUN,
 ) -> dg.SensorDefinition:
@@ -88,7 +105,7 @@ def build_optuna_trial_sensor(
 
     @dg.sensor(
         name="optuna_trial_sensor",
-        job=job,
+        jobs=[job, shared_job],
         minimum_interval_seconds=interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="Adds a `trials` partition for every new COMPLETE Optuna trial and runs the gauntlet on it.",
@@ -96,6 +113,13 @@ def build_optuna_trial_sensor(
     def optuna_trial_sensor(
         context: dg.SensorEvaluationContext, optuna_study: StudySourceResource
     ) -> dg.SensorResult:
+        shared = _shared_request(context.instance, shared_job.name)
+        if shared is not None or _shared_missing(context.instance):
+            # Trials wait (cursor unchanged) until the data every trial shares exists.
+            return dg.SensorResult(
+                run_requests=[shared] if shared else [],
+                skip_reason=None if shared else "waiting for the shared assets to be materialized",
+            )
         cursors = decode_cursor(context.cursor)
         new_keys_by_study: dict[str, list[str]] = {}
         running = 0
@@ -125,7 +149,7 @@ def build_optuna_trial_sensor(
             request
             for study, keys in new_keys_by_study.items()
             if keys
-            for request in batch_run_requests(study, keys, max_trials_per_run, existing=existing)
+            for request in batch_run_requests(study, keys, max_trials_per_run, job_name=job.name, existing=existing)
         ]
         context.log.info(
             f"{len(all_new)} new trial(s) in {len(requests)} run(s); {running} still running"

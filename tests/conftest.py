@@ -65,11 +65,16 @@ def add_complete_trials(
 ) -> optuna.Study:
     """Add COMPLETE trials with the given objective values (bulk, no objective calls)."""
     study = optuna.create_study(study_name=study_name, storage=url, load_if_exists=True, direction="maximize")
-    dist = {"lookback": optuna.distributions.IntDistribution(2, 500)}
-    for i, value in enumerate(values):
+    dist = {
+        "lookback": optuna.distributions.IntDistribution(6, 480, log=True),
+        "vol_lookback": optuna.distributions.IntDistribution(24, 720, log=True),
+        "target_bar_vol": optuna.distributions.FloatDistribution(0.001, 0.01, log=True),
+    }
+    start = len(study.trials)
+    for i, value in enumerate(values, start=start):
         study.add_trial(
             optuna.trial.create_trial(
-                params={"lookback": 10 + i},
+                params={"lookback": 12 + 37 * i % 400, "vol_lookback": 168, "target_bar_vol": 0.003},
                 distributions=dist,
                 value=value,
                 user_attrs={"strategy": strategy, "in_sample_sharpe": value},

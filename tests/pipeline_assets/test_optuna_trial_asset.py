@@ -1,14 +1,19 @@
-import json
-
 import dagster as dg
 import pytest
 
-from pipeline_assets.trial_assets import snapshot_artifact_key
+from pipeline_assets.shared_assets import market_data
+from pipeline_assets.trial_assets import snapshot_artifact_key, trial_gauntlet
 from resources.artifacts import LocalArtifactStoreResource
-from resources.optuna_study import OptunaStudyResource
 from simulations.trial import TrialSnapshot
 from tests.conftest import add_complete_trials
-from tests.dagster_helpers import Ticker, execute_request, local_definitions, materialized
+from tests.dagster_helpers import (
+    Ticker,
+    execute_request,
+    local_definitions,
+    local_resources,
+    materialize_shared,
+    materialized,
+)
 
 
 @pytest.fixture
@@ -17,59 +22,56 @@ def instance():
         yield inst
 
 
+def _materialize_optuna_trial(defs, instance, optuna_url, tmp_path, key):
+    return dg.materialize(
+        [market_data, trial_gauntlet],
+        selection=["optuna_trial"],
+        instance=instance,
+        partition_key=key,
+        resources=local_resources(optuna_url, tmp_path),
+    )
+
+
 def test_optuna_trial_materializes_per_partition_with_the_stored_snapshot(optuna_url, tmp_path, instance):
     study = add_complete_trials(optuna_url, "demo", [0.5, 0.6])
-    defs = local_definitions(optuna_url, str(tmp_path / "art"))
+    defs = local_definitions(optuna_url, tmp_path)
+    materialize_shared(defs, instance)
     instance.add_dynamic_partitions("trials", ["demo__t00000001"])
-    result = dg.materialize(
-        [defs.get_assets_def("optuna_trial")],
-        instance=instance,
-        partition_key="demo__t00000001",
-        resources={
-            "optuna_study": OptunaStudyResource(storage_url=optuna_url),
-            "artifacts": LocalArtifactStoreResource(base_dir=str(tmp_path / "art")),
-        },
-    )
+    result = _materialize_optuna_trial(defs, instance, optuna_url, tmp_path, "demo__t00000001")
     assert result.success
     [mat] = result.asset_materializations_for_node("trial_gauntlet")
-    assert mat.partition == "demo__t00000001"
+    assert mat.partition == "demo__t00000001" and mat.asset_key == dg.AssetKey("optuna_trial")
     stored = study.trials[1]
     assert mat.metadata["trial_number"].value == 1
     assert mat.metadata["objective"].value == pytest.approx(stored.value)
     assert mat.tags["dagster/data_version"] == mat.metadata["content_hash"].value
 
-    store = LocalArtifactStoreResource(base_dir=str(tmp_path / "art"))
+    store = LocalArtifactStoreResource(base_dir=str(tmp_path / "artifacts"))
     snap = TrialSnapshot.from_json(store.read_bytes(snapshot_artifact_key("demo__t00000001")).decode())
     assert snap.params == stored.params and snap.values == tuple(stored.values)
     assert snap.user_attrs == stored.user_attrs
 
     # Same inputs, same data version: rematerializing changes nothing.
-    again = dg.materialize(
-        [defs.get_assets_def("optuna_trial")],
-        instance=instance,
-        partition_key="demo__t00000001",
-        resources={
-            "optuna_study": OptunaStudyResource(storage_url=optuna_url),
-            "artifacts": LocalArtifactStoreResource(base_dir=str(tmp_path / "art")),
-        },
-    )
+    again = _materialize_optuna_trial(defs, instance, optuna_url, tmp_path, "demo__t00000001")
     [mat2] = again.asset_materializations_for_node("trial_gauntlet")
     assert mat2.tags["dagster/data_version"] == mat.tags["dagster/data_version"]
 
 
 def test_batch_run_records_one_materialization_per_trial(optuna_url, tmp_path, instance):
     add_complete_trials(optuna_url, "demo", [0.1, 0.2, 0.3, 0.4])
-    ticker = Ticker(local_definitions(optuna_url, str(tmp_path / "art")), instance)
-    ticker.tick()
-    [result] = ticker.results
-    mats = result.asset_materializations_for_node("trial_gauntlet")
+    ticker = Ticker(local_definitions(optuna_url, tmp_path), instance)
+    ticker.tick_until_idle()
+    trial_runs = [r for r in ticker.results if r.job_def.name == "trial_job"]
+    assert len(trial_runs) == 1
+    mats = [m for m in trial_runs[0].asset_materializations_for_node("trial_gauntlet") if m.asset_key.path == ["optuna_trial"]]
     assert sorted(m.partition for m in mats) == [f"demo__t{i:08d}" for i in range(4)]
     assert materialized(instance, "optuna_trial") == {m.partition for m in mats}
 
 
 def test_a_bad_trial_fails_the_run_naming_it_while_the_others_materialize(optuna_url, tmp_path, instance):
     add_complete_trials(optuna_url, "demo", [0.1, 0.2])
-    defs = local_definitions(optuna_url, str(tmp_path / "art"))
+    defs = local_definitions(optuna_url, tmp_path)
+    materialize_shared(defs, instance)
     # A partition whose trial does not exist (deleted study rows, mistyped UI backfill).
     instance.add_dynamic_partitions("trials", ["demo__t00000000", "demo__t00000001", "demo__t00000009"])
     request = dg.RunRequest(
@@ -81,13 +83,14 @@ def test_a_bad_trial_fails_the_run_naming_it_while_the_others_materialize(optuna
     result = execute_request(defs, instance, request)
     assert not result.success
     failure = result.get_step_failure_events()[0].step_failure_data.error
-    assert "demo__t00000009" in failure.message or "demo__t00000009" in str(failure.cause)
+    assert "demo__t00000009" in failure.to_string()
     assert materialized(instance, "optuna_trial") == {"demo__t00000000", "demo__t00000001"}
 
 
 def test_unknown_study_prefix_is_a_typed_error(optuna_url, tmp_path, instance):
     add_complete_trials(optuna_url, "demo", [0.1])
-    defs = local_definitions(optuna_url, str(tmp_path / "art"))
+    defs = local_definitions(optuna_url, tmp_path)
+    materialize_shared(defs, instance)
     instance.add_dynamic_partitions("trials", ["gone__t00000000"])
     result = execute_request(defs, instance, dg.RunRequest(partition_key="gone__t00000000"))
     assert not result.success

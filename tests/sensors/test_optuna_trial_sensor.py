@@ -7,7 +7,7 @@ import pytest
 from sensors.optuna_trial_sensor import batch_run_requests, decode_cursor, encode_cursor
 from resources.optuna_study import StudyCursor
 from tests.conftest import add_complete_trials
-from tests.dagster_helpers import Ticker, local_definitions, materialized, partitions
+from tests.dagster_helpers import Ticker, local_definitions, materialize_shared, materialized, partitions
 
 
 @pytest.fixture
@@ -18,7 +18,19 @@ def instance():
 
 @pytest.fixture
 def ticker(optuna_url, tmp_path, instance):
-    return Ticker(local_definitions(optuna_url, str(tmp_path / "artifacts")), instance)
+    defs = local_definitions(optuna_url, tmp_path)
+    materialize_shared(defs, instance)
+    return Ticker(defs, instance)
+
+
+def test_shared_assets_come_first_and_trials_wait(optuna_url, tmp_path, instance):
+    add_complete_trials(optuna_url, "demo", [0.1])
+    ticker = Ticker(local_definitions(optuna_url, tmp_path), instance)
+    first = ticker.tick()
+    assert [r.job_name for r in first.run_requests] == ["shared_job"]
+    assert partitions(instance) == [] and ticker.cursor is None
+    second = ticker.tick()
+    assert [r.partition_key for r in second.run_requests] == ["demo__t00000000"]
 
 
 def test_new_trials_become_partitions_and_runs(optuna_url, ticker, instance):
@@ -71,12 +83,14 @@ def test_pruned_failed_and_running_trials_wait_until_complete(optuna_url, ticker
 
 def test_cursor_round_trips_and_survives_a_new_sensor_process(optuna_url, tmp_path, instance):
     add_complete_trials(optuna_url, "demo", [0.1, 0.2])
-    first = Ticker(local_definitions(optuna_url, str(tmp_path / "a")), instance)
+    defs = local_definitions(optuna_url, tmp_path)
+    materialize_shared(defs, instance)
+    first = Ticker(defs, instance)
     first.tick()
     assert decode_cursor(first.cursor) == decode_cursor(encode_cursor(decode_cursor(first.cursor)))
     add_complete_trials(optuna_url, "demo", [0.3])
     # A restarted daemon: new definitions, only the stored cursor carried over.
-    second = Ticker(local_definitions(optuna_url, str(tmp_path / "a")), instance, cursor=first.cursor)
+    second = Ticker(local_definitions(optuna_url, tmp_path), instance, cursor=first.cursor)
     result = second.tick()
     assert [r.partition_key for r in result.run_requests] == ["demo__t00000002"]
 
@@ -116,7 +130,8 @@ def test_malformed_trial_gets_no_partition_and_others_proceed(optuna_url, ticker
 
 
 def test_unreachable_storage_fails_the_tick_visibly(tmp_path, instance):
-    defs = local_definitions("postgresql+psycopg2://u:pw@127.0.0.1:1/x", str(tmp_path))
+    defs = local_definitions("postgresql+psycopg2://u:pw@127.0.0.1:1/x", tmp_path)
+    materialize_shared(defs, instance)
     ticker = Ticker(defs, instance)
     with pytest.raises(Exception, match="unreachable|failed while"):
         ticker.tick()
@@ -125,7 +140,7 @@ def test_unreachable_storage_fails_the_tick_visibly(tmp_path, instance):
 
 def test_batches_respect_the_run_size_bound():
     keys = [f"demo__t{i:08d}" for i in range(7)]
-    requests = batch_run_requests("demo", keys, 3, existing={keys[4]})
+    requests = batch_run_requests("demo", keys, 3, job_name="trial_job", existing={keys[4]})
     sizes = [int(r.tags["gauntlet/trials"]) for r in requests]
     assert sizes == [3, 3, 1]
     assert requests[-1].partition_key == keys[4]  # pre-existing key runs alone
