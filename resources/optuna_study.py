@@ -10,7 +10,6 @@ from __future__ import annotations
 import abc
 import datetime as dt
 import math
-import re
 import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -24,6 +23,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState as OptunaTrialState
 from pydantic import BaseModel, ConfigDict, Field
 
+from resources.database import mask_url
 from simulations.errors import (
     PipelineError,
     StorageCorruptError,
@@ -40,11 +40,6 @@ _STORAGES: dict[str, BaseStorage] = {}
 _STORAGES_LOCK = threading.Lock()
 
 _FINAL_STATES = {OptunaTrialState.COMPLETE, OptunaTrialState.PRUNED, OptunaTrialState.FAIL}
-
-
-def mask_url(url: str) -> str:
-    """Return ``url`` with any password replaced by ``***``."""
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
 
 
 class StudyCursor(BaseModel):
