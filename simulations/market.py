@@ -82,11 +82,15 @@ def _regime_spells(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.nda
     regimes = (first + np.concatenate(([0], np.cumsum(steps)))) % n_regimes
     lengths = rng.geometric(1.0 / _SPELL_BARS[regimes])
     signs = rng.choice(np.array([-1.0, 1.0]), size=n)
-    starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+    ends = np.cumsum(lengths)
+    starts = np.concatenate(([0], ends[:-1]))
+    # Only the spells that reach bar n are expanded (the n spells span ~200 n bars).
+    used = int(np.searchsorted(ends, n)) + 1
+    lengths = lengths[:used]
     return (
-        np.repeat(regimes, lengths)[:n],
-        np.repeat(signs, lengths)[:n],
-        np.repeat(starts, lengths)[:n],
+        np.repeat(regimes[:used], lengths)[:n],
+        np.repeat(signs[:used], lengths)[:n],
+        np.repeat(starts[:used], lengths)[:n],
     )
 
 

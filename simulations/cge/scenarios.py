@@ -57,6 +57,37 @@ its inputs:
   for a typical draw);
 * jumps with normal log sizes (``CGE_JUMP_LOG_MEAN``, ``CGE_JUMP_LOG_STD``), compensated in
   the diffusion drift so that the drift stays the expected return.
+
+Price paths
+-----------
+A scenario's path (:func:`scenario_paths`, :func:`textured_paths`) has the synthetic
+market's texture rather than Brownian noise, so a strategy faces the same kind of market
+it was trained on (trending spells momentum can earn from, mean-reverting spells that
+punish it, clustered volatility, fat tails) and the scenarios differ only by their macro
+regime. For scenario ``s`` the standardised shocks ``z`` are the synthetic market's log
+returns (:func:`simulations.market.synthetic_log_returns`) for a seed derived from the path
+seed and ``s``, divided by their root mean square over the path (so the path keeps its
+trends, mean reversion and its own small jumps). Per bar of ``dt`` years the log return is
+
+    (drift - volatility**2 / 2 - jump_intensity * k) dt + volatility sqrt(dt) z_t + J_t
+
+with ``J_t`` a Poisson(``jump_intensity dt``) number of normal(``jump_mean``, ``jump_std``)
+log jumps and ``k = exp(jump_mean + jump_std**2 / 2) - 1``: the Merton construction of
+:func:`simulate_paths` with ``z`` in place of its normal draws. Hence:
+
+* every path's per-bar volatility is exactly the regime's diffusion volatility (its
+  realised annualised volatility is that plus the regime's extra jumps, ~3 % more);
+* the regime's drift shifts the expected log return per bar by ``drift dt`` with the same
+  volatility and jump compensators as before, so it stays the expected arithmetic return
+  per bar, annualised; like the synthetic market itself, the texture's trends make returns
+  over weeks and months more dispersed than the per-bar volatility implies;
+* the texture of path ``s`` is seeded by word ``s`` of ``SeedSequence(seed).spawn(2)[0]``
+  (64-bit words, so it does not depend on the number of scenarios) and the regime jumps
+  by the second child; the same seed gives bit-identical paths.
+
+Paths are drawn one scenario at a time (the market process is one-dimensional, ~0.7 ms
+for 4,320 bars) and combined with the regimes in one vectorised step: 200 paths of 4,320
+hourly bars take about 0.15 s.
 """
 
 from __future__ import annotations
@@ -160,6 +191,9 @@ class ShockDesign:
 @dataclass(frozen=True)
 class Regime:
     """Jump-diffusion parameters of the traded asset in one scenario (all per year).
+
+    Scenario paths run them with the synthetic market's texture as the diffusion's shocks
+    (:func:`textured_paths`).
 
     Attributes
     ----------
@@ -706,7 +740,7 @@ def _market_texture(seeds: np.random.SeedSequence, n_paths: int, n_bars: int) ->
 
     Path ``s`` uses the ``s``-th 64-bit word of ``seeds`` (a prefix of the stream, so it does
     not depend on ``n_paths``). The market process is one-dimensional, so paths are drawn
-    one by one (~1 ms each); dividing by the root mean square keeps each path's mean (its
+    one by one (~0.7 ms each); dividing by the root mean square keeps each path's mean (its
     trends) while fixing its per-bar scale.
     """
     texture = np.zeros((n_paths, n_bars - 1))
