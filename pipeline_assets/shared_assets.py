@@ -1,17 +1,26 @@
 """Unpartitioned inputs every trial shares, so the lineage shows all trials faced the same data."""
 
+import hashlib
+from dataclasses import dataclass
+
 import dagster as dg
 import numpy as np
+import polars as pl
+from pydantic import Field
 
 from pipeline_assets.metadata import key_value_table, png_markdown, records_table
-from pipeline_assets.plots import price_windows_png
+from pipeline_assets.plots import bars_png, price_windows_png
 from resources.market_data import MarketDataResource
+from simulations.cge.model import calibrate
+from simulations.cge.sam import hosoe_sam, read_sam
+from simulations.cge.scenarios import draw_scenarios, scenario_paths, solve_scenarios
+from simulations.constants import CGE_PATH_SEED, CGE_SCENARIO_SEED, N_CGE_SCENARIOS, STRESS_WARMUP_BARS
 from simulations.market import MarketWindows
 
 SHARED_GROUP = "shared"
 MARKET_DATA = dg.AssetKey("market_data")
 #: Assets every trial run loads; they must be materialized before any trial runs.
-SHARED_ASSET_KEYS = (MARKET_DATA,)
+SHARED_ASSET_KEYS = (dg.AssetKey("market_data"), dg.AssetKey("cge_scenarios"))
 
 
 def window_rows(windows: MarketWindows) -> list[dict[str, object]]:
@@ -65,5 +74,103 @@ def market_data(context: dg.AssetExecutionContext, market: MarketDataResource) -
             "windows": records_table(rows, columns),
             "hashes": key_value_table(windows.hashes, key="window", value="sha256"),
             "prices": png_markdown(chart, alt="close prices by window"),
+        },
+    )
+
+
+CGE_SCENARIOS = dg.AssetKey("cge_scenarios")
+
+
+@dataclass(frozen=True)
+class StressScenarios:
+    """Solved CGE scenarios and one price path per scenario, shared by every trial.
+
+    ``paths`` has the backtest window's length; ``warmup`` is the market history before the
+    backtest window (rescaled to end at 1.0, where every path starts), so each trial's
+    indicators start warm on every path, exactly as in its backtest.
+    """
+
+    table: pl.DataFrame
+    paths: np.ndarray
+    warmup: np.ndarray
+    bar_seconds: float
+    periods_per_year: float
+    sam_sha256: str
+    seeds: tuple[int, int]
+
+
+class CgeScenarioConfig(dg.Config):
+    """How the stress scenarios are drawn (set in the launchpad to try another set)."""
+
+    sam_path: str | None = Field(default=None, description="SAM CSV; default: the shipped Hosoe 2x2 SAM.")
+    n_scenarios: int = Field(default=N_CGE_SCENARIOS, ge=1, description="Number of scenarios.")
+    scenario_seed: int = Field(default=CGE_SCENARIO_SEED, ge=0, description="Sobol scrambling seed.")
+    path_seed: int = Field(default=CGE_PATH_SEED, ge=0, description="Price path seed.")
+    warmup_bars: int = Field(default=STRESS_WARMUP_BARS, ge=0, description="Indicator warm-up bars.")
+
+
+@dg.asset(
+    key=CGE_SCENARIOS,
+    ins={"market_data": dg.AssetIn(MARKET_DATA)},
+    group_name=SHARED_GROUP,
+    io_manager_key="shared_io_manager",
+    kinds={"scipy"},
+    owners=["team:quant-research"],
+    description="200 CGE equilibria under macro shocks, each mapped to a market regime and a price path.",
+)
+def cge_scenarios(
+    context: dg.AssetExecutionContext, config: CgeScenarioConfig, market_data: MarketWindows
+) -> dg.Output[StressScenarios]:
+    sam = read_sam(config.sam_path) if config.sam_path else hosoe_sam()
+    calibration = calibrate(sam)
+    shocks = draw_scenarios(calibration=calibration, n=config.n_scenarios, seed=config.scenario_seed)
+    scenario_set = solve_scenarios(calibration=calibration, scenarios=shocks)
+    window = market_data.backtest
+    paths = scenario_paths(
+        scenario_set=scenario_set, n_bars=window.n_bars, seed=config.path_seed, bar_seconds=window.bar_seconds
+    )
+    history = market_data.history_before(name="backtest")[-config.warmup_bars :] if config.warmup_bars else np.empty(0)
+    bundle = StressScenarios(
+        table=scenario_set.table,
+        paths=paths,
+        warmup=history / history[-1] if history.size else history,
+        bar_seconds=window.bar_seconds,
+        periods_per_year=window.periods_per_year,
+        sam_sha256=hashlib.sha256(np.ascontiguousarray(sam.values).tobytes()).hexdigest(),
+        seeds=(config.scenario_seed, config.path_seed),
+    )
+    context.log.info(f"solved {len(shocks)} equilibria in {scenario_set.solve_seconds:.2f}s")
+    table = scenario_set.table
+    shown = ["scenario", "shock_size", "real_gdp_change", "capital_return_change", "drift", "volatility", "jump_intensity"]
+    returns = paths[:, -1] / paths[:, 0] - 1.0
+    version = hashlib.sha256(
+        table.select(shown).write_csv().encode() + np.ascontiguousarray(paths).tobytes()
+    ).hexdigest()
+    return dg.Output(
+        bundle,
+        data_version=dg.DataVersion(version[:24]),
+        metadata={
+            "scenarios": len(shocks),
+            "solve_seconds": scenario_set.solve_seconds,
+            "max_walras_residual": float(table["walras_residual"].abs().max()),
+            "sam_sha256": bundle.sam_sha256,
+            "seeds": f"scenarios {config.scenario_seed}, paths {config.path_seed}",
+            "path_bars": window.n_bars,
+            "regimes_first_20": records_table(
+                table.select(shown).head(20).to_dicts(),
+                [
+                    ("scenario", "index"),
+                    ("shock_size", "historical std units"),
+                    ("real_gdp_change", "log change"),
+                    ("capital_return_change", "log change"),
+                    ("drift", "per year"),
+                    ("volatility", "per year"),
+                    ("jump_intensity", "jumps per year"),
+                ],
+            ),
+            "path_returns": png_markdown(
+                bars_png(returns, label="scenario path total return (buy and hold)", threshold=0.0),
+                alt="distribution of scenario path returns",
+            ),
         },
     )

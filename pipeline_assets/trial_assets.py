@@ -10,11 +10,12 @@ then read back from the artifact store, and the gates before it from the instanc
 """
 
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from typing import Any
 
 import dagster as dg
 
-from pipeline_assets import backtest_stage
+from pipeline_assets import backtest_stage, stress_stage
 from pipeline_assets.backtest_stage import BACKTEST_GATE, BACKTEST_RESULTS
 from pipeline_assets.errors import TRANSIENT_RETRY_POLICY, fail_for
 from pipeline_assets.metadata import key_value_table
@@ -23,7 +24,8 @@ from pipeline_assets.partitions import (
     study_key_prefix,
     trials_partitions_def,
 )
-from pipeline_assets.shared_assets import MARKET_DATA
+from pipeline_assets.shared_assets import CGE_SCENARIOS, MARKET_DATA, StressScenarios
+from pipeline_assets.stress_stage import CGE_GATE, CGE_STRESS_REPORT
 from pipeline_assets.stages import PIPELINE_CODE_VERSION, TrialBatch, passed_in_instance, versioned_tags
 from resources.artifacts import ArtifactStoreResource
 from resources.gate_policy import GatePolicyResource
@@ -142,6 +144,12 @@ def _spec(key: dg.AssetKey, description: str, deps: list, kinds: set[str]) -> dg
             [OPTUNA_TRIAL, MARKET_DATA],
             {"numpy", "parquet"},
         ),
+        _spec(
+            CGE_STRESS_REPORT,
+            "The trial's strategy on 200 CGE stress-scenario paths: per-scenario return, Sharpe, drawdown.",
+            [BACKTEST_RESULTS, CGE_SCENARIOS],
+            {"scipy", "parquet"},
+        ),
     ],
     check_specs=[
         dg.AssetCheckSpec(
@@ -152,8 +160,16 @@ def _spec(key: dg.AssetKey, description: str, deps: list, kinds: set[str]) -> dg
             description="Gate 1: out-of-sample return, Sharpe, drawdown, trades and Deflated Sharpe "
             "against thresholds that tighten as the study matures.",
         ),
+        dg.AssetCheckSpec(
+            CGE_GATE.name,
+            asset=CGE_STRESS_REPORT,
+            blocking=True,
+            partitions_def=trials_partitions_def,
+            description="Gate 2: share of profitable scenarios, median Sharpe, median drawdown and "
+            "catastrophic losses over the CGE stress scenarios.",
+        ),
     ],
-    ins={"market_data": dg.AssetIn(MARKET_DATA)},
+    ins={"market_data": dg.AssetIn(MARKET_DATA), "cge_scenarios": dg.AssetIn(CGE_SCENARIOS)},
     can_subset=True,
     backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=MAX_TRIALS_PER_RUN),
     retry_policy=TRANSIENT_RETRY_POLICY,
@@ -161,35 +177,61 @@ def _spec(key: dg.AssetKey, description: str, deps: list, kinds: set[str]) -> dg
 def trial_gauntlet(
     context: dg.AssetExecutionContext,
     market_data: MarketWindows,
+    cge_scenarios: StressScenarios,
     optuna_study: StudySourceResource,
     artifacts: ArtifactStoreResource,
     market: MarketDataResource,
     gate_policy: GatePolicyResource,
 ) -> Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation]:
     """Evaluate a batch of trials through every selected stage, one partition per trial."""
-    selected = context.selected_asset_keys
     batch = TrialBatch(keys=list(context.partition_keys), policy=gate_policy.policy(), artifacts=artifacts)
     context.log.info(f"evaluating {len(batch.keys)} trial(s): {batch.keys[0]} … {batch.keys[-1]}")
 
-    if OPTUNA_TRIAL in selected:
+    if OPTUNA_TRIAL in context.selected_asset_keys:
         _snapshots_from_optuna(batch, optuna_study)
         yield from _optuna_trial_events(batch)
     else:
         _snapshots_from_artifacts(batch)
     alive = [k for k in batch.keys if k in batch.snapshots]
+    costs = {"fee_bps": market.fee_bps, "slippage_bps": market.slippage_bps}
 
-    if BACKTEST_RESULTS in selected:
-        studies = sorted({batch.snapshots[k].study_name for k in alive})
-        outcomes = backtest_stage.evaluate_batch(
-            batch, alive, windows=market_data,
-            objectives_by_study={s: optuna_study.completed_objectives(s) for s in studies},
-            fee_bps=market.fee_bps, slippage_bps=market.slippage_bps,
-        )
-        yield from backtest_stage.events(batch, outcomes, market_data)
-        alive = [k for k in alive if k in outcomes and outcomes[k].verdict.passed]
-    else:
-        passed = passed_in_instance(context.instance, BACKTEST_GATE, alive)
-        alive = [k for k in alive if k in passed]
+    def backtest(keys: list[str]) -> dict[str, Any]:
+        studies = sorted({batch.snapshots[k].study_name for k in keys})
+        objectives = {s: optuna_study.completed_objectives(s) for s in studies}
+        return backtest_stage.evaluate_batch(batch, keys, windows=market_data, objectives_by_study=objectives, **costs)
 
-    context.log.info(f"{len(alive)} of {len(batch.keys)} trial(s) passed every gate evaluated so far")
+    alive = yield from _stage(
+        context, BACKTEST_GATE, alive, backtest, lambda out: backtest_stage.events(batch, out, market_data)
+    )
+    alive = yield from _stage(
+        context,
+        CGE_GATE,
+        alive,
+        lambda keys: stress_stage.evaluate_batch(batch, keys, scenarios=cge_scenarios, **costs),
+        lambda out: stress_stage.events(batch, out, cge_scenarios),
+    )
+    context.log.info(f"{len(alive)} of {len(batch.keys)} trial(s) passed every gate evaluated")
     fail_for(batch.errors)
+
+
+Events = Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation]
+
+
+def _stage(
+    context: dg.AssetExecutionContext,
+    gate: dg.AssetCheckKey,
+    alive: list[str],
+    evaluate: Callable[[list[str]], Mapping[str, Any]],
+    emit: Callable[[Mapping[str, Any]], Events],
+) -> Generator[dg.AssetMaterialization | dg.AssetCheckEvaluation, None, list[str]]:
+    """Run one gated stage on the trials still alive; return those that pass its gate.
+
+    When the stage is not selected (a user rematerializes a later asset alone), the trials
+    that go on are those whose latest evaluation of this gate passed.
+    """
+    if gate.asset_key not in context.selected_asset_keys:
+        passed = passed_in_instance(context.instance, gate, alive)
+        return [k for k in alive if k in passed]
+    outcomes = evaluate(alive)
+    yield from emit(outcomes)
+    return [k for k in alive if k in outcomes and outcomes[k].verdict.passed]

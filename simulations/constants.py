@@ -176,3 +176,17 @@ ZERO_STD_RELATIVE_TOLERANCE = 1e-9
 
 #: Confidence of the minimum track record length (Bailey & Lopez de Prado 2012).
 DEFAULT_TRACK_RECORD_CONFIDENCE = 0.95
+
+#: Bars of market history before the backtest window that precede every stress path, so a
+#: trial's indicators start warm on the scenarios as they do in its backtest (60 days hourly).
+STRESS_WARMUP_BARS = 1_440
+
+# --- Deployment (simulations/deployment.py, resources/registry.py) -----------------------
+
+#: Trials live at once by default (slots of the deployment registry).
+DEFAULT_LIVE_CAPACITY = 3
+
+# --- Paper venue (simulations/paper.py, resources/paper_broker.py) -------------------------
+
+#: Market seconds a `wall` paper clock releases per wall-clock second (1.0: real time).
+DEFAULT_PAPER_CLOCK_SPEED = 1.0

@@ -61,9 +61,17 @@ def optuna_url(tmp_path: Path) -> str:
 
 
 def add_complete_trials(
-    url: str, study_name: str, values: list[float], *, strategy: str = "momentum"
+    url: str,
+    study_name: str,
+    values: list[float],
+    *,
+    strategy: str = "momentum",
+    params: list[dict] | None = None,
 ) -> optuna.Study:
-    """Add COMPLETE trials with the given objective values (bulk, no objective calls)."""
+    """Add COMPLETE momentum trials with the given objective values (no objective calls).
+
+    ``params`` (one dict per value) overrides the default params, which vary the lookback.
+    """
     study = optuna.create_study(study_name=study_name, storage=url, load_if_exists=True, direction="maximize")
     dist = {
         "lookback": optuna.distributions.IntDistribution(6, 480, log=True),
@@ -72,9 +80,14 @@ def add_complete_trials(
     }
     start = len(study.trials)
     for i, value in enumerate(values, start=start):
+        trial_params = (
+            params[i - start]
+            if params is not None
+            else {"lookback": 12 + 37 * i % 400, "vol_lookback": 168, "target_bar_vol": 0.003}
+        )
         study.add_trial(
             optuna.trial.create_trial(
-                params={"lookback": 12 + 37 * i % 400, "vol_lookback": 168, "target_bar_vol": 0.003},
+                params=trial_params,
                 distributions=dist,
                 value=value,
                 user_attrs={"strategy": strategy, "in_sample_sharpe": value},

@@ -70,7 +70,9 @@ def execute_request(
     tags = dict(request.tags)
     if request.partition_key:
         tags["dagster/partition"] = request.partition_key
-    return job.execute_in_process(instance=instance, tags=tags, raise_on_error=raise_on_error)
+    return job.execute_in_process(
+        instance=instance, tags=tags, raise_on_error=raise_on_error, asset_selection=request.asset_selection
+    )
 
 
 def materialized(instance: dg.DagsterInstance, asset: str) -> set[str]:

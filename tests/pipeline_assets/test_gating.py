@@ -1,0 +1,103 @@
+"""Per-trial gating: a trial that fails a gate stops there; its neighbours in the run go on."""
+
+import dagster as dg
+import pytest
+
+from pipeline_assets.shared_assets import cge_scenarios, market_data
+from pipeline_assets.trial_assets import trial_gauntlet
+from resources.gate_policy import GatePolicyResource
+from tests.conftest import add_complete_trials
+from tests.dagster_helpers import Ticker, execute_request, local_definitions, local_resources, materialized
+
+# Backtest trade counts on the default market: lookback 6 -> 776, 480 -> 59, 240 -> 136.
+FAST = {"lookback": 6, "vol_lookback": 24, "target_bar_vol": 0.003}
+SLOW = {"lookback": 480, "vol_lookback": 720, "target_bar_vol": 0.003}
+GOOD = {"lookback": 240, "vol_lookback": 168, "target_bar_vol": 0.003}
+MIN_100_TRADES = GatePolicyResource(overrides={"backtest": {"min_trades": 100}})
+KEYS = ["demo__t00000000", "demo__t00000001", "demo__t00000002"]
+
+
+@pytest.fixture
+def instance():
+    with dg.instance_for_test() as inst:
+        yield inst
+
+
+def _check_results(instance, check: str) -> dict[str, bool]:
+    key = dg.AssetCheckKey(dg.AssetKey("cge_stress_report" if check == "cge_gate" else "backtest_results"), check)
+    infos = instance.event_log_storage.get_asset_check_partition_info([key])
+    # PLANNED: part of a run's range but never evaluated (the trial stopped at an earlier gate).
+    return {
+        i.partition_key: i.latest_execution_status.value == "SUCCEEDED"
+        for i in infos
+        if i.latest_execution_status.value != "PLANNED"
+    }
+
+
+def test_failing_gate_one_stops_that_trial_only_in_a_batch(optuna_url, tmp_path, instance):
+    add_complete_trials(optuna_url, "demo", [0.1, 0.2, 0.3], params=[FAST, SLOW, GOOD])
+    ticker = Ticker(local_definitions(optuna_url, tmp_path, gate_policy=MIN_100_TRADES), instance)
+    ticker.tick_until_idle()
+    trial_runs = [r for r in ticker.results if r.job_def.name == "trial_job"]
+    assert len(trial_runs) == 1 and trial_runs[0].success  # a rejection never fails the run
+    assert _check_results(instance, "backtest_gate") == {KEYS[0]: True, KEYS[1]: False, KEYS[2]: True}
+    assert materialized(instance, "backtest_results") == set(KEYS)
+    assert materialized(instance, "cge_stress_report") == {KEYS[0], KEYS[2]}
+    assert set(_check_results(instance, "cge_gate")) == {KEYS[0], KEYS[2]}
+
+
+def test_batched_and_one_per_run_outcomes_are_identical(optuna_url, tmp_path, instance):
+    add_complete_trials(optuna_url, "demo", [0.1, 0.2, 0.3], params=[FAST, SLOW, GOOD])
+    batched = Ticker(local_definitions(optuna_url, tmp_path / "a", gate_policy=MIN_100_TRADES), instance)
+    batched.tick_until_idle()
+    batch_checks = {c: _check_results(instance, c) for c in ("backtest_gate", "cge_gate")}
+
+    with dg.instance_for_test() as single_instance:
+        defs = local_definitions(optuna_url, tmp_path / "b", gate_policy=MIN_100_TRADES)
+        defs.resolve_job_def("shared_job").execute_in_process(instance=single_instance)
+        single_instance.add_dynamic_partitions("trials", KEYS)
+        for key in KEYS:
+            assert execute_request(defs, single_instance, dg.RunRequest(partition_key=key)).success
+        single_checks = {c: _check_results(single_instance, c) for c in ("backtest_gate", "cge_gate")}
+    assert single_checks == batch_checks
+    for key in KEYS:
+        for name in ("backtest_results.json", "cge_stress_report.json"):
+            a, b = tmp_path / "a" / "artifacts" / "trials" / key / name, tmp_path / "b" / "artifacts" / "trials" / key / name
+            assert a.exists() == b.exists()
+            if a.exists():
+                assert a.read_bytes() == b.read_bytes(), (key, name)
+
+
+def test_rematerializing_a_later_stage_alone_respects_the_earlier_gate(optuna_url, tmp_path, instance):
+    add_complete_trials(optuna_url, "demo", [0.1, 0.2, 0.3], params=[FAST, SLOW, GOOD])
+    Ticker(local_definitions(optuna_url, tmp_path, gate_policy=MIN_100_TRADES), instance).tick_until_idle()
+    result = execute_request(
+        local_definitions(optuna_url, tmp_path, gate_policy=MIN_100_TRADES),
+        instance,
+        dg.RunRequest(
+            tags={
+                "dagster/asset_partition_range_start": KEYS[0],
+                "dagster/asset_partition_range_end": KEYS[2],
+            },
+            asset_selection=[dg.AssetKey("cge_stress_report")],
+        ),
+    )
+    assert result.success
+    stressed = {m.partition for m in result.asset_materializations_for_node("trial_gauntlet")}
+    assert stressed == {KEYS[0], KEYS[2]}
+
+
+def test_changing_thresholds_and_rematerializing_flips_the_verdict(optuna_url, tmp_path, instance):
+    add_complete_trials(optuna_url, "demo", [0.1], params=[SLOW])
+    Ticker(local_definitions(optuna_url, tmp_path, gate_policy=MIN_100_TRADES), instance).tick_until_idle()
+    assert _check_results(instance, "backtest_gate") == {KEYS[0]: False}
+    result = dg.materialize(
+        [market_data, cge_scenarios, trial_gauntlet],
+        selection=["backtest_results", "cge_stress_report"],
+        instance=instance,
+        partition_key=KEYS[0],
+        resources=local_resources(optuna_url, tmp_path),
+    )
+    assert result.success
+    assert _check_results(instance, "backtest_gate") == {KEYS[0]: True}
+    assert KEYS[0] in materialized(instance, "cge_stress_report")
