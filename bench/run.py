@@ -10,7 +10,6 @@ import json
 import platform
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from bench.figures import FIGURES
@@ -19,7 +18,10 @@ RESULTS = Path(__file__).resolve().parent / "results.json"
 
 
 def main(selected: list[str]) -> int:
-    results: dict[str, dict[str, object]] = {}
+    # A filtered run refreshes its figures and keeps the others from the previous report.
+    results: dict[str, dict[str, object]] = (
+        json.loads(RESULTS.read_text()).get("figures", {}) if selected and RESULTS.exists() else {}
+    )
     print(f"{'figure':44} {'value':>14} {'unit':10} {'target':>16}  verdict")
     for name, (measure, unit, target, better) in FIGURES.items():
         if selected and not any(s in name for s in selected):
@@ -42,8 +44,6 @@ def main(selected: list[str]) -> int:
     print(f"wrote {RESULTS}")
     return 0
 
-
-Measure = Callable[[], float]
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
