@@ -1,7 +1,8 @@
-"""The daemon path a user relies on: trials written to Optuna end up materialized."""
+"""The daemon path a user relies on: trials written to Optuna end up through the gates."""
 
 import dagster as dg
 import pytest
+from dagster._core.storage.dagster_run import FINISHED_STATUSES
 
 from tests.conftest import add_complete_trials
 from tests.e2e.conftest import stop_process, wait_until
@@ -9,26 +10,34 @@ from tests.e2e.conftest import stop_process, wait_until
 pytestmark = pytest.mark.e2e
 
 
-def test_daemon_picks_up_every_trial_exactly_once(deployment):
+def _trial_runs(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
+    return [r.dagster_run for r in instance.get_run_records(dg.RunsFilter(job_name="trial_job"))]
+
+
+def _settled(instance: dg.DagsterInstance, n_trials: int) -> bool:
+    """Every trial has a snapshot and no trial run is still queued or running."""
+    done = instance.get_materialized_partitions(dg.AssetKey("optuna_trial"))
+    runs = _trial_runs(instance)
+    return len(done) == n_trials and bool(runs) and all(r.status in FINISHED_STATUSES for r in runs)
+
+
+def test_daemon_takes_every_trial_through_the_gates_exactly_once(deployment):
     add_complete_trials(deployment.optuna_url, "demo", [0.1, 0.2, 0.3])
     daemon = deployment.start_daemon()
     try:
         instance = deployment.instance()
-
-        def materialized() -> set[str]:
-            return set(instance.get_materialized_partitions(dg.AssetKey("optuna_trial")))
-
-        wait_until(lambda: len(materialized()) == 3, timeout=150, what="3 trials materialized\n" + deployment.log("daemon"))
+        wait_until(lambda: _settled(instance, 3), timeout=180, what="3 trials through the gates")
         add_complete_trials(deployment.optuna_url, "demo", [0.4, 0.5])
-        wait_until(lambda: len(materialized()) == 5, timeout=150, what="5 trials materialized")
-        assert materialized() == {f"demo__t{i:08d}" for i in range(5)}
-        runs = instance.get_run_records(dg.RunsFilter(job_name="trial_job"))
-        assert all(r.dagster_run.status == dg.DagsterRunStatus.SUCCESS for r in runs)
-        planned = [
-            r.dagster_run.tags.get("dagster/partition") or r.dagster_run.tags.get("dagster/asset_partition_range_start")
-            for r in runs
-        ]
-        assert len(planned) == len(set(planned)) == 2  # one run per tick's batch, none repeated
+        wait_until(lambda: _settled(instance, 5), timeout=180, what="5 trials through the gates")
+        keys = {f"demo__t{i:08d}" for i in range(5)}
+        assert instance.get_materialized_partitions(dg.AssetKey("optuna_trial")) == keys
+        assert instance.get_materialized_partitions(dg.AssetKey("backtest_results")) == keys
+        runs = _trial_runs(instance)
+        assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs), deployment.log("daemon")
+        first_keys = [r.tags.get("dagster/partition") or r.tags.get("dagster/asset_partition_range_start") for r in runs]
+        assert len(first_keys) == len(set(first_keys)) == 2  # one run per tick's batch, none repeated
+        shared = instance.get_run_records(dg.RunsFilter(job_name="shared_job"))
+        assert len(shared) == 1 and shared[0].dagster_run.status == dg.DagsterRunStatus.SUCCESS
     finally:
         stop_process(daemon)
     assert daemon.returncode is not None
