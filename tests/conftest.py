@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import optuna
@@ -43,15 +43,27 @@ def pg_admin_engine() -> Iterator[sa.Engine]:
 
 
 @pytest.fixture
-def pg_database(pg_admin_engine: sa.Engine) -> Iterator[str]:
-    """A fresh, empty PostgreSQL database for one test; dropped afterwards. Yields its URL."""
-    name = f"gauntlet_{uuid.uuid4().hex[:12]}"
-    with pg_admin_engine.connect() as conn:
-        conn.execute(sa.text(f'create database "{name}"'))
-    url = pg_admin_engine.url.set(database=name).render_as_string(hide_password=False)
-    yield url
-    with pg_admin_engine.connect() as conn:
-        conn.execute(sa.text(f'drop database if exists "{name}" with (force)'))
+def make_pg_database(pg_admin_engine: sa.Engine) -> Iterator[Callable[[], str]]:
+    """Creates fresh, empty PostgreSQL databases (returns their URLs); drops them afterwards."""
+    names: list[str] = []
+
+    def make() -> str:
+        name = f"gauntlet_{uuid.uuid4().hex[:12]}"
+        with pg_admin_engine.connect() as conn:
+            conn.execute(sa.text(f'create database "{name}"'))
+        names.append(name)
+        return pg_admin_engine.url.set(database=name).render_as_string(hide_password=False)
+
+    yield make
+    for name in names:
+        with pg_admin_engine.connect() as conn:
+            conn.execute(sa.text(f'drop database if exists "{name}" with (force)'))
+
+
+@pytest.fixture
+def pg_database(make_pg_database: Callable[[], str]) -> str:
+    """A fresh, empty PostgreSQL database for one test. Yields its URL."""
+    return make_pg_database()
 
 
 @pytest.fixture

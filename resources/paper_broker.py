@@ -1,0 +1,643 @@
+"""The paper venue as a resource: `PaperBrokerResource` and its local, persistent implementation.
+
+`PaperBrokerResource` is what a broker's paper-trading API would provide: sessions keyed by
+trial, advanced by `sync` as the venue's clock releases forward bars, and reported as
+frames. `LocalPaperBrokerResource` runs `simulations.paper.advance_session` against the
+forward window of the `market` resource and keeps every session in three tables of
+Gauntlet's own database (the deployment registry's; tables prefixed ``paper_``):
+
+* ``paper_sessions`` — one row per trial: strategy, params, clock, costs, the forward
+  window's hash and the `SessionState`;
+* ``paper_fills`` and ``paper_bars`` — one row per (trial_key, bar_index), the primary
+  key, so re-processing a bar can never add a second fill or equity row.
+
+Each sync is one transaction that advances the session row only if it still holds the
+state the sync started from (and locks it on PostgreSQL), so concurrent syncs of one
+session cannot both write, and a crash mid-sync leaves the previous state intact.
+"""
+
+from __future__ import annotations
+
+import abc
+import datetime as dt
+import json
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import dagster as dg
+import numpy as np
+import polars as pl
+import sqlalchemy as sa
+import sqlalchemy.exc
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from pydantic import BaseModel, ConfigDict, Field, computed_field
+
+from resources.database import engine_for, translate_db_error
+from resources.market_data import MarketDataResource
+from simulations.constants import DEFAULT_PAPER_CLOCK_SPEED, SECONDS_PER_DAY
+from simulations.errors import ConfigurationError, PaperTradingError, PipelineError
+from simulations.market import MarketWindow
+from simulations.paper import BAR_SCHEMA, FILL_SCHEMA, SessionState, SessionStep, advance_session
+from simulations.strategies import build_strategy
+
+SessionStatus = Literal["running", "completed", "stopped"]
+ClockMode = Literal["replay", "wall"]
+
+_MICROSECONDS = 1_000_000
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_TRIAL_KEY_LENGTH = 255
+
+PAPER_METADATA = sa.MetaData()
+
+paper_sessions = sa.Table(
+    "paper_sessions",
+    PAPER_METADATA,
+    sa.Column("trial_key", sa.String(_TRIAL_KEY_LENGTH), primary_key=True),
+    sa.Column("strategy_name", sa.String(255), nullable=False),
+    sa.Column("params_json", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("clock", sa.String(16), nullable=False),
+    sa.Column("speed", sa.Double, nullable=False),
+    sa.Column("fee_bps", sa.Double, nullable=False),
+    sa.Column("slippage_bps", sa.Double, nullable=False),
+    sa.Column("bar_seconds", sa.Double, nullable=False),
+    sa.Column("n_forward_bars", sa.Integer, nullable=False),
+    sa.Column("forward_sha256", sa.String(64), nullable=False),
+    sa.Column("started_at_us", sa.BigInteger, nullable=False),
+    sa.Column("updated_at_us", sa.BigInteger, nullable=False),
+    sa.Column("bars_processed", sa.Integer, nullable=False),
+    sa.Column("held", sa.Double, nullable=False),
+    sa.Column("pending_target", sa.Double, nullable=False),
+    sa.Column("equity", sa.Double, nullable=False),
+    sa.Column("last_close", sa.Double, nullable=True),
+    sa.Column("n_fills", sa.Integer, nullable=False),
+    sa.CheckConstraint("status in ('running', 'completed', 'stopped')", name="paper_sessions_status"),
+    sa.CheckConstraint("clock in ('replay', 'wall')", name="paper_sessions_clock"),
+    sa.CheckConstraint("bars_processed >= 0 and bars_processed <= n_forward_bars", name="paper_sessions_bars"),
+)
+
+paper_fills = sa.Table(
+    "paper_fills",
+    PAPER_METADATA,
+    sa.Column("trial_key", sa.String(_TRIAL_KEY_LENGTH), sa.ForeignKey("paper_sessions.trial_key"), primary_key=True),
+    sa.Column("bar_index", sa.Integer, primary_key=True),
+    sa.Column("timestamp_us", sa.BigInteger, nullable=False),
+    sa.Column("side", sa.String(4), nullable=False),
+    sa.Column("quantity", sa.Double, nullable=False),
+    sa.Column("position", sa.Double, nullable=False),
+    sa.Column("price", sa.Double, nullable=False),
+    sa.Column("cost", sa.Double, nullable=False),
+    sa.CheckConstraint("side in ('buy', 'sell')", name="paper_fills_side"),
+)
+
+paper_bars = sa.Table(
+    "paper_bars",
+    PAPER_METADATA,
+    sa.Column("trial_key", sa.String(_TRIAL_KEY_LENGTH), sa.ForeignKey("paper_sessions.trial_key"), primary_key=True),
+    sa.Column("bar_index", sa.Integer, primary_key=True),
+    sa.Column("timestamp_us", sa.BigInteger, nullable=False),
+    sa.Column("close", sa.Double, nullable=False),
+    sa.Column("held", sa.Double, nullable=False),
+    sa.Column("turnover", sa.Double, nullable=False),
+    sa.Column("gross_return", sa.Double, nullable=False),
+    sa.Column("cost", sa.Double, nullable=False),
+    sa.Column("net_return", sa.Double, nullable=False),
+    sa.Column("equity", sa.Double, nullable=False),
+)
+
+
+class SessionInfo(BaseModel):
+    """A paper session's summary; independent of any maturity threshold (the gate policy's).
+
+    Attributes
+    ----------
+    trial_key
+        The trial's partition key.
+    strategy_name, params
+        What is traded (validated params, JSON values).
+    status
+        ``running``; ``completed`` once the forward window is exhausted; ``stopped`` by `stop`.
+    clock, speed
+        How the session's bars are released (fixed when it starts): ``replay`` releases the
+        whole forward window at once; ``wall`` releases ``speed`` market seconds per
+        wall-clock second since ``started_at``.
+    started_at, updated_at
+        Wall-clock times (UTC) of the start and of the last sync that processed bars.
+    bars_processed, n_forward_bars
+        Forward bars processed, and in the forward window.
+    bar_seconds
+        Bar length (seconds).
+    fee_bps, slippage_bps
+        Costs of the session, fixed when it starts (basis points).
+    forward_sha256
+        Hash of the forward window the session trades.
+    held, pending_target
+        Position held during the last processed bar, and the target waiting for the next
+        bar (fractions of equity).
+    equity
+        Equity after the last processed bar (starts at 1.0).
+    n_fills
+        Fills so far.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    trial_key: str
+    strategy_name: str
+    params: dict[str, Any]
+    status: SessionStatus
+    clock: ClockMode
+    speed: float = Field(gt=0)
+    started_at: dt.datetime
+    updated_at: dt.datetime
+    bars_processed: int = Field(ge=0)
+    n_forward_bars: int = Field(ge=0)
+    bar_seconds: float = Field(gt=0)
+    fee_bps: float = Field(ge=0)
+    slippage_bps: float = Field(ge=0)
+    forward_sha256: str
+    held: float
+    pending_target: float
+    equity: float
+    n_fills: int = Field(ge=0)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def days_elapsed(self) -> float:
+        """Market time traded: ``bars_processed * bar_seconds / 86400`` (days)."""
+        return self.bars_processed * self.bar_seconds / SECONDS_PER_DAY
+
+
+@dataclass(frozen=True, eq=False)
+class SessionReport:
+    """Everything a session has recorded, read in one consistent view.
+
+    Attributes
+    ----------
+    info
+        The session's summary.
+    fills
+        Fills in bar order (:data:`simulations.paper.FILL_SCHEMA`).
+    bars
+        Per-bar record: close, held position, returns, costs and equity
+        (:data:`simulations.paper.BAR_SCHEMA`), bars ``0..bars_processed-1``.
+    """
+
+    info: SessionInfo
+    fills: pl.DataFrame
+    bars: pl.DataFrame
+
+    @property
+    def days_elapsed(self) -> float:
+        """Market time traded (days)."""
+        return self.info.days_elapsed
+
+    @property
+    def bars_processed(self) -> int:
+        """Forward bars processed."""
+        return self.info.bars_processed
+
+    @property
+    def status(self) -> SessionStatus:
+        """Session status."""
+        return self.info.status
+
+    @property
+    def positions(self) -> pl.DataFrame:
+        """Position held per bar (fraction of equity): ``bar_index, timestamp, held``."""
+        return self.bars.select("bar_index", "timestamp", "held")
+
+    @property
+    def equity(self) -> pl.DataFrame:
+        """Equity per bar (starts at 1.0): ``bar_index, timestamp, equity``."""
+        return self.bars.select("bar_index", "timestamp", "equity")
+
+
+class PaperBrokerResource(dg.ConfigurableResource, abc.ABC):
+    """A paper-trading venue: one session per trial on the forward window.
+
+    Every method raises a `PipelineError`: `PaperTradingError` for an unknown session or a
+    session that cannot continue, `StorageUnavailableError` (transient) when the venue's
+    storage is locked or unreachable.
+    """
+
+    @abc.abstractmethod
+    def start_session(self, *, trial_key: str, strategy_name: str, params: Mapping[str, Any]) -> SessionInfo:
+        """Start trading ``strategy_name`` with ``params`` for ``trial_key``; idempotent.
+
+        Starting a session that exists with the same strategy and params returns it as it
+        is; with different ones raises `PaperTradingError`.
+        """
+
+    @abc.abstractmethod
+    def sync(self, *, trial_key: str) -> SessionInfo:
+        """Process the bars the clock released since the last sync, durably; a stopped or
+        completed session is returned unchanged."""
+
+    @abc.abstractmethod
+    def report(self, *, trial_key: str) -> SessionReport:
+        """The session's fills and per-bar positions and equity, as recorded so far."""
+
+    @abc.abstractmethod
+    def stop(self, *, trial_key: str) -> SessionInfo:
+        """Stop a running session where it stands (idempotent); its record is kept."""
+
+    @abc.abstractmethod
+    def sessions(self, *, min_days: float | None = None, updated_since: dt.datetime | None = None) -> list[SessionInfo]:
+        """Sessions, oldest start first.
+
+        Parameters
+        ----------
+        min_days
+            Only sessions with at least this much market time traded (days), e.g. the gate
+            policy's ``paper.min_days`` to find matured sessions.
+        updated_since
+            Only sessions that processed bars at or after this time (timezone-aware), e.g.
+            a sensor's cursor.
+        """
+
+
+@dataclass(frozen=True, eq=False)
+class _Venue:
+    """The forward window, its warm-up history and its release schedule, loaded once."""
+
+    forward: MarketWindow
+    history: np.ndarray
+    #: Microseconds after the forward window's start at which each bar has closed.
+    closes_at_us: np.ndarray
+
+
+_VENUES: dict[str, _Venue] = {}
+_VENUES_LOCK = threading.Lock()
+_SCHEMA_READY: set[str] = set()
+_SCHEMA_LOCK = threading.Lock()
+
+
+def _to_us(moment: dt.datetime) -> int:
+    return (moment - _EPOCH) // dt.timedelta(microseconds=1)
+
+
+def _from_us(micros: int) -> dt.datetime:
+    return _EPOCH + dt.timedelta(microseconds=int(micros))
+
+
+def _checked_key(trial_key: object) -> str:
+    if not isinstance(trial_key, str) or not trial_key.strip() or len(trial_key) > _TRIAL_KEY_LENGTH:
+        raise PaperTradingError(
+            f"trial_key must be a non-empty string of at most {_TRIAL_KEY_LENGTH} characters, got {trial_key!r}"
+        )
+    return trial_key
+
+
+def _aware(moment: object, name: str) -> dt.datetime:
+    if not isinstance(moment, dt.datetime) or moment.tzinfo is None or moment.utcoffset() is None:
+        raise ConfigurationError(f"{name} must be a timezone-aware datetime, got {moment!r}")
+    return moment
+
+
+def _info(row: Mapping[str, Any]) -> SessionInfo:
+    return SessionInfo(
+        trial_key=row["trial_key"],
+        strategy_name=row["strategy_name"],
+        params=json.loads(row["params_json"]),
+        status=row["status"],
+        clock=row["clock"],
+        speed=row["speed"],
+        started_at=_from_us(row["started_at_us"]),
+        updated_at=_from_us(row["updated_at_us"]),
+        bars_processed=row["bars_processed"],
+        n_forward_bars=row["n_forward_bars"],
+        bar_seconds=row["bar_seconds"],
+        fee_bps=row["fee_bps"],
+        slippage_bps=row["slippage_bps"],
+        forward_sha256=row["forward_sha256"],
+        held=row["held"],
+        pending_target=row["pending_target"],
+        equity=row["equity"],
+        n_fills=row["n_fills"],
+    )
+
+
+def _frame(rows: list[Mapping[str, Any]], schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    """Database rows (timestamps as integer microseconds) as a frame of ``schema``."""
+    data = {name: [row["timestamp_us" if name == "timestamp" else name] for row in rows] for name in schema}
+    return pl.DataFrame(data, schema={**schema, "timestamp": pl.Int64}).with_columns(
+        pl.col("timestamp").cast(schema["timestamp"])
+    )
+
+
+def _insert_ignoring_duplicates(engine: sa.Engine, table: sa.Table) -> sa.Insert:
+    """``INSERT ... ON CONFLICT DO NOTHING`` on the primary key, for SQLite and PostgreSQL."""
+    dialect = engine.dialect.name
+    if dialect == "sqlite":
+        return sqlite_insert(table).on_conflict_do_nothing(index_elements=list(table.primary_key.columns))
+    if dialect == "postgresql":
+        return postgresql_insert(table).on_conflict_do_nothing(index_elements=list(table.primary_key.columns))
+    raise ConfigurationError(f"the paper broker supports SQLite and PostgreSQL databases, not {dialect}")
+
+
+def _db_rows(frame: pl.DataFrame, trial_key: str) -> list[dict[str, Any]]:
+    return frame.with_columns(
+        pl.col("timestamp").dt.epoch("us").alias("timestamp_us"), pl.lit(trial_key).alias("trial_key")
+    ).drop("timestamp").to_dicts()
+
+
+class LocalPaperBrokerResource(PaperBrokerResource):
+    """Paper venue simulated in-process on the `market` forward window, persisted in a database.
+
+    Restarts lose nothing: a new instance on the same ``database_url`` continues every
+    session from its last committed sync. Tests replace the clock by overriding `now`.
+    """
+
+    database_url: str = Field(
+        description="SQLAlchemy URL of Gauntlet's database (the deployment registry's): "
+        "sqlite:///path locally, postgresql+psycopg2://... in production.",
+    )
+    clock: ClockMode = Field(
+        default="replay",
+        description="How new sessions release bars: 'replay' the whole forward window at once (demo); "
+        "'wall' as wall-clock time passes since the session started.",
+    )
+    speed: float = Field(
+        default=DEFAULT_PAPER_CLOCK_SPEED,
+        gt=0,
+        description="'wall' clock only: market seconds released per wall-clock second (1.0 is real time).",
+    )
+    market: MarketDataResource = Field(description="Market data; the venue trades its forward window.")
+
+    def now(self) -> dt.datetime:
+        """Current wall-clock time (UTC); the one place the venue reads the time."""
+        return dt.datetime.now(dt.UTC)
+
+    # ------------------------------------------------------------------ infrastructure
+
+    def _engine(self) -> sa.Engine:
+        engine = engine_for(self.database_url)
+        with _SCHEMA_LOCK:
+            if self.database_url in _SCHEMA_READY:
+                return engine
+            try:
+                PAPER_METADATA.create_all(engine)
+            except sqlalchemy.exc.SQLAlchemyError as exc:
+                # Another process may have created the tables between our check and create.
+                try:
+                    present = set(sa.inspect(engine).get_table_names())
+                except sqlalchemy.exc.SQLAlchemyError as inspect_exc:
+                    raise translate_db_error(inspect_exc, what="paper broker", url=self.database_url) from exc
+                if not set(PAPER_METADATA.tables) <= present:
+                    raise translate_db_error(exc, what="paper broker", url=self.database_url) from exc
+            _SCHEMA_READY.add(self.database_url)
+        return engine
+
+    def _venue(self) -> _Venue:
+        market = self.market
+        key = f"{type(market).__module__}.{type(market).__qualname__}:{market.model_dump_json()}"
+        with _VENUES_LOCK:
+            venue = _VENUES.get(key)
+            if venue is None:
+                windows = market.load_windows()
+                forward = windows.forward
+                stamps = forward.timestamps.astype(np.int64)
+                bar_us = round(forward.bar_seconds * _MICROSECONDS)
+                venue = _Venue(
+                    forward=forward,
+                    history=windows.history_before(name="forward"),
+                    closes_at_us=stamps - stamps[0] + bar_us,
+                )
+                _VENUES[key] = venue
+        return venue
+
+    def _now(self) -> dt.datetime:
+        return _aware(self.now(), "now()")
+
+    def _released(self, row: Mapping[str, Any], venue: _Venue, now: dt.datetime) -> int:
+        """Forward bars the session's clock has released by ``now``."""
+        if row["clock"] == "replay":
+            return venue.forward.n_bars
+        elapsed_us = _to_us(now) - row["started_at_us"]
+        market_us = np.floor(elapsed_us * row["speed"])
+        return int(np.searchsorted(venue.closes_at_us, market_us, side="right"))
+
+    def _fail(self, exc: BaseException, trial_key: str | None) -> PipelineError:
+        if isinstance(exc, PipelineError):
+            error = exc
+        else:
+            error = translate_db_error(exc, what="paper broker", url=self.database_url)
+        return error.for_trial(trial_key) if trial_key and error.trial is None else error
+
+    @staticmethod
+    def _row(conn: sa.Connection, trial_key: str, *, lock: bool = False) -> Mapping[str, Any] | None:
+        query = sa.select(paper_sessions).where(paper_sessions.c.trial_key == trial_key)
+        # FOR UPDATE serialises syncs on PostgreSQL; SQLite ignores it and relies on the
+        # guarded update in _write_step.
+        return conn.execute(query.with_for_update() if lock else query).mappings().first()
+
+    def _existing(self, conn: sa.Connection, trial_key: str, *, lock: bool = False) -> Mapping[str, Any]:
+        row = self._row(conn, trial_key, lock=lock)
+        if row is None:
+            raise PaperTradingError("no paper session for this trial; call start_session first", trial=trial_key)
+        return row
+
+    # ------------------------------------------------------------------ API
+
+    def start_session(self, *, trial_key: str, strategy_name: str, params: Mapping[str, Any]) -> SessionInfo:
+        key = _checked_key(trial_key)
+        try:
+            _, model = build_strategy(name=strategy_name, params=params)
+            params_json = json.dumps(model.model_dump(mode="json"), sort_keys=True)
+            forward = self._venue().forward
+            engine = self._engine()
+            now_us = _to_us(self._now())
+            with engine.begin() as conn:
+                # Insert-or-keep in one statement: of two concurrent starts, one inserts and
+                # the other reads that row back below.
+                conn.execute(
+                    _insert_ignoring_duplicates(engine, paper_sessions).values(
+                        trial_key=key,
+                        strategy_name=strategy_name,
+                        params_json=params_json,
+                        status="running",
+                        clock=self.clock,
+                        speed=self.speed,
+                        fee_bps=self.market.fee_bps,
+                        slippage_bps=self.market.slippage_bps,
+                        bar_seconds=forward.bar_seconds,
+                        n_forward_bars=forward.n_bars,
+                        forward_sha256=forward.sha256,
+                        started_at_us=now_us,
+                        updated_at_us=now_us,
+                        bars_processed=0,
+                        held=0.0,
+                        pending_target=0.0,
+                        equity=1.0,
+                        last_close=None,
+                        n_fills=0,
+                    )
+                )
+                row = self._existing(conn, key)
+        except (PipelineError, sqlalchemy.exc.SQLAlchemyError) as exc:
+            raise self._fail(exc, key) from exc
+        if row["strategy_name"] != strategy_name or row["params_json"] != params_json:
+            raise PaperTradingError(
+                f"a session already trades strategy {row['strategy_name']!r} with params {row['params_json']}; "
+                f"it cannot restart as {strategy_name!r} with {params_json}: a trial's params never change",
+                trial=key,
+            )
+        return _info(row)
+
+    def sync(self, *, trial_key: str) -> SessionInfo:
+        key = _checked_key(trial_key)
+        try:
+            now = self._now()
+            # Loaded before the transaction so a first, slow market load holds no row lock.
+            venue = self._venue()
+            engine = self._engine()
+            with engine.connect() as conn:
+                with conn.begin() as transaction:
+                    info = self._sync_in(conn, key, venue, now)
+                    if info is None:
+                        transaction.rollback()
+                if info is None:
+                    # A concurrent sync advanced the session first and processed these bars.
+                    info = _info(self._existing(conn, key))
+                return info
+        except (PipelineError, sqlalchemy.exc.SQLAlchemyError) as exc:
+            raise self._fail(exc, key) from exc
+
+    def _sync_in(self, conn: sa.Connection, key: str, venue: _Venue, now: dt.datetime) -> SessionInfo | None:
+        """Advance the session inside the caller's transaction; ``None`` if another sync won."""
+        row = self._existing(conn, key, lock=True)
+        if row["status"] != "running":
+            return _info(row)
+        if venue.forward.sha256 != row["forward_sha256"]:
+            raise PaperTradingError(
+                f"the market's forward window (sha256 {venue.forward.sha256[:12]}…) is not the one this session "
+                f"trades ({row['forward_sha256'][:12]}…); restore the market data the session started on",
+                trial=key,
+            )
+        state = SessionState(
+            bars_processed=row["bars_processed"],
+            held=row["held"],
+            pending_target=row["pending_target"],
+            equity=row["equity"],
+            last_close=row["last_close"],
+        )
+        strategy, params = build_strategy(name=row["strategy_name"], params=json.loads(row["params_json"]))
+        step = advance_session(
+            state=state,
+            history_close=venue.history,
+            forward_close=venue.forward.close,
+            forward_timestamps=venue.forward.timestamps,
+            n_available=self._released(row, venue, now),
+            strategy=strategy,
+            params=params,
+            fee_bps=row["fee_bps"],
+            slippage_bps=row["slippage_bps"],
+        )
+        if step.state.bars_processed == state.bars_processed:
+            return _info(row)
+        new = step.state
+        values = {
+            "bars_processed": new.bars_processed,
+            "held": new.held,
+            "pending_target": new.pending_target,
+            "equity": new.equity,
+            "last_close": new.last_close,
+            "n_fills": row["n_fills"] + step.fills.height,
+            "updated_at_us": max(_to_us(now), row["updated_at_us"]),
+            "status": "completed" if new.bars_processed == row["n_forward_bars"] else "running",
+        }
+        if not self._write_step(conn, key, state, step, values):
+            return None
+        return _info({**row, **values})
+
+    def _write_step(
+        self, conn: sa.Connection, key: str, before: SessionState, step: SessionStep, values: Mapping[str, Any]
+    ) -> bool:
+        """Write one processed chunk; ``False`` (nothing written) if the session moved meanwhile."""
+        moved = conn.execute(
+            sa.update(paper_sessions)
+            .where(
+                paper_sessions.c.trial_key == key,
+                paper_sessions.c.bars_processed == before.bars_processed,
+                paper_sessions.c.status == "running",
+            )
+            .values(**values)
+        )
+        if moved.rowcount != 1:
+            return False
+        conn.execute(sa.insert(paper_bars), _db_rows(step.bars, key))
+        if step.fills.height:
+            conn.execute(sa.insert(paper_fills), _db_rows(step.fills, key))
+        return True
+
+    def report(self, *, trial_key: str) -> SessionReport:
+        key = _checked_key(trial_key)
+        try:
+            with self._engine().connect() as conn:
+                row = self._existing(conn, key)
+                # Rows are append-only and the session row is committed with them, so rows
+                # below its bar count are exactly the bars it reports, whatever syncs since.
+                visible = row["bars_processed"]
+                bars = conn.execute(
+                    sa.select(paper_bars)
+                    .where(paper_bars.c.trial_key == key, paper_bars.c.bar_index < visible)
+                    .order_by(paper_bars.c.bar_index)
+                ).mappings().all()
+                fills = conn.execute(
+                    sa.select(paper_fills)
+                    .where(paper_fills.c.trial_key == key, paper_fills.c.bar_index < visible)
+                    .order_by(paper_fills.c.bar_index)
+                ).mappings().all()
+        except (PipelineError, sqlalchemy.exc.SQLAlchemyError) as exc:
+            raise self._fail(exc, key) from exc
+        if len(bars) != visible or len(fills) != row["n_fills"]:
+            raise PaperTradingError(
+                f"the session records {visible} bars and {row['n_fills']} fills but the database holds "
+                f"{len(bars)} and {len(fills)}: its rows were altered outside the venue",
+                trial=key,
+            )
+        return SessionReport(
+            info=_info(row), fills=_frame(list(fills), FILL_SCHEMA), bars=_frame(list(bars), BAR_SCHEMA)
+        )
+
+    def stop(self, *, trial_key: str) -> SessionInfo:
+        key = _checked_key(trial_key)
+        try:
+            now_us = _to_us(self._now())
+            with self._engine().connect() as conn:
+                with conn.begin():
+                    self._existing(conn, key)
+                    conn.execute(
+                        sa.update(paper_sessions)
+                        .where(paper_sessions.c.trial_key == key, paper_sessions.c.status == "running")
+                        .values(status="stopped", updated_at_us=now_us)
+                    )
+                row = self._existing(conn, key)
+        except (PipelineError, sqlalchemy.exc.SQLAlchemyError) as exc:
+            raise self._fail(exc, key) from exc
+        return _info(row)
+
+    def sessions(self, *, min_days: float | None = None, updated_since: dt.datetime | None = None) -> list[SessionInfo]:
+        if min_days is not None and (
+            isinstance(min_days, bool)
+            or not isinstance(min_days, int | float)
+            or not np.isfinite(min_days)
+            or min_days < 0
+        ):
+            raise PaperTradingError(f"min_days must be None or a finite number of days >= 0, got {min_days!r}")
+        query = sa.select(paper_sessions).order_by(paper_sessions.c.started_at_us, paper_sessions.c.trial_key)
+        if updated_since is not None:
+            query = query.where(paper_sessions.c.updated_at_us >= _to_us(_aware(updated_since, "updated_since")))
+        try:
+            with self._engine().connect() as conn:
+                rows = conn.execute(query).mappings().all()
+        except sqlalchemy.exc.SQLAlchemyError as exc:
+            raise self._fail(exc, None) from exc
+        infos = [_info(row) for row in rows]
+        # Filtered with the same expression as SessionInfo.days_elapsed, so a session that
+        # reports 7.0 days is never left out by SQL float rounding.
+        return [info for info in infos if min_days is None or info.days_elapsed >= min_days]

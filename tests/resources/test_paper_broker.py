@@ -1,0 +1,291 @@
+"""The persistent paper venue: clocks, restarts, crashes, concurrency, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import polars as pl
+import pytest
+import sqlalchemy as sa
+
+from resources.market_data import SyntheticMarketDataResource
+from resources.paper_broker import LocalPaperBrokerResource, PaperBrokerResource, paper_bars, paper_fills
+from simulations.backtest import backtest_strategy
+from simulations.errors import ConfigurationError, PaperTradingError, StorageUnavailableError, TrialDataError
+from simulations.paper import SessionState, advance_session
+from simulations.strategies import build_strategy
+
+STRATEGY = "momentum"
+PARAMS = {"lookback": 12, "vol_lookback": 24, "target_bar_vol": 0.003}
+T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
+FORWARD_BARS = 360  # 15 days of hourly bars
+
+
+def small_market(**fields) -> SyntheticMarketDataResource:
+    """40 days of synthetic hourly bars: 360 forward bars after 600 bars of history."""
+    return SyntheticMarketDataResource(n_days=40, train_days=20, backtest_days=5, forward_days=15, **fields)
+
+
+class FakeClock:
+    """Wall-clock time that moves only when a test says so."""
+
+    def __init__(self, start: dt.datetime = T0) -> None:
+        self.now = start
+
+    def advance(self, **delta: float) -> None:
+        self.now += dt.timedelta(**delta)
+
+
+def make_broker(url: str, fake: FakeClock, **fields) -> LocalPaperBrokerResource:
+    """A broker whose `now` reads ``fake``: the venue's only injection point for time."""
+
+    class ClockedBroker(LocalPaperBrokerResource):
+        def now(self) -> dt.datetime:
+            return fake.now
+
+    return ClockedBroker(database_url=url, market=fields.pop("market", small_market()), **fields)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "postgres":
+        return request.getfixturevalue("pg_database")
+    return f"sqlite:///{tmp_path / 'gauntlet.db'}"
+
+
+@pytest.fixture(scope="module")
+def batch():
+    """The whole forward window processed at once by the pure engine, and the backtester's run."""
+    windows = small_market().load_windows()
+    strategy, params = build_strategy(name=STRATEGY, params=PARAMS)
+    history = windows.history_before(name="forward")
+    step = advance_session(
+        state=SessionState(),
+        history_close=history,
+        forward_close=windows.forward.close,
+        forward_timestamps=windows.forward.timestamps,
+        n_available=windows.forward.n_bars,
+        strategy=strategy,
+        params=params,
+        fee_bps=2.0,
+        slippage_bps=1.0,
+    )
+    result = backtest_strategy(
+        strategy=strategy, params=params, close=windows.forward.close, history=history, fee_bps=2.0, slippage_bps=1.0
+    )
+    return step, result
+
+
+def _assert_prefix_of_batch(report, batch, n_bars: int) -> None:
+    step, _ = batch
+    assert report.bars.equals(step.bars.head(n_bars))
+    assert report.fills.equals(step.fills.filter(pl.col("bar_index") < n_bars))
+    assert report.info.n_fills == report.fills.height
+
+
+def test_replay_session_completes_at_once_and_equals_the_backtester(database_url: str, batch) -> None:
+    broker = make_broker(database_url, FakeClock(), clock="replay")
+    started = broker.start_session(trial_key="study#1", strategy_name=STRATEGY, params=PARAMS)
+    assert (started.status, started.bars_processed, started.equity, started.days_elapsed) == ("running", 0, 1.0, 0.0)
+
+    info = broker.sync(trial_key="study#1")
+    assert (info.status, info.bars_processed, info.days_elapsed) == ("completed", FORWARD_BARS, 15.0)
+    report = broker.report(trial_key="study#1")
+    _assert_prefix_of_batch(report, batch, FORWARD_BARS)
+    _, result = batch
+    np.testing.assert_allclose(report.equity["equity"].to_numpy(), result.equity, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(report.positions["held"].to_numpy(), result.held, rtol=0, atol=1e-12)
+    assert info.equity - 1.0 == pytest.approx(result.total_return, abs=1e-12)
+    assert report.status == "completed" and report.bars_processed == FORWARD_BARS and report.days_elapsed == 15.0
+    # A completed session has nothing left to process.
+    assert broker.sync(trial_key="study#1") == info
+
+
+def test_start_is_idempotent_and_refuses_other_params(database_url: str) -> None:
+    clock = FakeClock()
+    broker = make_broker(database_url, clock, clock="wall")
+    first = broker.start_session(trial_key="study#2", strategy_name=STRATEGY, params=PARAMS)
+    clock.advance(hours=5)
+    again = make_broker(database_url, clock, clock="replay").start_session(
+        trial_key="study#2", strategy_name=STRATEGY, params=dict(reversed(list(PARAMS.items())))
+    )
+    assert again == first  # same start time and clock: the existing session, not a new one
+    assert len(broker.sessions()) == 1
+    with pytest.raises(PaperTradingError, match="a trial's params never change") as caught:
+        broker.start_session(trial_key="study#2", strategy_name=STRATEGY, params={**PARAMS, "lookback": 13})
+    assert "study#2" in str(caught.value)
+    with pytest.raises(TrialDataError, match="unknown|invalid|not registered|known"):
+        broker.start_session(trial_key="study#3", strategy_name="no_such_strategy", params={})
+    assert [info.trial_key for info in broker.sessions()] == ["study#2"]
+
+
+@pytest.mark.parametrize("speed", [1.0, 3_600.0])
+def test_a_wall_session_reaches_seven_days_only_after_seven_days_of_market_time(tmp_path: Path, speed: float) -> None:
+    clock = FakeClock()
+    broker = make_broker(f"sqlite:///{tmp_path / 'gauntlet.db'}", clock, clock="wall", speed=speed)
+    broker.start_session(trial_key="study#4", strategy_name=STRATEGY, params=PARAMS)
+    seven_days = dt.timedelta(days=7) / speed
+
+    clock.advance(seconds=(seven_days - dt.timedelta(seconds=1)).total_seconds())
+    info = broker.sync(trial_key="study#4")
+    assert info.bars_processed == 7 * 24 - 1 and info.days_elapsed < 7.0 and info.status == "running"
+    assert broker.sessions(min_days=7.0) == []
+
+    clock.advance(seconds=1)
+    info = broker.sync(trial_key="study#4")
+    assert info.bars_processed == 7 * 24 and info.days_elapsed == 7.0
+    assert [s.trial_key for s in broker.sessions(min_days=7.0)] == ["study#4"]
+
+
+def test_restarting_the_venue_mid_session_loses_nothing(database_url: str, batch) -> None:
+    clock = FakeClock()
+    make_broker(database_url, clock, clock="wall").start_session(trial_key="study#5", strategy_name=STRATEGY, params=PARAMS)
+    clock.advance(days=2, hours=12, minutes=30)
+    before = make_broker(database_url, clock, clock="wall").sync(trial_key="study#5")
+    assert before.bars_processed == 60
+
+    # A new process: fresh resource instance on the same database, same config.
+    restarted = make_broker(database_url, clock, clock="wall")
+    assert restarted.report(trial_key="study#5").bars.height == 60
+    clock.advance(days=6, hours=11, minutes=30)
+    after = restarted.sync(trial_key="study#5")
+    assert after.bars_processed == 9 * 24 and after.started_at == before.started_at
+    _assert_prefix_of_batch(restarted.report(trial_key="study#5"), batch, 9 * 24)
+
+    clock.advance(days=30)
+    final = make_broker(database_url, clock, clock="wall").sync(trial_key="study#5")
+    assert final.status == "completed"
+    _assert_prefix_of_batch(restarted.report(trial_key="study#5"), batch, FORWARD_BARS)
+    with sa.create_engine(database_url).connect() as conn:
+        for table in (paper_bars, paper_fills):
+            rows = conn.execute(sa.select(table.c.bar_index).where(table.c.trial_key == "study#5")).scalars().all()
+            assert len(rows) == len(set(rows)), f"duplicate rows in {table.name}"
+
+
+def test_a_crash_inside_a_sync_commits_nothing_and_the_next_sync_processes_each_bar_once(
+    database_url: str, batch
+) -> None:
+    clock = FakeClock()
+
+    class CrashingBroker(LocalPaperBrokerResource):
+        def now(self) -> dt.datetime:
+            return clock.now
+
+        def _write_step(self, conn, key, before, step, values):
+            super()._write_step(conn, key, before, step, values)
+            raise RuntimeError("process killed between the inserts and the commit")
+
+    broker = make_broker(database_url, clock, clock="wall")
+    broker.start_session(trial_key="study#6", strategy_name=STRATEGY, params=PARAMS)
+    clock.advance(days=3)
+    broker.sync(trial_key="study#6")
+    clock.advance(days=1)
+    crashing = CrashingBroker(database_url=database_url, clock="wall", market=small_market())
+    with pytest.raises(RuntimeError, match="process killed"):
+        crashing.sync(trial_key="study#6")
+    unchanged = broker.report(trial_key="study#6")
+    assert unchanged.bars_processed == 72
+    _assert_prefix_of_batch(unchanged, batch, 72)
+
+    assert broker.sync(trial_key="study#6").bars_processed == 96
+    _assert_prefix_of_batch(broker.report(trial_key="study#6"), batch, 96)
+
+
+def test_concurrent_syncs_of_one_session_never_double_insert(database_url: str, batch) -> None:
+    clock = FakeClock()
+    brokers = [make_broker(database_url, clock, clock="replay") for _ in range(4)]
+    brokers[0].start_session(trial_key="study#7", strategy_name=STRATEGY, params=PARAMS)
+    barrier = threading.Barrier(len(brokers))
+    outcomes: list[object] = [None] * len(brokers)
+
+    def run(index: int) -> None:
+        barrier.wait()
+        try:
+            outcomes[index] = brokers[index].sync(trial_key="study#7")
+        except Exception as exc:  # noqa: BLE001 - recorded and asserted on below
+            outcomes[index] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(brokers))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [getattr(o, "bars_processed", o) for o in outcomes] == [FORWARD_BARS] * len(brokers)
+    _assert_prefix_of_batch(brokers[0].report(trial_key="study#7"), batch, FORWARD_BARS)
+
+
+def test_stop_freezes_a_session(database_url: str) -> None:
+    clock = FakeClock()
+    broker = make_broker(database_url, clock, clock="wall")
+    broker.start_session(trial_key="study#8", strategy_name=STRATEGY, params=PARAMS)
+    clock.advance(days=1)
+    assert broker.sync(trial_key="study#8").bars_processed == 24
+    stopped = broker.stop(trial_key="study#8")
+    assert stopped.status == "stopped" and stopped.bars_processed == 24
+    clock.advance(days=5)
+    assert broker.sync(trial_key="study#8") == stopped
+    assert broker.stop(trial_key="study#8") == stopped
+    assert broker.report(trial_key="study#8").bars.height == 24
+
+
+def test_sessions_filter_by_market_days_and_update_time(tmp_path: Path) -> None:
+    clock = FakeClock()
+    broker = make_broker(f"sqlite:///{tmp_path / 'gauntlet.db'}", clock, clock="wall")
+    for key in ("study#10", "study#11"):
+        broker.start_session(trial_key=key, strategy_name=STRATEGY, params=PARAMS)
+    clock.advance(days=8)
+    checkpoint = clock.now
+    broker.sync(trial_key="study#11")
+    assert [s.trial_key for s in broker.sessions()] == ["study#10", "study#11"]
+    assert [s.trial_key for s in broker.sessions(min_days=7.0)] == ["study#11"]
+    assert [s.trial_key for s in broker.sessions(updated_since=checkpoint)] == ["study#11"]
+    assert broker.sessions(updated_since=checkpoint + dt.timedelta(seconds=1)) == []
+    with pytest.raises(PaperTradingError, match="min_days"):
+        broker.sessions(min_days=float("nan"))
+    with pytest.raises(ConfigurationError, match="timezone-aware"):
+        broker.sessions(updated_since=dt.datetime(2026, 1, 1))
+
+
+def test_unknown_sessions_and_bad_keys_raise_naming_the_trial(tmp_path: Path) -> None:
+    broker = make_broker(f"sqlite:///{tmp_path / 'gauntlet.db'}", FakeClock())
+    for call in (broker.sync, broker.report, broker.stop):
+        with pytest.raises(PaperTradingError, match=r"trial study#404.*start_session first"):
+            call(trial_key="study#404")
+    with pytest.raises(PaperTradingError, match="trial_key"):
+        broker.sync(trial_key="  ")
+
+
+def test_market_data_that_changed_under_a_session_is_refused(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'gauntlet.db'}"
+    make_broker(url, FakeClock()).start_session(trial_key="study#12", strategy_name=STRATEGY, params=PARAMS)
+    other_market = make_broker(url, FakeClock(), market=small_market(seed=7))
+    with pytest.raises(PaperTradingError, match="forward window"):
+        other_market.sync(trial_key="study#12")
+
+
+def test_a_naive_clock_is_a_configuration_error(tmp_path: Path) -> None:
+    broker = make_broker(f"sqlite:///{tmp_path / 'gauntlet.db'}", FakeClock(dt.datetime(2026, 3, 1)))
+    with pytest.raises(ConfigurationError, match="timezone-aware"):
+        broker.start_session(trial_key="study#13", strategy_name=STRATEGY, params=PARAMS)
+
+
+def test_an_unreachable_database_is_a_transient_error() -> None:
+    broker = make_broker("postgresql+psycopg2://postgres@127.0.0.1:1/none", FakeClock())
+    with pytest.raises(StorageUnavailableError, match="unavailable") as caught:
+        broker.sessions()
+    assert caught.value.transient
+
+
+def test_the_broker_works_as_a_dagster_resource(tmp_path: Path) -> None:
+    @dg.asset
+    def paper_session(paper_broker: PaperBrokerResource) -> float:
+        paper_broker.start_session(trial_key="study#14", strategy_name=STRATEGY, params=PARAMS)
+        return paper_broker.sync(trial_key="study#14").days_elapsed
+
+    broker = LocalPaperBrokerResource(database_url=f"sqlite:///{tmp_path / 'gauntlet.db'}", market=small_market())
+    result = dg.materialize([paper_session], resources={"paper_broker": broker})
+    assert result.success and result.output_for_node("paper_session") == 15.0
