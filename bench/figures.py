@@ -37,12 +37,12 @@ def _sensor_tick_ms(n_trials: int, n_new: int = 10, repeats: int = 5) -> float:
         timings = []
         with dg.instance_for_test(temp_dir=tmp) as instance:
             for i in range(repeats + 1):
-                context = dg.build_sensor_context(
+                with dg.build_sensor_context(
                     instance=instance, cursor=cursor, definitions=defs, resources=defs.resources
-                )
-                started = time.perf_counter()
-                result = sensor(context)
-                elapsed = time.perf_counter() - started
+                ) as context:
+                    started = time.perf_counter()
+                    result = sensor(context)
+                    elapsed = time.perf_counter() - started
                 assert sum(int(r.tags["gauntlet/trials"]) for r in result.run_requests) == n_new
                 if i:  # the first tick opens the storage: the daemon pays that once
                     timings.append(elapsed)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import dagster as dg
 from pydantic import BaseModel, Field
@@ -20,6 +20,7 @@ from resources.gate_policy import GatePolicyResource
 from resources.io_manager import ArtifactIOManager
 from resources.market_data import FileMarketDataResource, SyntheticMarketDataResource
 from resources.optuna_study import OptunaStudyResource
+from resources.paper_broker import LocalPaperBrokerResource
 from sensors.optuna_trial_sensor import DEFAULT_INTERVAL_SECONDS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -41,6 +42,8 @@ class Settings(BaseModel):
     sensor_interval_seconds: int = Field(default=DEFAULT_INTERVAL_SECONDS, ge=1)
     market_file: str | None = None
     gate_policy_file: str | None = None
+    paper_clock: Literal["replay", "wall"] = "replay"
+    paper_speed: float = Field(default=1.0, gt=0)
 
     @classmethod
     def from_environ(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -57,6 +60,10 @@ class Settings(BaseModel):
             fields["market_file"] = env["GAUNTLET_MARKET_FILE"]
         if env.get("GAUNTLET_GATE_POLICY"):
             fields["gate_policy_file"] = env["GAUNTLET_GATE_POLICY"]
+        if env.get("GAUNTLET_PAPER_CLOCK"):
+            fields["paper_clock"] = env["GAUNTLET_PAPER_CLOCK"]
+        if env.get("GAUNTLET_PAPER_SPEED"):
+            fields["paper_speed"] = float(env["GAUNTLET_PAPER_SPEED"])
         if env.get("GAUNTLET_SENSOR_INTERVAL"):
             fields["sensor_interval_seconds"] = int(env["GAUNTLET_SENSOR_INTERVAL"])
         return cls(**fields)
@@ -65,6 +72,11 @@ class Settings(BaseModel):
     def optuna_url(self) -> str:
         """The demo study's storage in the local environment."""
         return f"sqlite:///{self.home / 'optuna.db'}"
+
+    @property
+    def database_url(self) -> str:
+        """Gauntlet's own tables (registry, paper sessions) in the local environment."""
+        return f"sqlite:///{self.home / 'gauntlet.db'}"
 
 
 def build_resources(settings: Settings) -> dict[str, Any]:
@@ -82,6 +94,12 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             "shared_io_manager": ArtifactIOManager(base_dir=dg.EnvVar("GAUNTLET_ARTIFACT_DIR")),
             "market": market,
             "gate_policy": policy,
+            "paper_broker": LocalPaperBrokerResource(
+                database_url=dg.EnvVar("GAUNTLET_DATABASE_URL"),
+                clock=settings.paper_clock,
+                speed=settings.paper_speed,
+                market=market,
+            ),
         }
     return {
         "optuna_study": OptunaStudyResource(storage_url=settings.optuna_url, studies=settings.studies),
@@ -89,4 +107,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         "shared_io_manager": ArtifactIOManager(base_dir=str(settings.home / "artifacts" / "shared")),
         "market": market,
         "gate_policy": policy,
+        "paper_broker": LocalPaperBrokerResource(
+            database_url=settings.database_url, clock=settings.paper_clock, speed=settings.paper_speed, market=market
+        ),
     }

@@ -9,13 +9,14 @@ asset returns an output, so each stage here yields one `AssetMaterialization` an
 then read back from the artifact store, and the gates before it from the instance.
 """
 
+import itertools
 from collections import defaultdict
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from typing import Any
 
 import dagster as dg
 
-from pipeline_assets import backtest_stage, stress_stage
+from pipeline_assets import backtest_stage, paper_stage, stress_stage
 from pipeline_assets.backtest_stage import BACKTEST_GATE, BACKTEST_RESULTS
 from pipeline_assets.errors import TRANSIENT_RETRY_POLICY, fail_for
 from pipeline_assets.metadata import key_value_table
@@ -25,12 +26,14 @@ from pipeline_assets.partitions import (
     trials_partitions_def,
 )
 from pipeline_assets.shared_assets import CGE_SCENARIOS, MARKET_DATA, StressScenarios
+from pipeline_assets.paper_stage import PAPER_GATE, PAPER_TRADING_GRADE
 from pipeline_assets.stress_stage import CGE_GATE, CGE_STRESS_REPORT
 from pipeline_assets.stages import PIPELINE_CODE_VERSION, TrialBatch, passed_in_instance, versioned_tags
 from resources.artifacts import ArtifactStoreResource
 from resources.gate_policy import GatePolicyResource
 from resources.market_data import MarketDataResource
 from resources.optuna_study import StudySourceResource
+from resources.paper_broker import PaperBrokerResource
 from simulations.errors import PipelineError, TrialDataError
 from simulations.market import MarketWindows
 from simulations.trial import TrialSnapshot
@@ -150,6 +153,12 @@ def _spec(key: dg.AssetKey, description: str, deps: list, kinds: set[str]) -> dg
             [BACKTEST_RESULTS, CGE_SCENARIOS],
             {"scipy", "parquet"},
         ),
+        _spec(
+            PAPER_TRADING_GRADE,
+            "The trial paper-traded on the forward window nobody has seen, graded A to F once mature.",
+            [CGE_STRESS_REPORT],
+            {"sqlalchemy"},
+        ),
     ],
     check_specs=[
         dg.AssetCheckSpec(
@@ -168,6 +177,13 @@ def _spec(key: dg.AssetKey, description: str, deps: list, kinds: set[str]) -> dg
             description="Gate 2: share of profitable scenarios, median Sharpe, median drawdown and "
             "catastrophic losses over the CGE stress scenarios.",
         ),
+        dg.AssetCheckSpec(
+            PAPER_GATE.name,
+            asset=PAPER_TRADING_GRADE,
+            blocking=True,
+            partitions_def=trials_partitions_def,
+            description="Gate 3: at least the minimum days of paper trading and a grade in the required grades.",
+        ),
     ],
     ins={"market_data": dg.AssetIn(MARKET_DATA), "cge_scenarios": dg.AssetIn(CGE_SCENARIOS)},
     can_subset=True,
@@ -182,7 +198,8 @@ def trial_gauntlet(
     artifacts: ArtifactStoreResource,
     market: MarketDataResource,
     gate_policy: GatePolicyResource,
-) -> Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation]:
+    paper_broker: PaperBrokerResource,
+) -> Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation | dg.AssetObservation]:
     """Evaluate a batch of trials through every selected stage, one partition per trial."""
     batch = TrialBatch(keys=list(context.partition_keys), policy=gate_policy.policy(), artifacts=artifacts)
     context.log.info(f"evaluating {len(batch.keys)} trial(s): {batch.keys[0]} … {batch.keys[-1]}")
@@ -209,6 +226,22 @@ def trial_gauntlet(
         alive,
         lambda keys: stress_stage.evaluate_batch(batch, keys, scenarios=cge_scenarios, **costs),
         lambda out: stress_stage.events(batch, out, cge_scenarios),
+    )
+
+    def paper(keys: list[str]) -> dict[str, Any]:
+        graded, pending = paper_stage.evaluate_batch(batch, keys, broker=paper_broker, windows=market_data)
+        pending_sessions.update(pending)
+        return graded
+
+    pending_sessions: dict[str, Any] = {}
+    alive = yield from _stage(
+        context,
+        PAPER_GATE,
+        alive,
+        paper,
+        lambda out: itertools.chain(
+            paper_stage.pending_events(batch, pending_sessions), paper_stage.events(batch, out)
+        ),
     )
     context.log.info(f"{len(alive)} of {len(batch.keys)} trial(s) passed every gate evaluated")
     fail_for(batch.errors)

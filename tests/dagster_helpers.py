@@ -41,10 +41,10 @@ class Ticker:
 
     def tick(self, *, execute: bool = True) -> dg.SensorResult:
         sensor = self.defs.resolve_sensor_def("optuna_trial_sensor")
-        context = dg.build_sensor_context(
+        with dg.build_sensor_context(
             instance=self.instance, cursor=self.cursor, definitions=self.defs, resources=self.defs.resources
-        )
-        result = sensor(context)
+        ) as context:
+            result = sensor(context)
         assert isinstance(result, dg.SensorResult)
         if result.cursor is not None:
             self.cursor = result.cursor
