@@ -5,7 +5,7 @@ import json
 import dagster as dg
 import pytest
 
-from pipeline_assets.shared_assets import market_data
+from pipeline_assets.shared_assets import cge_scenarios, market_data
 from pipeline_assets.trial_assets import trial_gauntlet
 from resources.artifacts import LocalArtifactStoreResource
 from resources.gate_policy import GatePolicyResource
@@ -71,7 +71,7 @@ def test_rematerializing_a_trial_gives_bit_identical_metrics(optuna_url, tmp_pat
     store = LocalArtifactStoreResource(base_dir=str(tmp_path / "artifacts"))
     first = store.read_bytes("trials/demo__t00000001/backtest_results.json")
     result = dg.materialize(
-        [market_data, trial_gauntlet],
+        [market_data, cge_scenarios, trial_gauntlet],
         selection=["backtest_results"],
         instance=instance,
         partition_key="demo__t00000001",
@@ -126,7 +126,7 @@ def test_backtest_alone_needs_the_snapshot_artifact(optuna_url, tmp_path, instan
     defs.resolve_job_def("shared_job").execute_in_process(instance=instance)
     instance.add_dynamic_partitions("trials", ["demo__t00000000"])
     result = dg.materialize(
-        [market_data, trial_gauntlet],
+        [market_data, cge_scenarios, trial_gauntlet],
         selection=["backtest_results"],
         instance=instance,
         partition_key="demo__t00000000",

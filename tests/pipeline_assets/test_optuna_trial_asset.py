@@ -1,7 +1,7 @@
 import dagster as dg
 import pytest
 
-from pipeline_assets.shared_assets import market_data
+from pipeline_assets.shared_assets import cge_scenarios, market_data
 from pipeline_assets.trial_assets import snapshot_artifact_key, trial_gauntlet
 from resources.artifacts import LocalArtifactStoreResource
 from simulations.trial import TrialSnapshot
@@ -24,7 +24,7 @@ def instance():
 
 def _materialize_optuna_trial(defs, instance, optuna_url, tmp_path, key):
     return dg.materialize(
-        [market_data, trial_gauntlet],
+        [market_data, cge_scenarios, trial_gauntlet],
         selection=["optuna_trial"],
         instance=instance,
         partition_key=key,
