@@ -106,3 +106,9 @@ class ConfigurationError(PipelineError):
     """Gauntlet's configuration is invalid; the message names the key and the expectation."""
 
     default_stage = "configuration"
+
+
+class RegistryError(PipelineError):
+    """A deployment-registry operation cannot be done as asked (e.g. retiring a trial that is not live)."""
+
+    default_stage = "deployment_registry"
