@@ -16,12 +16,15 @@ import dagster as dg
 from pydantic import BaseModel, Field
 
 from resources.artifacts import LocalArtifactStoreResource
+from resources.deployment_policy import DeploymentPolicyResource
 from resources.gate_policy import GatePolicyResource
 from resources.io_manager import ArtifactIOManager
 from resources.market_data import FileMarketDataResource, SyntheticMarketDataResource
 from resources.optuna_study import OptunaStudyResource
 from resources.paper_broker import LocalPaperBrokerResource
+from resources.registry import SqlDeploymentRegistryResource
 from sensors.optuna_trial_sensor import DEFAULT_INTERVAL_SECONDS
+from simulations.constants import DEFAULT_LIVE_CAPACITY
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -42,6 +45,8 @@ class Settings(BaseModel):
     sensor_interval_seconds: int = Field(default=DEFAULT_INTERVAL_SECONDS, ge=1)
     market_file: str | None = None
     gate_policy_file: str | None = None
+    live_capacity: int = Field(default=DEFAULT_LIVE_CAPACITY, ge=1)
+    dry_run: bool = False
     paper_clock: Literal["replay", "wall"] = "replay"
     paper_speed: float = Field(default=1.0, gt=0)
 
@@ -60,6 +65,10 @@ class Settings(BaseModel):
             fields["market_file"] = env["GAUNTLET_MARKET_FILE"]
         if env.get("GAUNTLET_GATE_POLICY"):
             fields["gate_policy_file"] = env["GAUNTLET_GATE_POLICY"]
+        if env.get("GAUNTLET_LIVE_CAPACITY"):
+            fields["live_capacity"] = int(env["GAUNTLET_LIVE_CAPACITY"])
+        if env.get("GAUNTLET_DRY_RUN"):
+            fields["dry_run"] = env["GAUNTLET_DRY_RUN"].lower() in {"1", "true", "yes"}
         if env.get("GAUNTLET_PAPER_CLOCK"):
             fields["paper_clock"] = env["GAUNTLET_PAPER_CLOCK"]
         if env.get("GAUNTLET_PAPER_SPEED"):
@@ -85,6 +94,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         FileMarketDataResource(path=settings.market_file) if settings.market_file else SyntheticMarketDataResource()
     )
     policy = GatePolicyResource(path=settings.gate_policy_file)
+    deployment = DeploymentPolicyResource(dry_run=settings.dry_run)
     if settings.environment == Environment.PRODUCTION:
         return {
             "optuna_study": OptunaStudyResource(
@@ -100,6 +110,10 @@ def build_resources(settings: Settings) -> dict[str, Any]:
                 speed=settings.paper_speed,
                 market=market,
             ),
+            "registry": SqlDeploymentRegistryResource(
+                database_url=dg.EnvVar("GAUNTLET_DATABASE_URL"), live_capacity=settings.live_capacity
+            ),
+            "deployment_policy": deployment,
         }
     return {
         "optuna_study": OptunaStudyResource(storage_url=settings.optuna_url, studies=settings.studies),
@@ -110,4 +124,6 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         "paper_broker": LocalPaperBrokerResource(
             database_url=settings.database_url, clock=settings.paper_clock, speed=settings.paper_speed, market=market
         ),
+        "registry": SqlDeploymentRegistryResource(database_url=settings.database_url, live_capacity=settings.live_capacity),
+        "deployment_policy": deployment,
     }

@@ -16,7 +16,7 @@ from typing import Any
 
 import dagster as dg
 
-from pipeline_assets import backtest_stage, paper_stage, stress_stage
+from pipeline_assets import backtest_stage, deployment_stage, paper_stage, stress_stage
 from pipeline_assets.backtest_stage import BACKTEST_GATE, BACKTEST_RESULTS
 from pipeline_assets.errors import TRANSIENT_RETRY_POLICY, fail_for
 from pipeline_assets.metadata import key_value_table
@@ -26,14 +26,17 @@ from pipeline_assets.partitions import (
     trials_partitions_def,
 )
 from pipeline_assets.shared_assets import CGE_SCENARIOS, MARKET_DATA, StressScenarios
+from pipeline_assets.deployment_stage import DEPLOYMENT_RECORD
 from pipeline_assets.paper_stage import PAPER_GATE, PAPER_TRADING_GRADE
 from pipeline_assets.stress_stage import CGE_GATE, CGE_STRESS_REPORT
 from pipeline_assets.stages import PIPELINE_CODE_VERSION, TrialBatch, passed_in_instance, versioned_tags
 from resources.artifacts import ArtifactStoreResource
+from resources.deployment_policy import DeploymentPolicyResource
 from resources.gate_policy import GatePolicyResource
 from resources.market_data import MarketDataResource
 from resources.optuna_study import StudySourceResource
 from resources.paper_broker import PaperBrokerResource
+from resources.registry import DeploymentRegistryResource
 from simulations.errors import PipelineError, TrialDataError
 from simulations.market import MarketWindows
 from simulations.trial import TrialSnapshot
@@ -159,6 +162,12 @@ def _spec(key: dg.AssetKey, description: str, deps: list, kinds: set[str]) -> dg
             [CGE_STRESS_REPORT],
             {"sqlalchemy"},
         ),
+        _spec(
+            DEPLOYMENT_RECORD,
+            "The deployment decision for a trial that passed every gate, as written to the registry.",
+            [PAPER_TRADING_GRADE],
+            {"sqlalchemy"},
+        ),
     ],
     check_specs=[
         dg.AssetCheckSpec(
@@ -199,6 +208,8 @@ def trial_gauntlet(
     market: MarketDataResource,
     gate_policy: GatePolicyResource,
     paper_broker: PaperBrokerResource,
+    registry: DeploymentRegistryResource,
+    deployment_policy: DeploymentPolicyResource,
 ) -> Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation | dg.AssetObservation]:
     """Evaluate a batch of trials through every selected stage, one partition per trial."""
     batch = TrialBatch(keys=list(context.partition_keys), policy=gate_policy.policy(), artifacts=artifacts)
@@ -244,6 +255,9 @@ def trial_gauntlet(
         ),
     )
     context.log.info(f"{len(alive)} of {len(batch.keys)} trial(s) passed every gate evaluated")
+    if DEPLOYMENT_RECORD in context.selected_asset_keys and alive:
+        records = deployment_stage.decide_batch(batch, alive, registry=registry, policy=deployment_policy)
+        yield from deployment_stage.events(batch, records, registry)
     fail_for(batch.errors)
 
 
