@@ -1,0 +1,80 @@
+"""The end of the gauntlet as a user sees it: decisions in the registry, once per input."""
+
+import dagster as dg
+import pytest
+
+from pipeline_assets.shared_assets import cge_scenarios, market_data
+from pipeline_assets.trial_assets import trial_gauntlet
+from resources.deployment_policy import DeploymentPolicyResource
+from resources.gate_policy import GatePolicyResource
+from resources.registry import SqlDeploymentRegistryResource
+from tests.conftest import add_complete_trials
+from tests.dagster_helpers import Ticker, local_definitions, local_resources, materialized
+
+# Passes all three gates on the default market and scenarios (paper grade A).
+GOOD = {"lookback": 123, "vol_lookback": 168, "target_bar_vol": 0.003}
+SLOW = {"lookback": 480, "vol_lookback": 720, "target_bar_vol": 0.003}
+KEY = "demo__t00000000"
+
+
+@pytest.fixture
+def instance():
+    with dg.instance_for_test() as inst:
+        yield inst
+
+
+def _registry(tmp_path) -> SqlDeploymentRegistryResource:
+    return SqlDeploymentRegistryResource(database_url=f"sqlite:///{tmp_path / 'gauntlet.db'}", live_capacity=3)
+
+
+def test_a_trial_passing_every_gate_is_promoted_and_recorded(optuna_url, tmp_path, instance):
+    add_complete_trials(optuna_url, "demo", [0.5], params=[GOOD])
+    Ticker(local_definitions(optuna_url, tmp_path), instance).tick_until_idle()
+    assert materialized(instance, "deployment_record") == {KEY}
+    registry = _registry(tmp_path)
+    [record] = registry.decisions(partition_key=KEY)
+    assert record.decision == "promoted" and record.decided_by == "pipeline"
+    assert set(record.verdicts) == {"backtest_gate", "cge_gate", "paper_trading_gate"}
+    assert {"train", "backtest", "forward", "cge_sam", "paper_forward"} <= set(record.data_hashes)
+    assert [e.partition_key for e in registry.live()] == [KEY]
+
+
+def test_a_trial_failing_a_gate_gets_no_deployment_record(optuna_url, tmp_path, instance):
+    add_complete_trials(optuna_url, "demo", [0.5], params=[SLOW])
+    strict = GatePolicyResource(overrides={"backtest": {"min_trades": 100}})
+    Ticker(local_definitions(optuna_url, tmp_path, gate_policy=strict), instance).tick_until_idle()
+    assert materialized(instance, "deployment_record") == set()
+    assert _registry(tmp_path).decisions() == []
+
+
+def test_rematerializing_with_unchanged_inputs_never_duplicates_a_decision(optuna_url, tmp_path, instance):
+    add_complete_trials(optuna_url, "demo", [0.5], params=[GOOD])
+    Ticker(local_definitions(optuna_url, tmp_path), instance).tick_until_idle()
+    for _ in range(2):
+        result = dg.materialize(
+            [market_data, cge_scenarios, trial_gauntlet],
+            selection=["backtest_results", "cge_stress_report", "paper_trading_grade", "deployment_record"],
+            instance=instance,
+            partition_key=KEY,
+            resources=local_resources(optuna_url, tmp_path),
+        )
+        assert result.success
+    assert len(_registry(tmp_path).decisions(partition_key=KEY)) == 1
+
+
+def test_dry_run_records_what_it_would_do_and_changes_nothing_live(optuna_url, tmp_path, instance):
+    add_complete_trials(optuna_url, "demo", [0.5], params=[GOOD])
+    dry = DeploymentPolicyResource(dry_run=True)
+    Ticker(local_definitions(optuna_url, tmp_path, deployment_policy=dry), instance).tick_until_idle()
+    [record] = _registry(tmp_path).decisions(partition_key=KEY)
+    assert record.decision == "dry_run" and record.would_have == "promoted"
+    assert _registry(tmp_path).live() == []
+
+
+def test_the_emergency_stop_holds_every_promotion(optuna_url, tmp_path, instance):
+    add_complete_trials(optuna_url, "demo", [0.5], params=[GOOD])
+    _registry(tmp_path).set_emergency_stop(stopped=True, by="user:ops", reason="market halt")
+    Ticker(local_definitions(optuna_url, tmp_path), instance).tick_until_idle()
+    [record] = _registry(tmp_path).decisions(partition_key=KEY)
+    assert record.decision == "held_emergency_stop"
+    assert _registry(tmp_path).live() == []
