@@ -16,26 +16,21 @@ def _sensor_tick_ms(n_trials: int, n_new: int = 10, repeats: int = 5) -> float:
     import dagster as dg
 
     from pipeline_assets.definitions import build_definitions
-    from pipeline_assets.environment import Settings
-    from resources.artifacts import LocalArtifactStoreResource
-    from resources.optuna_study import OptunaStudyResource
+    from pipeline_assets.environment import Settings, build_resources
+    from resources.optuna_study import OptunaStudyResource, StudyCursor
     from sensors.optuna_trial_sensor import encode_cursor
-    from resources.optuna_study import StudyCursor
 
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{Path(tmp) / 'optuna.db'}"
         watermark = bulk_study(url, "bench", n_trials) - n_new
-        defs = build_definitions(
-            settings=Settings(),
-            resources={
-                "optuna_study": OptunaStudyResource(storage_url=url),
-                "artifacts": LocalArtifactStoreResource(base_dir=tmp),
-            },
-        )
+        settings = Settings(home=Path(tmp))
+        resources = {**build_resources(settings), "optuna_study": OptunaStudyResource(storage_url=url)}
+        defs = build_definitions(settings=settings, resources=resources)
         sensor = defs.resolve_sensor_def("optuna_trial_sensor")
         cursor = encode_cursor({"bench": StudyCursor(watermark=watermark)})
         timings = []
         with dg.instance_for_test(temp_dir=tmp) as instance:
+            assert defs.resolve_job_def("shared_job").execute_in_process(instance=instance).success
             for i in range(repeats + 1):
                 with dg.build_sensor_context(
                     instance=instance, cursor=cursor, definitions=defs, resources=defs.resources

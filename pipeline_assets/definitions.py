@@ -11,6 +11,7 @@ from pipeline_assets.jobs import shared_job, trial_job
 from pipeline_assets.shared_assets import cge_scenarios, market_data
 from pipeline_assets.trial_assets import trial_gauntlet
 from sensors.optuna_trial_sensor import build_optuna_trial_sensor
+from sensors.paper_session_sensor import build_paper_session_sensor
 
 
 def build_definitions(
@@ -24,7 +25,8 @@ def build_definitions(
         sensors=[
             build_optuna_trial_sensor(
                 job=trial_job, shared_job=shared_job, interval_seconds=settings.sensor_interval_seconds
-            )
+            ),
+            build_paper_session_sensor(job=trial_job),
         ],
         resources=resources if resources is not None else build_resources(settings),
     )

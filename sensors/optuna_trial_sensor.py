@@ -14,7 +14,6 @@ from collections.abc import Sequence
 import dagster as dg
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
-from dagster._core.storage.event_log.base import AssetRecordsFilter
 
 from pipeline_assets.partitions import trial_partition_key, trials_partitions_def
 from pipeline_assets.shared_assets import SHARED_ASSET_KEYS
@@ -43,15 +42,6 @@ def decode_cursor(raw: str | None) -> dict[str, StudyCursor]:
 
 def _shared_missing(instance: dg.DagsterInstance) -> bool:
     return any(instance.get_latest_materialization_event(k) is None for k in SHARED_ASSET_KEYS)
-
-
-def _already_materialized(instance: dg.DagsterInstance, keys: Sequence[str]) -> set[str]:
-    if not keys:
-        return set()
-    records = instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=OPTUNA_TRIAL, asset_partitions=list(keys)), limit=len(keys)
-    ).records
-    return {r.partition_key for r in records if r.partition_key}
 
 
 def _shared_request(instance: dg.DagsterInstance, shared_job_name: str) -> dg.RunRequest | None:
@@ -121,6 +111,7 @@ def build_optuna_trial_sensor(
                 skip_reason=None if shared else "waiting for the shared assets to be materialized",
             )
         cursors = decode_cursor(context.cursor)
+        done = context.instance.get_materialized_partitions(OPTUNA_TRIAL)
         new_keys_by_study: dict[str, list[str]] = {}
         running = 0
         existing: set[str] = set()
@@ -129,7 +120,6 @@ def build_optuna_trial_sensor(
             for error in batch.rejected:
                 context.log.error(f"trial not admitted: {error}")
             keys = [trial_partition_key(study, s.number) for s in batch.completed]
-            done = _already_materialized(context.instance, keys)
             new_keys_by_study[study] = sorted(k for k in keys if k not in done)
             existing |= {
                 k

@@ -1,0 +1,62 @@
+"""`paper_session_sensor`: grade paper sessions once they have traded long enough.
+
+With the ``wall`` clock a session matures days after its trial's run; this sensor advances
+every running session (bars released by the clock are processed and persisted) and asks for
+grading — `paper_trading_grade` and `deployment_record` of that trial — once it has traded
+the policy's minimum days. The run key carries the bars processed, so a failed grading run is
+asked for again at the next tick that saw more bars, never twice for the same state.
+"""
+
+import dagster as dg
+from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
+
+from pipeline_assets.deployment_stage import DEPLOYMENT_RECORD
+from pipeline_assets.paper_stage import PAPER_TRADING_GRADE
+from resources.gate_policy import GatePolicyResource
+from resources.paper_broker import PaperBrokerResource
+
+DEFAULT_PAPER_INTERVAL_SECONDS = 60
+
+
+def build_paper_session_sensor(
+    *, job: UnresolvedAssetJobDefinition, interval_seconds: int = DEFAULT_PAPER_INTERVAL_SECONDS
+) -> dg.SensorDefinition:
+    """The sensor that grades matured paper sessions through ``job``."""
+
+    @dg.sensor(
+        name="paper_session_sensor",
+        job=job,
+        minimum_interval_seconds=interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Advances paper sessions and grades each one once it has traded the minimum days.",
+    )
+    def paper_session_sensor(
+        context: dg.SensorEvaluationContext, paper_broker: PaperBrokerResource, gate_policy: GatePolicyResource
+    ) -> dg.SensorResult:
+        min_days = gate_policy.policy().paper.min_days
+        open_sessions = [s for s in paper_broker.sessions() if s.status != "stopped"]
+        graded = context.instance.get_materialized_partitions(PAPER_TRADING_GRADE)
+        requests = []
+        pending = 0
+        for session in open_sessions:
+            if session.trial_key in graded:
+                continue
+            if session.status == "running":
+                session = paper_broker.sync(trial_key=session.trial_key)
+            if session.days_elapsed < min_days:
+                pending += 1
+                continue
+            requests.append(
+                dg.RunRequest(
+                    run_key=f"paper-grade:{session.trial_key}:{session.bars_processed}",
+                    partition_key=session.trial_key,
+                    asset_selection=[PAPER_TRADING_GRADE, DEPLOYMENT_RECORD],
+                    tags={"gauntlet/stage": "paper_grading"},
+                )
+            )
+        if not requests:
+            return dg.SensorResult(skip_reason=f"{pending} paper session(s) still below {min_days:g} days")
+        context.log.info(f"{len(requests)} matured paper session(s) to grade; {pending} still pending")
+        return dg.SensorResult(run_requests=requests)
+
+    return paper_session_sensor

@@ -1,0 +1,80 @@
+"""Wall-clock paper sessions: pending until mature, then graded by paper_session_sensor."""
+
+import datetime as dt
+import json
+
+import dagster as dg
+import pytest
+
+from resources.paper_broker import LocalPaperBrokerResource
+from resources.market_data import SyntheticMarketDataResource
+from tests.conftest import add_complete_trials
+from tests.dagster_helpers import Ticker, execute_request, local_definitions, materialized
+
+GOOD = {"lookback": 123, "vol_lookback": 168, "target_bar_vol": 0.003}
+KEY = "demo__t00000000"
+START = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+
+
+class ClockedBroker(LocalPaperBrokerResource):
+    """The venue with its clock read from a file, so the test moves time between runs."""
+
+    clock_file: str
+
+    def now(self) -> dt.datetime:
+        with open(self.clock_file) as handle:
+            return dt.datetime.fromisoformat(json.load(handle))
+
+
+@pytest.fixture
+def instance():
+    with dg.instance_for_test() as inst:
+        yield inst
+
+
+def _set_clock(path, moment: dt.datetime) -> None:
+    path.write_text(json.dumps(moment.isoformat()))
+
+
+def test_pending_sessions_are_neither_failed_nor_graded_until_mature(optuna_url, tmp_path, instance):
+    clock = tmp_path / "clock.json"
+    _set_clock(clock, START)
+    broker = ClockedBroker(
+        database_url=f"sqlite:///{tmp_path / 'gauntlet.db'}",
+        clock="wall",
+        speed=3600.0,  # an hour of market time per second
+        market=SyntheticMarketDataResource(),
+        clock_file=str(clock),
+    )
+    add_complete_trials(optuna_url, "demo", [0.5], params=[GOOD])
+    defs = local_definitions(optuna_url, tmp_path, paper_broker=broker)
+    ticker = Ticker(defs, instance)
+    ticker.tick_until_idle()
+    assert all(r.success for r in ticker.results)
+    assert KEY in materialized(instance, "cge_stress_report")
+    assert materialized(instance, "paper_trading_grade") == set()
+    gate = dg.AssetCheckKey(dg.AssetKey("paper_trading_grade"), "paper_trading_gate")
+    statuses = {i.latest_execution_status.value for i in instance.event_log_storage.get_asset_check_partition_info([gate])}
+    assert "FAILED" not in statuses and "SUCCEEDED" not in statuses
+    observed = instance.fetch_observations(dg.AssetKey("paper_trading_grade"), limit=1).records
+    assert observed[0].asset_observation.metadata["status"].value == "pending"
+
+    sensor = defs.resolve_sensor_def("paper_session_sensor")
+
+    def tick() -> dg.SensorResult:
+        with dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources) as context:
+            return sensor(context)
+
+    _set_clock(clock, START + dt.timedelta(seconds=6 * 24))  # 6 days of market time
+    assert tick().run_requests in (None, [])
+
+    _set_clock(clock, START + dt.timedelta(seconds=7 * 24 + 1))  # a little over 7 days
+    result = tick()
+    [request] = result.run_requests
+    assert request.partition_key == KEY
+    graded = execute_request(defs, instance, request)
+    assert graded.success
+    assert materialized(instance, "paper_trading_grade") == {KEY}
+    [mat] = [m for m in graded.asset_materializations_for_node("trial_gauntlet") if m.asset_key.path == ["paper_trading_grade"]]
+    assert 7.0 <= mat.metadata["days"].value < 7.1
+    assert tick().run_requests in (None, [])  # graded once
