@@ -8,6 +8,7 @@ import dagster as dg
 
 from pipeline_assets.environment import Settings, build_resources
 from pipeline_assets.jobs import shared_job, trial_job
+from pipeline_assets.reporting_assets import reporting_job, study_funnel, study_funnel_schedule
 from pipeline_assets.shared_assets import cge_scenarios, market_data
 from pipeline_assets.trial_assets import trial_gauntlet
 from sensors.optuna_trial_sensor import build_optuna_trial_sensor
@@ -20,8 +21,9 @@ def build_definitions(
     """Definitions for ``settings`` (default: from the environment), resources overridable."""
     settings = settings or Settings.from_environ()
     return dg.Definitions(
-        assets=[market_data, cge_scenarios, trial_gauntlet],
-        jobs=[trial_job, shared_job],
+        assets=[market_data, cge_scenarios, trial_gauntlet, study_funnel],
+        jobs=[trial_job, shared_job, reporting_job],
+        schedules=[study_funnel_schedule],
         sensors=[
             build_optuna_trial_sensor(
                 job=trial_job, shared_job=shared_job, interval_seconds=settings.sensor_interval_seconds
