@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import dagster as dg
 
@@ -40,3 +41,21 @@ def fail_for(errors: Sequence[PipelineError]) -> None:
         # Re-raised as a plain exception so TRANSIENT_RETRY_POLICY's backoff applies.
         raise TransientError(description, stage=errors[0].stage) from errors[0]
     raise dg.Failure(description=description, metadata=metadata, allow_retries=False) from errors[0]
+
+
+@contextmanager
+def no_retry_for_deterministic_errors() -> Iterator[None]:
+    """Turn a deterministic `PipelineError` into a failure the `RetryPolicy` will not retry.
+
+    Transient errors propagate unchanged, so the policy retries them with backoff.
+    """
+    try:
+        yield
+    except PipelineError as exc:
+        if exc.transient:
+            raise
+        raise dg.Failure(
+            description=str(exc),
+            metadata={"error_type": type(exc).__name__, "trial": exc.trial or "—", "stage": exc.stage},
+            allow_retries=False,
+        ) from exc

@@ -18,7 +18,7 @@ import dagster as dg
 
 from pipeline_assets import backtest_stage, deployment_stage, paper_stage, stress_stage
 from pipeline_assets.backtest_stage import BACKTEST_GATE, BACKTEST_RESULTS
-from pipeline_assets.errors import TRANSIENT_RETRY_POLICY, fail_for
+from pipeline_assets.errors import TRANSIENT_RETRY_POLICY, fail_for, no_retry_for_deterministic_errors
 from pipeline_assets.metadata import key_value_table
 from pipeline_assets.partitions import (
     parse_trial_partition_key,
@@ -212,6 +212,25 @@ def trial_gauntlet(
     deployment_policy: DeploymentPolicyResource,
 ) -> Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation | dg.AssetObservation]:
     """Evaluate a batch of trials through every selected stage, one partition per trial."""
+    with no_retry_for_deterministic_errors():
+        yield from _evaluate(
+            context, market_data, cge_scenarios, optuna_study, artifacts, market, gate_policy, paper_broker,
+            registry, deployment_policy,
+        )
+
+
+def _evaluate(
+    context: dg.AssetExecutionContext,
+    market_data: MarketWindows,
+    cge_scenarios: StressScenarios,
+    optuna_study: StudySourceResource,
+    artifacts: ArtifactStoreResource,
+    market: MarketDataResource,
+    gate_policy: GatePolicyResource,
+    paper_broker: PaperBrokerResource,
+    registry: DeploymentRegistryResource,
+    deployment_policy: DeploymentPolicyResource,
+) -> Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation | dg.AssetObservation]:
     batch = TrialBatch(keys=list(context.partition_keys), policy=gate_policy.policy(), artifacts=artifacts)
     context.log.info(f"evaluating {len(batch.keys)} trial(s): {batch.keys[0]} … {batch.keys[-1]}")
 

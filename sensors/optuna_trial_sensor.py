@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import dagster as dg
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
-from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
+from dagster._core.storage.dagster_run import NOT_FINISHED_STATUSES
 
 from pipeline_assets.partitions import trial_partition_key, trials_partitions_def
 from pipeline_assets.shared_assets import SHARED_ASSET_KEYS
@@ -50,7 +50,7 @@ def _shared_request(instance: dg.DagsterInstance, shared_job_name: str) -> dg.Ru
     if not missing:
         return None
     in_flight = instance.get_run_records(
-        dg.RunsFilter(job_name=shared_job_name, statuses=IN_PROGRESS_RUN_STATUSES), limit=1
+        dg.RunsFilter(job_name=shared_job_name, statuses=NOT_FINISHED_STATUSES), limit=1
     )
     if in_flight:
         return None

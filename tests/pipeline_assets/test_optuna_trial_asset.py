@@ -96,3 +96,27 @@ def test_unknown_study_prefix_is_a_typed_error(optuna_url, tmp_path, instance):
     assert not result.success
     message = result.get_step_failure_events()[0].step_failure_data.error.to_string()
     assert "TrialDataError" in message and "gone" in message
+
+
+def test_deterministic_errors_are_not_retried(optuna_url, tmp_path, instance):
+    add_complete_trials(optuna_url, "demo", [0.1])
+    defs = local_definitions(optuna_url, tmp_path)
+    materialize_shared(defs, instance)
+    instance.add_dynamic_partitions("trials", ["gone__t00000000"])
+    result = execute_request(defs, instance, dg.RunRequest(partition_key="gone__t00000000"))
+    assert not result.success
+    retries = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    assert retries == []
+
+
+def test_transient_errors_are_raised_for_the_retry_policy_and_deterministic_ones_are_not():
+    from pipeline_assets.errors import fail_for
+    from simulations.errors import StorageUnavailableError, TransientError, TrialDataError
+
+    with pytest.raises(TransientError, match="t1"):
+        fail_for([StorageUnavailableError("database is locked", trial="t1")])
+    with pytest.raises(dg.Failure) as failure:
+        fail_for([StorageUnavailableError("locked", trial="t1"), TrialDataError("bad params", trial="t2")])
+    assert failure.value.allow_retries is False
+    assert "t1" in failure.value.description and "t2" in failure.value.description
+    fail_for([])  # nothing failed: nothing raised
