@@ -101,3 +101,22 @@ def test_changing_thresholds_and_rematerializing_flips_the_verdict(optuna_url, t
     assert result.success
     assert _check_results(instance, "backtest_gate") == {KEYS[0]: True}
     assert KEYS[0] in materialized(instance, "cge_stress_report")
+
+
+def test_gates_two_and_three_stop_their_trials_only(optuna_url, tmp_path, instance):
+    # On the default market: lookback 12 fails the CGE gate, 160 is graded C on paper, 123 passes all.
+    fails_cge = {"lookback": 12, "vol_lookback": 168, "target_bar_vol": 0.003}
+    grade_c = {"lookback": 160, "vol_lookback": 168, "target_bar_vol": 0.003}
+    passes = {"lookback": 123, "vol_lookback": 168, "target_bar_vol": 0.003}
+    add_complete_trials(optuna_url, "demo", [0.1, 0.2, 0.3], params=[fails_cge, grade_c, passes])
+    ticker = Ticker(local_definitions(optuna_url, tmp_path), instance)
+    ticker.tick_until_idle()
+    assert all(r.success for r in ticker.results)
+    assert materialized(instance, "cge_stress_report") == set(KEYS)
+    assert _check_results(instance, "cge_gate") == {KEYS[0]: False, KEYS[1]: True, KEYS[2]: True}
+    assert materialized(instance, "paper_trading_grade") == {KEYS[1], KEYS[2]}
+    paper = dg.AssetCheckKey(dg.AssetKey("paper_trading_grade"), "paper_trading_gate")
+    infos = instance.event_log_storage.get_asset_check_partition_info([paper])
+    verdicts = {i.partition_key: i.latest_execution_status.value for i in infos if i.latest_execution_status.value != "PLANNED"}
+    assert verdicts == {KEYS[1]: "FAILED", KEYS[2]: "SUCCEEDED"}
+    assert materialized(instance, "deployment_record") == {KEYS[2]}
