@@ -11,6 +11,7 @@ from pipeline_assets.jobs import shared_job, trial_job
 from pipeline_assets.reporting_assets import reporting_job, study_funnel, study_funnel_schedule
 from pipeline_assets.shared_assets import cge_scenarios, market_data
 from pipeline_assets.trial_assets import trial_gauntlet
+from sensors.alert_sensors import gate_alert_sensor, run_failure_alert_sensor
 from sensors.optuna_trial_sensor import build_optuna_trial_sensor
 from sensors.paper_session_sensor import build_paper_session_sensor
 
@@ -29,6 +30,8 @@ def build_definitions(
                 job=trial_job, shared_job=shared_job, interval_seconds=settings.sensor_interval_seconds
             ),
             build_paper_session_sensor(job=trial_job),
+            gate_alert_sensor,
+            run_failure_alert_sensor,
         ],
         resources=resources if resources is not None else build_resources(settings),
     )

@@ -20,9 +20,16 @@ from resources.deployment_policy import DeploymentPolicyResource
 from resources.gate_policy import GatePolicyResource
 from resources.io_manager import ArtifactIOManager
 from resources.market_data import FileMarketDataResource, SyntheticMarketDataResource
+from resources.notifier import (
+    CompositeNotifierResource,
+    DesktopNotifierResource,
+    JsonLinesNotifierResource,
+    WebhookNotifierResource,
+)
 from resources.optuna_study import OptunaStudyResource
 from resources.paper_broker import LocalPaperBrokerResource
 from resources.registry import SqlDeploymentRegistryResource
+from resources.strategy_plugins import StrategyPluginsResource
 from sensors.optuna_trial_sensor import DEFAULT_INTERVAL_SECONDS
 from simulations.constants import DEFAULT_LIVE_CAPACITY
 
@@ -47,8 +54,13 @@ class Settings(BaseModel):
     gate_policy_file: str | None = None
     live_capacity: int = Field(default=DEFAULT_LIVE_CAPACITY, ge=1)
     dry_run: bool = False
+    strategy_plugins: list[str] = Field(default_factory=list)
     paper_clock: Literal["replay", "wall"] = "replay"
     paper_speed: float = Field(default=1.0, gt=0)
+    # Whether GAUNTLET_ALERT_WEBHOOK is set; its value (a URL that may hold a token) is read
+    # through dg.EnvVar by the notifier, never here.
+    alert_webhook: bool = False
+    desktop_alerts: bool = False
 
     @classmethod
     def from_environ(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -67,12 +79,18 @@ class Settings(BaseModel):
             fields["gate_policy_file"] = env["GAUNTLET_GATE_POLICY"]
         if env.get("GAUNTLET_LIVE_CAPACITY"):
             fields["live_capacity"] = int(env["GAUNTLET_LIVE_CAPACITY"])
+        if env.get("GAUNTLET_STRATEGY_PLUGINS"):
+            fields["strategy_plugins"] = [p.strip() for p in env["GAUNTLET_STRATEGY_PLUGINS"].split(",") if p.strip()]
         if env.get("GAUNTLET_DRY_RUN"):
             fields["dry_run"] = env["GAUNTLET_DRY_RUN"].lower() in {"1", "true", "yes"}
         if env.get("GAUNTLET_PAPER_CLOCK"):
             fields["paper_clock"] = env["GAUNTLET_PAPER_CLOCK"]
         if env.get("GAUNTLET_PAPER_SPEED"):
             fields["paper_speed"] = float(env["GAUNTLET_PAPER_SPEED"])
+        if env.get("GAUNTLET_ALERT_WEBHOOK"):
+            fields["alert_webhook"] = True
+        if env.get("GAUNTLET_DESKTOP_ALERTS"):
+            fields["desktop_alerts"] = env["GAUNTLET_DESKTOP_ALERTS"].lower() in {"1", "true", "yes"}
         if env.get("GAUNTLET_SENSOR_INTERVAL"):
             fields["sensor_interval_seconds"] = int(env["GAUNTLET_SENSOR_INTERVAL"])
         return cls(**fields)
@@ -88,6 +106,19 @@ class Settings(BaseModel):
         return f"sqlite:///{self.home / 'gauntlet.db'}"
 
 
+def _notifier(settings: Settings, log_path: str | dg.EnvVar) -> CompositeNotifierResource:
+    """Alerts to the JSON-lines log, plus the webhook and desktop when enabled; one ledger file."""
+    return CompositeNotifierResource(
+        log=JsonLinesNotifierResource(path=log_path),
+        webhook=(
+            WebhookNotifierResource(url=dg.EnvVar("GAUNTLET_ALERT_WEBHOOK"), ledger_path=log_path)
+            if settings.alert_webhook
+            else None
+        ),
+        desktop=DesktopNotifierResource(ledger_path=log_path) if settings.desktop_alerts else None,
+    )
+
+
 def build_resources(settings: Settings) -> dict[str, Any]:
     """Resources for ``settings.environment``."""
     market = (
@@ -95,6 +126,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
     )
     policy = GatePolicyResource(path=settings.gate_policy_file)
     deployment = DeploymentPolicyResource(dry_run=settings.dry_run)
+    plugins = StrategyPluginsResource(import_paths=settings.strategy_plugins)
     if settings.environment == Environment.PRODUCTION:
         return {
             "optuna_study": OptunaStudyResource(
@@ -114,6 +146,8 @@ def build_resources(settings: Settings) -> dict[str, Any]:
                 database_url=dg.EnvVar("GAUNTLET_DATABASE_URL"), live_capacity=settings.live_capacity
             ),
             "deployment_policy": deployment,
+        "strategy_plugins": plugins,
+            "notifier": _notifier(settings, dg.EnvVar("GAUNTLET_ALERT_LOG")),
         }
     return {
         "optuna_study": OptunaStudyResource(storage_url=settings.optuna_url, studies=settings.studies),
@@ -126,4 +160,6 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         ),
         "registry": SqlDeploymentRegistryResource(database_url=settings.database_url, live_capacity=settings.live_capacity),
         "deployment_policy": deployment,
+        "strategy_plugins": plugins,
+        "notifier": _notifier(settings, str(settings.home / "alerts.jsonl")),
     }

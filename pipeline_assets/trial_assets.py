@@ -38,6 +38,7 @@ from resources.market_data import MarketDataResource
 from resources.optuna_study import StudySourceResource
 from resources.paper_broker import PaperBrokerResource
 from resources.registry import DeploymentRegistryResource
+from resources.strategy_plugins import StrategyPluginsResource
 from simulations.errors import PipelineError, TrialDataError
 from simulations.market import MarketWindows
 from simulations.trial import TrialSnapshot
@@ -215,8 +216,10 @@ def trial_gauntlet(
     paper_broker: PaperBrokerResource,
     registry: DeploymentRegistryResource,
     deployment_policy: DeploymentPolicyResource,
+    strategy_plugins: StrategyPluginsResource,
 ) -> Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation | dg.AssetObservation]:
     """Evaluate a batch of trials through every selected stage, one partition per trial."""
+    # strategy_plugins registered the users' strategies when the resource was set up.
     with no_retry_for_deterministic_errors():
         yield from _evaluate(
             context, market_data, cge_scenarios, optuna_study, artifacts, market, gate_policy, paper_broker,

@@ -1,0 +1,309 @@
+"""Alert sensors: every failed gate and every failed run, once, through the `notifier` resource.
+
+`gate_alert_sensor` polls the execution history of the three gate checks: Dagster OSS has no
+sensor type for check results (DESIGN.md). Its cursor holds, per check, a watermark ``after``
+(every execution row with an id up to it is settled and its failure, if any, delivered) and
+the ids above it already delivered. The watermark cannot simply follow the largest FAILED id:
+a run creates the rows of all its trials as PLANNED when it starts and turns them FAILED or
+SUCCEEDED later, so rows do not fail in id order, and another run may fail a lower row after
+a higher one was alerted. The watermark therefore stops below the oldest row still PLANNED by
+an unfinished run. A row still PLANNED after its run finished is settled: the trial stopped
+at an earlier gate and this one will never be evaluated.
+
+Delivery is at least once: an alert is delivered before the cursor passes it, and a notifier
+that raises fails the tick with the cursor unchanged; on the next tick the notifier's ledger
+skips what the failed tick had already delivered. The alert key names the execution record,
+so a trial re-evaluated and rejected again alerts again, but one record never alerts twice.
+
+`run_failure_alert_sensor` is Dagster's run-failure sensor: every failed run of this code
+location, with its error and its trials. Dagster advances a run-status sensor's cursor even
+when the sensor raises (the tick fails visibly), so a failed delivery of a run alert is not
+retried; the composite notifier writes the local log before the webhook for that reason.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import dagster as dg
+from dagster._core.storage.asset_check_execution_record import (
+    AssetCheckExecutionRecord,
+    AssetCheckExecutionRecordStatus,
+)
+from dagster._core.storage.event_log.base import EventLogStorage
+from dagster._utils.error import SerializableErrorInfo
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter, ValidationError
+
+from pipeline_assets.backtest_stage import BACKTEST_GATE
+from pipeline_assets.paper_stage import PAPER_GATE
+from pipeline_assets.partitions import parse_trial_partition_key
+from pipeline_assets.stress_stage import CGE_GATE
+from pipeline_assets.trial_assets import STUDY_TAG
+from resources.notifier import Alert, NotifierResource
+from simulations.errors import ConfigurationError, StorageCorruptError
+
+GATE_CHECKS: tuple[dg.AssetCheckKey, ...] = (BACKTEST_GATE, CGE_GATE, PAPER_GATE)
+GATE_ALERT_INTERVAL_SECONDS = 30
+#: Bounds one tick's deliveries (a webhook call each) well inside the sensor evaluation timeout;
+#: a backlog (alerting switched on for an old instance) drains over the following ticks.
+MAX_ALERTS_PER_TICK = 50
+
+PARTITION_TAG = "dagster/partition"
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+
+_FAILED = AssetCheckExecutionRecordStatus.FAILED
+_PLANNED = AssetCheckExecutionRecordStatus.PLANNED
+# History pages run newest first and grow: a quiet tick reads a few rows, a backlog few pages.
+_FIRST_PAGE = 16
+_MAX_PAGE = 1024
+
+
+class CheckCursor(BaseModel):
+    """Where `gate_alert_sensor` stands on one gate check."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    after: int = Field(default=0, ge=0, description="Rows with an id up to this are settled and alerted.")
+    delivered: list[int] = Field(default_factory=list, description="Ids above `after` already alerted.")
+
+
+_CURSOR = TypeAdapter(dict[str, CheckCursor])
+
+
+def read_gate_cursor(raw: str | None) -> dict[str, CheckCursor]:
+    """The cursor per check (keyed ``asset:check``); empty when the sensor never ran."""
+    if not raw:
+        return {}
+    try:
+        return _CURSOR.validate_json(raw)
+    except ValidationError as exc:
+        raise ConfigurationError(
+            f"gate_alert_sensor cursor {raw[:80]!r} is invalid ({exc.errors()[0]['msg']}); reset it in the UI: "
+            "the notifier's ledger keeps alerts already delivered from going out again",
+            stage="gate_alert_sensor",
+        ) from exc
+
+
+def _open_rows(storage: EventLogStorage, key: dg.AssetCheckKey, after: int) -> list[AssetCheckExecutionRecord]:
+    """FAILED and PLANNED executions of ``key`` with an id above ``after``, oldest first."""
+    rows: list[AssetCheckExecutionRecord] = []
+    cursor: int | None = None
+    limit = _FIRST_PAGE
+    while True:
+        page = storage.get_asset_check_execution_history(key, limit=limit, cursor=cursor, status={_FAILED, _PLANNED})
+        newer = [r for r in page if r.id > after]
+        rows.extend(newer)
+        if len(page) < limit or len(newer) < len(page):
+            return rows[::-1]
+        cursor = page[-1].id
+        limit = min(limit * 2, _MAX_PAGE)
+
+
+def _finished_runs(instance: dg.DagsterInstance, run_ids: set[str]) -> set[str]:
+    if not run_ids:
+        return set()
+    runs = {run.run_id: run for run in instance.get_runs(filters=dg.RunsFilter(run_ids=sorted(run_ids)))}
+    # A deleted run will never write its results: as settled as a finished one.
+    return {run_id for run_id in run_ids if run_id not in runs or runs[run_id].is_finished}
+
+
+@dataclass
+class _Scan:
+    """One check's rows above its watermark, as this tick found them."""
+
+    key: dg.AssetCheckKey
+    state: CheckCursor
+    due: list[AssetCheckExecutionRecord]
+    oldest_pending: int | None
+    newest: int
+
+    def advanced(self, delivered_now: set[int]) -> CheckCursor:
+        """The cursor after delivering ``delivered_now``: below anything pending or undelivered."""
+        barriers = [r.id for r in self.due if r.id not in delivered_now]
+        if self.oldest_pending is not None:
+            barriers.append(self.oldest_pending)
+        after = min(barriers) - 1 if barriers else self.newest
+        delivered = sorted(i for i in {*self.state.delivered, *delivered_now} if i > after)
+        return CheckCursor(after=after, delivered=delivered)
+
+
+def _scan(instance: dg.DagsterInstance, key: dg.AssetCheckKey, state: CheckCursor) -> _Scan:
+    storage = instance.event_log_storage
+    rows = _open_rows(storage, key, state.after)
+    finished = _finished_runs(instance, {r.run_id for r in rows if r.status == _PLANNED})
+    if finished:
+        # Read again: a run found finished has written all its results by now, so a row of it
+        # still PLANNED in this read is settled; in the first read it might have failed since.
+        rows = _open_rows(storage, key, state.after)
+    pending = [r.id for r in rows if r.status == _PLANNED and r.run_id not in finished]
+    delivered = set(state.delivered)
+    return _Scan(
+        key=key,
+        state=state,
+        due=[r for r in rows if r.status == _FAILED and r.id not in delivered],
+        oldest_pending=min(pending, default=None),
+        newest=max((r.id for r in rows), default=state.after),
+    )
+
+
+def _study_of(trial: str | None) -> str | None:
+    if trial is None:
+        return None
+    try:
+        prefix, _number = parse_trial_partition_key(trial)
+    except ValueError:
+        # Not a trial key (a check evaluated outside the trials partitions): no study to name.
+        prefix = None
+    return prefix
+
+
+def _metadata_json(value: dg.MetadataValue) -> JsonValue:
+    if isinstance(value, dg.TableMetadataValue):
+        return [dict(row.data) for row in value.records]
+    return value.value if isinstance(value.value, (str, int, float, bool, list, dict)) else str(value.value)
+
+
+def gate_alert(record: AssetCheckExecutionRecord) -> Alert:
+    """The alert for one FAILED gate execution: trial, gate, the one-line reason, thresholds."""
+    evaluation = record.evaluation
+    if not isinstance(evaluation, dg.AssetCheckEvaluation) or record.event is None:
+        raise StorageCorruptError(
+            f"execution {record.id} of gate {record.key.to_user_string()} is FAILED but holds no evaluation",
+            trial=record.partition,
+            stage="gate_alert_sensor",
+        )
+    metadata = evaluation.metadata
+    reason = evaluation.description or (str(metadata["reason"].value) if "reason" in metadata else "")
+    details: dict[str, JsonValue] = {
+        "asset": record.key.asset_key.to_user_string(),
+        "check": record.key.name,
+        "record_id": record.id,
+        **{name: _metadata_json(metadata[name]) for name in ("verdict", "phase", "grade") if name in metadata},
+    }
+    if "thresholds" in metadata:
+        rows = _metadata_json(metadata["thresholds"])
+        details["failed_thresholds"] = [r for r in rows if isinstance(r, dict) and r.get("verdict") == "FAIL"]
+    return Alert(
+        key=f"gate:{record.key.name}:{record.partition or '-'}:{record.id}",
+        kind="gate_failed",
+        trial=record.partition,
+        study=_study_of(record.partition),
+        stage=record.key.name,
+        reason=reason or f"{record.key.name} failed",
+        run_id=record.run_id or None,
+        at=dt.datetime.fromtimestamp(record.event.timestamp, dt.UTC),
+        details=details,
+    )
+
+
+@dg.sensor(
+    name="gate_alert_sensor",
+    minimum_interval_seconds=GATE_ALERT_INTERVAL_SECONDS,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Alerts through the notifier once for every failed gate check, with the trial and the reason.",
+)
+def gate_alert_sensor(context: dg.SensorEvaluationContext, notifier: NotifierResource) -> dg.SensorResult:
+    cursor = read_gate_cursor(context.cursor)
+    scans = [_scan(context.instance, key, cursor.get(key.to_user_string(), CheckCursor())) for key in GATE_CHECKS]
+    # Oldest evaluation first across the three gates, so a capped tick leaves the newest.
+    queue = sorted(
+        ((scan, record.id, gate_alert(record)) for scan in scans for record in scan.due),
+        key=lambda item: (item[2].at, item[1]),
+    )
+    delivered_now: dict[dg.AssetCheckKey, set[int]] = {scan.key: set() for scan in scans}
+    sent: list[str] = []
+    for scan, record_id, alert in queue[:MAX_ALERTS_PER_TICK]:
+        # A delivery error propagates: the tick fails and this cursor is never returned.
+        if notifier.notify(alert):
+            sent.append(alert.key)
+        delivered_now[scan.key].add(record_id)
+    new_cursor = {scan.key.to_user_string(): scan.advanced(delivered_now[scan.key]) for scan in scans}
+    left = max(len(queue) - MAX_ALERTS_PER_TICK, 0)
+    if sent:
+        context.log.info(f"delivered {len(sent)} gate alert(s): {', '.join(sent)}")
+    summary = f"{len(sent)} gate alert(s) delivered" if queue else "no new failed gate"
+    if left:
+        summary += f"; {left} more next tick"
+    return dg.SensorResult(skip_reason=summary, cursor=_CURSOR.dump_json(new_cursor).decode())
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _error_text(error: SerializableErrorInfo | None) -> str:
+    """An error and its causes on one line (a retried step's own message is only "Exceeded max_retries")."""
+    parts: list[str] = []
+    while error is not None:
+        parts.append(_one_line(error.message))
+        error = error.cause
+    return " <- caused by: ".join(parts)
+
+
+def _run_trials(tags: Mapping[str, str]) -> tuple[list[str], list[str] | None]:
+    """(the run's single partition, if any; its partition range, if any) from its tags."""
+    if PARTITION_TAG in tags:
+        return [tags[PARTITION_TAG]], None
+    if RANGE_START_TAG in tags and RANGE_END_TAG in tags:
+        return [], [tags[RANGE_START_TAG], tags[RANGE_END_TAG]]
+    return [], None
+
+
+def run_failure_alert(context: dg.RunFailureSensorContext) -> Alert:
+    """The alert for a failed run: its error (per failed step) and the trials it concerns."""
+    run = context.dagster_run
+    reasons: list[str] = []
+    steps: list[str] = []
+    failed_trials: list[str] = []
+    for event in context.get_step_failure_events():
+        steps.append(event.step_key or "run")
+        data = event.step_failure_data
+        user = data.user_failure_data if data else None
+        # A dg.Failure's description is the clean message; other errors need their cause chain.
+        if user and user.description:
+            reasons.append(_one_line(user.description))
+        else:
+            reasons.append(_error_text(data.error if data else None))
+        if user and "failed_trials" in user.metadata:
+            named = user.metadata["failed_trials"].value
+            failed_trials.extend(t for t in (named if isinstance(named, list) else []) if isinstance(t, str))
+    partition, partition_range = _run_trials(run.tags)
+    trials: Sequence[str] = failed_trials or partition
+    record = context.instance.get_run_record_by_id(run.run_id)
+    ended = record.end_time if record and record.end_time else None
+    details: dict[str, JsonValue] = {
+        "job": run.job_name,
+        "failed_steps": list(steps),
+        "trials": list(trials),
+        "failure_reason": run.tags.get("dagster/failure_reason"),
+    }
+    if partition_range:
+        details["partition_range"] = list(partition_range)
+    first_trial = trials[0] if trials else (partition_range[0] if partition_range else None)
+    return Alert(
+        key=f"run:{run.run_id}",
+        kind="run_failed",
+        trial=trials[0] if len(trials) == 1 else None,
+        study=run.tags.get(STUDY_TAG) or _study_of(first_trial),
+        stage=", ".join(steps) or "run",
+        reason="; ".join(r for r in reasons if r) or context.failure_event.message or f"run {run.run_id} failed",
+        run_id=run.run_id,
+        at=dt.datetime.fromtimestamp(ended, dt.UTC) if ended else dt.datetime.now(dt.UTC),
+        details=details,
+    )
+
+
+@dg.run_failure_sensor(
+    name="run_failure_alert_sensor",
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Alerts through the notifier once for every failed run, with the error and its trials.",
+)
+def run_failure_alert_sensor(context: dg.RunFailureSensorContext, notifier: NotifierResource) -> None:
+    alert = run_failure_alert(context)
+    if notifier.notify(alert):
+        context.log.info(f"delivered run alert {alert.key}: {alert.reason}")
+    else:
+        context.log.info(f"run alert {alert.key} was already delivered")
