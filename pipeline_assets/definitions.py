@@ -27,7 +27,10 @@ def build_definitions(
         schedules=[study_funnel_schedule],
         sensors=[
             build_optuna_trial_sensor(
-                job=trial_job, shared_job=shared_job, interval_seconds=settings.sensor_interval_seconds
+                job=trial_job,
+                shared_job=shared_job,
+                interval_seconds=settings.sensor_interval_seconds,
+                max_trials_per_run=settings.max_trials_per_run,
             ),
             build_paper_session_sensor(job=trial_job),
             gate_alert_sensor,

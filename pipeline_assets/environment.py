@@ -30,6 +30,7 @@ from resources.optuna_study import OptunaStudyResource
 from resources.paper_broker import LocalPaperBrokerResource
 from resources.registry import SqlDeploymentRegistryResource
 from resources.strategy_plugins import StrategyPluginsResource
+from pipeline_assets.trial_assets import MAX_TRIALS_PER_RUN
 from sensors.optuna_trial_sensor import DEFAULT_INTERVAL_SECONDS
 from simulations.constants import DEFAULT_LIVE_CAPACITY
 
@@ -50,6 +51,7 @@ class Settings(BaseModel):
     home: Path = Field(default=REPO_ROOT / ".gauntlet")
     studies: list[str] = Field(default_factory=list)
     sensor_interval_seconds: int = Field(default=DEFAULT_INTERVAL_SECONDS, ge=1)
+    max_trials_per_run: int = Field(default=MAX_TRIALS_PER_RUN, ge=1)
     market_file: str | None = None
     gate_policy_file: str | None = None
     live_capacity: int = Field(default=DEFAULT_LIVE_CAPACITY, ge=1)
@@ -91,6 +93,8 @@ class Settings(BaseModel):
             fields["alert_webhook"] = True
         if env.get("GAUNTLET_DESKTOP_ALERTS"):
             fields["desktop_alerts"] = env["GAUNTLET_DESKTOP_ALERTS"].lower() in {"1", "true", "yes"}
+        if env.get("GAUNTLET_MAX_TRIALS_PER_RUN"):
+            fields["max_trials_per_run"] = int(env["GAUNTLET_MAX_TRIALS_PER_RUN"])
         if env.get("GAUNTLET_SENSOR_INTERVAL"):
             fields["sensor_interval_seconds"] = int(env["GAUNTLET_SENSOR_INTERVAL"])
         return cls(**fields)

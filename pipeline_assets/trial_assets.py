@@ -48,7 +48,7 @@ from simulations.trial import TrialSnapshot
 warnings.filterwarnings("ignore", message="Specifying a partitions_def on an AssetCheckSpec", category=dg.PreviewWarning)
 
 #: Upper bound of trials evaluated in one run (UI backfills and sensor batches alike).
-MAX_TRIALS_PER_RUN = 50
+MAX_TRIALS_PER_RUN = 100
 
 TRIALS_GROUP = "trials"
 OPTUNA_TRIAL = dg.AssetKey("optuna_trial")
