@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import statistics
 import tempfile
 import time
@@ -115,8 +116,196 @@ def _stress_one_trial_seconds() -> float:
         return _best_of(lambda: evaluate_trial(snapshot, scenarios=scenarios, batch=batch, fee_bps=2.0, slippage_bps=1.0))
 
 
+E2E_TRIALS = 1_000
+E2E_SAMPLE_ONE_PER_RUN = 12
+
+
+@functools.cache
+def _e2e_batched() -> dict[str, float]:
+    from bench.e2e import run_daemon_until_done
+
+    return run_daemon_until_done(E2E_TRIALS)
+
+
+@functools.cache
+def _e2e_one_per_run() -> dict[str, float]:
+    from bench.e2e import run_daemon_until_done
+
+    return run_daemon_until_done(E2E_SAMPLE_ONE_PER_RUN, max_trials_per_run=1)
+
+
+def _speedup() -> float:
+    """Seconds per trial one-trial-per-run over seconds per trial batched."""
+    single = _e2e_one_per_run()["seconds"] / E2E_SAMPLE_ONE_PER_RUN
+    return single / (_e2e_batched()["seconds"] / E2E_TRIALS)
+
+
 def _tick_ratio() -> float:
     return _sensor_tick_ms(10_000) / _sensor_tick_ms(100)
+
+
+def _gauntlet_status_seconds(n_trials: int = 10_000, repeats: int = 3) -> float:
+    """Slowest of ``repeats`` in-process calls of `gauntlet status --json` on ``n_trials`` trials.
+
+    The instance uses the project's dagster.yaml (SQLite) and is filled by real runs of a
+    stand-in for `trial_gauntlet` (same asset and check keys and partitions, no numerics) over
+    batches of MAX_TRIALS_PER_RUN trials, so it holds what production holds: planned and
+    evaluated checks per partition, materializations, run records with partition ranges, paper
+    sessions and registry decisions. Funnel: 30 % pass gate 1, a third of those gate 2, 5 % of
+    those still paper trading, a quarter of the graded ones decided; one run in four fails one
+    trial as `fail_for` does, two runs fail as a whole before any trial, the last four batches
+    are in flight. Each run's event-log writes are committed in one transaction per SQLite shard:
+    the same rows as usual, without a connection and an fsync per event (~10 ms each).
+    """
+    import contextlib
+    import io
+    import json
+    import os
+    import shutil
+    from unittest import mock
+
+    import dagster as dg
+    import sqlalchemy as sa
+    from dagster._core.test_utils import create_run_for_test
+    from sqlalchemy.pool import NullPool
+
+    from pipeline_assets.backtest_stage import BACKTEST_GATE
+    from pipeline_assets.cli import main
+    from pipeline_assets.environment import REPO_ROOT, Settings, build_resources
+    from pipeline_assets.errors import fail_for
+    from pipeline_assets.paper_stage import PAPER_GATE
+    from pipeline_assets.partitions import parse_trial_partition_key, trials_partitions_def
+    from pipeline_assets.status import TRIAL_ASSET_KEYS
+    from pipeline_assets.stress_stage import CGE_GATE
+    from pipeline_assets.trial_assets import MAX_TRIALS_PER_RUN, trial_gauntlet
+    from resources.deployment_policy import DeploymentPolicyResource
+    from simulations.deployment import Candidate
+    from simulations.errors import MarketDataError, TrialDataError
+    from simulations.gates import GatePolicy, GateVerdict, evaluate_paper_gate
+
+    @contextlib.contextmanager
+    def one_transaction_per_shard(storage):
+        original = storage._connect  # noqa: SLF001 - bench-only batching of the storage's own writes
+        open_shards: dict[str, tuple[sa.Engine, sa.Connection]] = {}
+
+        @contextlib.contextmanager
+        def connect(shard):
+            if shard not in open_shards:
+                with original(shard):  # creates the shard's schema on first use
+                    pass
+                engine = sa.create_engine(storage.conn_string_for_shard(shard), poolclass=NullPool)
+                connection = engine.connect()
+                connection.begin()
+                open_shards[shard] = (engine, connection)
+            yield open_shards[shard][1]
+
+        storage._connect = connect  # noqa: SLF001
+        try:
+            yield
+            for _, connection in open_shards.values():
+                connection.commit()
+        finally:
+            for engine, connection in open_shards.values():
+                connection.close()
+                engine.dispose()
+            del storage._connect  # noqa: SLF001
+
+    policy = GatePolicy()
+    passed = GateVerdict(gate="backtest_gate", passed=True, reason="all thresholds met")
+    paper_passed = evaluate_paper_gate(
+        days=8.0, n_trades=60, win_rate=0.6, alpha=0.03, sharpe=2.0, max_drawdown=0.04, total_return=0.05, policy=policy
+    )
+    params = {"lookback": 123, "vol_lookback": 168, "target_bar_vol": 0.003}
+
+    @dg.multi_asset(
+        name=trial_gauntlet.node_def.name,
+        specs=list(trial_gauntlet.specs),
+        check_specs=list(trial_gauntlet.check_specs),
+        can_subset=True,
+        required_resource_keys={"registry", "paper_broker"},
+    )
+    def stand_in(context):
+        # Resources by key: this module's string annotations cannot name the local types.
+        registry, paper_broker = context.resources.registry, context.resources.paper_broker
+        keys = list(context.partition_keys)
+        if parse_trial_partition_key(keys[0])[1] // MAX_TRIALS_PER_RUN in (37, 113):
+            raise MarketDataError("market data file prices.csv is missing")
+        settings = DeploymentPolicyResource().settings(policy=policy, live_capacity=registry.live_capacity)
+        errors = []
+        for key in keys:
+            i = parse_trial_partition_key(key)[1]
+            yield dg.AssetMaterialization(TRIAL_ASSET_KEYS[0], partition=key, metadata={"trial_number": i})
+            if i % 200 == 7:
+                errors.append(TrialDataError("params do not validate", trial=key, stage="backtest_results"))
+                continue
+            for check, asset, ok in ((BACKTEST_GATE, TRIAL_ASSET_KEYS[1], i % 10 < 3), (CGE_GATE, TRIAL_ASSET_KEYS[2], i % 10 == 0)):
+                yield dg.AssetMaterialization(asset, partition=key, metadata={"trial_number": i})
+                yield dg.AssetCheckEvaluation(asset_key=asset, check_name=check.name, passed=ok, partition=key)
+                if not ok:
+                    break
+            else:
+                paper_broker.start_session(trial_key=key, strategy_name="momentum", params=params)
+                if i % 200 == 100:
+                    continue  # still paper trading
+                yield dg.AssetMaterialization(TRIAL_ASSET_KEYS[3], partition=key, metadata={"grade": "A"})
+                yield dg.AssetCheckEvaluation(
+                    asset_key=TRIAL_ASSET_KEYS[3], check_name=PAPER_GATE.name, passed=i % 40 == 0, partition=key
+                )
+                if i % 40 == 0:
+                    verdicts = {
+                        "backtest_gate": passed,
+                        "cge_gate": passed.model_copy(update={"gate": "cge_gate"}),
+                        "paper_trading_gate": paper_passed,
+                    }
+                    candidate = Candidate(
+                        study="bench", number=i, partition_key=key, params_hash="bench", code_version="bench",
+                        data_hashes={}, verdicts=verdicts,
+                    )
+                    record = registry.decide_and_record(candidate=candidate, settings=settings, decided_by="pipeline")
+                    yield dg.AssetMaterialization(TRIAL_ASSET_KEYS[4], partition=key, metadata={"decision": record.decision})
+        fail_for(errors)
+
+    quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp) / "gauntlet"
+        dagster_home = home / "dagster"
+        dagster_home.mkdir(parents=True)
+        shutil.copy(REPO_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
+        env = {"DAGSTER_HOME": str(dagster_home), "GAUNTLET_HOME": str(home), "GAUNTLET_ENV": "local"}
+        with mock.patch.dict(os.environ, env):
+            resources = build_resources(Settings.from_environ())
+            defs = dg.Definitions(
+                assets=[stand_in],
+                jobs=[dg.define_asset_job("trial_job", selection=[stand_in], executor_def=dg.in_process_executor)],
+                resources={"registry": resources["registry"], "paper_broker": resources["paper_broker"]},
+            )
+            job = defs.resolve_job_def("trial_job")
+            keys = [f"bench__t{i:08d}" for i in range(n_trials)]
+            batches = [keys[i : i + MAX_TRIALS_PER_RUN] for i in range(0, n_trials, MAX_TRIALS_PER_RUN)]
+            with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+                instance.add_dynamic_partitions(trials_partitions_def.name, keys)
+                for n, batch in enumerate(batches):
+                    tags = {
+                        "dagster/asset_partition_range_start": batch[0],
+                        "dagster/asset_partition_range_end": batch[-1],
+                        "gauntlet/study": "bench",
+                    }
+                    if n >= len(batches) - 4:
+                        create_run_for_test(instance, job_name="trial_job", status=dg.DagsterRunStatus.STARTED, tags=tags)
+                        continue
+                    with one_transaction_per_shard(instance.event_log_storage):
+                        job.execute_in_process(instance=instance, tags=tags, raise_on_error=False, run_config=quiet)
+
+            timings = []
+            for _ in range(repeats):
+                out = io.StringIO()
+                with contextlib.redirect_stdout(out):
+                    started = time.perf_counter()
+                    code = main(["status", "--json"])
+                    timings.append(time.perf_counter() - started)
+                report = json.loads(out.getvalue())
+                assert code == 0 and report["summary"]["trials"] == n_trials, report["summary"]
+        return max(timings)
 
 
 FIGURES: dict[str, tuple[Callable[[], float], str, float | None, str]] = {
@@ -126,4 +315,5 @@ FIGURES: dict[str, tuple[Callable[[], float], str, float | None, str]] = {
     "backtest_bar_steps_per_second": (_backtest_bar_steps_per_second, "bar-steps/s", 20e6, "higher"),
     "cge_solve_200_equilibria_seconds": (_cge_solve_200_seconds, "s", 5.0, "lower"),
     "cge_stress_one_trial_seconds": (_stress_one_trial_seconds, "s", 0.25, "lower"),
+    "gauntlet_status_10000_trials_seconds": (lambda: _gauntlet_status_seconds(10_000), "s", 2.0, "lower"),
 }
