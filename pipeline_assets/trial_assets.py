@@ -218,74 +218,58 @@ def trial_gauntlet(
     deployment_policy: DeploymentPolicyResource,
     strategy_plugins: StrategyPluginsResource,
 ) -> Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation | dg.AssetObservation]:
-    """Evaluate a batch of trials through every selected stage, one partition per trial."""
-    # strategy_plugins registered the users' strategies when the resource was set up.
+    """Evaluate a batch of trials through every selected stage, one partition per trial.
+
+    ``strategy_plugins`` is required only for its setup: it registers the users' strategies.
+    """
     with no_retry_for_deterministic_errors():
-        yield from _evaluate(
-            context, market_data, cge_scenarios, optuna_study, artifacts, market, gate_policy, paper_broker,
-            registry, deployment_policy,
+        batch = TrialBatch(keys=list(context.partition_keys), policy=gate_policy.policy(), artifacts=artifacts)
+        context.log.info(f"evaluating {len(batch.keys)} trial(s): {batch.keys[0]} … {batch.keys[-1]}")
+
+        if OPTUNA_TRIAL in context.selected_asset_keys:
+            _snapshots_from_optuna(batch, optuna_study)
+            yield from _optuna_trial_events(batch)
+        else:
+            _snapshots_from_artifacts(batch)
+        alive = [k for k in batch.keys if k in batch.snapshots]
+        costs = {"fee_bps": market.fee_bps, "slippage_bps": market.slippage_bps}
+
+        def backtest(keys: list[str]) -> dict[str, Any]:
+            studies = sorted({batch.snapshots[k].study_name for k in keys})
+            objectives = {s: optuna_study.completed_objectives(s) for s in studies}
+            return backtest_stage.evaluate_batch(batch, keys, windows=market_data, objectives_by_study=objectives, **costs)
+
+        alive = yield from _stage(
+            context, BACKTEST_GATE, alive, backtest, lambda out: backtest_stage.events(batch, out, market_data)
+        )
+        alive = yield from _stage(
+            context,
+            CGE_GATE,
+            alive,
+            lambda keys: stress_stage.evaluate_batch(batch, keys, scenarios=cge_scenarios, **costs),
+            lambda out: stress_stage.events(batch, out, cge_scenarios),
         )
 
+        def paper(keys: list[str]) -> dict[str, Any]:
+            graded, pending = paper_stage.evaluate_batch(batch, keys, broker=paper_broker, windows=market_data)
+            pending_sessions.update(pending)
+            return graded
 
-def _evaluate(
-    context: dg.AssetExecutionContext,
-    market_data: MarketWindows,
-    cge_scenarios: StressScenarios,
-    optuna_study: StudySourceResource,
-    artifacts: ArtifactStoreResource,
-    market: MarketDataResource,
-    gate_policy: GatePolicyResource,
-    paper_broker: PaperBrokerResource,
-    registry: DeploymentRegistryResource,
-    deployment_policy: DeploymentPolicyResource,
-) -> Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation | dg.AssetObservation]:
-    batch = TrialBatch(keys=list(context.partition_keys), policy=gate_policy.policy(), artifacts=artifacts)
-    context.log.info(f"evaluating {len(batch.keys)} trial(s): {batch.keys[0]} … {batch.keys[-1]}")
-
-    if OPTUNA_TRIAL in context.selected_asset_keys:
-        _snapshots_from_optuna(batch, optuna_study)
-        yield from _optuna_trial_events(batch)
-    else:
-        _snapshots_from_artifacts(batch)
-    alive = [k for k in batch.keys if k in batch.snapshots]
-    costs = {"fee_bps": market.fee_bps, "slippage_bps": market.slippage_bps}
-
-    def backtest(keys: list[str]) -> dict[str, Any]:
-        studies = sorted({batch.snapshots[k].study_name for k in keys})
-        objectives = {s: optuna_study.completed_objectives(s) for s in studies}
-        return backtest_stage.evaluate_batch(batch, keys, windows=market_data, objectives_by_study=objectives, **costs)
-
-    alive = yield from _stage(
-        context, BACKTEST_GATE, alive, backtest, lambda out: backtest_stage.events(batch, out, market_data)
-    )
-    alive = yield from _stage(
-        context,
-        CGE_GATE,
-        alive,
-        lambda keys: stress_stage.evaluate_batch(batch, keys, scenarios=cge_scenarios, **costs),
-        lambda out: stress_stage.events(batch, out, cge_scenarios),
-    )
-
-    def paper(keys: list[str]) -> dict[str, Any]:
-        graded, pending = paper_stage.evaluate_batch(batch, keys, broker=paper_broker, windows=market_data)
-        pending_sessions.update(pending)
-        return graded
-
-    pending_sessions: dict[str, Any] = {}
-    alive = yield from _stage(
-        context,
-        PAPER_GATE,
-        alive,
-        paper,
-        lambda out: itertools.chain(
-            paper_stage.pending_events(batch, pending_sessions), paper_stage.events(batch, out)
-        ),
-    )
-    context.log.info(f"{len(alive)} of {len(batch.keys)} trial(s) passed every gate evaluated")
-    if DEPLOYMENT_RECORD in context.selected_asset_keys and alive:
-        records = deployment_stage.decide_batch(batch, alive, registry=registry, policy=deployment_policy)
-        yield from deployment_stage.events(batch, records, registry)
-    fail_for(batch.errors)
+        pending_sessions: dict[str, Any] = {}
+        alive = yield from _stage(
+            context,
+            PAPER_GATE,
+            alive,
+            paper,
+            lambda out: itertools.chain(
+                paper_stage.pending_events(batch, pending_sessions), paper_stage.events(batch, out)
+            ),
+        )
+        context.log.info(f"{len(alive)} of {len(batch.keys)} trial(s) passed every gate evaluated")
+        if DEPLOYMENT_RECORD in context.selected_asset_keys and alive:
+            records = deployment_stage.decide_batch(batch, alive, registry=registry, policy=deployment_policy)
+            yield from deployment_stage.events(batch, records, registry)
+        fail_for(batch.errors)
 
 
 Events = Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation]

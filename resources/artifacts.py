@@ -1,9 +1,10 @@
 """Per-trial artifacts (snapshots, trade lists, equity curves): atomic writes, verified reads.
 
-Each artifact is a file plus a ``.sha256`` sidecar. A write goes to a temporary file in the
-same directory, is fsynced and renamed over the target, so a reader sees the old bytes or the
-new ones, never half of either; the sidecar is replaced the same way afterwards. A read
-recomputes the hash: a truncated or altered artifact is an `ArtifactError` naming the file.
+Each artifact is a file plus a ``.sha256`` sidecar. Both are first written to temporary files
+in the same directory (the data fsynced), then renamed into place, so a reader sees the old
+bytes or the new ones, never half of either, and a failed write (a full disk) leaves the
+previous artifact and its checksum untouched. A read recomputes the hash: a truncated or
+altered artifact is an `ArtifactError` naming the file.
 
 Only the data is fsynced: the sidecar and the directory entry are not, because a crash that
 loses them leaves a file whose hash does not match, which every read detects and names. An
@@ -26,9 +27,7 @@ from simulations.errors import ArtifactError
 _SIDECAR = ".sha256"
 
 
-def atomic_write_bytes(path: Path, data: bytes, *, durable: bool = True) -> None:
-    """Write ``data`` to ``path`` atomically: temp file, fsync (when ``durable``), rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _temp_file(path: Path, data: bytes, *, durable: bool) -> Path:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -36,10 +35,64 @@ def atomic_write_bytes(path: Path, data: bytes, *, durable: bool = True) -> None
             handle.flush()
             if durable:
                 os.fsync(handle.fileno())
-        os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return Path(tmp)
+
+
+def atomic_write_bytes(path: Path, data: bytes, *, durable: bool = True) -> None:
+    """Write ``data`` to ``path`` atomically: temp file, fsync (when ``durable``), rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(_temp_file(path, data, durable=durable), path)
+
+
+def sidecar_of(path: Path) -> Path:
+    """Where the checksum of ``path`` is kept."""
+    return path.with_name(path.name + _SIDECAR)
+
+
+def write_checksummed(path: Path, data: bytes) -> str:
+    """Write ``data`` to ``path`` with its SHA-256 sidecar; return the digest.
+
+    Both temporary files are complete before either is renamed into place.
+    """
+    digest = hashlib.sha256(data).hexdigest()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data_tmp = _temp_file(path, data, durable=True)
+    try:
+        sidecar_tmp = _temp_file(sidecar_of(path), digest.encode(), durable=False)
+    except BaseException:
+        data_tmp.unlink(missing_ok=True)
+        raise
+    os.replace(data_tmp, path)
+    os.replace(sidecar_tmp, sidecar_of(path))
+    return digest
+
+
+def verified(data: bytes, expected: str, *, where: str) -> bytes:
+    """``data`` if its SHA-256 is ``expected``, else an `ArtifactError` naming ``where``."""
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != expected:
+        raise ArtifactError(
+            f"artifact {where} is corrupt or truncated: sha256 {actual[:12]}, "
+            f"expected {expected[:12]} ({len(data)} bytes on disk)"
+        )
+    return data
+
+
+def read_checksummed(path: Path) -> bytes:
+    """The bytes of ``path`` verified against its sidecar, or an `ArtifactError` naming it."""
+    try:
+        data = path.read_bytes()
+        expected = sidecar_of(path).read_bytes().decode("ascii").strip()
+    except FileNotFoundError as exc:
+        raise ArtifactError(f"artifact {exc.filename} is missing") from exc
+    except UnicodeDecodeError as exc:
+        raise ArtifactError(f"checksum of artifact {path} is damaged (not a hex digest)") from exc
+    except OSError as exc:
+        raise ArtifactError(f"could not read artifact {path}: {exc.strerror or exc}") from exc
+    return verified(data, expected, where=str(path))
 
 
 class ArtifactStoreResource(dg.ConfigurableResource, abc.ABC):
@@ -76,35 +129,17 @@ class LocalArtifactStoreResource(ArtifactStoreResource):
 
     def write_bytes(self, key: str, data: bytes) -> str:
         path = self._path(key)
-        digest = hashlib.sha256(data).hexdigest()
         try:
-            atomic_write_bytes(path, data)
-            atomic_write_bytes(path.with_name(path.name + _SIDECAR), digest.encode(), durable=False)
+            return write_checksummed(path, data)
         except OSError as exc:
             raise ArtifactError(f"could not write artifact {path}: {exc.strerror or exc}") from exc
-        return digest
 
     def read_bytes(self, key: str) -> bytes:
-        path = self._path(key)
-        sidecar = path.with_name(path.name + _SIDECAR)
-        try:
-            data = path.read_bytes()
-            expected = sidecar.read_text().strip()
-        except FileNotFoundError as exc:
-            raise ArtifactError(f"artifact {exc.filename} is missing") from exc
-        except OSError as exc:
-            raise ArtifactError(f"could not read artifact {path}: {exc.strerror or exc}") from exc
-        actual = hashlib.sha256(data).hexdigest()
-        if actual != expected:
-            raise ArtifactError(
-                f"artifact {path} is corrupt or truncated: sha256 {actual[:12]}, "
-                f"expected {expected[:12]} ({len(data)} bytes on disk)"
-            )
-        return data
+        return read_checksummed(self._path(key))
 
     def exists(self, key: str) -> bool:
         path = self._path(key)
-        return path.exists() and path.with_name(path.name + _SIDECAR).exists()
+        return path.exists() and sidecar_of(path).exists()
 
     def uri(self, key: str) -> str:
         return self._path(key).as_uri()

@@ -17,10 +17,8 @@ import dagster as dg
 from pydantic import Field
 from upath import UPath
 
-from resources.artifacts import atomic_write_bytes
+from resources.artifacts import read_checksummed, verified, write_checksummed
 from simulations.errors import ArtifactError
-
-_SIDECAR = ".sha256"
 
 
 class ChecksummedUPathIOManager(dg.UPathIOManager):
@@ -28,31 +26,34 @@ class ChecksummedUPathIOManager(dg.UPathIOManager):
 
     extension = ".pkl"
 
-    def _write(self, path: UPath, data: bytes) -> None:
-        if path.protocol in ("", "file", "local"):
-            atomic_write_bytes(Path(path.path), data)
-        else:
-            path.write_bytes(data)
+    @staticmethod
+    def _local(path: UPath) -> Path | None:
+        return Path(path.path) if path.protocol in ("", "file", "local") else None
 
     def dump_to_path(self, context: dg.OutputContext, obj: Any, path: UPath) -> None:
         data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+        local = self._local(path)
         try:
-            self._write(path, data)
-            self._write(path.with_name(path.name + _SIDECAR), hashlib.sha256(data).hexdigest().encode())
+            if local is not None:
+                write_checksummed(local, data)
+            else:
+                # Object stores replace an object whole: no temporary file is needed.
+                path.write_bytes(data)
+                path.with_name(path.name + ".sha256").write_bytes(hashlib.sha256(data).hexdigest().encode())
         except OSError as exc:
             raise ArtifactError(f"could not write {path}: {exc.strerror or exc}") from exc
 
     def load_from_path(self, context: dg.InputContext, path: UPath) -> Any:
-        try:
-            data = path.read_bytes()
-            expected = path.with_name(path.name + _SIDECAR).read_text().strip()
-        except FileNotFoundError as exc:
-            raise ArtifactError(f"{path} or its checksum is missing: materialize the asset first") from exc
-        actual = hashlib.sha256(data).hexdigest()
-        if actual != expected:
-            raise ArtifactError(
-                f"{path} is corrupt or truncated: sha256 {actual[:12]}, expected {expected[:12]}"
-            )
+        local = self._local(path)
+        if local is not None:
+            data = read_checksummed(local)
+        else:
+            try:
+                raw = path.read_bytes()
+                expected = path.with_name(path.name + ".sha256").read_bytes().decode("ascii").strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ArtifactError(f"could not read {path} or its checksum: {exc}") from exc
+            data = verified(raw, expected, where=str(path))
         return pickle.loads(data)  # noqa: S301 - verified against the checksum written with it
 
 
