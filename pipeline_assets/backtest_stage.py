@@ -11,7 +11,7 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
-from pipeline_assets.metadata import key_value_table, png_markdown, records_table
+from pipeline_assets.metadata import key_value_table, number, png_markdown, records_table
 from pipeline_assets.plots import lines_png
 from pipeline_assets.stages import TrialBatch, content_hash, gate_evaluation, parquet_bytes, versioned_tags
 from simulations.backtest import BacktestResult, backtest_strategy
@@ -190,11 +190,11 @@ def events(
             description=f"{snapshot.label}: {outcome.verdict.reason}",
             metadata={
                 "trial": snapshot.label,
-                "sharpe": dg.MetadataValue.float(outcome.metrics.sharpe),
-                "total_return": dg.MetadataValue.float(outcome.metrics.total_return),
-                "max_drawdown": dg.MetadataValue.float(outcome.metrics.max_drawdown),
+                "sharpe": number(outcome.metrics.sharpe),
+                "total_return": number(outcome.metrics.total_return),
+                "max_drawdown": number(outcome.metrics.max_drawdown),
                 "n_trades": outcome.metrics.n_trades,
-                "deflated_sharpe": dg.MetadataValue.float(outcome.dsr),
+                "deflated_sharpe": number(outcome.dsr),
                 "phase": outcome.verdict.phase or "—",
                 "gate": "pass" if outcome.verdict.passed else "FAIL",
                 "metrics": records_table(rows, [("metric", "name"), ("value", "value"), ("unit", "unit")]),

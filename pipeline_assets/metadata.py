@@ -45,3 +45,8 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.6g}"
     return str(value)
+
+
+def number(value: float, *, digits: int = 4) -> dg.MetadataValue:
+    """A float rounded to ``digits`` significant digits: the UI shows metadata verbatim."""
+    return dg.MetadataValue.float(float(f"{value:.{digits}g}"))

@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 from pydantic import Field
 
-from pipeline_assets.metadata import key_value_table, png_markdown, records_table
+from pipeline_assets.metadata import key_value_table, number, png_markdown, records_table
 from pipeline_assets.plots import bars_png, price_windows_png
 from resources.market_data import MarketDataResource
 from simulations.cge.model import calibrate
@@ -151,7 +151,7 @@ def cge_scenarios(
         data_version=dg.DataVersion(version[:24]),
         metadata={
             "scenarios": len(shocks),
-            "solve_seconds": scenario_set.solve_seconds,
+            "solve_seconds": number(scenario_set.solve_seconds, digits=3),
             "max_walras_residual": float(table["walras_residual"].abs().max()),
             "sam_sha256": bundle.sam_sha256,
             "seeds": f"scenarios {config.scenario_seed}, paths {config.path_seed}",

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import dagster as dg
 import numpy as np
 
-from pipeline_assets.metadata import png_markdown, records_table
+from pipeline_assets.metadata import number, png_markdown, records_table
 from pipeline_assets.plots import bars_png
 from pipeline_assets.shared_assets import StressScenarios
 from pipeline_assets.stages import TrialBatch, content_hash, gate_evaluation, parquet_bytes, versioned_tags
@@ -109,9 +109,9 @@ def events(
             metadata={
                 "trial": snapshot.label,
                 "scenarios": int(returns.size),
-                "share_profitable": dg.MetadataValue.float(float(outcome.summary["share_profitable"])),
-                "median_sharpe": dg.MetadataValue.float(float(outcome.summary["median_sharpe"])),
-                "worst_return": dg.MetadataValue.float(float(outcome.summary["worst_return"])),
+                "share_profitable": number(float(outcome.summary["share_profitable"])),
+                "median_sharpe": number(float(outcome.summary["median_sharpe"])),
+                "worst_return": number(float(outcome.summary["worst_return"])),
                 "n_catastrophic": int(outcome.summary["n_catastrophic"]),
                 "gate": "pass" if outcome.verdict.passed else "FAIL",
                 "summary": records_table(rows, [("measure", "name"), ("value", "value"), ("unit", "unit")]),
