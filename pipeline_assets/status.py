@@ -1,0 +1,402 @@
+"""Where every trial stands: the read model behind ``gauntlet status`` and ``gauntlet retry``.
+
+Everything is read from the two sources of truth (DESIGN.md): the Dagster instance and the
+deployment registry, plus the paper venue for sessions still trading. The number of queries
+does not grow with the number of trials; the ones that return a row per trial are single
+set-based queries:
+
+* partitions: ``instance.get_dynamic_partitions("trials")`` (its order is the partition order
+  that run ranges refer to);
+* stage: ``instance.get_materialized_partitions`` once per trial asset;
+* gate verdicts: one ``get_asset_check_partition_info`` call for the three gates. ``PLANNED``
+  is the latest record when a run planned the check but never evaluated it (the trial
+  stopped at an earlier gate or failed) or when that run is still in flight;
+* last failure: the ``RUN_FAILURE`` events of the most recent ``failed_runs`` runs of any job
+  (one query on the index shard), mapped to trials by the run's partition tags and the
+  ``[trial <key>, stage <stage>]`` lines `PipelineError` puts in every message. A failure
+  counts until a later materialization of the trial supersedes it (storage ids, one query
+  per trial asset over the failed trials only);
+* in flight: unfinished runs covering trial partitions, and requested backfills;
+* paper sessions: the broker's ``sessions()``; decisions: the registry's log, latest per trial.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, get_args
+
+import dagster as dg
+from dagster._core.event_api import RunStatusChangeRecordsFilter
+from dagster._core.events import DagsterEventType
+from dagster._core.execution.backfill import BulkActionStatus, PartitionBackfill
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+from dagster._core.storage.dagster_run import NOT_FINISHED_STATUSES
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+    PARTITION_NAME_TAG,
+)
+
+from pipeline_assets.backtest_stage import BACKTEST_GATE, BACKTEST_RESULTS
+from pipeline_assets.deployment_stage import DEPLOYMENT_RECORD
+from pipeline_assets.paper_stage import PAPER_GATE, PAPER_TRADING_GRADE
+from pipeline_assets.partitions import parse_trial_partition_key, trials_partitions_def
+from pipeline_assets.stress_stage import CGE_GATE, CGE_STRESS_REPORT
+from pipeline_assets.trial_assets import OPTUNA_TRIAL
+from resources.paper_broker import PaperBrokerResource, SessionInfo
+from resources.registry import ControlState, DecisionRecord, DeploymentRegistryResource
+
+#: Stages in pipeline order; a trial's stage is the furthest it has reached.
+Stage = Literal["detected", "snapshot", "backtested", "stressed", "paper_pending", "graded", "decided"]
+STAGES: tuple[str, ...] = get_args(Stage)
+Verdict = Literal["passed", "failed", "not_evaluated", "running"]
+
+#: Every per-trial asset, in pipeline order (what a retry rematerializes).
+TRIAL_ASSET_KEYS: tuple[dg.AssetKey, ...] = (
+    OPTUNA_TRIAL,
+    BACKTEST_RESULTS,
+    CGE_STRESS_REPORT,
+    PAPER_TRADING_GRADE,
+    DEPLOYMENT_RECORD,
+)
+GATE_CHECKS: tuple[dg.AssetCheckKey, ...] = (BACKTEST_GATE, CGE_GATE, PAPER_GATE)
+
+#: The furthest materialized asset decides the stage (a paper session in between is pending).
+_STAGE_OF_ASSET: tuple[tuple[dg.AssetKey, Stage], ...] = (
+    (DEPLOYMENT_RECORD, "decided"),
+    (PAPER_TRADING_GRADE, "graded"),
+    (CGE_STRESS_REPORT, "stressed"),
+    (BACKTEST_RESULTS, "backtested"),
+    (OPTUNA_TRIAL, "snapshot"),
+)
+
+#: Failed runs read for the last error: the cost stays bounded however long the history is.
+DEFAULT_FAILED_RUNS = 50
+#: Longest error message kept per trial (the UI has the traceback).
+MAX_ERROR_CHARS = 500
+
+_CHECK_VERDICTS: dict[AssetCheckExecutionRecordStatus, Verdict] = {
+    AssetCheckExecutionRecordStatus.SUCCEEDED: "passed",
+    AssetCheckExecutionRecordStatus.FAILED: "failed",
+}
+# `PipelineError` renders "[trial <key>, stage <stage>] <cause>"; without a trial, "[stage <stage>] <cause>".
+_TRIAL_ERROR = re.compile(r"\[trial (?P<trial>[^,\]\s]+), stage (?P<stage>[^\]]+)\] (?P<cause>[^\n]*)")
+_STAGE_ERROR = re.compile(r"\[stage (?P<stage>[^\]]+)\] (?P<cause>[^\n]*)")
+_EXCEPTION_PATH = re.compile(r"^(?:[A-Za-z_][\w]*\.)+(?P<name>[A-Za-z_]\w*): ")
+
+
+@dataclass(frozen=True, slots=True)
+class TrialFailure:
+    """The most recent failed run of a trial that nothing has superseded since."""
+
+    run_id: str
+    failed_at: dt.datetime
+    stage: str | None
+    message: str
+    #: Storage id of the run's failure event: a later materialization of the trial supersedes it.
+    storage_id: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "failed_at": self.failed_at.isoformat(),
+            "stage": self.stage,
+            "message": self.message,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class TrialStatus:
+    """One trial partition: its stage, gate verdicts, what it waits for, its last error and decision."""
+
+    partition_key: str
+    study: str | None
+    number: int | None
+    stage: Stage
+    gates: dict[str, Verdict]
+    pending: tuple[str, ...]
+    last_error: TrialFailure | None
+    decision: DecisionRecord | None
+    in_flight: bool
+
+    @property
+    def failed(self) -> bool:
+        return self.last_error is not None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "partition_key": self.partition_key,
+            "study": self.study,
+            "number": self.number,
+            "stage": self.stage,
+            "gates": self.gates,
+            "pending": list(self.pending),
+            "in_flight": self.in_flight,
+            "last_error": self.last_error.to_json() if self.last_error else None,
+            "decision": (
+                {
+                    "id": self.decision.id,
+                    "decision": self.decision.decision,
+                    "reason": self.decision.reason,
+                    "decided_by": self.decision.decided_by,
+                    "decided_at": self.decision.decided_at.isoformat(),
+                }
+                if self.decision
+                else None
+            ),
+        }
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    """Every trial (or a filtered selection), the emergency stop, and how much history was read."""
+
+    trials: list[TrialStatus]
+    emergency_stop: ControlState
+    failed_runs_read: int
+    generated_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+
+    def select(
+        self, *, study_prefix: str | None = None, stages: Iterable[str] = (), failed: bool = False
+    ) -> StatusReport:
+        """The trials of one study (by key prefix), in the given stages, failed only; all filters AND."""
+        wanted = set(stages)
+        trials = [
+            t
+            for t in self.trials
+            if (study_prefix is None or t.study == study_prefix)
+            and (not wanted or t.stage in wanted)
+            and (not failed or t.failed)
+        ]
+        return replace(self, trials=trials)
+
+    def summary(self) -> dict[str, Any]:
+        by_stage = {stage: 0 for stage in STAGES}
+        for trial in self.trials:
+            by_stage[trial.stage] += 1
+        return {
+            "trials": len(self.trials),
+            "by_stage": by_stage,
+            "failed": sum(t.failed for t in self.trials),
+            "in_flight": sum(t.in_flight for t in self.trials),
+            "failed_runs_read": self.failed_runs_read,
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "generated_at": self.generated_at.isoformat(),
+            "emergency_stop": self.emergency_stop.model_dump(mode="json"),
+            "summary": self.summary(),
+            "trials": [t.to_json() for t in self.trials],
+        }
+
+
+def run_partitions(tags: Mapping[str, str], keys: Sequence[str], position: Mapping[str, int]) -> list[str]:
+    """The trial partitions a run covers: its partition tag, or its range over the partition order."""
+    single = tags.get(PARTITION_NAME_TAG)
+    if single is not None:
+        return [single] if single in position else []
+    start, end = tags.get(ASSET_PARTITION_RANGE_START_TAG), tags.get(ASSET_PARTITION_RANGE_END_TAG)
+    if start in position and end in position:
+        return list(keys[position[start] : position[end] + 1])
+    return []
+
+
+def _short(text: str) -> str:
+    line = next((part.strip() for part in text.splitlines() if part.strip()), "")
+    return _EXCEPTION_PATH.sub(r"\g<name>: ", line)[:MAX_ERROR_CHARS]
+
+
+def attribute_failure(text: str, covered: Sequence[str]) -> dict[str, tuple[str | None, str]]:
+    """Per trial of a failed run: (stage, cause).
+
+    A batch run fails naming each bad trial on its own line (`fail_for`), so only those trials
+    are attributed; an error that names no trial of the run (market data missing, the run
+    worker died) is every covered trial's.
+    """
+    covered_set = set(covered)
+    named = {
+        match["trial"]: (match["stage"], match["cause"].strip()[:MAX_ERROR_CHARS])
+        for match in _TRIAL_ERROR.finditer(text)
+        if match["trial"] in covered_set
+    }
+    if named:
+        return named
+    stage_match = _STAGE_ERROR.search(text)
+    stage = stage_match["stage"] if stage_match else None
+    cause = stage_match["cause"].strip()[:MAX_ERROR_CHARS] if stage_match else _short(text)
+    return {key: (stage, cause) for key in covered}
+
+
+def _failure_text(record: dg.EventLogRecord) -> str:
+    event = record.event_log_entry.dagster_event
+    error = getattr(event.event_specific_data, "error", None) if event else None
+    if error is not None:
+        return error.message
+    # A run failed by run monitoring or the launcher carries its reason in the message only.
+    return (event.message if event else None) or record.event_log_entry.user_message or "run failed"
+
+
+def last_failures(
+    instance: dg.DagsterInstance, keys: Sequence[str], position: Mapping[str, int], *, failed_runs: int
+) -> tuple[dict[str, TrialFailure], int]:
+    """Each trial's most recent failure among the last ``failed_runs`` run failures, unless superseded.
+
+    Returns the failures by partition key and how many run failures were read.
+    """
+    # Any job: trial_job runs from the sensors, and the asset-job runs of backfills and of the
+    # UI's Materialize; a run covers trials if its partition tags name `trials` partitions.
+    records = instance.fetch_run_status_changes(
+        RunStatusChangeRecordsFilter(DagsterEventType.RUN_FAILURE), limit=failed_runs
+    ).records
+    if not records:
+        return {}, 0
+    runs = {
+        r.dagster_run.run_id: r.dagster_run
+        for r in instance.get_run_records(dg.RunsFilter(run_ids=[r.run_id for r in records]))
+    }
+    failures: dict[str, TrialFailure] = {}
+    for record in records:  # newest first: a trial keeps its most recent failure
+        run = runs.get(record.run_id)
+        if run is None:
+            continue
+        covered = run_partitions(run.tags, keys, position)
+        failed_at = dt.datetime.fromtimestamp(record.timestamp, dt.UTC)
+        for key, (stage, cause) in attribute_failure(_failure_text(record), covered).items():
+            failures.setdefault(
+                key,
+                TrialFailure(run_id=run.run_id, failed_at=failed_at, stage=stage, message=cause, storage_id=record.storage_id),
+            )
+    if failures:
+        latest: dict[str, int] = defaultdict(int)
+        for asset in TRIAL_ASSET_KEYS:
+            by_partition = instance.get_latest_storage_id_by_partition(
+                asset, DagsterEventType.ASSET_MATERIALIZATION, partitions=set(failures)
+            )
+            for key, storage_id in by_partition.items():
+                latest[key] = max(latest[key], storage_id)
+        failures = {key: f for key, f in failures.items() if latest[key] < f.storage_id}
+    return failures, len(records)
+
+
+def _backfill_waiting(backfill: PartitionBackfill) -> set[str]:
+    """Trial partitions a requested backfill has not turned into runs yet."""
+    data = backfill.asset_backfill_data
+    if data is None:
+        # A job backfill names its partitions; its launched runs show up as in flight too.
+        return set(backfill.partition_names or ())
+    waiting: set[str] = set()
+    for asset in TRIAL_ASSET_KEYS:
+        target = data.target_subset.partitions_subsets_by_asset_key.get(asset)
+        if target is None:
+            continue
+        requested = data.requested_subset.partitions_subsets_by_asset_key.get(asset)
+        done = set(requested.get_partition_keys()) if requested is not None else set()
+        waiting.update(k for k in target.get_partition_keys() if k not in done)
+    return waiting
+
+
+def _in_flight(
+    instance: dg.DagsterInstance, keys: Sequence[str], position: Mapping[str, int]
+) -> tuple[dict[str, list[str]], set[str]]:
+    """Pending reasons of trials with an unfinished run or a requested backfill, and those run ids."""
+    reasons: dict[str, list[str]] = defaultdict(list)
+    run_ids: set[str] = set()
+    # Every unfinished run (queued ones included), whatever its job: the queue is short, and
+    # backfill and UI runs of the trial assets run as the asset job, not as trial_job.
+    for record in instance.get_run_records(dg.RunsFilter(statuses=NOT_FINISHED_STATUSES)):
+        run = record.dagster_run
+        run_ids.add(run.run_id)
+        for key in run_partitions(run.tags, keys, position):
+            reasons[key].append(f"run {run.run_id[:8]} {run.status.value.lower()}")
+    for backfill in instance.get_backfills(status=BulkActionStatus.REQUESTED):
+        for key in _backfill_waiting(backfill):
+            if key in position:
+                reasons[key].append(f"backfill {backfill.backfill_id} requested")
+    return reasons, run_ids
+
+
+def _verdicts(instance: dg.DagsterInstance, running_runs: set[str]) -> dict[str, dict[str, Verdict]]:
+    """Per gate, per partition: the latest verdict (one call for every gate and partition).
+
+    A partition the gate never planned is absent (read as ``not_evaluated``).
+    """
+    verdicts: dict[str, dict[str, Verdict]] = {gate.name: {} for gate in GATE_CHECKS}
+    for info in instance.event_log_storage.get_asset_check_partition_info(list(GATE_CHECKS)):
+        if info.partition_key is None:
+            continue
+        verdict = _CHECK_VERDICTS.get(info.latest_execution_status)
+        if verdict is None:  # PLANNED: in flight, or the trial stopped before this gate
+            verdict = "running" if info.latest_planned_run_id in running_runs else "not_evaluated"
+        verdicts[info.check_key.name][info.partition_key] = verdict
+    return verdicts
+
+
+def _stage(key: str, materialized: Mapping[dg.AssetKey, set[str]], sessions: Mapping[str, SessionInfo]) -> Stage:
+    for asset, stage in _STAGE_OF_ASSET:
+        if key in materialized[asset]:
+            if stage == "stressed" and key in sessions:
+                return "paper_pending"
+            return stage
+    return "detected"
+
+
+def _paper_reason(session: SessionInfo, min_days: float) -> str:
+    if session.status == "stopped":
+        return "paper session stopped"
+    if session.days_elapsed >= min_days:
+        return f"paper trading {session.days_elapsed:.1f} days, waiting for grading"
+    return f"paper trading {session.days_elapsed:.1f} of {min_days:g} days"
+
+
+def read_status(
+    instance: dg.DagsterInstance,
+    *,
+    registry: DeploymentRegistryResource,
+    paper_broker: PaperBrokerResource,
+    min_paper_days: float,
+    failed_runs: int = DEFAULT_FAILED_RUNS,
+) -> StatusReport:
+    """Every trial partition's status (see the module docstring for what is read and how)."""
+    keys = list(instance.get_dynamic_partitions(trials_partitions_def.name))
+    position = {key: i for i, key in enumerate(keys)}
+    materialized = {asset: instance.get_materialized_partitions(asset) for asset in TRIAL_ASSET_KEYS}
+    waiting, running_runs = _in_flight(instance, keys, position)
+    verdicts = _verdicts(instance, running_runs)
+    failures, n_failed_runs = last_failures(instance, keys, position, failed_runs=failed_runs)
+    sessions = {s.trial_key: s for s in paper_broker.sessions()}
+    decisions: dict[str, DecisionRecord] = {}
+    for record in registry.decisions():  # newest first: the first one seen is the latest
+        decisions.setdefault(record.partition_key, record)
+
+    trials = []
+    for key in keys:
+        try:
+            study, number = parse_trial_partition_key(key)
+        except ValueError:
+            # Partitions added by hand in the UI need not follow the key format; show them as they are.
+            study, number = None, None
+        stage = _stage(key, materialized, sessions)
+        pending = list(waiting.get(key, ()))
+        if stage == "paper_pending":
+            pending.append(_paper_reason(sessions[key], min_paper_days))
+        if stage == "detected" and not pending and key not in failures:
+            pending.append("no run in flight")
+        trials.append(
+            TrialStatus(
+                partition_key=key,
+                study=study,
+                number=number,
+                stage=stage,
+                gates={gate: by_key.get(key, "not_evaluated") for gate, by_key in verdicts.items()},
+                pending=tuple(pending),
+                last_error=failures.get(key),
+                decision=decisions.get(key),
+                in_flight=key in waiting,
+            )
+        )
+    return StatusReport(trials=trials, emergency_stop=registry.emergency_stop(), failed_runs_read=n_failed_runs)
