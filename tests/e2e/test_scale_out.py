@@ -315,6 +315,34 @@ def test_two_optuna_workers_one_study_every_trial_processed_once(production):
             stop_process(trainer)
 
 
+@pytest.mark.e2e
+def test_daemon_takes_trials_through_the_gates_with_every_store_on_postgres(production):
+    from dagster._core.storage.dagster_run import FINISHED_STATUSES
+
+    add_complete_trials(production.optuna_url, "pg_demo", [0.3, 0.2, 0.1], params=[FAILS_CGE, GRADE_C, PASSES])
+    instance = production.instance()
+    daemon = production.start(
+        [str(BIN / "dagster-daemon"), "run", "-w", str(ROOT / "workspace.yaml")], log="daemon"
+    )
+    keys = [trial_partition_key("pg_demo", n) for n in range(3)]
+
+    def settled() -> bool:
+        runs = instance.get_run_records(dg.RunsFilter(job_name="trial_job"))
+        done = instance.get_materialized_partitions(dg.AssetKey("backtest_results"))
+        return set(keys) <= done and bool(runs) and all(r.dagster_run.status in FINISHED_STATUSES for r in runs)
+
+    try:
+        wait_until(settled, timeout=240, what="3 trials through the gates on PostgreSQL")
+        runs = instance.get_run_records(dg.RunsFilter(job_name="trial_job"))
+        assert all(r.dagster_run.status == dg.DagsterRunStatus.SUCCESS for r in runs), production.log("daemon")
+        assert check_verdicts(instance, keys)[("cge_gate", keys[0])] == "FAILED"
+        assert instance.get_materialized_partitions(dg.AssetKey("deployment_record")) == {keys[2]}
+        assert materializations_per_partition(instance, "optuna_trial") == Counter(keys)
+    finally:
+        stop_process(daemon)
+        instance.dispose()
+
+
 def _yaml(path: Path) -> dict:
     return yaml.safe_load(path.read_text())
 
