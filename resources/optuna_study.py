@@ -18,6 +18,7 @@ import dagster as dg
 import optuna
 import sqlalchemy
 import sqlalchemy.exc
+from optuna.exceptions import StorageInternalError
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState as OptunaTrialState
@@ -126,6 +127,10 @@ class OptunaStudyResource(StudySourceResource):
     def _translate(self, exc: BaseException, doing: str) -> PipelineError:
         if isinstance(exc, PipelineError):
             return exc
+        if isinstance(exc, StorageInternalError) and exc.__cause__ is not None:
+            # Optuna wraps the database's own error (locked, connection refused or cut): judge
+            # that one, or an outage would look like corruption and never be retried.
+            return self._translate(exc.__cause__, doing)
         where = f"Optuna storage {mask_url(self.storage_url)}"
         if isinstance(exc, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)):
             text = str(exc.orig if getattr(exc, "orig", None) else exc).strip().splitlines()[0]

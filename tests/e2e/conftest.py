@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 import dagster as dg
 import pytest
+import yaml
+
+from pipeline_assets.definitions import build_definitions
+from pipeline_assets.environment import Settings
+from pipeline_assets.partitions import trials_partitions_def
+from resources.registry import SqlDeploymentRegistryResource
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -87,3 +96,181 @@ def deployment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Depl
     # Create the SQLite storages once, before several daemon threads race to create them.
     dg.DagsterInstance.from_config(str(dagster_home)).dispose()
     yield Deployment(home=home, dagster_home=dagster_home, env=env)
+
+
+# --------------------------------------------------------------------------- fault-test helpers
+# Added for tests/e2e/test_faults.py and bench/chaos.py; the helpers above are unchanged.
+
+#: Instance settings a fault test needs to see outcomes in seconds rather than tens of seconds:
+#: run monitoring and the run queue poll more often. Behaviour is otherwise the repo's.
+FAST_INSTANCE_OVERRIDES: dict = {
+    "run_monitoring": {"poll_interval_seconds": 2},
+    "run_coordinator": {"config": {"dequeue_interval_seconds": 1}},
+}
+
+STARTED_PROCESS_MESSAGE = "Started process for run"
+TRIAL_SENSOR = "optuna_trial_sensor"
+SENSOR_NAME_TAG = "dagster/sensor_name"
+
+
+def _merge(base: dict, overrides: dict) -> dict:
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def override_instance_config(dagster_home: Path, overrides: dict) -> None:
+    """Merge ``overrides`` into the temporary home's copy of dagster.yaml (the repo's file is untouched)."""
+    path = dagster_home / "dagster.yaml"
+    path.write_text(yaml.safe_dump(_merge(yaml.safe_load(path.read_text()), overrides), sort_keys=False))
+
+
+def materialize_shared_in_process(deployment: Deployment) -> None:
+    """Build `market_data` and `cge_scenarios` in this process, with the deployment's settings.
+
+    The sensor would request the same run first; doing it here saves a run launch (seconds)
+    in tests whose subject is what happens to trial runs.
+    """
+    with mock.patch.dict(os.environ, deployment.env):
+        defs = build_definitions(settings=Settings.from_environ(deployment.env))
+        instance = deployment.instance()
+        try:
+            result = defs.resolve_job_def("shared_job").execute_in_process(instance=instance)
+        finally:
+            instance.dispose()
+    assert result.success
+
+
+def run_worker_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
+    """The pid of the process executing ``run_id`` (from its "Started process for run" event)."""
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT).records
+    for record in records:
+        event = record.event_log_entry.dagster_event
+        if event and (event.message or "").startswith(STARTED_PROCESS_MESSAGE):
+            return int(event.engine_event_data.metadata["pid"].value)
+    return None
+
+
+def session_of(pid: int) -> int | None:
+    """The session id of a live process (None when it is gone), from /proc."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return None
+    # Fields after "(comm)": state, ppid, pgrp, session, ...; comm may contain spaces.
+    return int(stat.rsplit(")", 1)[1].split()[3])
+
+
+def kill_run_worker(instance: dg.DagsterInstance, run_id: str, daemon: subprocess.Popen) -> int:
+    """SIGKILL the worker of ``run_id``; refuses any process outside ``daemon``'s session.
+
+    Other Dagster processes may run on the same machine: only a descendant of the daemon this
+    test started (its own session, see `Deployment.start`) may be killed.
+    """
+    pid = run_worker_pid(instance, run_id)
+    if pid is None:
+        raise AssertionError(f"run {run_id} has not reported its worker process")
+    if session_of(pid) != daemon.pid:
+        raise AssertionError(f"pid {pid} of run {run_id} is not a process of daemon {daemon.pid}")
+    os.kill(pid, signal.SIGKILL)
+    return pid
+
+
+def artifact_problems(artifacts_dir: Path) -> list[str]:
+    """Every stored artifact whose .sha256 sidecar is missing or does not match (empty = all verify).
+
+    Temporary files of an interrupted atomic write (``.<name>.<random>.tmp``) are not artifacts:
+    nothing reads them.
+    """
+    problems = []
+    for path in sorted(artifacts_dir.rglob("*")):
+        if not path.is_file() or path.name.endswith((".sha256", ".tmp")):
+            continue
+        sidecar = path.with_name(path.name + ".sha256")
+        if not sidecar.exists():
+            problems.append(f"{path}: no sidecar")
+        elif hashlib.sha256(path.read_bytes()).hexdigest() != sidecar.read_bytes().decode(errors="replace").strip():
+            problems.append(f"{path}: sha256 does not match its sidecar")
+    return problems
+
+
+def decisions_per_partition(home: Path) -> Counter:
+    """How many registry decisions each trial partition has."""
+    registry = SqlDeploymentRegistryResource(database_url=f"sqlite:///{home}/gauntlet.db", live_capacity=3)
+    return Counter(d.partition_key for d in registry.decisions())
+
+
+def trial_runs(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
+    return [r.dagster_run for r in instance.get_run_records(dg.RunsFilter(job_name="trial_job"))]
+
+
+def run_partitions(instance: dg.DagsterInstance, run: dg.DagsterRun) -> list[str]:
+    """The trial partitions a run covers: its partition, or its range in the partitions' order."""
+    if run.tags.get("dagster/partition"):
+        return [run.tags["dagster/partition"]]
+    start, end = run.tags["dagster/asset_partition_range_start"], run.tags["dagster/asset_partition_range_end"]
+    keys = list(instance.get_dynamic_partitions(trials_partitions_def.name))
+    return keys[keys.index(start) : keys.index(end) + 1]
+
+
+def is_retry(run: dg.DagsterRun) -> bool:
+    """Whether Dagster (run retries) or a user (re-execute) launched ``run`` from another run."""
+    return run.parent_run_id is not None or "dagster/retry_number" in run.tags
+
+
+def from_trial_sensor(run: dg.DagsterRun) -> bool:
+    """Whether ``run`` was requested by `optuna_trial_sensor` or is a retry of such a run.
+
+    `paper_session_sensor` also launches `trial_job` runs (grading a matured paper session);
+    those are not the trial sensor's requests.
+    """
+    return run.tags.get(SENSOR_NAME_TAG) == TRIAL_SENSOR
+
+
+def sensor_requests_per_partition(instance: dg.DagsterInstance) -> Counter:
+    """How many runs `optuna_trial_sensor` itself launched for each partition (retries are not counted)."""
+    return Counter(
+        key
+        for run in trial_runs(instance)
+        if from_trial_sensor(run) and not is_retry(run)
+        for key in run_partitions(instance, run)
+    )
+
+
+def materializing_runs(instance: dg.DagsterInstance, asset: str) -> dict[str, list[str]]:
+    """For each partition of ``asset``, the run id of each of its materializations."""
+    runs: dict[str, list[str]] = {}
+    cursor = None
+    while True:
+        # The event log hands out at most 10,000 records per call.
+        page = instance.fetch_materializations(dg.AssetKey(asset), limit=10_000, cursor=cursor)
+        for record in page.records:
+            runs.setdefault(record.partition_key, []).append(record.run_id)
+        if not page.has_more:
+            return runs
+        cursor = page.cursor
+
+
+def duplicated_trials(instance: dg.DagsterInstance) -> dict[str, list[str]]:
+    """Trials processed more than once: snapshot by two run groups, or twice by one run.
+
+    A run group is a run the sensor launched plus its retries (which legitimately
+    rematerialize its trials), identified by the group's root run id.
+    """
+    roots = {r.run_id: r.root_run_id or r.run_id for r in trial_runs(instance)}
+    return {
+        key: run_ids
+        for key, run_ids in materializing_runs(instance, "optuna_trial").items()
+        if len(set(run_ids)) != len(run_ids) or len({roots.get(r, r) for r in run_ids}) != 1
+    }
+
+
+def sensor_ticks(instance: dg.DagsterInstance, name: str = TRIAL_SENSOR) -> list:
+    """Every recorded tick of sensor ``name``, newest first."""
+    for state in instance.all_instigator_state():
+        if state.instigator_name == name:
+            return list(instance.get_ticks(state.instigator_origin_id, state.selector_id))
+    return []
