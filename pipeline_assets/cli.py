@@ -2,6 +2,8 @@
 
 Commands (each takes ``--json`` for machine-readable output)::
 
+    gauntlet config check
+    gauntlet run --study S --trial N | --all-new [--until STAGE] [--dry-run]
     gauntlet status [--study S] [--stage STAGE ...] [--failed] [--failed-runs N]
     gauntlet live
     gauntlet stop --reason R [--by user:NAME]        gauntlet resume --reason R [--by user:NAME]
@@ -39,9 +41,10 @@ from dagster._core.execution.backfill import PartitionBackfill
 from dagster._core.scheduler.instigation import InstigatorState, InstigatorStatus, InstigatorType, TickStatus
 from dagster._core.utils import make_new_backfill_id
 
-from pipeline_assets.definitions import build_definitions
+from pipeline_assets.config import config_main
 from pipeline_assets.environment import Settings, build_resources
 from pipeline_assets.partitions import study_key_prefix
+from pipeline_assets.run_command import run_main
 from pipeline_assets.status import (
     DEFAULT_FAILED_RUNS,
     STAGES,
@@ -102,6 +105,10 @@ class Context:
 
     def definitions(self) -> dg.Definitions:
         """Gauntlet's definitions with these resources (sensors and asset graph)."""
+        # Imported here: loading the definitions validates the configuration, and `gauntlet
+        # config check` must be able to report an invalid one instead of failing on import.
+        from pipeline_assets.definitions import build_definitions
+
         return build_definitions(settings=self.settings, resources=self._resource_defs)
 
 
@@ -400,6 +407,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gauntlet", description="Operate the Gauntlet pipeline.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    commands.add_parser(
+        "config", add_help=False, help="`config check [--json]`: validate gauntlet.yaml, print it with secrets masked"
+    )
+    commands.add_parser(
+        "run", add_help=False, help="--study S --trial N | --all-new [--until STAGE] [--dry-run]: a trial through now"
+    )
     status = commands.add_parser("status", parents=[common, history], help="one line per trial")
     status.add_argument("--study", help="only this study's trials")
     status.add_argument("--stage", action="append", choices=STAGES, help="only trials at this stage (repeatable)")
@@ -474,6 +487,12 @@ def collector_paused() -> Iterator[None]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the exit status (the console script exits with it)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # `config` and `run` parse their own arguments; `config check` must work on an invalid configuration.
+    if argv[:1] == ["config"]:
+        return config_main(argv[1:])
+    if argv[:1] == ["run"]:
+        return run_main(argv[1:])
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:

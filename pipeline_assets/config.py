@@ -1,0 +1,716 @@
+"""``gauntlet.yaml``: Gauntlet's one configuration file, validated when the definitions load.
+
+The file is the one ``GAUNTLET_CONFIG`` names; by default the repository's ``gauntlet.yaml``
+(the demo configuration). An installed package without that file uses the built-in defaults,
+which equal the demo file (a test keeps them equal). ``GAUNTLET_*`` environment variables
+override single keys on top of the file (`ENV_OVERRIDES`), so scripts and tests change one
+value without writing a file. Relative paths are relative to the file that holds them (to the
+working directory for a variable).
+
+Validation collects every problem and raises one `ConfigurationError`, one line per problem,
+naming where the value came from (the file and key, or the variable), the value and what was
+expected; an unknown key gets a "did you mean" suggestion. `build_definitions` raises it, so
+the Dagster UI shows it as the code location's error.
+
+Secrets never appear in the file. A location that may hold credentials (the Optuna storage,
+Gauntlet's database, the alert webhook) is a literal without a password or a whole ``${VAR}``
+reference; the resources read a reference through ``dg.EnvVar("VAR")`` when a run starts, and
+loading checks only that ``VAR`` is set. ``gauntlet config check`` (`config_main`) runs the same
+validation and prints the effective configuration with secrets masked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import os
+import re
+import sys
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal, NamedTuple
+
+import yaml
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from pipeline_assets.trial_assets import MAX_TRIALS_PER_RUN
+from resources.gate_policy import GatePolicyResource
+from resources.paper_broker import ClockMode
+from simulations.constants import (
+    DEFAULT_BACKTEST_DAYS,
+    DEFAULT_FEE_BPS,
+    DEFAULT_FORWARD_DAYS,
+    DEFAULT_GAP_TOLERANCE_BARS,
+    DEFAULT_LIVE_CAPACITY,
+    DEFAULT_MARKET_SEED,
+    DEFAULT_PAPER_CLOCK_SPEED,
+    DEFAULT_SLIPPAGE_BPS,
+    DEFAULT_SYNTHETIC_DAYS,
+    DEFAULT_TRAIN_DAYS,
+)
+from simulations.deployment import AtCapacity, RankingMetric
+from simulations.errors import ConfigurationError, TrialDataError
+from simulations.gates import GatePolicy
+from simulations.strategies import load_strategy_from_import_path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CONFIG_ENV = "GAUNTLET_CONFIG"
+DEFAULT_CONFIG_PATH = REPO_ROOT / "gauntlet.yaml"
+DEFAULT_HOME = ".gauntlet"
+
+#: Seconds between `optuna_trial_sensor` ticks unless configured. `pipeline_assets` may not
+#: import `sensors`, so this is not the sensor module's DEFAULT_INTERVAL_SECONDS (the default
+#: of its builder); a test keeps the two equal.
+DEFAULT_SENSOR_INTERVAL_SECONDS = 15
+
+EXIT_OK = 0
+EXIT_INVALID = 1
+
+_REFERENCE = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)\}")
+# A password in the authority part (user:pass@host) or as a query parameter.
+_PASSWORD = re.compile(r"(?P<keep>://[^/@:]*:)[^/@]+@|(?P<param>[?&](?:password|passwd|pwd)=)[^&]*", re.IGNORECASE)
+
+
+class Environment(StrEnum):
+    """Where Gauntlet runs: it picks where the locations left out of the configuration are."""
+
+    LOCAL = "local"
+    PRODUCTION = "production"
+
+
+def reference_name(value: str | None) -> str | None:
+    """``VAR`` when ``value`` is exactly ``${VAR}``, else None."""
+    match = _REFERENCE.fullmatch(value) if isinstance(value, str) else None
+    return match["name"] if match else None
+
+
+def mask_secrets(value: str) -> str:
+    """``value`` with any password in it replaced by ``***``."""
+
+    def masked(match: re.Match[str]) -> str:
+        return f"{match['keep']}***@" if match["keep"] else f"{match['param']}***"
+
+    return _PASSWORD.sub(masked, value)
+
+
+def _whole_reference(value: str) -> str:
+    if "${" in value and reference_name(value) is None:
+        raise ValueError("a ${VAR} reference must be the whole value: put the whole URL or path in the variable")
+    return value
+
+
+def _no_literal_password(value: str) -> str:
+    if reference_name(_whole_reference(value)) is None and _PASSWORD.search(value):
+        raise ValueError(
+            "a password in the URL is not allowed here: put the URL in an environment variable and write ${VAR}"
+        )
+    return value
+
+
+def _reference_only(value: str) -> str:
+    if reference_name(value) is None:
+        raise ValueError("a webhook URL may carry a token: put it in an environment variable and write ${VAR}")
+    return value
+
+
+#: A path, or a whole ``${VAR}`` read when a run starts.
+Location = Annotated[str, AfterValidator(_whole_reference)]
+#: A URL without a password, or a whole ``${VAR}`` holding one.
+SecretUrl = Annotated[str, AfterValidator(_no_literal_password)]
+#: Only a ``${VAR}`` reference.
+SecretReference = Annotated[str, AfterValidator(_reference_only)]
+
+
+def _empty_is_default(value: Any) -> Any:
+    # A section whose keys are all commented out is `null` in YAML: it means "the defaults".
+    return {} if value is None else value
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_section(cls, data: Any) -> Any:
+        return _empty_is_default(data)
+
+
+class OptunaConfig(_Section):
+    """Where the studies are and which to watch."""
+
+    storage: SecretUrl | None = None
+    studies: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+
+
+class SensorConfig(_Section):
+    """How often the sensor looks for new trials and how many go into one run."""
+
+    interval_seconds: int = Field(default=DEFAULT_SENSOR_INTERVAL_SECONDS, ge=1)
+    max_trials_per_run: int = Field(default=MAX_TRIALS_PER_RUN, ge=1)
+
+
+class SyntheticMarketConfig(_Section):
+    """The seeded synthetic market, used when no file is given."""
+
+    seed: int = DEFAULT_MARKET_SEED
+    days: int = Field(default=DEFAULT_SYNTHETIC_DAYS, gt=0)
+
+
+class WindowsConfig(_Section):
+    """The fixed train, backtest and forward windows, counted back from the end of the data."""
+
+    train_days: float = Field(default=DEFAULT_TRAIN_DAYS, gt=0)
+    backtest_days: float = Field(default=DEFAULT_BACKTEST_DAYS, gt=0)
+    forward_days: float = Field(default=DEFAULT_FORWARD_DAYS, gt=0)
+
+    @property
+    def total_days(self) -> float:
+        return self.train_days + self.backtest_days + self.forward_days
+
+
+class MarketConfig(_Section):
+    """Market data every trial is evaluated on, and the trading costs."""
+
+    file: str | None = None
+    symbol: str | None = None
+    gap_tolerance_bars: float = Field(default=DEFAULT_GAP_TOLERANCE_BARS, gt=0)
+    synthetic: SyntheticMarketConfig = SyntheticMarketConfig()
+    windows: WindowsConfig = WindowsConfig()
+    fee_bps: float = Field(default=DEFAULT_FEE_BPS, ge=0)
+    slippage_bps: float = Field(default=DEFAULT_SLIPPAGE_BPS, ge=0)
+
+    @model_validator(mode="after")
+    def _windows_fit_the_synthetic_market(self) -> MarketConfig:
+        # A file's length is known only when it is read (market_data validates it then).
+        if self.file is None and self.windows.total_days > self.synthetic.days:
+            w = self.windows
+            raise ValueError(
+                f"the windows need {w.total_days:g} days (train {w.train_days:g} + backtest "
+                f"{w.backtest_days:g} + forward {w.forward_days:g}) but synthetic.days is {self.synthetic.days}"
+            )
+        return self
+
+
+class StrategiesConfig(_Section):
+    """Users' strategies: import paths, and the ``gauntlet.strategies`` entry points."""
+
+    plugins: list[str] = Field(default_factory=list)
+    entry_points: bool = True
+
+
+class PaperConfig(_Section):
+    """The paper venue's clock."""
+
+    clock: ClockMode = "replay"
+    speed: float = Field(default=DEFAULT_PAPER_CLOCK_SPEED, gt=0)
+
+
+class DeploymentConfig(_Section):
+    """Gauntlet's database (registry and paper sessions) and how passing trials are promoted."""
+
+    database: SecretUrl | None = None
+    live_capacity: int = Field(default=DEFAULT_LIVE_CAPACITY, ge=1)
+    auto_promote: bool = True
+    at_capacity: AtCapacity = "keep_incumbent"
+    ranking_metric: RankingMetric = "sharpe"
+    dry_run: bool = False
+
+
+class ArtifactsConfig(_Section):
+    """Where per-trial artifacts and the shared assets are written."""
+
+    dir: Location | None = None
+
+
+class NotifierConfig(_Section):
+    """Where alerts go."""
+
+    log: Location | None = None
+    webhook: SecretReference | None = None
+    desktop: bool = False
+
+
+class GauntletConfig(_Section):
+    """The whole of ``gauntlet.yaml``."""
+
+    environment: Environment = Environment.LOCAL
+    home: Path = Path(DEFAULT_HOME)
+    optuna: OptunaConfig = OptunaConfig()
+    sensor: SensorConfig = SensorConfig()
+    market: MarketConfig = MarketConfig()
+    strategies: StrategiesConfig = StrategiesConfig()
+    gates: Annotated[GatePolicy, BeforeValidator(_empty_is_default)] = GatePolicy()
+    gates_file: str | None = None
+    paper: PaperConfig = PaperConfig()
+    deployment: DeploymentConfig = DeploymentConfig()
+    artifacts: ArtifactsConfig = ArtifactsConfig()
+    notifier: NotifierConfig = NotifierConfig()
+
+    @model_validator(mode="after")
+    def _one_gate_policy(self) -> GauntletConfig:
+        if self.gates_file is not None and self.gates.model_fields_set:
+            raise ValueError("set either gates (thresholds inline) or gates_file (a GatePolicy YAML file), not both")
+        return self
+
+
+#: Locations left out of the configuration: under ``home`` locally; in production the variable
+#: of the same name (resolved through dg.EnvVar when a run starts), as before there was a file.
+_LOCAL_LOCATIONS = {
+    "optuna.storage": "sqlite:///{home}/optuna.db",
+    "deployment.database": "sqlite:///{home}/gauntlet.db",
+    "artifacts.dir": "{home}/artifacts",
+    "notifier.log": "{home}/alerts.jsonl",
+}
+_PRODUCTION_LOCATIONS = {
+    "optuna.storage": "GAUNTLET_OPTUNA_STORAGE",
+    "deployment.database": "GAUNTLET_DATABASE_URL",
+    "artifacts.dir": "GAUNTLET_ARTIFACT_DIR",
+    "notifier.log": "GAUNTLET_ALERT_LOG",
+}
+#: Every key that may be a ``${VAR}`` reference.
+REFERENCE_KEYS = (*_LOCAL_LOCATIONS, "notifier.webhook")
+#: References whose values are secrets: `config check` never prints them.
+SECRET_KEYS = ("optuna.storage", "deployment.database", "notifier.webhook")
+_PATH_KEYS = frozenset({"home", "market.file", "gates_file", "artifacts.dir", "notifier.log"})
+_URL_KEYS = frozenset({"optuna.storage", "deployment.database"})
+_FILE_URL_PREFIXES = ("sqlite:///", "journal:")
+
+
+def default_location(key: str, environment: Environment, home: Path) -> str:
+    """Where location ``key`` is when the configuration leaves it out."""
+    if environment == Environment.PRODUCTION:
+        return "${" + _PRODUCTION_LOCATIONS[key] + "}"
+    return _LOCAL_LOCATIONS[key].format(home=home)
+
+
+class Override(NamedTuple):
+    """An environment variable that replaces one key of the file."""
+
+    variable: str
+    key: str
+    #: ``value`` (the text, validated like the file's), ``path`` (relative to the working
+    #: directory), ``list`` (comma-separated) or ``reference`` (the key becomes ``${variable}``:
+    #: the value may be a secret and is read only when a run starts).
+    kind: Literal["value", "path", "list", "reference"]
+
+
+ENV_OVERRIDES: tuple[Override, ...] = (
+    Override("GAUNTLET_ENV", "environment", "value"),
+    Override("GAUNTLET_HOME", "home", "path"),
+    Override("GAUNTLET_OPTUNA_STORAGE", "optuna.storage", "reference"),
+    Override("GAUNTLET_STUDIES", "optuna.studies", "list"),
+    Override("GAUNTLET_SENSOR_INTERVAL", "sensor.interval_seconds", "value"),
+    Override("GAUNTLET_MAX_TRIALS_PER_RUN", "sensor.max_trials_per_run", "value"),
+    Override("GAUNTLET_MARKET_FILE", "market.file", "path"),
+    Override("GAUNTLET_STRATEGY_PLUGINS", "strategies.plugins", "list"),
+    Override("GAUNTLET_GATE_POLICY", "gates_file", "path"),
+    Override("GAUNTLET_PAPER_CLOCK", "paper.clock", "value"),
+    Override("GAUNTLET_PAPER_SPEED", "paper.speed", "value"),
+    Override("GAUNTLET_DATABASE_URL", "deployment.database", "reference"),
+    Override("GAUNTLET_LIVE_CAPACITY", "deployment.live_capacity", "value"),
+    Override("GAUNTLET_DRY_RUN", "deployment.dry_run", "value"),
+    Override("GAUNTLET_ARTIFACT_DIR", "artifacts.dir", "reference"),
+    Override("GAUNTLET_ALERT_LOG", "notifier.log", "reference"),
+    Override("GAUNTLET_ALERT_WEBHOOK", "notifier.webhook", "reference"),
+    Override("GAUNTLET_DESKTOP_ALERTS", "notifier.desktop", "value"),
+)
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A validated configuration and where its values came from."""
+
+    config: GauntletConfig
+    #: The file read; None when the built-in defaults were used.
+    path: Path | None
+    #: Dotted key -> the environment variable that set it.
+    overrides: dict[str, str]
+    #: Locations the configuration left out, filled with the environment's default.
+    defaulted: frozenset[str]
+
+
+# --------------------------------------------------------------------------------- reading
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML with every key at most once per mapping: plain YAML keeps the last silently."""
+
+
+def _mapping_without_duplicates(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: set[str] = set()
+    for key_node, _ in node.value:
+        if isinstance(key_node, yaml.ScalarNode):
+            if key_node.value in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key_node.value!r} appears twice in one mapping", key_node.start_mark
+                )
+            seen.add(key_node.value)
+    return loader.construct_mapping(node, deep=True)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
+
+
+def display_path(path: Path) -> str:
+    """``path`` relative to the working directory when it is below it (shorter messages)."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def config_path(environ: Mapping[str, str]) -> Path | None:
+    """The file to read: ``GAUNTLET_CONFIG``, else the repository's, else None (built-in defaults)."""
+    named = environ.get(CONFIG_ENV)
+    if named:
+        path = Path(named).expanduser().resolve()
+        if not path.is_file():
+            raise ConfigurationError(f"{CONFIG_ENV} = {named!r}: no such file ({path})")
+        return path
+    return DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.is_file() else None
+
+
+def _read(path: Path, source: str) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigurationError(f"{source}: cannot be read: {exc.strerror}") from exc
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigurationError(f"{source}: not valid YAML{where}: {problem}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        sections = ", ".join(GauntletConfig.model_fields)
+        raise ConfigurationError(f"{source}: expected a mapping of sections ({sections}), got a {type(data).__name__}")
+    return data
+
+
+def _get(data: Mapping[str, Any], key: str) -> Any:
+    value: Any = data
+    for part in key.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def _set(data: dict[str, Any], key: str, value: Any) -> None:
+    *parents, last = key.split(".")
+    for part in parents:
+        child = data.setdefault(part, {})
+        if not isinstance(child, dict):
+            # The section itself is malformed (e.g. `sensor: 5`); validation reports it.
+            return
+        data = child
+    data[last] = value
+
+
+def _absolute(key: str, value: Any, base: Path) -> Any:
+    """A relative path (or SQLite / journal URL) made absolute against ``base``."""
+    if not isinstance(value, str) or "${" in value:
+        return value
+    if key in _PATH_KEYS:
+        path = Path(value).expanduser()
+        return str(path if path.is_absolute() else base / path)
+    if key in _URL_KEYS:
+        for prefix in _FILE_URL_PREFIXES:
+            rest = value[len(prefix) :]
+            if value.startswith(prefix) and rest and not rest.startswith("/") and rest != ":memory:":
+                return prefix + str(base / Path(rest).expanduser())
+    return value
+
+
+def _apply_overrides(raw: dict[str, Any], environ: Mapping[str, str]) -> dict[str, str]:
+    overrides: dict[str, str] = {}
+    for override in ENV_OVERRIDES:
+        text = environ.get(override.variable)
+        if not text:
+            continue
+        if override.kind == "list":
+            value: Any = [item.strip() for item in text.split(",") if item.strip()]
+        elif override.kind == "reference":
+            value = "${" + override.variable + "}"
+        elif override.kind == "path":
+            value = _absolute(override.key, text, Path.cwd())
+        else:
+            value = text
+        if override.key == "gates_file":
+            # A policy file replaces the file's inline thresholds as a whole: mixing the two
+            # would make it unclear which threshold wins.
+            raw.pop("gates", None)
+        _set(raw, override.key, value)
+        overrides[override.key] = override.variable
+    return overrides
+
+
+# ------------------------------------------------------------------------------ describing
+_EXPECTED = {
+    "int_parsing": "an integer",
+    "int_type": "an integer",
+    "int_from_float": "an integer",
+    "float_parsing": "a number",
+    "float_type": "a number",
+    "finite_number": "a finite number",
+    "bool_parsing": "true or false",
+    "bool_type": "true or false",
+    "string_type": "a string",
+    "path_type": "a path",
+    "list_type": "a list",
+    "tuple_type": "a list",
+    "set_type": "a list",
+    "frozen_set_type": "a list",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
+}
+_BOUNDS = {
+    "greater_than": ("gt", ">"),
+    "greater_than_equal": ("ge", "≥"),
+    "less_than": ("lt", "<"),
+    "less_than_equal": ("le", "≤"),
+}
+_MAX_SHOWN = 80
+
+
+def _dotted(loc: Sequence[int | str]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _shown(key: str, value: Any) -> str:
+    """A value as it may appear in a message: passwords masked, a webhook never shown."""
+    if key.startswith("notifier.webhook") and reference_name(value) is None:
+        return "'***'"
+    text = repr(mask_secrets(value) if isinstance(value, str) else value)
+    return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 1] + "…"
+
+
+def _origin(key: str, overrides: Mapping[str, str]) -> str | None:
+    for overridden, variable in overrides.items():
+        if key == overridden or key.startswith((f"{overridden}.", f"{overridden}[")):
+            return variable
+    return None
+
+
+def _where(key: str, value: Any, source: str, overrides: Mapping[str, str], *, show_value: bool = True) -> str:
+    """``<file>: key = value`` or ``VARIABLE = value (key)``."""
+    variable = _origin(key, overrides)
+    shown = f" = {_shown(key, value)}" if show_value else ""
+    if variable:
+        return f"{variable}{shown} ({key})"
+    return f"{source}: {key}{shown}" if key else source
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _known_keys(parent: Sequence[int | str]) -> list[str]:
+    """The keys the schema allows in the mapping at ``parent``."""
+    model: type[BaseModel] | None = GauntletConfig
+    for part in parent:
+        if isinstance(part, int):
+            continue  # a list item: the model is already the item's
+        field = model.model_fields.get(part) if model else None
+        model = _model_in(field.annotation) if field else None
+    return list(model.model_fields) if model else []
+
+
+def _unknown_key(loc: Sequence[int | str]) -> str:
+    known = _known_keys(loc[:-1])
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+    if close:
+        return f"unknown key; did you mean '{close[0]}'?"
+    return f"unknown key; expected one of: {', '.join(known)}" if known else "unknown key"
+
+
+def _expectation(error: Mapping[str, Any]) -> str:
+    kind, ctx = error["type"], error.get("ctx") or {}
+    if kind in _EXPECTED:
+        return f"expected {_EXPECTED[kind]}"
+    if kind in ("literal_error", "enum"):
+        return f"expected {ctx['expected']}"
+    if kind in _BOUNDS:
+        name, symbol = _BOUNDS[kind]
+        limit = ctx[name]
+        return f"expected a value {symbol} {f'{limit:g}' if isinstance(limit, float) else limit}"
+    if kind in ("value_error", "assertion_error") and "error" in ctx:
+        return str(ctx["error"])
+    if kind == "missing":
+        return "required, but missing"
+    message = str(error["msg"])
+    return message[:1].lower() + message[1:]
+
+
+def _describe(error: Mapping[str, Any], source: str, overrides: Mapping[str, str]) -> str:
+    loc = error["loc"]
+    key = _dotted(loc)
+    value = error.get("input")
+    if error["type"] == "extra_forbidden":
+        return f"{_where(key, value, source, overrides, show_value=False)}: {_unknown_key(loc)}"
+    scalar = value is None or isinstance(value, (str, int, float, bool))
+    show = scalar and error["type"] != "missing"
+    return f"{_where(key, value, source, overrides, show_value=show)}: {_expectation(error)}"
+
+
+# ------------------------------------------------------------------------------ validating
+def _with_default_locations(config: GauntletConfig) -> tuple[GauntletConfig, frozenset[str]]:
+    updates: dict[str, dict[str, str]] = {}
+    for key in _LOCAL_LOCATIONS:
+        section, field = key.split(".")
+        if getattr(getattr(config, section), field) is None:
+            updates.setdefault(section, {})[field] = default_location(key, config.environment, config.home)
+    sections = {name: getattr(config, name).model_copy(update=fields) for name, fields in updates.items()}
+    defaulted = frozenset(f"{name}.{field}" for name, fields in updates.items() for field in fields)
+    return config.model_copy(update=sections), defaulted
+
+
+def _plugin_problem(import_path: str) -> str | None:
+    try:
+        load_strategy_from_import_path(import_path=import_path)
+    except TrialDataError as exc:
+        cause = exc.cause.removeprefix(f"strategy import path {import_path!r} ").removeprefix("failed: ")
+        hint = " (is the module's directory on PYTHONPATH?)" if isinstance(exc.__cause__, ImportError) else ""
+        return f"cannot be loaded: {cause}{hint}"
+    return None
+
+
+def _problems(loaded: LoadedConfig, source: str, environ: Mapping[str, str]) -> list[str]:
+    """What the schema cannot see: unset variables, missing files, unloadable plug-ins."""
+    config, overrides = loaded.config, loaded.overrides
+    dumped = config.model_dump(mode="json")
+    problems = []
+    for key in REFERENCE_KEYS:
+        value = _get(dumped, key)
+        name = reference_name(value)
+        if name and not environ.get(name):
+            where = (
+                f"{source}: {key} = {value!r} (the production default)"
+                if key in loaded.defaulted
+                else _where(key, value, source, overrides)
+            )
+            state = "is empty" if name in environ else "is not set"
+            problems.append(f"{where}: environment variable {name} {state}")
+    if config.market.file and not Path(config.market.file).is_file():
+        problems.append(f"{_where('market.file', config.market.file, source, overrides)}: no such file")
+    for index, import_path in enumerate(config.strategies.plugins):
+        problem = _plugin_problem(import_path)
+        if problem:
+            problems.append(f"{_where(f'strategies.plugins[{index}]', import_path, source, overrides)}: {problem}")
+    if config.gates_file:
+        try:
+            GatePolicyResource(path=config.gates_file).policy()
+        except ConfigurationError as exc:
+            problems.append(f"{_where('gates_file', config.gates_file, source, overrides)}: {exc.cause}")
+    return problems
+
+
+def load_config(environ: Mapping[str, str] | None = None) -> LoadedConfig:
+    """The validated configuration: the file, then the ``GAUNTLET_*`` overrides.
+
+    Raises
+    ------
+    ConfigurationError
+        One line per problem, each naming the key (or variable), the value and the expectation.
+    """
+    env = os.environ if environ is None else environ
+    path = config_path(env)
+    source = display_path(path) if path else "built-in defaults"
+    raw = _read(path, source) if path else {}
+    raw.setdefault("home", DEFAULT_HOME)
+    base = path.parent if path else REPO_ROOT
+    for key in (*_PATH_KEYS, *_URL_KEYS):
+        if _get(raw, key) is not None:
+            _set(raw, key, _absolute(key, _get(raw, key), base))
+    overrides = _apply_overrides(raw, env)
+    try:
+        config = GauntletConfig.model_validate(raw)
+    except ValidationError as exc:
+        # The lines say everything pydantic's error does, in the file's own terms; chaining it
+        # would repeat it, less readably, wherever the error is shown (the UI among others).
+        raise ConfigurationError("\n".join(_describe(e, source, overrides) for e in exc.errors())) from None
+    config, defaulted = _with_default_locations(config)
+    loaded = LoadedConfig(config=config, path=path, overrides=overrides, defaulted=defaulted)
+    problems = _problems(loaded, source, env)
+    if problems:
+        raise ConfigurationError("\n".join(problems))
+    return loaded
+
+
+# --------------------------------------------------------------------------- config check
+def effective_config(loaded: LoadedConfig, environ: Mapping[str, str]) -> dict[str, Any]:
+    """The configuration as it applies, as plain data: secrets masked, references explained."""
+    data = loaded.config.model_dump(mode="json")
+    if loaded.config.gates_file:
+        data["gates"] = GatePolicyResource(path=loaded.config.gates_file).policy().model_dump(mode="json")
+    # A set of grades dumps in arbitrary order; sorted, the output is the same on every call.
+    data["gates"]["paper"]["required_grades"] = sorted(data["gates"]["paper"]["required_grades"])
+    for key in REFERENCE_KEYS:
+        name = reference_name(_get(data, key))
+        if name is None:
+            continue
+        # Secrets are never printed; other referenced values (directories) are shown resolved.
+        shown = "***" if key in SECRET_KEYS else environ.get(name, "")
+        _set(data, key, f"{shown} (from ${{{name}}})")
+    return data
+
+
+def _check(as_json: bool) -> int:
+    environ = dict(os.environ)
+    try:
+        loaded = load_config(environ)
+    except ConfigurationError as exc:
+        if as_json:
+            print(json.dumps({"valid": False, "problems": exc.cause.splitlines()}))
+        else:
+            print("gauntlet config check: the configuration is invalid", file=sys.stderr)
+            print(exc.cause, file=sys.stderr)
+        return EXIT_INVALID
+    data = effective_config(loaded, environ)
+    source = str(loaded.path) if loaded.path else "built-in defaults (no gauntlet.yaml)"
+    overrides = {variable: key for key, variable in loaded.overrides.items()}
+    if as_json:
+        print(json.dumps({"valid": True, "file": source, "overrides": overrides, "config": data}))
+        return EXIT_OK
+    print(f"# gauntlet config check: valid\n# file: {source}")
+    if overrides:
+        print("# overridden by: " + ", ".join(f"{variable} ({key})" for variable, key in overrides.items()))
+    print(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), end="")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gauntlet config", description="Gauntlet's configuration (gauntlet.yaml).")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    check = commands.add_parser(
+        "check",
+        help="validate the configuration and print it as it applies, secrets masked; exit 1 if invalid",
+    )
+    check.add_argument("--json", action="store_true", help="print one JSON document instead of YAML")
+    return parser
+
+
+def config_main(argv: Sequence[str] | None = None) -> int:
+    """``gauntlet config check [--json]``; returns the exit status."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:
+        # argparse exits on --help (0) and usage errors (2, already printed); returning the
+        # status keeps this callable in process like every other outcome.
+        return int(exc.code or 0)
+    return _check(args.json)

@@ -1,0 +1,279 @@
+"""gauntlet.yaml: validated with messages a user can act on, overridden by GAUNTLET_* variables,
+secrets only as ${VAR} references, and the one source of the resources."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from pipeline_assets import config
+from pipeline_assets.config import DEFAULT_CONFIG_PATH, GauntletConfig, config_main, load_config
+from pipeline_assets.environment import Settings, build_resources
+from sensors.optuna_trial_sensor import DEFAULT_INTERVAL_SECONDS
+from simulations.errors import ConfigurationError
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRET = "hunter2"
+
+
+def _config(tmp_path: Path, text: str, **environ: str) -> dict[str, str]:
+    """An environment whose GAUNTLET_CONFIG is ``text`` written to tmp_path/gauntlet.yaml."""
+    path = tmp_path / "gauntlet.yaml"
+    path.write_text(text)
+    return {"GAUNTLET_CONFIG": str(path), **environ}
+
+
+def _problems(environ: dict[str, str]) -> list[str]:
+    with pytest.raises(ConfigurationError) as caught:
+        load_config(environ)
+    return caught.value.cause.splitlines()
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Messages name files relative to the working directory; variables given here only.
+    monkeypatch.chdir(tmp_path)
+    for name in [n for n in os.environ if n.startswith("GAUNTLET_")]:
+        monkeypatch.delenv(name)
+
+
+def test_the_demo_configuration_is_the_built_in_default():
+    loaded = load_config({})
+    assert loaded.path == DEFAULT_CONFIG_PATH
+    settings = Settings.from_environ({})
+    assert settings.home == ROOT / ".gauntlet"
+    # The file spells out the defaults; the locations it leaves out are filled under home.
+    unfilled = settings.model_copy(update=dict.fromkeys(["optuna_storage", "database", "artifact_dir", "alert_log"]))
+    assert unfilled == Settings()
+    assert build_resources(settings) == build_resources(Settings())
+    assert settings.optuna_url == f"sqlite:///{ROOT / '.gauntlet' / 'optuna.db'}"
+    assert GauntletConfig().sensor.interval_seconds == DEFAULT_INTERVAL_SECONDS
+
+
+def test_without_the_file_the_built_in_defaults_apply(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """An installed package has no gauntlet.yaml beside it: the same settings, from the defaults."""
+    monkeypatch.setattr(config, "DEFAULT_CONFIG_PATH", tmp_path / "absent.yaml")
+    loaded = load_config({})
+    assert loaded.path is None
+    with_file = Settings.from_config(load_config({"GAUNTLET_CONFIG": str(DEFAULT_CONFIG_PATH)}).config)
+    assert Settings.from_config(loaded.config) == with_file
+
+
+def test_variables_override_the_file_and_relative_paths_follow_their_source(tmp_path: Path):
+    (tmp_path / "project").mkdir()
+    (tmp_path / "project" / "prices.csv").write_text("")
+    environ = _config(
+        tmp_path / "project",
+        "home: state\noptuna: {storage: 'sqlite:///studies.db', studies: [x]}\n"
+        "sensor: {interval_seconds: 30, max_trials_per_run: 50}\nmarket: {file: prices.csv}\n",
+        GAUNTLET_SENSOR_INTERVAL="2",
+        GAUNTLET_STUDIES="alpha, beta",
+        GAUNTLET_HOME="elsewhere",
+    )
+    settings = Settings.from_environ(environ)
+    assert settings.sensor_interval_seconds == 2 and settings.max_trials_per_run == 50
+    assert settings.studies == ["alpha", "beta"]
+    assert settings.home == tmp_path / "elsewhere"  # a variable: relative to the working directory
+    assert settings.optuna_url == f"sqlite:///{tmp_path / 'project' / 'studies.db'}"  # the file: to the file
+    assert settings.market_file == str(tmp_path / "project" / "prices.csv")
+    assert settings.database_url == f"sqlite:///{tmp_path / 'elsewhere' / 'gauntlet.db'}"
+
+
+@pytest.mark.parametrize(
+    ("text", "environ", "expected"),
+    [
+        (
+            "sensor:\n  interval_seconds: soon\n",
+            {},
+            "gauntlet.yaml: sensor.interval_seconds = 'soon': expected an integer",
+        ),
+        (
+            "sensor:\n  intervall_seconds: 5\n",
+            {},
+            "gauntlet.yaml: sensor.intervall_seconds: unknown key; did you mean 'interval_seconds'?",
+        ),
+        (
+            "gates:\n  cge:\n    min_share_profitble: 0.5\n",
+            {},
+            "gauntlet.yaml: gates.cge.min_share_profitble: unknown key; did you mean 'min_share_profitable'?",
+        ),
+        ("colour: blue\n", {}, "gauntlet.yaml: colour: unknown key; expected one of: environment, home, optuna,"),
+        (
+            "gates:\n  cge:\n    min_share_profitable: 1.5\n",
+            {},
+            "gauntlet.yaml: gates.cge.min_share_profitable = 1.5: expected a value ≤ 1",
+        ),
+        ("paper:\n  clock: fast\n", {}, "gauntlet.yaml: paper.clock = 'fast': expected 'replay' or 'wall'"),
+        (
+            "",
+            {"GAUNTLET_SENSOR_INTERVAL": "soon"},
+            "GAUNTLET_SENSOR_INTERVAL = 'soon' (sensor.interval_seconds): expected an integer",
+        ),
+        (
+            "optuna:\n  storage: ${OPTUNA_URL}\n",
+            {},
+            "gauntlet.yaml: optuna.storage = '${OPTUNA_URL}': environment variable OPTUNA_URL is not set",
+        ),
+        (
+            "environment: production\n",
+            {"GAUNTLET_DATABASE_URL": "x", "GAUNTLET_ARTIFACT_DIR": "x", "GAUNTLET_ALERT_LOG": "x"},
+            "gauntlet.yaml: optuna.storage = '${GAUNTLET_OPTUNA_STORAGE}' (the production default): "
+            "environment variable GAUNTLET_OPTUNA_STORAGE is not set",
+        ),
+        (
+            "strategies:\n  plugins: [no_such_module:Strategy]\n",
+            {},
+            "gauntlet.yaml: strategies.plugins[0] = 'no_such_module:Strategy': cannot be loaded: "
+            "ModuleNotFoundError: No module named 'no_such_module' (is the module's directory on PYTHONPATH?)",
+        ),
+        (
+            "strategies:\n  plugins: [simulations.strategies:NoSuchStrategy]\n",
+            {},
+            "gauntlet.yaml: strategies.plugins[0] = 'simulations.strategies:NoSuchStrategy': cannot be loaded: "
+            "AttributeError",
+        ),
+        ("market:\n  file: prices.csv\n", {}, "gauntlet.yaml: market.file = '{tmp}/prices.csv': no such file"),
+        (
+            "market:\n  synthetic: {days: 100}\n",
+            {},
+            "gauntlet.yaml: market: the windows need 605 days (train 365 + backtest 180 + forward 60) "
+            "but synthetic.days is 100",
+        ),
+        (
+            "artifacts:\n  dir: ${BASE}/artifacts\n",
+            {},
+            "gauntlet.yaml: artifacts.dir = '${BASE}/artifacts': a ${VAR} reference must be the whole value",
+        ),
+        (
+            "gates: {cge: {enabled: false}}\ngates_file: policy.yaml\n",
+            {},
+            "gauntlet.yaml: set either gates (thresholds inline) or gates_file (a GatePolicy YAML file), not both",
+        ),
+        ("sensor: [\n", {}, "gauntlet.yaml: not valid YAML at line 2, column 1"),
+        (
+            "sensor: {}\nsensor: {}\n",
+            {},
+            "gauntlet.yaml: not valid YAML at line 2, column 1: key 'sensor' appears twice",
+        ),
+        ("- a\n- b\n", {}, "gauntlet.yaml: expected a mapping of sections (environment, home,"),
+    ],
+)
+def test_an_invalid_configuration_names_the_key_the_value_and_the_expectation(tmp_path, text, environ, expected):
+    problems = _problems(_config(tmp_path, text, **environ))
+    assert any(p.startswith(expected.replace("{tmp}", str(tmp_path))) for p in problems), problems
+
+
+def test_a_missing_file_or_an_invalid_policy_file_is_named(tmp_path: Path):
+    assert _problems({"GAUNTLET_CONFIG": "nowhere.yaml"}) == [
+        f"GAUNTLET_CONFIG = 'nowhere.yaml': no such file ({tmp_path / 'nowhere.yaml'})"
+    ]
+    (tmp_path / "policy.yaml").write_text("cge: {min_share_profitable: 2}\n")
+    (problem,) = _problems(_config(tmp_path, "", GAUNTLET_GATE_POLICY="policy.yaml"))
+    policy = tmp_path / "policy.yaml"
+    assert problem.startswith(f"GAUNTLET_GATE_POLICY = '{policy}' (gates_file): gate policy is invalid")
+
+
+def test_every_problem_is_one_line(tmp_path: Path):
+    problems = _problems(_config(tmp_path, "sensor: {interval_seconds: 0}\npaper: {speed: fast}\nextra: 1\n"))
+    where = [p.split(":")[1].strip() for p in problems]
+    assert where == ["sensor.interval_seconds = 0", "paper.speed = 'fast'", "extra"]
+
+
+def test_a_literal_secret_is_refused_without_being_repeated(tmp_path: Path):
+    problems = _problems(
+        _config(
+            tmp_path,
+            f"optuna:\n  storage: postgresql+psycopg2://gauntlet:{SECRET}@db/optuna\n"
+            f"notifier:\n  webhook: https://hooks.example.com/{SECRET}\n",
+        )
+    )
+    assert problems == [
+        "gauntlet.yaml: optuna.storage = 'postgresql+psycopg2://gauntlet:***@db/optuna': a password in the URL "
+        "is not allowed here: put the URL in an environment variable and write ${VAR}",
+        "gauntlet.yaml: notifier.webhook = '***': a webhook URL may carry a token: put it in an environment "
+        "variable and write ${VAR}",
+    ]
+
+
+def test_secret_references_become_env_vars_read_only_when_a_run_starts(tmp_path: Path):
+    environ = _config(
+        tmp_path,
+        "optuna: {storage: '${OPTUNA_URL}'}\ndeployment: {database: '${DB_URL}'}\nnotifier: {webhook: '${HOOK}'}\n",
+        OPTUNA_URL=f"postgresql+psycopg2://gauntlet:{SECRET}@db/optuna",
+        DB_URL=f"postgresql+psycopg2://gauntlet:{SECRET}@db/gauntlet",
+        HOOK=f"https://hooks.example.com/{SECRET}",
+    )
+    resources = build_resources(Settings.from_environ(environ))
+    values = {
+        "OPTUNA_URL": resources["optuna_study"].storage_url,
+        "DB_URL": resources["registry"].database_url,
+        "HOOK": resources["notifier"].webhook.url,
+    }
+    assert all(isinstance(v, dg.EnvVar) and v.env_var_name == name for name, v in values.items())
+    assert resources["paper_broker"].database_url.env_var_name == "DB_URL"
+    assert SECRET not in repr(resources)
+
+
+def test_config_check_prints_the_effective_configuration_with_secrets_masked(tmp_path, monkeypatch, capsys):
+    environ = _config(
+        tmp_path,
+        "optuna: {storage: '${OPTUNA_URL}'}\ngates: {cge: {min_share_profitable: 0.5}}\nartifacts:\n",
+        OPTUNA_URL=f"postgresql+psycopg2://gauntlet:{SECRET}@db/optuna",
+        GAUNTLET_LIVE_CAPACITY="5",
+    )
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    assert config_main(["check"]) == 0
+    out = capsys.readouterr().out
+    assert SECRET not in out
+    assert "storage: '*** (from ${OPTUNA_URL})'" in out
+    assert "# overridden by: GAUNTLET_LIVE_CAPACITY (deployment.live_capacity)" in out
+    assert f"dir: {tmp_path / '.gauntlet' / 'artifacts'}" in out  # an empty section keeps its defaults
+
+    assert config_main(["check", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["config"]["gates"]["cge"]["min_share_profitable"] == 0.5
+    assert payload["config"]["gates"]["cge"]["max_drawdown"] == 0.25
+    assert payload["config"]["deployment"]["live_capacity"] == 5
+
+    monkeypatch.setenv("GAUNTLET_SENSOR_INTERVAL", "soon")
+    assert config_main(["check"]) == 1
+    err = capsys.readouterr().err
+    assert "GAUNTLET_SENSOR_INTERVAL = 'soon' (sensor.interval_seconds): expected an integer" in err
+    assert config_main([]) == 2
+
+
+def test_thresholds_come_from_the_file_or_replace_it_with_a_policy_file(tmp_path: Path):
+    environ = _config(tmp_path, "gates:\n  cge: {min_share_profitable: 0.5}\n  paper: {required_grades: [A]}\n")
+    policy = build_resources(Settings.from_environ(environ))["gate_policy"].policy()
+    assert policy.cge.min_share_profitable == 0.5 and policy.cge.max_drawdown == 0.25
+    assert policy.paper.required_grades == {"A"}
+    (tmp_path / "policy.yaml").write_text("backtest: {min_trades: 3}\n")
+    replaced = Settings.from_environ({**environ, "GAUNTLET_GATE_POLICY": "policy.yaml"})
+    policy = build_resources(replaced)["gate_policy"].policy()
+    assert policy.backtest.min_trades == 3 and policy.cge.min_share_profitable == 0.4
+
+
+def test_the_code_location_shows_the_configuration_error(tmp_path: Path):
+    """What the UI shows for a broken gauntlet.yaml: `dagster definitions validate` loads it the same way."""
+    (tmp_path / "dagster").mkdir()
+    config = tmp_path / "gauntlet.yaml"
+    config.write_text("sensor:\n  interval_seconds: soon\n")
+    env = {n: v for n, v in os.environ.items() if not n.startswith("GAUNTLET_")}
+    env.update(GAUNTLET_CONFIG=str(config), DAGSTER_HOME=str(tmp_path / "dagster"))
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-w", str(ROOT / "workspace.yaml")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert f"{config}: sensor.interval_seconds = 'soon': expected an integer" in result.stdout + result.stderr
