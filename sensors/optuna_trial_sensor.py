@@ -5,6 +5,12 @@ reserved by the daemon together with the run requests, and an interrupted tick i
 the daemon, so a crash between the two neither loses nor repeats a trial. Trials that are
 already materialized are skipped as well, so resetting the cursor never re-runs them.
 RUNNING trials are revisited until they finish; PRUNED and FAILED ones are dropped.
+
+Nothing is lost when run workers die: Dagster's run retries re-run a run that failed outside
+user code, and once those are exhausted (``dagster/will_retry`` is false) this sensor requests
+the run's trials once more, keyed by the failed run's id so each such failure is recovered
+once. A run that failed inside user code (a deterministic error) is left to ``gauntlet retry``
+after its cause is fixed.
 """
 
 import hashlib
@@ -13,7 +19,9 @@ from collections.abc import Sequence
 
 import dagster as dg
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
+from dagster._core.events import RunFailureReason
 from dagster._core.storage.dagster_run import NOT_FINISHED_STATUSES
+from dagster._core.storage.tags import RUN_FAILURE_REASON_TAG, WILL_RETRY_TAG
 
 from pipeline_assets.partitions import trial_partition_key, trials_partitions_def
 from pipeline_assets.shared_assets import SHARED_ASSET_KEYS
@@ -22,6 +30,9 @@ from pipeline_assets.trial_assets import MAX_TRIALS_PER_RUN, OPTUNA_TRIAL, STUDY
 from resources.optuna_study import StudyCursor, StudySourceResource
 
 DEFAULT_INTERVAL_SECONDS = 15
+#: Most recent failed runs looked at per tick for recovery.
+RECOVERY_SCAN_RUNS = 100
+_RANGE_TAGS = ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
 
 
 def encode_cursor(cursors: dict[str, StudyCursor]) -> str:
@@ -56,6 +67,28 @@ def _shared_request(instance: dg.DagsterInstance, shared_job_name: str) -> dg.Ru
         return None
     # No run key: a failed shared run must be retried by the next tick, and run keys are forever.
     return dg.RunRequest(job_name=shared_job_name, tags={"gauntlet/shared": "missing"})
+
+
+def recovery_requests(instance: dg.DagsterInstance, job_name: str) -> list[dg.RunRequest]:
+    """New runs for trials whose run died outside user code after its last automatic retry."""
+    records = instance.get_run_records(
+        dg.RunsFilter(job_name=job_name, statuses=[dg.DagsterRunStatus.FAILURE], tags={WILL_RETRY_TAG: "false"}),
+        limit=RECOVERY_SCAN_RUNS,
+    )
+    requests = []
+    for record in records:
+        run = record.dagster_run
+        if run.tags.get(RUN_FAILURE_REASON_TAG) == RunFailureReason.STEP_FAILURE.value:
+            continue
+        tags = {k: v for k, v in run.tags.items() if k in (STUDY_TAG, "gauntlet/trials", *_RANGE_TAGS)}
+        tags["gauntlet/recovery_of"] = run.run_id
+        partition = run.tags.get("dagster/partition")
+        if partition is None and not all(t in tags for t in _RANGE_TAGS):
+            continue
+        requests.append(
+            dg.RunRequest(run_key=f"recover:{run.run_id}", job_name=job_name, partition_key=partition, tags=tags)
+        )
+    return requests
 
 
 def batch_run_requests(
@@ -131,18 +164,20 @@ def build_optuna_trial_sensor(
 
         all_new = [k for keys in new_keys_by_study.values() for k in keys]
         cursor = encode_cursor(cursors)
-        if not all_new:
+        recoveries = recovery_requests(context.instance, job.name)
+        if not all_new and not recoveries:
             return dg.SensorResult(
                 skip_reason=f"no new complete trials ({running} still running)", cursor=cursor
             )
-        requests = [
+        requests = recoveries + [
             request
             for study, keys in new_keys_by_study.items()
             if keys
             for request in batch_run_requests(study, keys, max_trials_per_run, job_name=job.name, existing=existing)
         ]
         context.log.info(
-            f"{len(all_new)} new trial(s) in {len(requests)} run(s); {running} still running"
+            f"{len(all_new)} new trial(s) in {len(requests) - len(recoveries)} run(s), "
+            f"{len(recoveries)} recovery run(s); {running} still running"
         )
         return dg.SensorResult(
             run_requests=requests,

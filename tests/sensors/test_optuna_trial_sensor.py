@@ -145,3 +145,36 @@ def test_batches_respect_the_run_size_bound():
     assert sizes == [3, 3, 1]
     assert requests[-1].partition_key == keys[4]  # pre-existing key runs alone
     assert len({r.run_key for r in requests}) == 3
+
+
+def _failed_run(instance, run_id: str, reason: str, **tags) -> None:
+    from dagster._core.storage.tags import RUN_FAILURE_REASON_TAG, WILL_RETRY_TAG
+
+    run = dg.DagsterRun(
+        job_name="trial_job",
+        run_id=run_id,
+        status=dg.DagsterRunStatus.FAILURE,
+        tags={WILL_RETRY_TAG: "false", RUN_FAILURE_REASON_TAG: reason, "gauntlet/study": "demo", **tags},
+    )
+    instance.add_run(run)
+
+
+def test_trials_of_a_run_that_died_after_its_last_retry_are_requested_once_more(optuna_url, ticker, instance):
+    add_complete_trials(optuna_url, "demo", [0.1, 0.2])
+    ticker.tick()
+    run_id = "d" * 8 + "-0000-0000-0000-" + "0" * 12
+    _failed_run(
+        instance,
+        run_id,
+        "UNEXPECTED_TERMINATION",
+        **{
+            "dagster/asset_partition_range_start": "demo__t00000000",
+            "dagster/asset_partition_range_end": "demo__t00000001",
+        },
+    )
+    _failed_run(instance, "e" * 8 + "-0000-0000-0000-" + "0" * 12, "STEP_FAILURE", **{"dagster/partition": "demo__t00000000"})
+    result = ticker.tick()
+    [request] = result.run_requests
+    assert request.run_key == f"recover:{run_id}"  # the daemon runs each run key once
+    assert request.tags["gauntlet/recovery_of"] == run_id
+    assert request.tags["dagster/asset_partition_range_end"] == "demo__t00000001"
