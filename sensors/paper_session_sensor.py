@@ -9,13 +9,33 @@ asked for again at the next tick that saw more bars, never twice for the same st
 
 import dagster as dg
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
+from dagster._core.storage.dagster_run import NOT_FINISHED_STATUSES
 
 from pipeline_assets.deployment_stage import DEPLOYMENT_RECORD
 from pipeline_assets.paper_stage import PAPER_TRADING_GRADE
+from pipeline_assets.partitions import trials_partitions_def
 from resources.gate_policy import GatePolicyResource
 from resources.paper_broker import PaperBrokerResource
 
 DEFAULT_PAPER_INTERVAL_SECONDS = 60
+RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+
+
+def in_flight_partitions(instance: dg.DagsterInstance, job_name: str) -> set[str]:
+    """Trials a queued or running run of ``job_name`` is about to evaluate (it grades them too)."""
+    runs = instance.get_run_records(dg.RunsFilter(job_name=job_name, statuses=NOT_FINISHED_STATUSES))
+    if not runs:
+        return set()
+    order = instance.get_dynamic_partitions(trials_partitions_def.name)
+    position = {key: i for i, key in enumerate(order)}
+    keys: set[str] = set()
+    for record in runs:
+        tags = record.dagster_run.tags
+        if "dagster/partition" in tags:
+            keys.add(tags["dagster/partition"])
+        elif tags.get(RANGE_START) in position and tags.get(RANGE_END) in position:
+            keys.update(order[position[tags[RANGE_START]] : position[tags[RANGE_END]] + 1])
+    return keys
 
 
 def build_paper_session_sensor(
@@ -35,7 +55,10 @@ def build_paper_session_sensor(
     ) -> dg.SensorResult:
         min_days = gate_policy.policy().paper.min_days
         open_sessions = [s for s in paper_broker.sessions() if s.status != "stopped"]
-        graded = context.instance.get_materialized_partitions(PAPER_TRADING_GRADE)
+        # A trial already graded, or about to be by a run in flight, is not asked for again.
+        graded = context.instance.get_materialized_partitions(PAPER_TRADING_GRADE) | in_flight_partitions(
+            context.instance, job.name
+        )
         requests = []
         pending = 0
         for session in open_sessions:

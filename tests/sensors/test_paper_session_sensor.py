@@ -78,3 +78,21 @@ def test_pending_sessions_are_neither_failed_nor_graded_until_mature(optuna_url,
     [mat] = [m for m in graded.asset_materializations_for_node("trial_gauntlet") if m.asset_key.path == ["paper_trading_grade"]]
     assert 7.0 <= mat.metadata["days"].value < 7.1
     assert tick().run_requests in (None, [])  # graded once
+
+
+def test_trials_with_a_run_in_flight_are_not_asked_for_again(instance):
+    from sensors.paper_session_sensor import in_flight_partitions
+
+    instance.add_dynamic_partitions("trials", ["demo__t00000000", "demo__t00000001", "demo__t00000002", "other__t00000000"])
+    for run_id, tags in (
+        ("a" * 8 + "-0000-0000-0000-" + "0" * 12, {"dagster/partition": "other__t00000000"}),
+        (
+            "b" * 8 + "-0000-0000-0000-" + "0" * 12,
+            {
+                "dagster/asset_partition_range_start": "demo__t00000000",
+                "dagster/asset_partition_range_end": "demo__t00000001",
+            },
+        ),
+    ):
+        instance.add_run(dg.DagsterRun(job_name="trial_job", run_id=run_id, status=dg.DagsterRunStatus.STARTED, tags=tags))
+    assert in_flight_partitions(instance, "trial_job") == {"other__t00000000", "demo__t00000000", "demo__t00000001"}
