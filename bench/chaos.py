@@ -44,6 +44,7 @@ from tests.e2e.conftest import (
     decisions_per_partition,
     duplicated_trials,
     from_trial_sensor,
+    group_roots,
     is_retry,
     kill_run_worker,
     run_partitions,
@@ -62,9 +63,10 @@ KILL_SECONDS = 6.0
 KILL_AFTER_ARRIVALS_SECONDS = 60.0
 #: The whole soak ends by then, whatever state the runs are in.
 DEADLINE_SECONDS = 600.0
-#: With every run ended, how long nothing new must happen before the soak stops waiting
-#: (well above the few seconds the run-retry daemon takes to launch a retry).
-QUIET_SECONDS = 20.0
+#: With every run ended, how long nothing new must happen before the soak stops waiting:
+#: well above a retry's launch plus a sensor interval, the time the trial sensor takes to
+#: recover a run whose retries were exhausted.
+QUIET_SECONDS = 60.0
 
 
 class Arrivals(threading.Thread):
@@ -193,9 +195,10 @@ def soak() -> dict[str, dict[str, object]]:
     duplicates = set(duplicated_trials(instance)) | {key for key, n in requested.items() if n > 1}
     decisions = decisions_per_partition(deployment.home)
     groups: dict[str, list[dg.DagsterRun]] = {}
+    roots = group_roots(runs)
     for run in runs:
         if from_trial_sensor(run):
-            groups.setdefault(run.root_run_id or run.run_id, []).append(run)
+            groups.setdefault(roots[run.run_id], []).append(run)
     figures = {
         "trials_arrived": (N_TRIALS, "trials", None, None),
         "trials_admitted": (len(instance.get_dynamic_partitions("trials")), "trials", N_TRIALS, "higher"),

@@ -216,9 +216,28 @@ def run_partitions(instance: dg.DagsterInstance, run: dg.DagsterRun) -> list[str
     return keys[keys.index(start) : keys.index(end) + 1]
 
 
+RECOVERY_TAG = "gauntlet/recovery_of"
+
+
 def is_retry(run: dg.DagsterRun) -> bool:
-    """Whether Dagster (run retries) or a user (re-execute) launched ``run`` from another run."""
-    return run.parent_run_id is not None or "dagster/retry_number" in run.tags
+    """Whether ``run`` was launched from another run: Dagster's run retries, a user's
+    re-execution, or the trial sensor recovering a run whose retries were exhausted."""
+    return run.parent_run_id is not None or "dagster/retry_number" in run.tags or RECOVERY_TAG in run.tags
+
+
+def group_roots(runs: list[dg.DagsterRun]) -> dict[str, str]:
+    """Each run's group: the sensor's original run, through retries and recoveries."""
+    by_id = {r.run_id: r for r in runs}
+
+    def root(run: dg.DagsterRun) -> str:
+        while RECOVERY_TAG in run.tags or run.root_run_id:
+            origin = run.tags.get(RECOVERY_TAG) or run.root_run_id
+            if origin not in by_id or origin == run.run_id:
+                return origin
+            run = by_id[origin]
+        return run.run_id
+
+    return {r.run_id: root(r) for r in runs}
 
 
 def from_trial_sensor(run: dg.DagsterRun) -> bool:
@@ -260,7 +279,7 @@ def duplicated_trials(instance: dg.DagsterInstance) -> dict[str, list[str]]:
     A run group is a run the sensor launched plus its retries (which legitimately
     rematerialize its trials), identified by the group's root run id.
     """
-    roots = {r.run_id: r.root_run_id or r.run_id for r in trial_runs(instance)}
+    roots = group_roots(trial_runs(instance))
     return {
         key: run_ids
         for key, run_ids in materializing_runs(instance, "optuna_trial").items()
