@@ -41,6 +41,7 @@ from dagster._core.execution.backfill import PartitionBackfill
 from dagster._core.scheduler.instigation import InstigatorState, InstigatorStatus, InstigatorType, TickStatus
 from dagster._core.utils import make_new_backfill_id
 
+from pipeline_assets.calibrate_command import calibrate_main
 from pipeline_assets.config import config_main
 from pipeline_assets.environment import Settings, build_resources
 from pipeline_assets.partitions import study_key_prefix
@@ -413,6 +414,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "run", add_help=False, help="--study S --trial N | --all-new [--until STAGE] [--dry-run]: a trial through now"
     )
+    commands.add_parser(
+        "calibrate", add_help=False, help="false-positive and false-negative rates of the gates on simulated studies"
+    )
     status = commands.add_parser("status", parents=[common, history], help="one line per trial")
     status.add_argument("--study", help="only this study's trials")
     status.add_argument("--stage", action="append", choices=STAGES, help="only trials at this stage (repeatable)")
@@ -493,6 +497,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return config_main(argv[1:])
     if argv[:1] == ["run"]:
         return run_main(argv[1:])
+    if argv[:1] == ["calibrate"]:
+        return calibrate_main(argv[1:])
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:

@@ -7,6 +7,7 @@ from typing import Any
 import dagster as dg
 
 from pipeline_assets.environment import Settings, build_resources
+from pipeline_assets.calibration_assets import gate_calibration
 from pipeline_assets.jobs import shared_job, trial_job
 from pipeline_assets.reporting_assets import reporting_job, study_funnel, study_funnel_schedule
 from pipeline_assets.shared_assets import cge_scenarios, market_data
@@ -22,7 +23,7 @@ def build_definitions(
     """Definitions for ``settings`` (default: from the environment), resources overridable."""
     settings = settings or Settings.from_environ()
     return dg.Definitions(
-        assets=[market_data, cge_scenarios, trial_gauntlet, study_funnel],
+        assets=[market_data, cge_scenarios, trial_gauntlet, study_funnel, gate_calibration],
         jobs=[trial_job, shared_job, reporting_job],
         schedules=[study_funnel_schedule],
         sensors=[

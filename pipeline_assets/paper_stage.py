@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import dagster as dg
 import numpy as np
@@ -16,7 +17,7 @@ from pipeline_assets.stages import TrialBatch, content_hash, gate_evaluation, pa
 from resources.paper_broker import PaperBrokerResource, SessionInfo
 from simulations.backtest import backtest_strategy
 from simulations.errors import PipelineError, TrialDataError
-from simulations.gates import GateVerdict, evaluate_paper_gate
+from simulations.gates import GatePolicy, GateVerdict, evaluate_paper_gate
 from simulations.market import MarketWindows
 from simulations.paper import PaperMetrics, paper_metrics
 from simulations.strategies import build_strategy
@@ -58,26 +59,42 @@ def evaluate_trial(
     if session.days_elapsed < batch.policy.paper.min_days:
         return session
     report = broker.report(trial_key=key)
-    n = report.bars.height
-    forward = windows.forward
-    strategy, params = build_strategy(name=name, params=snapshot.params)
-    backtest = backtest_strategy(
-        strategy=strategy, params=params, close=forward.close[:n], history=windows.history_before(name="forward"),
+    metrics, verdict = grade_session(
+        bars=report.bars, strategy_name=name, params=snapshot.params, windows=windows, policy=batch.policy,
         fee_bps=session.fee_bps, slippage_bps=session.slippage_bps, bar_seconds=session.bar_seconds,
     )
-    metrics = paper_metrics(
-        bars=report.bars, fee_bps=session.fee_bps, slippage_bps=session.slippage_bps,
-        bar_seconds=session.bar_seconds, periods_per_year=forward.periods_per_year, policy=batch.policy,
-        backtest=backtest, benchmark_close=forward.close[:n],
-    )
-    verdict = evaluate_paper_gate(**metrics.gate_inputs(), policy=batch.policy)
+    forward = windows.forward
     return PaperOutcome(
         session=session,
         metrics=metrics,
         bars=report.bars,
-        benchmark=forward.close[:n] / forward.close[0],
+        benchmark=forward.close[: report.bars.height] / forward.close[0],
         verdict=verdict,
     )
+
+
+def grade_session(
+    *, bars: pl.DataFrame, strategy_name: str, params: Mapping[str, Any], windows: MarketWindows,
+    policy: GatePolicy, fee_bps: float, slippage_bps: float, bar_seconds: float,
+) -> tuple[PaperMetrics, GateVerdict]:
+    """Grade a paper session's per-bar record and apply gate 3 (pure: no Dagster, no broker).
+
+    The session is reconciled with the backtester over the same forward bars, warmed up on
+    every bar before the forward window. The gate calibration grades replayed sessions
+    with this function too, so both judge a session identically.
+    """
+    n = bars.height
+    forward = windows.forward
+    strategy, model = build_strategy(name=strategy_name, params=params)
+    backtest = backtest_strategy(
+        strategy=strategy, params=model, close=forward.close[:n], history=windows.history_before(name="forward"),
+        fee_bps=fee_bps, slippage_bps=slippage_bps, bar_seconds=bar_seconds,
+    )
+    metrics = paper_metrics(
+        bars=bars, fee_bps=fee_bps, slippage_bps=slippage_bps, bar_seconds=bar_seconds,
+        periods_per_year=forward.periods_per_year, policy=policy, backtest=backtest, benchmark_close=forward.close[:n],
+    )
+    return metrics, evaluate_paper_gate(**metrics.gate_inputs(), policy=policy)
 
 
 def evaluate_batch(

@@ -154,7 +154,7 @@ def study_funnel(
 
 
 reporting_job = dg.define_asset_job(
-    name="reporting_job", selection=dg.AssetSelection.groups(REPORTING_GROUP), description="Refreshes the study funnel."
+    name="reporting_job", selection=dg.AssetSelection.assets(STUDY_FUNNEL), description="Refreshes the study funnel."
 )
 
 study_funnel_schedule = dg.ScheduleDefinition(

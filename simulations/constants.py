@@ -190,3 +190,57 @@ DEFAULT_LIVE_CAPACITY = 3
 
 #: Market seconds a `wall` paper clock releases per wall-clock second (1.0: real time).
 DEFAULT_PAPER_CLOCK_SPEED = 1.0
+
+# --- Gate calibration (simulations/calibration.py, simulations/calibration_train.py) -------
+
+#: Seed of a calibration run: every simulated study's market and sampler seeds derive from it.
+CALIBRATION_SEED = 20_260_301
+
+#: Simulated studies per market by default (the null market and each planted Sharpe ratio).
+CALIBRATION_STUDIES = 100
+
+#: Optuna trials per simulated study by default. Rates are reported for each count; the
+#: last is the study size the error-rate target refers to (20 ends the backtest gate's
+#: early phase, 50 its mid phase).
+CALIBRATION_TRIALS_PER_STUDY = (20, 50)
+
+#: Planted annualised Sharpe ratios (after default costs) by default; the first is the
+#: one the error-rate target refers to.
+CALIBRATION_PLANTED_SHARPES = (2.0,)
+
+#: Best trials of a simulated study (by in-sample objective) that go through the gates.
+CALIBRATION_CANDIDATES_PER_STUDY = 5
+
+#: The planted momentum parameterisation whose true Sharpe ratio a planted market states
+#: (a long-lookback trend follower; the bench's and the demo's reference params).
+CALIBRATION_PLANTED_LOOKBACK_BARS = 240
+CALIBRATION_PLANTED_VOL_LOOKBACK_BARS = 168
+CALIBRATION_PLANTED_TARGET_BAR_VOL = 0.003
+
+#: Years of hourly bars in the long sample on which the planted drift is solved for its
+#: Sharpe ratio (the batch-means standard error of that Sharpe ratio is reported).
+CALIBRATION_EDGE_SAMPLE_YEARS = 100
+
+#: Seed of that long sample (independent of every study's market).
+CALIBRATION_EDGE_SEED = 20_260_302
+
+#: Blocks of the long sample for the batch-means standard error of the planted Sharpe ratio.
+CALIBRATION_EDGE_BLOCKS = 20
+
+#: Error-rate target of the gate chain, per study: at most 1 % of null studies promote a
+#: trial, at most 5 % of planted-edge studies promote none.
+CALIBRATION_MAX_FALSE_POSITIVE_RATE = 0.01
+CALIBRATION_MAX_FALSE_NEGATIVE_RATE = 0.05
+
+#: Confidence of the reported error-rate intervals (Clopper-Pearson).
+CALIBRATION_CONFIDENCE = 0.95
+
+#: Threshold grid of the recommendation sweep: a backtest Sharpe floor in every phase
+#: (annualised), the paper grading's Sharpe floor (annualised), win-rate floor (0 drops
+#: the check: trend followers win a quarter to a third of their trades whatever their
+#: edge) and drawdown cap (a 60-day session of a 30 %-volatility strategy often falls
+#: more than 10 % whatever its edge).
+CALIBRATION_BACKTEST_SHARPE_FLOORS = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0)
+CALIBRATION_PAPER_SHARPE_FLOORS = (1.0, 1.5, 2.0, 3.0, 4.0, 5.0)
+CALIBRATION_PAPER_WIN_RATE_FLOORS = (0.0,)
+CALIBRATION_PAPER_DRAWDOWN_CAPS = (0.25,)
