@@ -345,7 +345,8 @@ def run_calibration(
     -------
     CalibrationReport
         Deterministic for ``settings`` and ``policy`` except the wall times, which cover
-        the simulation; the aggregation after it takes about a second per 1,000 studies.
+        the simulation; the aggregation after it (the threshold sweep) takes about 10 s of CPU per
+        1,000 studies.
     """
     simulation = simulate_studies(settings=settings, policy=policy, progress=progress, workers=workers)
     return build_report(
