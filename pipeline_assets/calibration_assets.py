@@ -28,20 +28,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
-import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first, as in plots.py
-import numpy as np  # noqa: E402
-import polars as pl  # noqa: E402
-from matplotlib.patches import Rectangle  # noqa: E402
-from pydantic import Field  # noqa: E402
+import numpy as np
+import polars as pl
+from pydantic import Field
 
 from pipeline_assets import paper_stage
 from pipeline_assets.backtest_stage import BacktestOutcome, StudyContext, study_contexts
 from pipeline_assets.backtest_stage import evaluate_trial as evaluate_backtest
 from pipeline_assets.metadata import figure_png, png_markdown, records_table
+from pipeline_assets.plots import pyplot
 from pipeline_assets.reporting_assets import REPORTING_GROUP
 from pipeline_assets.shared_assets import CgeScenarioConfig, StressScenarios, cge_scenarios
 from pipeline_assets.stages import TrialBatch
@@ -436,6 +431,9 @@ MEASUREMENT_COLUMNS = [
 
 def calibration_png(report: CalibrationReport) -> bytes:
     """Three panels: promoted FP/FN by study size, every stage at the target, the threshold sweep."""
+    from matplotlib.patches import Rectangle
+
+    plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(11.0, 3.0))
     promoted = [r for r in report.rates if r.stage == "promoted" and r.candidates == "best"]
     series: dict[str, list] = {}

@@ -9,16 +9,12 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from typing import Any
 
-import matplotlib
+import numpy as np
+from PIL import Image, ImageDraw
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
-import numpy as np  # noqa: E402
-from PIL import Image, ImageDraw  # noqa: E402
-
-from pipeline_assets.metadata import figure_png  # noqa: E402
+from pipeline_assets.metadata import figure_png
 
 _SIZE = (6.0, 2.6)
 #: Long series are thinned to at most this many points: at these sizes a 4,000-bar curve and
@@ -99,8 +95,20 @@ def bars_png(values: np.ndarray, *, label: str, threshold: float | None = None, 
     return _png(image)
 
 
+def pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend, imported only by the few charts that use it:
+    every run worker imports this module, and matplotlib costs tens of MiB per process."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def price_windows_png(windows: Sequence[tuple[str, np.ndarray]]) -> bytes:
     """Close prices of consecutive windows, each in its own colour (matplotlib, drawn once)."""
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=_SIZE)
     offset = 0
     for name, close in windows:
@@ -118,6 +126,7 @@ def price_windows_png(windows: Sequence[tuple[str, np.ndarray]]) -> bytes:
 
 def funnel_png(stages: Sequence[tuple[str, int]]) -> bytes:
     """Horizontal bars of trial counts per stage (matplotlib, drawn once per report)."""
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=_SIZE)
     names = [name for name, _ in stages][::-1]
     counts = [count for _, count in stages][::-1]
