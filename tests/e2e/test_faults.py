@@ -182,13 +182,6 @@ def test_sigterm_of_the_daemon_mid_run_loses_and_repeats_no_trial(deployment):
     _exactly_once_by_the_sensor(instance, 18)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG dagster.yaml: the DefaultRunLauncher cannot check run worker health, so run monitoring "
-    "never fails a STARTED run whose worker died with the daemon's process group; the run stays STARTED "
-    "forever, holds a run slot, and its trials are never retried",
-)
 def test_sigkill_of_the_daemon_mid_run_loses_and_repeats_no_trial(deployment):
     override_instance_config(deployment.dagster_home, FAST_INSTANCE_OVERRIDES)
     add_complete_trials(deployment.optuna_url, STUDY, _values(10))
@@ -200,15 +193,21 @@ def test_sigkill_of_the_daemon_mid_run_loses_and_repeats_no_trial(deployment):
         orphaned = _started_trial_run(instance)
         add_complete_trials(deployment.optuna_url, STUDY, _values(4, start=14))
         daemon = deployment.start_daemon()
-        # Run monitoring polls every 2 s here: 10 s is five chances to notice the dead worker.
+        # Run monitoring polls every 2 s here; the daemon takes a few seconds to start. The
+        # bound is far below max_runtime_seconds (an hour), the only way out without a health check.
         wait_until(
             lambda: _status(instance, orphaned) in FINISHED_STATUSES,
-            timeout=10,
+            timeout=30,
             what=f"run {orphaned}, whose worker was killed with the daemon, to end",
         )
         wait_until(lambda: _settled(instance, 18), timeout=90, what="18 trials after the restart")
     finally:
         stop_process(daemon)
+    assert _status(instance, orphaned) == dg.DagsterRunStatus.FAILURE
+    failure = instance.get_records_for_run(orphaned, of_type=dg.DagsterEventType.RUN_FAILURE).records
+    assert "no longer exists" in failure[0].event_log_entry.dagster_event.message
+    [retry] = [r for r in trial_runs(instance) if r.parent_run_id == orphaned]
+    assert retry.status == dg.DagsterRunStatus.SUCCESS, deployment.log("daemon")
     _assert_consistent(deployment, instance, 18)
     _exactly_once_by_the_sensor(instance, 18)
 
