@@ -80,6 +80,7 @@ from simulations.constants import (
     CALIBRATION_PLANTED_SHARPES,
     CALIBRATION_PLANTED_TARGET_BAR_VOL,
     CALIBRATION_PLANTED_VOL_LOOKBACK_BARS,
+    CALIBRATION_REQUIRED_GRADE_SETS,
     CALIBRATION_SEED,
     CALIBRATION_STUDIES,
     CALIBRATION_TRIALS_PER_STUDY,
@@ -89,8 +90,8 @@ from simulations.constants import (
     DEFAULT_SLIPPAGE_BPS,
     DEFAULT_TRACK_RECORD_CONFIDENCE,
     DEFAULT_TRAIN_DAYS,
-    SYNTHETIC_BAR_SECONDS,
     SYNTHETIC_BARS_PER_DAY,
+    SYNTHETIC_BAR_SECONDS,
     SYNTHETIC_BASE_VOLUME,
     SYNTHETIC_PERIODS_PER_YEAR,
     SYNTHETIC_START_ISO,
@@ -880,7 +881,8 @@ class SweptThresholds(_Frozen):
     Attributes
     ----------
     backtest_min_sharpe
-        Backtest Sharpe floor in every phase (annualised); never loosens a phase's own floor.
+        Backtest Sharpe floor in every phase (annualised), in place of the phases' own floors,
+        so a sweep around a strict policy also tries looser floors.
     paper_min_sharpe
         The paper grading's Sharpe floor (annualised).
     paper_min_win_rate
@@ -903,9 +905,7 @@ def swept_policy(*, base: GatePolicy, thresholds: SweptThresholds) -> GatePolicy
     data = base.model_dump(mode="json")
     if thresholds.backtest_min_sharpe is not None:
         for phase in data["backtest"]["phases"]:
-            own = phase["min_sharpe"]
-            floor = thresholds.backtest_min_sharpe
-            phase["min_sharpe"] = floor if own is None else max(own, floor)
+            phase["min_sharpe"] = thresholds.backtest_min_sharpe
     grading = data["paper"]["grading"]
     for key, value in (
         ("min_sharpe", thresholds.paper_min_sharpe),
@@ -987,7 +987,9 @@ def sweep(
     *CALIBRATION_BACKTEST_SHARPE_FLOORS)`` x paper Sharpe floor in ``(None,
     *CALIBRATION_PAPER_SHARPE_FLOORS)`` x paper win-rate floor in ``(None,
     *CALIBRATION_PAPER_WIN_RATE_FLOORS)`` x paper drawdown cap in ``(None,
-    *CALIBRATION_PAPER_DRAWDOWN_CAPS)`` x required grades in ``{base's, {"A"}}``.
+    *CALIBRATION_PAPER_DRAWDOWN_CAPS)`` x required grades in ``(base's,
+    *CALIBRATION_REQUIRED_GRADE_SETS)`` without repeats. The backtest floor replaces every
+    phase's own floor.
 
     Parameters
     ----------
@@ -1012,8 +1014,7 @@ def sweep(
         and (r.market == "null" or r.planted_sharpe == planted_sharpe)
     ]
     grade_sets = [tuple(sorted(base.paper.required_grades))]
-    if grade_sets[0] != ("A",):
-        grade_sets.append(("A",))
+    grade_sets += [g for g in CALIBRATION_REQUIRED_GRADE_SETS if g not in grade_sets]
     backtest_grid = [
         SweptThresholds(backtest_min_sharpe=v, required_grades=grade_sets[0])
         for v in (None, *CALIBRATION_BACKTEST_SHARPE_FLOORS)

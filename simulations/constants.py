@@ -238,9 +238,11 @@ CALIBRATION_CONFIDENCE = 0.95
 #: Threshold grid of the recommendation sweep: a backtest Sharpe floor in every phase
 #: (annualised), the paper grading's Sharpe floor (annualised), win-rate floor (0 drops
 #: the check: trend followers win a quarter to a third of their trades whatever their
-#: edge) and drawdown cap (a 60-day session of a 30 %-volatility strategy often falls
-#: more than 10 % whatever its edge).
+#: edge), drawdown cap (a 60-day session of a 30 %-volatility strategy often falls more
+#: than 10 % whatever its edge) and the paper grades that pass. Each list also holds
+#: DESIGN.md's value and the calibrated default, so a sweep around either policy tries both.
 CALIBRATION_BACKTEST_SHARPE_FLOORS = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0)
 CALIBRATION_PAPER_SHARPE_FLOORS = (1.0, 1.5, 2.0, 3.0, 4.0, 5.0)
 CALIBRATION_PAPER_WIN_RATE_FLOORS = (0.0,)
-CALIBRATION_PAPER_DRAWDOWN_CAPS = (0.25,)
+CALIBRATION_PAPER_DRAWDOWN_CAPS = (0.10, 0.25)
+CALIBRATION_REQUIRED_GRADE_SETS = (("A",), ("A", "B"))

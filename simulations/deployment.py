@@ -36,7 +36,7 @@ from typing import Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator
 
 from simulations.constants import DEFAULT_LIVE_CAPACITY
-from simulations.gates import GRADES, GateName, GateVerdict, Grade
+from simulations.gates import GRADES, GateName, GateVerdict, Grade, PaperGatePolicy
 
 DecisionKind = Literal[
     "promoted",
@@ -121,7 +121,8 @@ class DeploymentSettings(_Frozen):
     auto_promote
         Promote passing trials without a person; off, they are held (``held_manual``).
     required_grades
-        Paper grades a trial needs on top of passing every gate.
+        Paper grades a trial needs on top of passing every gate; by default the paper
+        gate's own (the pipeline passes the policy's, so the two never disagree).
     live_capacity
         Most trials live at once; the registry enforces it in the database and refuses
         settings that disagree with its slot count.
@@ -138,7 +139,7 @@ class DeploymentSettings(_Frozen):
     """
 
     auto_promote: bool = True
-    required_grades: frozenset[Grade] = frozenset({"A", "B"})
+    required_grades: frozenset[Grade] = PaperGatePolicy().required_grades
     live_capacity: int = Field(default=DEFAULT_LIVE_CAPACITY, ge=1)
     at_capacity: AtCapacity = "keep_incumbent"
     ranking_metric: RankingMetric = "sharpe"

@@ -10,19 +10,36 @@ import dagster as dg
 from pipeline_assets.definitions import build_definitions
 from pipeline_assets.environment import Settings, build_resources
 from pipeline_assets.partitions import trials_partitions_def
+from resources.gate_policy import GatePolicyResource
 from resources.optuna_study import OptunaStudyResource
+from tests.simulations.previous_system import PREVIOUS_SYSTEM_FILE
+
+#: The demo's gate thresholds (the previous system's, gate_policies/previous_system.yaml): under
+#: them trials of the default market reach every stage, which is what most tests exercise. The
+#: calibrated defaults stop every such trial at gate 1.
+DEMO_GATE_POLICY_FILE = str(PREVIOUS_SYSTEM_FILE)
+
+
+def demo_gate_policy(overrides: dict) -> GatePolicyResource:
+    """The demo's gate thresholds with ``overrides`` on top, as the launchpad sets them."""
+    return GatePolicyResource(path=DEMO_GATE_POLICY_FILE, overrides=overrides)
+
+
+def demo_settings(home: str | Path, **fields) -> Settings:
+    """Local settings under ``home`` with the demo's gate thresholds, as `make up` runs."""
+    return Settings(home=Path(home), gate_policy_file=DEMO_GATE_POLICY_FILE, **fields)
 
 
 def local_resources(optuna_url: str, home: str | Path, **overrides) -> dict:
     """The local environment's resources under ``home``, reading ``optuna_url``."""
-    resources = build_resources(Settings(home=Path(home)))
+    resources = build_resources(demo_settings(home))
     resources["optuna_study"] = OptunaStudyResource(storage_url=optuna_url)
     resources.update(overrides)
     return resources
 
 
 def local_definitions(optuna_url: str, home: str | Path, **overrides) -> dg.Definitions:
-    return build_definitions(settings=Settings(home=Path(home)), resources=local_resources(optuna_url, home, **overrides))
+    return build_definitions(settings=demo_settings(home), resources=local_resources(optuna_url, home, **overrides))
 
 
 def materialize_shared(defs: dg.Definitions, instance: dg.DagsterInstance) -> None:

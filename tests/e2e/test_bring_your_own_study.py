@@ -243,6 +243,13 @@ def test_your_own_study_through_config_check_run_and_the_daemon(project: Project
 def test_gauntlet_run_until_a_stage_through_a_gate_with_dry_run_and_over_all_new_trials(project: Project, capsys):
     first, second, broken = project.add_trials([240, 96, 1])  # window 1: the strategy refuses it
 
+    # The calibrated default thresholds: a backtest Sharpe ratio under 3 stops the trial at gate 1.
+    assert run_main(["--study", STUDY, "--trial", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "✓ backtest_results" in out and "✗ backtest_gate" in out and "cge_stress_report" not in out
+    assert f"{first}: rejected — backtest_gate: sharpe" in out and "< min 3 (short by" in out
+
+    project.write_config(gates={"backtest": {"enabled": False}})
     assert run_main(["--study", STUDY, "--trial", "0", "--until", "backtest_results"]) == 0
     out = capsys.readouterr().out
     assert "✓ backtest_results" in out and "cge_stress_report" not in out.split("✓ backtest_results")[1]
@@ -253,7 +260,8 @@ def test_gauntlet_run_until_a_stage_through_a_gate_with_dry_run_and_over_all_new
     assert run_main(["--study", STUDY, "--trial", "0"]) == 0
     out = capsys.readouterr().out
     assert "✗ backtest_gate" in out and "n_trades" in out and "< min 1e+06" in out
-    assert f"{first}: rejected — backtest_gate: n_trades" in out
+    rejected = next(line for line in out.splitlines() if line.startswith(f"{first}: rejected — backtest_gate: "))
+    assert "n_trades 121 < min 1e+06" in rejected
 
     # Every gate switched off passes visibly (deployment still asks for a required grade: any
     # grade here), and a dry run records what it would have done.

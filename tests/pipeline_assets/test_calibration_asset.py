@@ -134,9 +134,9 @@ def test_report_rates_and_recommendation(simulation: Simulation) -> None:
         assert chain.errors == promoted.errors
         singles = [rows[market, n, candidates, g].rate for g in ("backtest_gate", "cge_gate", "paper_trading_gate")]
         assert (chain.rate <= min(singles)) if market == "null" else (chain.rate >= max(singles))
-    # 7 backtest floors x (7 paper Sharpe floors x 2 win-rate floors x 2 drawdown caps x 2 grade sets).
-    assert len(report.sweep) == 7 * 7 * 2 * 2 * 2
-    assert report.sweep[0].thresholds == SweptThresholds(required_grades=("A", "B"))
+    # 7 backtest floors x (7 paper Sharpe floors x 2 win-rate floors x 3 drawdown caps x 2 grade sets).
+    assert len(report.sweep) == 7 * 7 * 2 * 3 * 2
+    assert report.sweep[0].thresholds == SweptThresholds(required_grades=("A",))
     assert (report.sweep[0].fp_all, report.sweep[0].fn_all) == (
         report.shipped.false_positive.rate, report.shipped.false_negative.rate
     )

@@ -27,9 +27,8 @@ from pipeline_assets.cli import main
 from pipeline_assets.environment import Settings, build_resources
 from pipeline_assets.status import attribute_failure, run_partitions
 from resources.database import engine_for
-from resources.gate_policy import GatePolicyResource
 from tests.conftest import add_complete_trials
-from tests.dagster_helpers import Ticker, local_definitions
+from tests.dagster_helpers import Ticker, demo_gate_policy, local_definitions
 from tests.e2e.conftest import stop_process, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,7 +42,7 @@ REJECTED, PROMOTED, BROKEN, OTHER = "demo__t00000000", "demo__t00000001", "demo_
 def _process(home: Path) -> None:
     """Run the sensor and the runs it requests until idle, as the daemon would."""
     with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
-        defs = local_definitions(_optuna_url(home), home, gate_policy=GatePolicyResource(overrides=STRICT))
+        defs = local_definitions(_optuna_url(home), home, gate_policy=demo_gate_policy(STRICT))
         Ticker(defs, instance).tick_until_idle()
 
 

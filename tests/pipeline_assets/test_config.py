@@ -17,6 +17,7 @@ from pipeline_assets.config import DEFAULT_CONFIG_PATH, GauntletConfig, config_m
 from pipeline_assets.environment import Settings, build_resources
 from sensors.optuna_trial_sensor import DEFAULT_INTERVAL_SECONDS
 from simulations.errors import ConfigurationError
+from tests.simulations.previous_system import PREVIOUS_SYSTEM_FILE
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "hunter2"
@@ -48,10 +49,14 @@ def test_the_demo_configuration_is_the_built_in_default():
     assert loaded.path == DEFAULT_CONFIG_PATH
     settings = Settings.from_environ({})
     assert settings.home == ROOT / ".gauntlet"
-    # The file spells out the defaults; the locations it leaves out are filled under home.
-    unfilled = settings.model_copy(update=dict.fromkeys(["optuna_storage", "database", "artifact_dir", "alert_log"]))
+    # The file spells out the defaults, except the demo's gate thresholds (the previous
+    # system's); the locations it leaves out are filled under home.
+    assert settings.gate_policy_file == str(PREVIOUS_SYSTEM_FILE)
+    unfilled = settings.model_copy(
+        update=dict.fromkeys(["optuna_storage", "database", "artifact_dir", "alert_log", "gate_policy_file"])
+    )
     assert unfilled == Settings()
-    assert build_resources(settings) == build_resources(Settings())
+    assert build_resources(settings) == build_resources(Settings(gate_policy_file=str(PREVIOUS_SYSTEM_FILE)))
     assert settings.optuna_url == f"sqlite:///{ROOT / '.gauntlet' / 'optuna.db'}"
     assert GauntletConfig().sensor.interval_seconds == DEFAULT_INTERVAL_SECONDS
 
@@ -62,7 +67,8 @@ def test_without_the_file_the_built_in_defaults_apply(tmp_path: Path, monkeypatc
     loaded = load_config({})
     assert loaded.path is None
     with_file = Settings.from_config(load_config({"GAUNTLET_CONFIG": str(DEFAULT_CONFIG_PATH)}).config)
-    assert Settings.from_config(loaded.config) == with_file
+    # Without the demo's gates_file, the calibrated default thresholds apply.
+    assert Settings.from_config(loaded.config) == with_file.model_copy(update={"gate_policy_file": None})
 
 
 def test_variables_override_the_file_and_relative_paths_follow_their_source(tmp_path: Path):

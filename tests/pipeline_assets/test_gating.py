@@ -5,15 +5,21 @@ import pytest
 
 from pipeline_assets.shared_assets import cge_scenarios, market_data
 from pipeline_assets.trial_assets import trial_gauntlet
-from resources.gate_policy import GatePolicyResource
 from tests.conftest import add_complete_trials
-from tests.dagster_helpers import Ticker, execute_request, local_definitions, local_resources, materialized
+from tests.dagster_helpers import (
+    Ticker,
+    demo_gate_policy,
+    execute_request,
+    local_definitions,
+    local_resources,
+    materialized,
+)
 
 # Backtest trade counts on the default market: lookback 6 -> 776, 480 -> 59, 240 -> 136.
 FAST = {"lookback": 6, "vol_lookback": 24, "target_bar_vol": 0.003}
 SLOW = {"lookback": 480, "vol_lookback": 720, "target_bar_vol": 0.003}
 GOOD = {"lookback": 240, "vol_lookback": 168, "target_bar_vol": 0.003}
-MIN_100_TRADES = GatePolicyResource(overrides={"backtest": {"min_trades": 100}})
+MIN_100_TRADES = demo_gate_policy({"backtest": {"min_trades": 100}})
 KEYS = ["demo__t00000000", "demo__t00000001", "demo__t00000002"]
 
 

@@ -1,9 +1,8 @@
 import dagster as dg
 import pytest
 
-from resources.gate_policy import GatePolicyResource
 from tests.conftest import add_complete_trials
-from tests.dagster_helpers import Ticker, local_definitions
+from tests.dagster_helpers import Ticker, demo_gate_policy, local_definitions
 
 SLOW = {"lookback": 480, "vol_lookback": 720, "target_bar_vol": 0.003}  # fails min_trades 100
 GOOD = {"lookback": 123, "vol_lookback": 168, "target_bar_vol": 0.003}  # passes every gate
@@ -18,7 +17,7 @@ def instance():
 def test_funnel_counts_every_stage_per_study(optuna_url, tmp_path, instance):
     add_complete_trials(optuna_url, "alpha", [0.1, 0.2], params=[SLOW, GOOD])
     add_complete_trials(optuna_url, "beta", [0.3], params=[GOOD])
-    strict = GatePolicyResource(overrides={"backtest": {"min_trades": 100}})
+    strict = demo_gate_policy({"backtest": {"min_trades": 100}})
     defs = local_definitions(optuna_url, tmp_path, gate_policy=strict)
     Ticker(defs, instance).tick_until_idle()
     result = defs.resolve_job_def("reporting_job").execute_in_process(instance=instance)

@@ -15,15 +15,14 @@ from dagster._core.utils import make_new_run_id
 from pipeline_assets.backtest_stage import BACKTEST_GATE
 from pipeline_assets.partitions import trials_partitions_def
 from pipeline_assets.stress_stage import CGE_GATE
-from resources.gate_policy import GatePolicyResource
 from resources.notifier import Alert, AlertDeliveryError, NotifierResource
 from simulations.errors import ConfigurationError
 from tests.conftest import add_complete_trials
-from tests.dagster_helpers import Ticker, execute_request, local_definitions, materialize_shared
+from tests.dagster_helpers import Ticker, demo_gate_policy, execute_request, local_definitions, materialize_shared
 
 SLOW = {"lookback": 480, "vol_lookback": 720, "target_bar_vol": 0.003}  # 59 trades: fails min_trades 100
 GOOD = {"lookback": 123, "vol_lookback": 168, "target_bar_vol": 0.003}  # passes every gate
-MIN_100_TRADES = GatePolicyResource(overrides={"backtest": {"min_trades": 100}})
+MIN_100_TRADES = demo_gate_policy({"backtest": {"min_trades": 100}})
 REJECTED, ACCEPTED = "demo__t00000000", "demo__t00000001"
 
 

@@ -28,6 +28,7 @@ from simulations.constants import SYNTHETIC_PERIODS_PER_YEAR
 from simulations.gates import GatePolicy
 from simulations.metrics import minimum_track_record_length, sharpe_ratio
 from simulations.strategies import build_strategy
+from tests.simulations.previous_system import previous_system_policy
 
 KNOWN = ((0, 100), (5, 100), (50, 100))
 
@@ -123,21 +124,28 @@ def test_track_record_statement_for_sharpe_two_over_sixty_days() -> None:
 def test_swept_policy_changes_only_the_swept_thresholds() -> None:
     base = GatePolicy()
     thresholds = SweptThresholds(
-        backtest_min_sharpe=1.0, paper_min_sharpe=2.0, paper_min_win_rate=0.0, paper_max_drawdown=0.25,
+        backtest_min_sharpe=1.0, paper_min_sharpe=2.0, paper_min_win_rate=0.0, paper_max_drawdown=0.10,
         required_grades=("A",),
     )
     policy = swept_policy(base=base, thresholds=thresholds)
     assert [p.min_sharpe for p in policy.backtest.phases] == [1.0, 1.0, 1.0, 1.0]
     grading = policy.paper.grading
-    assert (grading.min_sharpe, grading.min_win_rate, grading.max_drawdown) == (2.0, 0.0, 0.25)
+    assert (grading.min_sharpe, grading.min_win_rate, grading.max_drawdown) == (2.0, 0.0, 0.10)
     assert grading.min_trades == base.paper.grading.min_trades and policy.paper.required_grades == {"A"}
     assert policy.cge == base.cge
     overrides = policy_overrides(base=base, policy=policy)
     assert set(overrides) == {"backtest", "paper"}
     assert set(overrides["paper"]["grading"]) == {"min_sharpe", "min_win_rate", "max_drawdown"}
     assert GatePolicy.model_validate({**base.model_dump(mode="json"), **overrides}).backtest == policy.backtest
-    unchanged = swept_policy(base=base, thresholds=SweptThresholds(required_grades=("A", "B")))
+    unchanged = swept_policy(base=base, thresholds=SweptThresholds(required_grades=("A",)))
     assert unchanged == base and policy_overrides(base=base, policy=unchanged) == {}
+
+
+def test_the_default_policy_is_the_previous_systems_with_the_recommended_thresholds() -> None:
+    """README's measured "closest" policy, applied to DESIGN.md's thresholds, is what ships."""
+    previous = previous_system_policy()
+    recommended = SweptThresholds(backtest_min_sharpe=3.0, paper_max_drawdown=0.25, required_grades=("A",))
+    assert swept_policy(base=previous, thresholds=recommended) == GatePolicy()
 
 
 def test_settings_reject_unordered_trial_counts() -> None:

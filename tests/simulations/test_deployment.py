@@ -122,10 +122,14 @@ def test_every_failed_gate_is_named() -> None:
 def test_grade_outside_required_grades_rejects_even_if_the_paper_gate_passed() -> None:
     decision = decide(candidate=make_candidate(grade="C"), settings=SETTINGS, live=[], emergency_stop=False)
     assert decision.decision == "rejected"
-    assert "paper_trading_gate grade C not in required grades ['A', 'B']" in decision.reason
-    strict = DeploymentSettings(required_grades={"A"})
-    assert decide(candidate=make_candidate(grade="B"), settings=strict, live=[], emergency_stop=False).decision == (
+    assert "paper_trading_gate grade C not in required grades ['A']" in decision.reason
+    assert SETTINGS.required_grades == GatePolicy().paper.required_grades
+    assert decide(candidate=make_candidate(grade="B"), settings=SETTINGS, live=[], emergency_stop=False).decision == (
         "rejected"
+    )
+    lenient = DeploymentSettings(required_grades={"A", "B"})
+    assert decide(candidate=make_candidate(grade="B"), settings=lenient, live=[], emergency_stop=False).decision == (
+        "promoted"
     )
 
 

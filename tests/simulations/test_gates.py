@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from simulations.errors import EvaluationError
 from simulations.gates import (
+    CALIBRATED_MIN_BACKTEST_SHARPE,
     GatePolicy,
     evaluate_backtest_gate,
     evaluate_cge_gate,
@@ -16,8 +17,12 @@ from simulations.gates import (
     grade_paper,
 )
 from simulations.metrics import BacktestMetrics
+from tests.simulations.previous_system import previous_system_policy
 
-POLICY = GatePolicy()
+# Most tests exercise the gates' mechanics with DESIGN.md's thresholds (the previous system's,
+# which the demo keeps); the calibrated defaults differ only in the floors checked below.
+POLICY = previous_system_policy()
+DEFAULT = GatePolicy()
 
 GOOD_METRICS = dict(
     n_observations=4319,
@@ -57,7 +62,7 @@ def _policy(**sections: dict) -> GatePolicy:
 # --------------------------------------------------------------------------- policy
 
 
-def test_defaults_follow_the_design() -> None:
+def test_the_previous_system_policy_follows_the_design() -> None:
     phases = {phase.name: phase for phase in POLICY.backtest.phases}
     assert [(p.until_completed_trials, p.max_loss, p.min_sharpe, p.max_drawdown) for p in phases.values()] == [
         (20, -0.5, None, 0.8),
@@ -71,7 +76,27 @@ def test_defaults_follow_the_design() -> None:
         0.40, 0.0, 0.25, 0.90, 0,
     )
     assert POLICY.paper.min_days == 7 and POLICY.paper.required_grades == {"A", "B"}
+    assert POLICY.paper.grading.max_drawdown == 0.10
     assert POLICY.backtest.enabled and POLICY.cge.enabled and POLICY.paper.enabled
+
+
+def test_defaults_are_the_design_with_the_calibrated_floors() -> None:
+    assert CALIBRATED_MIN_BACKTEST_SHARPE == 3.0
+    assert [p.min_sharpe for p in DEFAULT.backtest.phases] == [CALIBRATED_MIN_BACKTEST_SHARPE] * 4
+    assert DEFAULT.paper.required_grades == {"A"} and DEFAULT.paper.grading.max_drawdown == 0.25
+    calibrated = POLICY.model_dump()
+    for phase in calibrated["backtest"]["phases"]:
+        phase["min_sharpe"] = CALIBRATED_MIN_BACKTEST_SHARPE
+    calibrated["paper"]["required_grades"] = frozenset({"A"})
+    calibrated["paper"]["grading"]["max_drawdown"] = 0.25
+    assert GatePolicy.model_validate(calibrated) == DEFAULT
+
+
+def test_the_calibrated_floor_stops_what_the_design_let_through() -> None:
+    lucky = metrics(sharpe=2.4)
+    assert evaluate_backtest_gate(metrics=lucky, policy=POLICY, n_completed_trials=50, dsr=0.9).passed
+    verdict = evaluate_backtest_gate(metrics=lucky, policy=DEFAULT, n_completed_trials=50, dsr=0.9)
+    assert not verdict.passed and verdict.reason == "sharpe 2.4 < min 3 (short by 0.6)"
 
 
 def test_policy_is_frozen_and_strict() -> None:
