@@ -21,7 +21,6 @@ import multiprocessing
 import resource
 import tempfile
 import time
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -38,7 +37,7 @@ from pipeline_assets.backtest_stage import evaluate_trial as evaluate_backtest
 from pipeline_assets.metadata import figure_png, png_markdown, records_table
 from pipeline_assets.plots import pyplot
 from pipeline_assets.reporting_assets import REPORTING_GROUP
-from pipeline_assets.shared_assets import CgeScenarioConfig, StressScenarios, cge_scenarios
+from pipeline_assets.shared_assets import CgeScenarioConfig, StressScenarios, build_stress_scenarios
 from pipeline_assets.stages import TrialBatch
 from pipeline_assets.stress_stage import StressOutcome
 from pipeline_assets.stress_stage import evaluate_trial as evaluate_stress
@@ -93,10 +92,7 @@ Progress = Callable[[int, int, float], None]
 def calibration_scenarios() -> StressScenarios:
     """The production stress scenarios: the ``cge_scenarios`` asset's code, default config, default market."""
     windows = split_windows(frame=generate_synthetic_market())
-    with warnings.catch_warnings():
-        # The asset's Output carries a (beta) data version; only its value is used here.
-        warnings.simplefilter("ignore", dg.BetaWarning)
-        return cge_scenarios(dg.build_asset_context(), CgeScenarioConfig(), windows).value
+    return build_stress_scenarios(config=CgeScenarioConfig(), market_data=windows)[0]
 
 
 def replay_session(snapshot: TrialSnapshot, *, windows: MarketWindows) -> pl.DataFrame:

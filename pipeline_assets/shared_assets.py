@@ -13,7 +13,7 @@ from pipeline_assets.plots import bars_png, price_windows_png
 from resources.market_data import MarketDataResource
 from simulations.cge.model import calibrate
 from simulations.cge.sam import hosoe_sam, read_sam
-from simulations.cge.scenarios import draw_scenarios, scenario_paths, solve_scenarios
+from simulations.cge.scenarios import ScenarioSet, draw_scenarios, scenario_paths, solve_scenarios
 from simulations.constants import CGE_PATH_SEED, CGE_SCENARIO_SEED, N_CGE_SCENARIOS, STRESS_WARMUP_BARS
 from simulations.market import MarketWindows
 
@@ -109,18 +109,10 @@ class CgeScenarioConfig(dg.Config):
     warmup_bars: int = Field(default=STRESS_WARMUP_BARS, ge=0, description="Indicator warm-up bars.")
 
 
-@dg.asset(
-    key=CGE_SCENARIOS,
-    ins={"market_data": dg.AssetIn(MARKET_DATA)},
-    group_name=SHARED_GROUP,
-    io_manager_key="shared_io_manager",
-    kinds={"scipy"},
-    owners=["team:quant-research"],
-    description="200 CGE equilibria under macro shocks, each mapped to a market regime and a price path.",
-)
-def cge_scenarios(
-    context: dg.AssetExecutionContext, config: CgeScenarioConfig, market_data: MarketWindows
-) -> dg.Output[StressScenarios]:
+def build_stress_scenarios(
+    *, config: CgeScenarioConfig, market_data: MarketWindows
+) -> tuple[StressScenarios, ScenarioSet]:
+    """The scenarios ``cge_scenarios`` stores, and the solved equilibria behind them."""
     sam = read_sam(config.sam_path) if config.sam_path else hosoe_sam()
     calibration = calibrate(sam)
     shocks = draw_scenarios(calibration=calibration, n=config.n_scenarios, seed=config.scenario_seed)
@@ -139,8 +131,24 @@ def cge_scenarios(
         sam_sha256=hashlib.sha256(np.ascontiguousarray(sam.values).tobytes()).hexdigest(),
         seeds=(config.scenario_seed, config.path_seed),
     )
-    context.log.info(f"solved {len(shocks)} equilibria in {scenario_set.solve_seconds:.2f}s")
-    table = scenario_set.table
+    return bundle, scenario_set
+
+
+@dg.asset(
+    key=CGE_SCENARIOS,
+    ins={"market_data": dg.AssetIn(MARKET_DATA)},
+    group_name=SHARED_GROUP,
+    io_manager_key="shared_io_manager",
+    kinds={"scipy"},
+    owners=["team:quant-research"],
+    description="200 CGE equilibria under macro shocks, each mapped to a market regime and a price path.",
+)
+def cge_scenarios(
+    context: dg.AssetExecutionContext, config: CgeScenarioConfig, market_data: MarketWindows
+) -> dg.Output[StressScenarios]:
+    bundle, scenario_set = build_stress_scenarios(config=config, market_data=market_data)
+    paths, table, window = bundle.paths, scenario_set.table, market_data.backtest
+    context.log.info(f"solved {len(table)} equilibria in {scenario_set.solve_seconds:.2f}s")
     shown = ["scenario", "shock_size", "real_gdp_change", "capital_return_change", "drift", "volatility", "jump_intensity"]
     returns = paths[:, -1] / paths[:, 0] - 1.0
     version = hashlib.sha256(
@@ -150,7 +158,7 @@ def cge_scenarios(
         bundle,
         data_version=dg.DataVersion(version[:24]),
         metadata={
-            "scenarios": len(shocks),
+            "scenarios": len(table),
             "solve_seconds": number(scenario_set.solve_seconds, digits=3),
             "max_walras_residual": float(table["walras_residual"].abs().max()),
             "sam_sha256": bundle.sam_sha256,
