@@ -1,1 +1,1 @@
-"""Gauntlet's assets, asset checks, partitions, jobs and the instance's run launcher; `definitions` assembles everything."""
+"""Gauntlet's assets, checks, partitions, jobs and run launcher; `definitions` assembles everything."""

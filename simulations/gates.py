@@ -191,7 +191,8 @@ class PaperGrading(_Frozen):
     max_drawdown
         Cap on the session's maximum drawdown (positive fraction). DESIGN.md's 0.10 failed
         a planted Sharpe-2 edge about as often as a null strategy; with grade A required,
-        0.25 (the CGE gate's cap) blocks fewer real edges without letting more noise through.
+        0.25 (the CGE gate's cap) blocks fewer real edges and the chain stays under 1 %
+        false positives.
     min_return
         Floor on the session's total return (fraction).
     """
@@ -216,7 +217,7 @@ class PaperGatePolicy(_Frozen):
         The gate cannot pass before this many days of paper trading.
     required_grades
         Passing grades; must be the best grades down to some grade (e.g. A and B). The
-        default is A only: with A and B a null strategy's 7-point grade passes too often.
+        default is A only: with B passing too, null strategies' sessions pass too often.
     grading
         The seven grading thresholds.
     """

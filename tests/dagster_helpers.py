@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
+import yaml
 
 from pipeline_assets.definitions import build_definitions
 from pipeline_assets.environment import Settings, build_resources
@@ -23,6 +24,12 @@ DEMO_GATE_POLICY_FILE = str(PREVIOUS_SYSTEM_FILE)
 def demo_gate_policy(overrides: dict) -> GatePolicyResource:
     """The demo's gate thresholds with ``overrides`` on top, as the launchpad sets them."""
     return GatePolicyResource(path=DEMO_GATE_POLICY_FILE, overrides=overrides)
+
+
+def write_demo_gate_policy(path: Path, overrides: dict) -> Path:
+    """``path``: a whole gate policy file, the demo's thresholds with ``overrides`` on top."""
+    path.write_text(yaml.safe_dump(demo_gate_policy(overrides).policy().model_dump(mode="json")))
+    return path
 
 
 def demo_settings(home: str | Path, **fields) -> Settings:

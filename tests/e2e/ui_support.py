@@ -192,14 +192,15 @@ def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
 
 
 def make_deployment(home: Path) -> Deployment:
-    """A Gauntlet home with its own Dagster instance, gate policy ``backtest: {min_trades: 100}``."""
+    """A Gauntlet home with its own Dagster instance; gates: the demo's with ``backtest: {min_trades: 100}``."""
     import dagster as dg
+
+    from tests.dagster_helpers import write_demo_gate_policy
 
     dagster_home = home / "dagster"
     dagster_home.mkdir(parents=True)
     shutil.copy(ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
-    policy = home / "gate_policy.yaml"
-    policy.write_text("backtest: {min_trades: 100}\n")
+    policy = write_demo_gate_policy(home / "gate_policy.yaml", {"backtest": {"min_trades": 100}})
     env = {
         **os.environ,
         "GAUNTLET_HOME": str(home),

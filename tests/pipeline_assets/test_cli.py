@@ -19,7 +19,6 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import sqlalchemy as sa
-import yaml
 from dagster._core.storage.dagster_run import FINISHED_STATUSES
 from dagster._core.storage.tags import BACKFILL_ID_TAG
 
@@ -28,7 +27,7 @@ from pipeline_assets.environment import Settings, build_resources
 from pipeline_assets.status import attribute_failure, run_partitions
 from resources.database import engine_for
 from tests.conftest import add_complete_trials
-from tests.dagster_helpers import Ticker, demo_gate_policy, local_definitions
+from tests.dagster_helpers import Ticker, demo_gate_policy, local_definitions, write_demo_gate_policy
 from tests.e2e.conftest import stop_process, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,7 +54,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("template") / "gauntlet"
     (home / "dagster").mkdir(parents=True)
     shutil.copy(ROOT / "dagster.yaml", home / "dagster" / "dagster.yaml")
-    (home / "gate_policy.yaml").write_text(yaml.safe_dump(STRICT))
+    write_demo_gate_policy(home / "gate_policy.yaml", STRICT)
     url = _optuna_url(home)
     add_complete_trials(url, "demo", [0.1, 0.5], params=[SLOW, GOOD])
     add_complete_trials(url, "demo", [0.2], params=[SLOW], strategy="nonexistent")
