@@ -1,17 +1,20 @@
 """End-to-end throughput: trials from Optuna storage through every gate, by the real daemon.
 
-Builds a demo study in bulk (valid momentum params, the default market), starts
-`dagster-daemon run` on a fresh SQLite instance with the repository's dagster.yaml (paper
-venue on `replay`), and times until every trial has been evaluated and no run is pending.
-Peak memory is the largest resident set of the daemon's process tree, sampled from /proc.
+Builds a demo study in bulk (valid momentum params, the default market), starts the code
+location's server and `dagster-daemon run` on a fresh SQLite instance with the repository's
+dagster.yaml (paper venue on `replay`), and times until every trial has been evaluated and
+no run is pending. Peak memory is the largest resident set of the two process trees (code
+server with its run workers, daemon), sampled from /proc.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -78,8 +81,53 @@ def _tree_rss_kib(pid: int) -> int:
     return total
 
 
+def _stop_process_group(leader: subprocess.Popen, timeout: float = 30.0) -> None:
+    """SIGTERM ``leader``'s process group and wait until every member is gone, then SIGKILL.
+
+    The leader can exit before its children (a run worker finishing a scheduled funnel run);
+    they would still be writing into the home while the temporary directory is removed.
+    """
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(leader.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        leader.wait(timeout=timeout)
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(leader.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(leader.pid, signal.SIGKILL)
+    leader.wait(timeout=10)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the code server exited with {proc.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"the code server did not listen on port {port} within {timeout:.0f}s")
+
+
 def run_daemon_until_done(n_trials: int, *, max_trials_per_run: int | None = None) -> dict[str, float]:
-    """Seconds and peak memory to take ``n_trials`` through the gauntlet with the daemon."""
+    """Seconds and peak memory to take ``n_trials`` through the gauntlet with the daemon.
+
+    The code location runs as its own server (`dagster code-server start`) that the daemon
+    connects to, as under `make up` (`dagster dev`) and in production. A daemon left to start
+    its own code server replaces it every minute and keeps the old one alive while its runs
+    finish, which is not how Gauntlet is run and would count two code servers.
+    """
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "gauntlet"
         dagster_home = home / "dagster"
@@ -93,17 +141,29 @@ def run_daemon_until_done(n_trials: int, *, max_trials_per_run: int | None = Non
             env["GAUNTLET_MAX_TRIALS_PER_RUN"] = str(max_trials_per_run)
         os.environ["DAGSTER_HOME"] = str(dagster_home)
         dg.DagsterInstance.from_config(str(dagster_home)).dispose()
+        port = _free_port()
+        workspace = home / "workspace.yaml"
+        workspace.write_text(
+            json.dumps({"load_from": [{"grpc_server": {"host": "127.0.0.1", "port": port, "location_name": "gauntlet"}}]})
+        )
         log = open(home / "daemon.log", "wb")  # noqa: SIM115 - closed after the daemon stops
         started = time.monotonic()
-        daemon = subprocess.Popen(
-            [str(BIN / "dagster-daemon"), "run", "-w", str(ROOT / "workspace.yaml")],
+        code_server = subprocess.Popen(
+            [str(BIN / "dagster"), "code-server", "start", "-m", "pipeline_assets.definitions",
+             "--location-name", "gauntlet", "-h", "127.0.0.1", "-p", str(port)],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
+        daemon = None
         peak_kib = 0
         instance = dg.DagsterInstance.from_config(str(dagster_home))
         try:
+            _wait_for_port(port, code_server)
+            daemon = subprocess.Popen(
+                [str(BIN / "dagster-daemon"), "run", "-w", str(workspace)],
+                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
             while time.monotonic() - started < TIMEOUT_SECONDS:
-                peak_kib = max(peak_kib, _tree_rss_kib(daemon.pid))
+                peak_kib = max(peak_kib, _tree_rss_kib(daemon.pid) + _tree_rss_kib(code_server.pid))
                 evaluated = instance.get_materialized_partitions(dg.AssetKey("backtest_results"))
                 runs = instance.get_run_records(dg.RunsFilter(job_name="trial_job"))
                 if len(evaluated) >= n_trials and all(r.dagster_run.status in FINISHED_STATUSES for r in runs):
@@ -114,11 +174,9 @@ def run_daemon_until_done(n_trials: int, *, max_trials_per_run: int | None = Non
             elapsed = time.monotonic() - started
             failed = sum(r.dagster_run.status != dg.DagsterRunStatus.SUCCESS for r in runs)
         finally:
-            os.killpg(daemon.pid, signal.SIGTERM)
-            try:
-                daemon.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(daemon.pid, signal.SIGKILL)
+            if daemon is not None:
+                _stop_process_group(daemon)
+            _stop_process_group(code_server)
             log.close()
             instance.dispose()
         return {"seconds": elapsed, "peak_rss_mib": peak_kib / 1024, "runs": len(runs), "failed_runs": failed}
