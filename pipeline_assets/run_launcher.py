@@ -49,7 +49,13 @@ class WorkerHealthRunLauncher(dg.DefaultRunLauncher):
         return True
 
     def check_run_worker_health(self, run: dg.DagsterRun) -> CheckRunHealthResult:
-        if not _served_from_this_host(run.tags.get(GRPC_INFO_TAG)):
+        grpc_info = run.tags.get(GRPC_INFO_TAG)
+        if grpc_info is None:
+            return CheckRunHealthResult(
+                WorkerStatus.RUNNING,
+                "the run has no code server address; run monitoring's max_runtime_seconds applies",
+            )
+        if not _served_from_this_host(grpc_info):
             return CheckRunHealthResult(
                 WorkerStatus.RUNNING,
                 "the run worker is on another host; run monitoring's max_runtime_seconds applies",
@@ -81,9 +87,7 @@ class WorkerHealthRunLauncher(dg.DefaultRunLauncher):
         return None
 
 
-def _served_from_this_host(grpc_info: str | None) -> bool:
-    if grpc_info is None:
-        return False
+def _served_from_this_host(grpc_info: str) -> bool:
     info = json.loads(grpc_info)
     if info.get("socket"):
         return True

@@ -154,24 +154,29 @@ def test_a_run_worker_killed_in_the_stress_test_fails_its_run_and_the_retry_comp
 # --------------------------------------------------------------------------- the daemon killed
 
 
-def _signal_daemon_mid_run(deployment: Deployment, daemon: subprocess.Popen, sig: signal.Signals) -> None:
-    """Deliver ``sig`` to the daemon's process group (code server and run workers included, as
-    systemd, Docker or Kubernetes do) while a trial run is executing and new trials arrive."""
-    instance = deployment.instance()
-    wait_until(lambda: _started_trial_run(instance) is not None, timeout=90, interval=0.2, what="a trial run to start")
-    add_complete_trials(deployment.optuna_url, STUDY, _values(4, start=10))
-    os.killpg(daemon.pid, sig)
-    daemon.wait(timeout=30)
-
-
-def test_sigterm_of_the_daemon_mid_run_loses_and_repeats_no_trial(deployment):
+def _daemon_signalled_mid_run(deployment: Deployment, sig: signal.Signals) -> subprocess.Popen:
+    """Start the daemon on 10 trials and deliver ``sig`` to its process group (code server and
+    run workers included, as systemd, Docker or Kubernetes do) while a trial run is executing
+    and 4 new trials arrive. Returns the stopped daemon."""
     override_instance_config(deployment.dagster_home, FAST_INSTANCE_OVERRIDES)
     add_complete_trials(deployment.optuna_url, STUDY, _values(10))
     materialize_shared_in_process(deployment)
     daemon = deployment.start_daemon()
     try:
-        _signal_daemon_mid_run(deployment, daemon, signal.SIGTERM)
-        assert daemon.returncode is not None  # SIGTERM stopped it; no SIGKILL was needed
+        instance = deployment.instance()
+        wait_until(lambda: _started_trial_run(instance) is not None, timeout=90, interval=0.2, what="a trial run to start")
+        add_complete_trials(deployment.optuna_url, STUDY, _values(4, start=10))
+        os.killpg(daemon.pid, sig)
+        daemon.wait(timeout=30)
+    finally:
+        stop_process(daemon)
+    return daemon
+
+
+def test_sigterm_of_the_daemon_mid_run_loses_and_repeats_no_trial(deployment):
+    daemon = _daemon_signalled_mid_run(deployment, signal.SIGTERM)
+    assert daemon.returncode is not None  # SIGTERM stopped it; no SIGKILL was needed
+    try:
         add_complete_trials(deployment.optuna_url, STUDY, _values(4, start=14))  # while it is down
         daemon = deployment.start_daemon()
         instance = deployment.instance()
@@ -183,12 +188,8 @@ def test_sigterm_of_the_daemon_mid_run_loses_and_repeats_no_trial(deployment):
 
 
 def test_sigkill_of_the_daemon_mid_run_loses_and_repeats_no_trial(deployment):
-    override_instance_config(deployment.dagster_home, FAST_INSTANCE_OVERRIDES)
-    add_complete_trials(deployment.optuna_url, STUDY, _values(10))
-    materialize_shared_in_process(deployment)
-    daemon = deployment.start_daemon()
+    daemon = _daemon_signalled_mid_run(deployment, signal.SIGKILL)
     try:
-        _signal_daemon_mid_run(deployment, daemon, signal.SIGKILL)
         instance = deployment.instance()
         orphaned = _started_trial_run(instance)
         add_complete_trials(deployment.optuna_url, STUDY, _values(4, start=14))

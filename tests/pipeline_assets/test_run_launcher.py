@@ -127,3 +127,13 @@ def test_a_run_whose_worker_has_not_started_is_not_failed(instance):
     result = _health(instance, run)
     assert result.status == WorkerStatus.RUNNING
     assert "not recorded its pid" in result.msg
+
+
+def test_a_run_without_a_code_server_address_is_left_to_the_runtime_backstop(instance, worker):
+    run = instance.create_run_for_job(job_def=_job)
+    _record_worker(instance, run, worker.pid)
+    worker.kill()
+    worker.wait(timeout=10)
+    result = _health(instance, run)
+    assert result.status == WorkerStatus.RUNNING
+    assert "no code server address" in result.msg
