@@ -34,8 +34,8 @@ import time
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.storage.dagster_run import FINISHED_STATUSES
 
+from pipeline_assets.dagster_private import FINISHED_STATUSES
 from tests.conftest import add_complete_trials
 from tests.e2e.conftest import (
     ROOT,

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import dagster as dg
 import optuna
-from dagster._core.storage.dagster_run import FINISHED_STATUSES
+
+from pipeline_assets.dagster_private import FINISHED_STATUSES
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

@@ -166,11 +166,11 @@ def _gauntlet_status_seconds(n_trials: int = 10_000, repeats: int = 5) -> float:
 
     import dagster as dg
     import sqlalchemy as sa
-    from dagster._core.test_utils import create_run_for_test
     from sqlalchemy.pool import NullPool
 
     from pipeline_assets.backtest_stage import BACKTEST_GATE
     from pipeline_assets.cli import main
+    from pipeline_assets.dagster_private import create_run_for_test
     from pipeline_assets.environment import REPO_ROOT, Settings, build_resources
     from pipeline_assets.errors import fail_for
     from pipeline_assets.paper_stage import PAPER_GATE

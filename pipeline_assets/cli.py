@@ -35,14 +35,19 @@ from typing import Any
 
 import dagster as dg
 import sqlalchemy.exc
-from dagster._core.definitions.sensor_definition import DEFAULT_SENSOR_DAEMON_INTERVAL
-from dagster._core.errors import DagsterHomeNotSetError
-from dagster._core.execution.backfill import PartitionBackfill
-from dagster._core.scheduler.instigation import InstigatorState, InstigatorStatus, InstigatorType, TickStatus
-from dagster._core.utils import make_new_backfill_id
 
 from pipeline_assets.calibrate_command import calibrate_main
 from pipeline_assets.config import config_main
+from pipeline_assets.dagster_private import (
+    DEFAULT_SENSOR_DAEMON_INTERVAL,
+    DagsterHomeNotSetError,
+    InstigatorState,
+    InstigatorStatus,
+    InstigatorType,
+    PartitionBackfill,
+    TickStatus,
+    make_new_backfill_id,
+)
 from pipeline_assets.environment import Settings, build_resources
 from pipeline_assets.partitions import study_key_prefix
 from pipeline_assets.run_command import run_main

@@ -5,9 +5,9 @@ from collections import Counter, defaultdict
 
 import dagster as dg
 import polars as pl
-from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 from pipeline_assets.backtest_stage import BACKTEST_GATE, BACKTEST_RESULTS
+from pipeline_assets.dagster_private import AssetCheckExecutionRecordStatus
 from pipeline_assets.deployment_stage import DEPLOYMENT_RECORD
 from pipeline_assets.metadata import png_markdown, records_table
 from pipeline_assets.paper_stage import PAPER_GATE, PAPER_TRADING_GRADE

@@ -25,11 +25,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import dagster as dg
-from dagster._core.errors import DagsterHomeNotSetError
-from dagster._core.storage.tags import PARTITION_NAME_TAG
-from dagster_shared.error import SerializableErrorInfo
 
 from pipeline_assets.backtest_stage import BACKTEST_GATE, BACKTEST_RESULTS
+from pipeline_assets.dagster_private import PARTITION_NAME_TAG, DagsterHomeNotSetError, SerializableErrorInfo
 from pipeline_assets.deployment_stage import DEPLOYMENT_RECORD
 from pipeline_assets.environment import Settings, build_resources
 from pipeline_assets.jobs import shared_job, trial_job

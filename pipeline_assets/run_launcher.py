@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import dagster as dg
 import psutil
-from dagster._core.launcher import CheckRunHealthResult, WorkerStatus
-from dagster._core.storage.tags import GRPC_INFO_TAG
+
+from pipeline_assets.dagster_private import GRPC_INFO_TAG, CheckRunHealthResult, WorkerStatus
 
 # The engine event the run worker writes as its first act (dagster/_grpc/impl.py); its metadata
 # holds the worker's pid.

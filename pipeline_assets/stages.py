@@ -11,13 +11,13 @@ from typing import Any
 
 import dagster as dg
 import polars as pl
-from dagster._core.definitions.data_version import (
+
+from pipeline_assets.dagster_private import (
     CODE_VERSION_TAG,
     DATA_VERSION_IS_USER_PROVIDED_TAG,
     DATA_VERSION_TAG,
+    AssetCheckExecutionRecordStatus,
 )
-from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
-
 from pipeline_assets.metadata import records_table
 from resources.artifacts import ArtifactStoreResource
 from simulations.errors import PipelineError

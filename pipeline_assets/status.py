@@ -30,18 +30,19 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal, get_args
 
 import dagster as dg
-from dagster._core.event_api import RunStatusChangeRecordsFilter
-from dagster._core.events import DagsterEventType
-from dagster._core.execution.backfill import BulkActionStatus, PartitionBackfill
-from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
-from dagster._core.storage.dagster_run import NOT_FINISHED_STATUSES
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-    PARTITION_NAME_TAG,
-)
 
 from pipeline_assets.backtest_stage import BACKTEST_GATE, BACKTEST_RESULTS
+from pipeline_assets.dagster_private import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+    NOT_FINISHED_STATUSES,
+    PARTITION_NAME_TAG,
+    AssetCheckExecutionRecordStatus,
+    BulkActionStatus,
+    DagsterEventType,
+    PartitionBackfill,
+    RunStatusChangeRecordsFilter,
+)
 from pipeline_assets.deployment_stage import DEPLOYMENT_RECORD
 from pipeline_assets.paper_stage import PAPER_GATE, PAPER_TRADING_GRADE
 from pipeline_assets.partitions import parse_trial_partition_key, trials_partitions_def

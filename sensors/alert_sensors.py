@@ -28,15 +28,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import dagster as dg
-from dagster._core.storage.asset_check_execution_record import (
-    AssetCheckExecutionRecord,
-    AssetCheckExecutionRecordStatus,
-)
-from dagster._core.storage.event_log.base import EventLogStorage
-from dagster._utils.error import SerializableErrorInfo
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter, ValidationError
 
 from pipeline_assets.backtest_stage import BACKTEST_GATE
+from pipeline_assets.dagster_private import (
+    AssetCheckExecutionRecord,
+    AssetCheckExecutionRecordStatus,
+    EventLogStorage,
+    SerializableErrorInfo,
+)
 from pipeline_assets.paper_stage import PAPER_GATE
 from pipeline_assets.partitions import parse_trial_partition_key
 from pipeline_assets.stress_stage import CGE_GATE

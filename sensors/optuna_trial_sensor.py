@@ -18,11 +18,14 @@ import json
 from collections.abc import Sequence
 
 import dagster as dg
-from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
-from dagster._core.events import RunFailureReason
-from dagster._core.storage.dagster_run import NOT_FINISHED_STATUSES
-from dagster._core.storage.tags import RUN_FAILURE_REASON_TAG, WILL_RETRY_TAG
 
+from pipeline_assets.dagster_private import (
+    NOT_FINISHED_STATUSES,
+    RUN_FAILURE_REASON_TAG,
+    WILL_RETRY_TAG,
+    RunFailureReason,
+    UnresolvedAssetJobDefinition,
+)
 from pipeline_assets.partitions import trial_partition_key, trials_partitions_def
 from pipeline_assets.shared_assets import SHARED_ASSET_KEYS
 from pipeline_assets.stages import PIPELINE_CODE_VERSION

@@ -8,9 +8,8 @@ asked for again at the next tick that saw more bars, never twice for the same st
 """
 
 import dagster as dg
-from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
-from dagster._core.storage.dagster_run import NOT_FINISHED_STATUSES
 
+from pipeline_assets.dagster_private import NOT_FINISHED_STATUSES, UnresolvedAssetJobDefinition
 from pipeline_assets.deployment_stage import DEPLOYMENT_RECORD
 from pipeline_assets.paper_stage import PAPER_TRADING_GRADE
 from pipeline_assets.partitions import trials_partitions_def

@@ -20,6 +20,9 @@ ALLOWED_IMPORTS = {
     "sensors": {"simulations", "resources", "pipeline_assets", "sensors"},
 }
 SEE_EVERYTHING = {"pipeline_assets/definitions.py", "pipeline_assets/environment.py", "pipeline_assets/cli.py"}
+# Private Dagster APIs are imported in this one module only, so a Dagster upgrade touches one file.
+DAGSTER_PRIVATE_ADAPTER = "pipeline_assets/dagster_private.py"
+DAGSTER_PRIVATE_SCOPE = [*PACKAGES, "tests", "bench", "scripts"]
 
 
 def _may_import_optuna(rel: str) -> bool:
@@ -73,6 +76,32 @@ def test_imports_point_one_way():
             top = module.split(".")[0]
             if top in PACKAGES and top not in ALLOWED_IMPORTS[package]:
                 offenders.append(f"{rel} imports {module}")
+    assert offenders == []
+
+
+def _private_dagster_imports(path: Path) -> list[str]:
+    """`dagster._…` and `dagster_shared…` imports anywhere in the file, including inside functions."""
+    private = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            modules = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            modules = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        if any(m.startswith("dagster._") or m.split(".")[0] == "dagster_shared" for m in modules):
+            private.append(f"{path.relative_to(ROOT)}:{node.lineno} imports {modules[0]}")
+    return private
+
+
+def test_only_the_adapter_imports_private_dagster_apis():
+    offenders = [
+        offence
+        for package in DAGSTER_PRIVATE_SCOPE
+        for path in sorted((ROOT / package).rglob("*.py"))
+        if str(path.relative_to(ROOT)) != DAGSTER_PRIVATE_ADAPTER
+        for offence in _private_dagster_imports(path)
+    ]
     assert offenders == []
 
 

@@ -22,9 +22,9 @@ import dagster as dg
 import optuna
 import pytest
 import yaml
-from dagster._core.storage.dagster_run import FINISHED_STATUSES
 
 from pipeline_assets.config import config_main
+from pipeline_assets.dagster_private import FINISHED_STATUSES
 from pipeline_assets.partitions import trial_partition_key
 from pipeline_assets.run_command import run_main
 from simulations.market import generate_synthetic_market

@@ -2,8 +2,8 @@
 
 import dagster as dg
 import pytest
-from dagster._core.storage.dagster_run import FINISHED_STATUSES
 
+from pipeline_assets.dagster_private import FINISHED_STATUSES
 from tests.conftest import add_complete_trials
 from tests.e2e.conftest import stop_process, wait_until
 

@@ -21,11 +21,10 @@ from contextlib import contextmanager
 import dagster as dg
 import pytest
 import sqlalchemy as sa
-from dagster._core.scheduler.instigation import TickStatus
-from dagster._core.storage.dagster_run import FINISHED_STATUSES
 from dagster_postgres.utils import DagsterPostgresException
 
 from pipeline_assets.backtest_stage import BACKTEST_GATE
+from pipeline_assets.dagster_private import FINISHED_STATUSES, TickStatus
 from pipeline_assets.stages import passed_in_instance
 from resources.optuna_study import OptunaStudyResource
 from simulations.errors import StorageUnavailableError

@@ -19,10 +19,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import sqlalchemy as sa
-from dagster._core.storage.dagster_run import FINISHED_STATUSES
-from dagster._core.storage.tags import BACKFILL_ID_TAG
 
 from pipeline_assets.cli import main
+from pipeline_assets.dagster_private import BACKFILL_ID_TAG, FINISHED_STATUSES
 from pipeline_assets.environment import Settings, build_resources
 from pipeline_assets.status import attribute_failure, run_partitions
 from resources.database import engine_for

@@ -6,9 +6,8 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from dagster._core.run_coordinator.queued_run_coordinator import QueuedRunCoordinator
-from dagster._utils.tags import TagConcurrencyLimitsCounter
 
+from pipeline_assets.dagster_private import QueuedRunCoordinator, TagConcurrencyLimitsCounter
 from pipeline_assets.definitions import build_definitions
 from pipeline_assets.environment import Settings
 from pipeline_assets.partitions import study_key_prefix, trial_partition_key

@@ -9,11 +9,8 @@ from collections.abc import Iterator
 
 import dagster as dg
 import pytest
-from dagster._core.events import EngineEventData
-from dagster._core.events.log import EventLogEntry
-from dagster._core.launcher import WorkerStatus
-from dagster._core.storage.tags import GRPC_INFO_TAG
 
+from pipeline_assets.dagster_private import GRPC_INFO_TAG, EngineEventData, EventLogEntry, WorkerStatus
 from pipeline_assets.run_launcher import WorkerHealthRunLauncher
 
 LAUNCHER = {"module": "pipeline_assets.run_launcher", "class": "WorkerHealthRunLauncher"}

@@ -7,12 +7,15 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluationPlanned
-from dagster._core.events import DagsterEvent, DagsterEventType
-from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
-from dagster._core.utils import make_new_run_id
 
 from pipeline_assets.backtest_stage import BACKTEST_GATE
+from pipeline_assets.dagster_private import (
+    AssetCheckEvaluationPlanned,
+    AssetCheckExecutionRecordStatus,
+    DagsterEvent,
+    DagsterEventType,
+    make_new_run_id,
+)
 from pipeline_assets.partitions import trials_partitions_def
 from pipeline_assets.stress_stage import CGE_GATE
 from resources.notifier import Alert, AlertDeliveryError, NotifierResource

@@ -148,7 +148,7 @@ def test_batches_respect_the_run_size_bound():
 
 
 def _failed_run(instance, run_id: str, reason: str, **tags) -> None:
-    from dagster._core.storage.tags import RUN_FAILURE_REASON_TAG, WILL_RETRY_TAG
+    from pipeline_assets.dagster_private import RUN_FAILURE_REASON_TAG, WILL_RETRY_TAG
 
     run = dg.DagsterRun(
         job_name="trial_job",
