@@ -82,15 +82,13 @@ def _cge_solve_200_seconds() -> float:
 
 def _stress_one_trial_seconds() -> float:
     """One trial's positions and stress report over 200 scenario paths (backtest window length)."""
-    from pipeline_assets.shared_assets import StressScenarios
-    from pipeline_assets.stress_stage import evaluate_trial
-    from pipeline_assets.stages import TrialBatch
-    from resources.artifacts import LocalArtifactStoreResource
     from simulations.cge.model import calibrate
     from simulations.cge.sam import hosoe_sam
     from simulations.cge.scenarios import draw_scenarios, scenario_paths, solve_scenarios
     from simulations.gates import GatePolicy
+    from simulations.gauntlet import GauntletInputs, ReplayVenue, TrialCase, evaluate_stress
     from simulations.market import generate_synthetic_market, split_windows
+    from simulations.stress import StressScenarios
     from simulations.trial import TrialSnapshot
 
     windows = split_windows(frame=generate_synthetic_market())
@@ -111,9 +109,11 @@ def _stress_one_trial_seconds() -> float:
         params={"lookback": 240, "vol_lookback": 168, "target_bar_vol": 0.003}, values=(1.0,),
         user_attrs={"strategy": "momentum"},
     )
-    with tempfile.TemporaryDirectory() as tmp:
-        batch = TrialBatch(keys=["k"], policy=GatePolicy(), artifacts=LocalArtifactStoreResource(base_dir=tmp))
-        return _best_of(lambda: evaluate_trial(snapshot, scenarios=scenarios, batch=batch, fee_bps=2.0, slippage_bps=1.0))
+    inputs = GauntletInputs(
+        windows=windows, scenarios=scenarios, policy=GatePolicy(), fee_bps=2.0, slippage_bps=1.0,
+        paper=ReplayVenue(windows=windows, fee_bps=2.0, slippage_bps=1.0),
+    )
+    return _best_of(lambda: evaluate_stress(TrialCase(key="k", snapshot=snapshot), inputs))
 
 
 E2E_TRIALS = 1_000
@@ -168,15 +168,15 @@ def _gauntlet_status_seconds(n_trials: int = 10_000, repeats: int = 5) -> float:
     import sqlalchemy as sa
     from sqlalchemy.pool import NullPool
 
-    from pipeline_assets.backtest_stage import BACKTEST_GATE
+    from pipeline_assets.stage_table import GATE_CHECKS
     from pipeline_assets.cli import main
     from pipeline_assets.dagster_private import create_run_for_test
     from pipeline_assets.environment import REPO_ROOT, Settings, build_resources
     from pipeline_assets.errors import fail_for
-    from pipeline_assets.paper_stage import PAPER_GATE
     from pipeline_assets.partitions import parse_trial_partition_key, trials_partitions_def
     from pipeline_assets.status import TRIAL_ASSET_KEYS
-    from pipeline_assets.stress_stage import CGE_GATE
+
+    BACKTEST_GATE, CGE_GATE, PAPER_GATE = GATE_CHECKS
     from pipeline_assets.trial_assets import MAX_TRIALS_PER_RUN, trial_gauntlet
     from resources.deployment_policy import DeploymentPolicyResource
     from simulations.deployment import Candidate

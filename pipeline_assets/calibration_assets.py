@@ -2,12 +2,11 @@
 
 `run_calibration` simulates many studies end to end on markets with a known truth
 (:mod:`simulations.calibration`): each runs its own Optuna search
-(:mod:`simulations.calibration_train`), and its best trials go through the functions the
-trial assets call -- ``backtest_stage.evaluate_trial``, ``stress_stage.evaluate_trial``,
-``paper_stage.grade_session`` on a session replayed with ``simulations.paper.advance_session``
-(what the paper broker's replay clock does), and the deployment rules of
-``simulations.deployment.decide``. Every gate judges every candidate, so each gate's rates
-are known on their own as well as in the chain.
+(:mod:`simulations.calibration_train`), and its best trials go through the gauntlet the
+trial assets run -- :func:`simulations.gauntlet.evaluate_trial` with every gate judged, paper
+sessions on a :class:`~simulations.gauntlet.ReplayVenue` (what the paper broker's replay clock
+does) -- and the deployment rules of ``simulations.deployment.decide``. Every gate judges
+every candidate, so each gate's rates are known on their own as well as in the chain.
 
 Shared inputs are built once per run and shared by every study, as in production: the 200
 CGE scenarios and their price paths from the ``cge_scenarios`` asset's own code with its
@@ -19,7 +18,6 @@ import itertools
 import json
 import multiprocessing
 import resource
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -28,20 +26,12 @@ from typing import Any
 
 import dagster as dg
 import numpy as np
-import polars as pl
 from pydantic import Field
 
-from pipeline_assets import paper_stage
-from pipeline_assets.backtest_stage import BacktestOutcome, StudyContext, study_contexts
-from pipeline_assets.backtest_stage import evaluate_trial as evaluate_backtest
 from pipeline_assets.metadata import figure_png, png_markdown, records_table
 from pipeline_assets.plots import pyplot
 from pipeline_assets.reporting_assets import REPORTING_GROUP
-from pipeline_assets.shared_assets import CgeScenarioConfig, StressScenarios, build_stress_scenarios
-from pipeline_assets.stages import TrialBatch
-from pipeline_assets.stress_stage import StressOutcome
-from pipeline_assets.stress_stage import evaluate_trial as evaluate_stress
-from resources.artifacts import LocalArtifactStoreResource
+from pipeline_assets.shared_assets import CgeScenarioConfig, build_stress_scenarios
 from resources.gate_policy import GatePolicyResource
 from simulations.calibration import (
     PLANTED_PARAMS,
@@ -77,10 +67,10 @@ from simulations.constants import (
     DEFAULT_TRAIN_DAYS,
 )
 from simulations.errors import ConfigurationError
-from simulations.gates import GatePolicy, GateVerdict
+from simulations.gates import GatePolicy
+from simulations.gauntlet import GauntletInputs, ReplayVenue, StageResult, StudyContext, TrialCase, evaluate_trial, study_contexts
 from simulations.market import MarketWindows, generate_synthetic_market, split_windows
-from simulations.paper import PaperMetrics, SessionState, advance_session
-from simulations.strategies import build_strategy
+from simulations.stress import StressScenarios
 from simulations.trial import TrialSnapshot, TrialState
 
 GATE_CALIBRATION = dg.AssetKey("gate_calibration")
@@ -95,40 +85,18 @@ def calibration_scenarios() -> StressScenarios:
     return build_stress_scenarios(config=CgeScenarioConfig(), market_data=windows)[0]
 
 
-def replay_session(snapshot: TrialSnapshot, *, windows: MarketWindows) -> pl.DataFrame:
-    """The per-bar record of a paper session that has traded the whole forward window.
-
-    One :func:`~simulations.paper.advance_session` over every forward bar from a fresh
-    session: what the paper broker's ``replay`` clock does (it releases the whole window at
-    once), without a database.
-    """
-    strategy, params = build_strategy(name=snapshot.user_attrs["strategy"], params=snapshot.params)
-    forward = windows.forward
-    return advance_session(
-        state=SessionState(),
-        history_close=windows.history_before(name="forward"),
-        forward_close=forward.close,
-        forward_timestamps=forward.timestamps,
-        n_available=forward.n_bars,
-        strategy=strategy,
-        params=params,
-        fee_bps=DEFAULT_FEE_BPS,
-        slippage_bps=DEFAULT_SLIPPAGE_BPS,
-    ).bars
-
-
 @dataclass
 class _Judge:
-    """Judges trials with the stage functions; remembers what does not change between study sizes.
+    """Takes trials through the gauntlet; remembers what does not change between study sizes.
 
     A trial's stress test depends on its params only (the scenarios are shared), so it is
     cached across studies; its paper session and backtest (given its study context) depend
     on its study's market, so they are cached per study.
     """
 
-    batch: TrialBatch
+    policy: GatePolicy
     scenarios: StressScenarios
-    stress: dict[str, StressOutcome] = field(default_factory=dict)
+    stress: dict[str, StageResult] = field(default_factory=dict)
 
     def study(
         self, *, index: int, market: MarketKind, planted_sharpe: float | None, drift_per_vol: float,
@@ -139,8 +107,13 @@ class _Judge:
         name = study_label(planted_sharpe=planted_sharpe, study=index)
         windows = calibration_windows(seed=seeds.market, drift_per_vol=drift_per_vol, train_days=settings.train_days)
         snapshots = run_study(windows=windows, n_trials=settings.target_trials, seed=seeds.sampler, study_name=name)
-        backtests: dict[tuple[str, StudyContext], BacktestOutcome] = {}
-        papers: dict[str, tuple[PaperMetrics, GateVerdict]] = {}
+        inputs = GauntletInputs(
+            windows=windows, scenarios=self.scenarios, policy=self.policy, fee_bps=DEFAULT_FEE_BPS,
+            slippage_bps=DEFAULT_SLIPPAGE_BPS,
+            paper=ReplayVenue(windows=windows, fee_bps=DEFAULT_FEE_BPS, slippage_bps=DEFAULT_SLIPPAGE_BPS),
+        )
+        backtests: dict[tuple[str, StudyContext], StageResult] = {}
+        papers: dict[str, StageResult] = {}
         records = []
         for n_trials in settings.trials_per_study:
             for snapshot, context, candidates, rank in _candidates(
@@ -148,36 +121,31 @@ class _Judge:
             ):
                 # What a trial trades; its in-sample user attributes change no gate's inputs.
                 key = json.dumps([snapshot.user_attrs["strategy"], snapshot.params], sort_keys=True)
-                if (key, context) not in backtests:
-                    backtests[key, context] = evaluate_backtest(
-                        snapshot, windows=windows, context=context, batch=self.batch,
-                        fee_bps=DEFAULT_FEE_BPS, slippage_bps=DEFAULT_SLIPPAGE_BPS,
+                known = {
+                    gate: result
+                    for gate, result in (
+                        ("backtest_gate", backtests.get((key, context))),
+                        ("cge_gate", self.stress.get(key)),
+                        ("paper_trading_gate", papers.get(key)),
                     )
-                if key not in self.stress:
-                    self.stress[key] = evaluate_stress(
-                        snapshot, scenarios=self.scenarios, batch=self.batch,
-                        fee_bps=DEFAULT_FEE_BPS, slippage_bps=DEFAULT_SLIPPAGE_BPS,
-                    )
-                if key not in papers:
-                    papers[key] = paper_stage.grade_session(
-                        bars=replay_session(snapshot, windows=windows), strategy_name=snapshot.user_attrs["strategy"],
-                        params=snapshot.params, windows=windows, policy=self.batch.policy,
-                        fee_bps=DEFAULT_FEE_BPS, slippage_bps=DEFAULT_SLIPPAGE_BPS,
-                        bar_seconds=windows.forward.bar_seconds,
-                    )
-                backtest, stress, (paper, paper_verdict) = backtests[key, context], self.stress[key], papers[key]
-                verdicts = {
-                    "backtest_gate": backtest.verdict, "cge_gate": stress.verdict, "paper_trading_gate": paper_verdict
+                    if result is not None
                 }
+                evaluation = evaluate_trial(
+                    TrialCase(key=key, snapshot=snapshot, context=context), inputs, every_gate=True, known=known
+                )
+                backtest = backtests[key, context] = evaluation.results["backtest_gate"]
+                stress = self.stress[key] = evaluation.results["cge_gate"]
+                paper = papers[key] = evaluation.results["paper_trading_gate"]
+                verdicts = evaluation.verdicts()
                 records.append(
                     CandidateRecord(
                         study=index, market=market, planted_sharpe=planted_sharpe, n_trials=n_trials,
                         candidates=candidates, rank=rank, number=snapshot.number, params=dict(snapshot.params),
                         backtest_metrics=backtest.metrics, dsr=backtest.dsr, n_completed_trials=context.n_trials,
-                        cge_summary=dict(stress.summary), paper_inputs=paper.gate_inputs(), verdicts=verdicts,
+                        cge_summary=dict(stress.summary), paper_inputs=paper.metrics.gate_inputs(), verdicts=verdicts,
                         decision=deployment_decision(
                             study=name, number=snapshot.number, params=snapshot.params, verdicts=verdicts,
-                            policy=self.batch.policy,
+                            policy=self.policy,
                         ),
                     )
                 )
@@ -232,10 +200,8 @@ class Simulation:
     cpu_seconds: float
 
 
-def _new_judge(policy: GatePolicy, artifact_dir: str) -> _Judge:
-    # The stage functions take a batch for its policy; they write no artifacts.
-    batch = TrialBatch(keys=[], policy=policy, artifacts=LocalArtifactStoreResource(base_dir=artifact_dir))
-    return _Judge(batch=batch, scenarios=calibration_scenarios())
+def _new_judge(policy: GatePolicy) -> _Judge:
+    return _Judge(policy=policy, scenarios=calibration_scenarios())
 
 
 def _study_index(
@@ -260,8 +226,8 @@ def _study_index(
 _WORKER_JUDGE: list[_Judge] = []
 
 
-def _start_worker(policy: GatePolicy, artifact_dir: str) -> None:
-    _WORKER_JUDGE.append(_new_judge(policy, artifact_dir))
+def _start_worker(policy: GatePolicy) -> None:
+    _WORKER_JUDGE.append(_new_judge(policy))
 
 
 def _worker_study(
@@ -287,9 +253,9 @@ def simulate_studies(
     edges = [plant_edge(sharpe=sharpe) for sharpe in settings.planted_sharpes]
     per_index = 1 + len(edges)
     records: list[CandidateRecord] = []
-    with tempfile.TemporaryDirectory(prefix="gauntlet-calibration-") as tmp, contextlib.ExitStack() as stack:
+    with contextlib.ExitStack() as stack:
         if workers == 1:
-            judge = _new_judge(policy, tmp)
+            judge = _new_judge(policy)
             results: Iterator[tuple[list[CandidateRecord], MarketWindows]] = (
                 _study_index(judge, settings, edges, index) for index in range(settings.n_studies)
             )
@@ -298,7 +264,7 @@ def simulate_studies(
             pool = stack.enter_context(
                 ProcessPoolExecutor(
                     max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                    initializer=_start_worker, initargs=(policy, tmp),
+                    initializer=_start_worker, initargs=(policy,),
                 )
             )
             n = settings.n_studies

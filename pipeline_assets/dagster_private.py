@@ -11,6 +11,14 @@ from dagster._core.definitions.data_version import (
     CODE_VERSION_TAG,
     DATA_VERSION_IS_USER_PROVIDED_TAG,
     DATA_VERSION_TAG,
+    get_input_data_version_tag,
+    get_input_event_pointer_tag,
+)
+
+# A check evaluation's pointer to the materialization it judged: without it the UI counts the
+# evaluation nowhere (DESIGN.md).
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData,
 )
 from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
@@ -70,6 +78,9 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "AssetCheckEvaluationTargetMaterializationData",
+    "get_input_data_version_tag",
+    "get_input_event_pointer_tag",
     "ASSET_PARTITION_RANGE_END_TAG",
     "ASSET_PARTITION_RANGE_START_TAG",
     "BACKFILL_ID_TAG",

@@ -6,15 +6,12 @@ from collections import Counter, defaultdict
 import dagster as dg
 import polars as pl
 
-from pipeline_assets.backtest_stage import BACKTEST_GATE, BACKTEST_RESULTS
 from pipeline_assets.dagster_private import AssetCheckExecutionRecordStatus
-from pipeline_assets.deployment_stage import DEPLOYMENT_RECORD
 from pipeline_assets.metadata import png_markdown, records_table
-from pipeline_assets.paper_stage import PAPER_GATE, PAPER_TRADING_GRADE
 from pipeline_assets.partitions import parse_trial_partition_key, trials_partitions_def
 from pipeline_assets.plots import funnel_png
-from pipeline_assets.stress_stage import CGE_GATE, CGE_STRESS_REPORT
-from pipeline_assets.trial_assets import OPTUNA_TRIAL
+from pipeline_assets.stage_table import GATED_STAGES, TRIAL_ASSET_KEYS
+from pipeline_assets.stages import TrialStage, stage_artifact
 from resources.artifacts import ArtifactStoreResource
 from resources.paper_broker import PaperBrokerResource
 from resources.registry import DeploymentRegistryResource
@@ -23,17 +20,25 @@ REPORTING_GROUP = "reporting"
 STUDY_FUNNEL = dg.AssetKey("study_funnel")
 LEADERBOARD_SIZE = 10
 
-#: Funnel stages in order; each counts trials that reached it.
-STAGES = (
-    "detected",
-    "backtested",
-    "passed_gate_1",
-    "stressed",
-    "passed_gate_2",
-    "paper_pending",
-    "graded",
-    "passed_gate_3",
-    "promoted",
+
+
+def _passed_label(number: int) -> str:
+    return f"passed_gate_{number}"
+
+
+def _funnel_stages() -> tuple[str, ...]:
+    stages = ["detected"]
+    for number, row in enumerate(GATED_STAGES, start=1):
+        stages += [label for label in (row.waiting, row.reached) if label] + [_passed_label(number)]
+    return (*stages, "promoted")
+
+
+#: Funnel stages in order (from the stage table); each counts trials that reached it.
+STAGES = _funnel_stages()
+#: Each gate's pass rate: (rate, passed, evaluated) columns.
+PASS_RATES = tuple(
+    (f"gate_{number}_pass_rate", _passed_label(number), row.reached)
+    for number, row in enumerate(GATED_STAGES, start=1)
 )
 
 
@@ -51,17 +56,13 @@ def funnel_rows(
 ) -> list[dict[str, object]]:
     """Per study, the number of trials that reached each stage, and the pass rates."""
     keys = instance.get_dynamic_partitions(trials_partitions_def.name)
-    sets = {
-        "detected": set(keys),
-        "backtested": instance.get_materialized_partitions(BACKTEST_RESULTS),
-        "passed_gate_1": _passed(instance, BACKTEST_GATE),
-        "stressed": instance.get_materialized_partitions(CGE_STRESS_REPORT),
-        "passed_gate_2": _passed(instance, CGE_GATE),
-        "paper_pending": pending,
-        "graded": instance.get_materialized_partitions(PAPER_TRADING_GRADE),
-        "passed_gate_3": _passed(instance, PAPER_GATE),
-        "promoted": promoted,
-    }
+    sets: dict[str, set[str]] = {"detected": set(keys), "promoted": promoted}
+    for number, row in enumerate(GATED_STAGES, start=1):
+        assert row.check is not None
+        sets[row.reached] = instance.get_materialized_partitions(row.key)
+        sets[_passed_label(number)] = _passed(instance, row.check)
+        if row.waiting:
+            sets[row.waiting] = pending
     studies: dict[str, Counter] = defaultdict(Counter)
     for key in keys:
         prefix, _ = parse_trial_partition_key(key)
@@ -71,23 +72,19 @@ def funnel_rows(
     rows = []
     for study, counts in sorted(studies.items()):
         row: dict[str, object] = {"study": study, **{stage: counts[stage] for stage in STAGES}}
-        for gate, (passed, tried) in {
-            "gate_1_pass_rate": ("passed_gate_1", "backtested"),
-            "gate_2_pass_rate": ("passed_gate_2", "stressed"),
-            "gate_3_pass_rate": ("passed_gate_3", "graded"),
-        }.items():
+        for gate, passed, tried in PASS_RATES:
             row[gate] = counts[passed] / counts[tried] if counts[tried] else None
         rows.append(row)
     return rows
 
 
 def leaderboard(
-    graded_passing: set[str], artifacts: ArtifactStoreResource, size: int = LEADERBOARD_SIZE
+    graded_passing: set[str], artifacts: ArtifactStoreResource, paper: TrialStage, size: int = LEADERBOARD_SIZE
 ) -> list[dict[str, object]]:
-    """The best trials that passed gate 3, by paper Sharpe ratio."""
+    """The best trials that passed the paper gate, by paper Sharpe ratio."""
     entries = []
     for key in graded_passing:
-        payload = json.loads(artifacts.read_bytes(f"trials/{key}/paper_trading_grade.json"))
+        payload = json.loads(artifacts.read_bytes(stage_artifact(key, paper)))
         metrics = payload["metrics"]
         entries.append(
             {
@@ -104,7 +101,7 @@ def leaderboard(
 
 @dg.asset(
     key=STUDY_FUNNEL,
-    deps=[OPTUNA_TRIAL, BACKTEST_RESULTS, CGE_STRESS_REPORT, PAPER_TRADING_GRADE, DEPLOYMENT_RECORD],
+    deps=list(TRIAL_ASSET_KEYS),
     group_name=REPORTING_GROUP,
     io_manager_key="shared_io_manager",
     kinds={"polars"},
@@ -118,17 +115,17 @@ def study_funnel(
     registry: DeploymentRegistryResource,
 ) -> dg.Output[pl.DataFrame]:
     instance = context.instance
-    graded = instance.get_materialized_partitions(PAPER_TRADING_GRADE)
+    last_gate = GATED_STAGES[-1]
+    assert last_gate.check is not None
+    graded = instance.get_materialized_partitions(last_gate.key)
     pending = {s.trial_key for s in paper_broker.sessions() if s.trial_key not in graded and s.status != "stopped"}
     promoted = {d.partition_key for d in registry.decisions() if d.decision == "promoted"}
     rows = funnel_rows(instance, pending=pending, promoted=promoted)
     frame = pl.DataFrame(rows) if rows else pl.DataFrame(schema={"study": pl.String})
     totals = [(stage, sum(int(r[stage]) for r in rows)) for stage in STAGES]
-    board = leaderboard(_passed(instance, PAPER_GATE) & graded, artifacts)
+    board = leaderboard(_passed(instance, last_gate.check) & graded, artifacts, last_gate)
     columns = [("study", "key prefix")] + [(s, "trials") for s in STAGES] + [
-        ("gate_1_pass_rate", "passed / backtested"),
-        ("gate_2_pass_rate", "passed / stressed"),
-        ("gate_3_pass_rate", "passed / graded"),
+        (rate, f"passed / {tried}") for rate, _, tried in PASS_RATES
     ]
     return dg.Output(
         frame,

@@ -26,16 +26,14 @@ from typing import Literal
 
 import dagster as dg
 
-from pipeline_assets.backtest_stage import BACKTEST_GATE, BACKTEST_RESULTS
 from pipeline_assets.dagster_private import PARTITION_NAME_TAG, DagsterHomeNotSetError, SerializableErrorInfo
-from pipeline_assets.deployment_stage import DEPLOYMENT_RECORD
 from pipeline_assets.environment import Settings, build_resources
 from pipeline_assets.jobs import shared_job, trial_job
-from pipeline_assets.paper_stage import PAPER_GATE, PAPER_TRADING_GRADE
 from pipeline_assets.partitions import trial_partition_key, trials_partitions_def
 from pipeline_assets.shared_assets import SHARED_ASSET_KEYS
-from pipeline_assets.stress_stage import CGE_GATE, CGE_STRESS_REPORT
-from pipeline_assets.trial_assets import OPTUNA_TRIAL, STUDY_TAG
+from pipeline_assets.optuna_trial_stage import OPTUNA_TRIAL
+from pipeline_assets.stage_table import GATE_CHECKS, TRIAL_ASSET_KEYS
+from pipeline_assets.trial_assets import STUDY_TAG
 from resources.optuna_study import StudyCursor, StudySourceResource
 from simulations.errors import ConfigurationError, PipelineError
 
@@ -46,14 +44,8 @@ warnings.filterwarnings("ignore", message="Parameter `data_version`", category=d
 EXIT_OK = 0
 EXIT_FAILED = 1
 
-#: Every trial stage, in pipeline order; ``--until`` selects a prefix.
-STAGES: tuple[dg.AssetKey, ...] = (
-    OPTUNA_TRIAL,
-    BACKTEST_RESULTS,
-    CGE_STRESS_REPORT,
-    PAPER_TRADING_GRADE,
-    DEPLOYMENT_RECORD,
-)
+#: Every trial stage, in pipeline order (the stage table); ``--until`` selects a prefix.
+STAGES: tuple[dg.AssetKey, ...] = TRIAL_ASSET_KEYS
 STAGE_NAMES: tuple[str, ...] = tuple(key.to_user_string() for key in STAGES)
 
 #: Tags on the runs this command starts: that it did, and whether deployment was a dry run.
@@ -67,7 +59,7 @@ QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}
 
 Status = Literal["completed", "rejected", "pending", "stopped", "failed"]
 _MARKS = {True: "✓", False: "✗", None: "…"}
-_STEP_WIDTH = max(len(name) for name in (*STAGE_NAMES, BACKTEST_GATE.name, CGE_GATE.name, PAPER_GATE.name))
+_STEP_WIDTH = max(len(name) for name in (*STAGE_NAMES, *(check.name for check in GATE_CHECKS)))
 
 
 @dataclass(frozen=True)
@@ -240,9 +232,10 @@ def trial_lines(reading: RunReading) -> list[StepLine]:
         elif stage.check is not None and not stage.check.passed:
             lines.append(StepLine(True, name, stage.seconds))
             lines.append(StepLine(False, stage.check.check_name, None, deciding_figure(stage.check)))
+            break  # later assets only record that the trial stopped here
         elif stage.check is not None:
             lines.append(StepLine(True, name, stage.seconds, deciding_figure(stage.check)))
-        elif key == DEPLOYMENT_RECORD and stage.materialization is not None:
+        elif key == STAGES[-1] and stage.materialization is not None:
             lines.append(StepLine(True, name, stage.seconds, _decision(stage.materialization)))
         else:
             lines.append(StepLine(True, name, stage.seconds))
@@ -260,7 +253,7 @@ def _outcome(reading: RunReading, success: bool, until: dg.AssetKey) -> tuple[St
             return "rejected", f"{stage.check.check_name}: {deciding_figure(stage.check)}"
         if stage.materialization is None and stage.observation is not None:
             return "pending", f"{stage.observation.description}; the paper_session_sensor grades it once mature"
-    record = reading.stages.get(DEPLOYMENT_RECORD)
+    record = reading.stages.get(STAGES[-1])
     if record is not None and record.materialization is not None:
         return "completed", f"deployment {_decision(record.materialization)}"
     return "stopped", f"after {until.to_user_string()} (--until)"

@@ -1,7 +1,6 @@
 """Unpartitioned inputs every trial shares, so the lineage shows all trials faced the same data."""
 
 import hashlib
-from dataclasses import dataclass
 
 import dagster as dg
 import numpy as np
@@ -16,6 +15,7 @@ from simulations.cge.sam import hosoe_sam, read_sam
 from simulations.cge.scenarios import ScenarioSet, draw_scenarios, scenario_paths, solve_scenarios
 from simulations.constants import CGE_PATH_SEED, CGE_SCENARIO_SEED, N_CGE_SCENARIOS, STRESS_WARMUP_BARS
 from simulations.market import MarketWindows
+from simulations.stress import StressScenarios
 
 SHARED_GROUP = "shared"
 MARKET_DATA = dg.AssetKey("market_data")
@@ -79,24 +79,6 @@ def market_data(context: dg.AssetExecutionContext, market: MarketDataResource) -
 
 
 CGE_SCENARIOS = dg.AssetKey("cge_scenarios")
-
-
-@dataclass(frozen=True)
-class StressScenarios:
-    """Solved CGE scenarios and one price path per scenario, shared by every trial.
-
-    ``paths`` has the backtest window's length; ``warmup`` is the market history before the
-    backtest window (rescaled to end at 1.0, where every path starts), so each trial's
-    indicators start warm on every path, exactly as in its backtest.
-    """
-
-    table: pl.DataFrame
-    paths: np.ndarray
-    warmup: np.ndarray
-    bar_seconds: float
-    periods_per_year: float
-    sam_sha256: str
-    seeds: tuple[int, int]
 
 
 class CgeScenarioConfig(dg.Config):

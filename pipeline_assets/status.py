@@ -27,11 +27,10 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import dagster as dg
 
-from pipeline_assets.backtest_stage import BACKTEST_GATE, BACKTEST_RESULTS
 from pipeline_assets.dagster_private import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
@@ -43,37 +42,16 @@ from pipeline_assets.dagster_private import (
     PartitionBackfill,
     RunStatusChangeRecordsFilter,
 )
-from pipeline_assets.deployment_stage import DEPLOYMENT_RECORD
-from pipeline_assets.paper_stage import PAPER_GATE, PAPER_TRADING_GRADE
 from pipeline_assets.partitions import parse_trial_partition_key, trials_partitions_def
-from pipeline_assets.stress_stage import CGE_GATE, CGE_STRESS_REPORT
-from pipeline_assets.trial_assets import OPTUNA_TRIAL
+from pipeline_assets.stage_table import GATE_CHECKS, TRIAL_ASSET_KEYS, TRIAL_STAGES, trial_stage_labels
 from resources.paper_broker import PaperBrokerResource, SessionInfo
 from resources.registry import ControlState, DecisionRecord, DeploymentRegistryResource
 
-#: Stages in pipeline order; a trial's stage is the furthest it has reached.
-Stage = Literal["detected", "snapshot", "backtested", "stressed", "paper_pending", "graded", "decided"]
-STAGES: tuple[str, ...] = get_args(Stage)
+#: Where a trial can stand, in pipeline order (from the stage table); it stands at the
+#: furthest stage it has reached.
+Stage = str
+STAGES: tuple[str, ...] = trial_stage_labels()
 Verdict = Literal["passed", "failed", "not_evaluated", "running"]
-
-#: Every per-trial asset, in pipeline order (what a retry rematerializes).
-TRIAL_ASSET_KEYS: tuple[dg.AssetKey, ...] = (
-    OPTUNA_TRIAL,
-    BACKTEST_RESULTS,
-    CGE_STRESS_REPORT,
-    PAPER_TRADING_GRADE,
-    DEPLOYMENT_RECORD,
-)
-GATE_CHECKS: tuple[dg.AssetCheckKey, ...] = (BACKTEST_GATE, CGE_GATE, PAPER_GATE)
-
-#: The furthest materialized asset decides the stage (a paper session in between is pending).
-_STAGE_OF_ASSET: tuple[tuple[dg.AssetKey, Stage], ...] = (
-    (DEPLOYMENT_RECORD, "decided"),
-    (PAPER_TRADING_GRADE, "graded"),
-    (CGE_STRESS_REPORT, "stressed"),
-    (BACKTEST_RESULTS, "backtested"),
-    (OPTUNA_TRIAL, "snapshot"),
-)
 
 #: Failed runs read for the last error: the cost stays bounded however long the history is.
 DEFAULT_FAILED_RUNS = 50
@@ -338,11 +316,14 @@ def _verdicts(instance: dg.DagsterInstance, running_runs: set[str]) -> dict[str,
 
 
 def _stage(key: str, materialized: Mapping[dg.AssetKey, set[str]], sessions: Mapping[str, SessionInfo]) -> Stage:
-    for asset, stage in _STAGE_OF_ASSET:
-        if key in materialized[asset]:
-            if stage == "stressed" and key in sessions:
-                return "paper_pending"
-            return stage
+    """The furthest stage materialized, or the stage after it that waits (a paper session)."""
+    for index in range(len(TRIAL_STAGES) - 1, -1, -1):
+        row = TRIAL_STAGES[index]
+        if key in materialized[row.key]:
+            following = TRIAL_STAGES[index + 1] if index + 1 < len(TRIAL_STAGES) else None
+            if following is not None and following.waiting and key in sessions:
+                return following.waiting
+            return row.reached
     return "detected"
 
 

@@ -30,21 +30,18 @@ from dataclasses import dataclass
 import dagster as dg
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter, ValidationError
 
-from pipeline_assets.backtest_stage import BACKTEST_GATE
 from pipeline_assets.dagster_private import (
     AssetCheckExecutionRecord,
     AssetCheckExecutionRecordStatus,
     EventLogStorage,
     SerializableErrorInfo,
 )
-from pipeline_assets.paper_stage import PAPER_GATE
 from pipeline_assets.partitions import parse_trial_partition_key
-from pipeline_assets.stress_stage import CGE_GATE
+from pipeline_assets.stage_table import GATE_CHECKS
 from pipeline_assets.trial_assets import STUDY_TAG
 from resources.notifier import Alert, NotifierResource
 from simulations.errors import ConfigurationError, StorageCorruptError
 
-GATE_CHECKS: tuple[dg.AssetCheckKey, ...] = (BACKTEST_GATE, CGE_GATE, PAPER_GATE)
 GATE_ALERT_INTERVAL_SECONDS = 30
 #: Bounds one tick's deliveries (a webhook call each) well inside the sensor evaluation timeout;
 #: a backlog (alerting switched on for an old instance) drains over the following ticks.

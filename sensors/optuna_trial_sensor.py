@@ -28,8 +28,9 @@ from pipeline_assets.dagster_private import (
 )
 from pipeline_assets.partitions import trial_partition_key, trials_partitions_def
 from pipeline_assets.shared_assets import SHARED_ASSET_KEYS
-from pipeline_assets.stages import PIPELINE_CODE_VERSION
-from pipeline_assets.trial_assets import MAX_TRIALS_PER_RUN, OPTUNA_TRIAL, STUDY_TAG
+from pipeline_assets.optuna_trial_stage import OPTUNA_TRIAL
+from pipeline_assets.stage_table import PIPELINE_CODE_VERSION
+from pipeline_assets.trial_assets import MAX_TRIALS_PER_RUN, STUDY_TAG
 from resources.optuna_study import StudyCursor, StudySourceResource
 
 DEFAULT_INTERVAL_SECONDS = 15

@@ -10,8 +10,8 @@ asked for again at the next tick that saw more bars, never twice for the same st
 import dagster as dg
 
 from pipeline_assets.dagster_private import NOT_FINISHED_STATUSES, UnresolvedAssetJobDefinition
-from pipeline_assets.deployment_stage import DEPLOYMENT_RECORD
-from pipeline_assets.paper_stage import PAPER_TRADING_GRADE
+from pipeline_assets.paper_stage import PAPER
+from pipeline_assets.stage_table import later_stages
 from pipeline_assets.partitions import trials_partitions_def
 from resources.gate_policy import GatePolicyResource
 from resources.paper_broker import PaperBrokerResource
@@ -55,7 +55,7 @@ def build_paper_session_sensor(
         min_days = gate_policy.policy().paper.min_days
         open_sessions = [s for s in paper_broker.sessions() if s.status != "stopped"]
         # A trial already graded, or about to be by a run in flight, is not asked for again.
-        graded = context.instance.get_materialized_partitions(PAPER_TRADING_GRADE) | in_flight_partitions(
+        graded = context.instance.get_materialized_partitions(PAPER.key) | in_flight_partitions(
             context.instance, job.name
         )
         requests = []
@@ -72,7 +72,7 @@ def build_paper_session_sensor(
                 dg.RunRequest(
                     run_key=f"paper-grade:{session.trial_key}:{session.bars_processed}",
                     partition_key=session.trial_key,
-                    asset_selection=[PAPER_TRADING_GRADE, DEPLOYMENT_RECORD],
+                    asset_selection=[PAPER.key, *(row.key for row in later_stages(PAPER))],
                     tags={"gauntlet/stage": "paper_grading"},
                 )
             )

@@ -98,7 +98,8 @@ from simulations.constants import (
     SYNTHETIC_START_PRICE,
     SYNTHETIC_TREND_SPELL_BARS,
 )
-from simulations.deployment import GATE_ORDER, Candidate, DeploymentSettings, decide
+from simulations.deployment import Candidate, DeploymentSettings, decide
+from simulations.gauntlet import GATE_ORDER
 from simulations.errors import ConfigurationError
 from simulations.gates import (
     GatePolicy,

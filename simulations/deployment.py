@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_valid
 
 from simulations.constants import DEFAULT_LIVE_CAPACITY
 from simulations.gates import GRADES, GateName, GateVerdict, Grade, PaperGatePolicy
+from simulations.gauntlet import GATE_ORDER
 
 DecisionKind = Literal[
     "promoted",
@@ -52,8 +53,6 @@ DECISION_KINDS: tuple[str, ...] = get_args(DecisionKind)
 
 AtCapacity = Literal["keep_incumbent", "replace_weakest"]
 
-#: Every gate a candidate must pass, in pipeline order.
-GATE_ORDER: tuple[GateName, ...] = ("backtest_gate", "cge_gate", "paper_trading_gate")
 
 #: Paper-session metrics a live set can be ranked by (names of the paper gate's grading
 #: checks) and whether a larger value ranks higher.

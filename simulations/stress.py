@@ -43,6 +43,25 @@ SUMMARY_KEYS = (
 )
 
 
+@dataclass(frozen=True)
+class StressScenarios:
+    """Solved CGE scenarios and one price path per scenario, shared by every trial.
+
+    ``paths`` has the backtest window's length; ``warmup`` is the market history before the
+    backtest window (rescaled to end at 1.0, where every path starts), so each trial's
+    indicators start warm on every path, exactly as in its backtest.
+    """
+
+    table: pl.DataFrame
+    paths: np.ndarray
+    warmup: np.ndarray
+    bar_seconds: float
+    periods_per_year: float
+    sam_sha256: str
+    seeds: tuple[int, int]
+
+
+
 @dataclass(frozen=True, eq=False)
 class StressReport:
     """Per-scenario scores and their summary, for one or several trials on the same paths.

@@ -23,15 +23,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from pipeline_assets.backtest_stage import StudyContext, evaluate_trial
-from pipeline_assets.stages import TrialBatch
-from resources.artifacts import LocalArtifactStoreResource
 from resources.market_data import FileMarketDataResource
 from resources.optuna_study import OptunaStudyResource, StudyCursor, to_snapshot
 from simulations.cge.sam import hosoe_sam, read_sam, sam_from_array
 from simulations.constants import MAX_INDICATOR_LOOKBACK_BARS
 from simulations.errors import MarketDataError, StressTestError, TrialDataError
 from simulations.gates import GatePolicy
+from simulations.gauntlet import GauntletInputs, ReplayVenue, StudyContext, TrialCase, evaluate_backtest
 from simulations.market import MarketWindows, generate_synthetic_market, split_windows
 from simulations.strategies import strategy_names
 from tests.conftest import add_complete_trials
@@ -93,16 +91,12 @@ def _admit_and_evaluate(url: str, study: str, windows: MarketWindows, tmp_path: 
         assert not batch.completed
         raise error
     [snapshot] = batch.completed
-    trial_batch = TrialBatch(
-        keys=[study], policy=GatePolicy(), artifacts=LocalArtifactStoreResource(base_dir=str(tmp_path))
+    inputs = GauntletInputs(
+        windows=windows, scenarios=None, policy=GatePolicy(), fee_bps=1.0, slippage_bps=1.0,
+        paper=ReplayVenue(windows=windows, fee_bps=1.0, slippage_bps=1.0),
     )
-    evaluate_trial(
-        snapshot,
-        windows=windows,
-        context=StudyContext(n_trials=1, sharpe_variance_annual=0.0),
-        batch=trial_batch,
-        fee_bps=1.0,
-        slippage_bps=1.0,
+    evaluate_backtest(
+        TrialCase(key=study, snapshot=snapshot, context=StudyContext(n_trials=1, sharpe_variance_annual=0.0)), inputs
     )
 
 

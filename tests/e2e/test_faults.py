@@ -23,7 +23,7 @@ import pytest
 import sqlalchemy as sa
 from dagster_postgres.utils import DagsterPostgresException
 
-from pipeline_assets.backtest_stage import BACKTEST_GATE
+from pipeline_assets.backtest_stage import BACKTEST
 from pipeline_assets.dagster_private import FINISHED_STATUSES, TickStatus
 from pipeline_assets.stages import passed_in_instance
 from resources.optuna_study import OptunaStudyResource
@@ -80,7 +80,7 @@ def _assert_consistent(deployment: Deployment, instance: dg.DagsterInstance, n_t
     assert _materialized(instance, "optuna_trial") == keys
     assert _materialized(instance, "backtest_results") == keys
     # Each later stage holds exactly the trials that passed the gate before it.
-    assert _materialized(instance, "cge_stress_report") == passed_in_instance(instance, BACKTEST_GATE, keys)
+    assert _materialized(instance, "cge_stress_report") == passed_in_instance(instance, BACKTEST.check, keys)
     assert artifact_problems(deployment.home / "artifacts") == []
     decisions = decisions_per_partition(deployment.home)
     assert all(n == 1 for n in decisions.values()), decisions
@@ -131,7 +131,7 @@ def test_a_run_worker_killed_in_the_stress_test_fails_its_run_and_the_retry_comp
         stressed = _materialized(instance, "cge_stress_report")
         kill_run_worker(instance, killed, daemon)
         # The kill landed inside the stress stage: some trials have their report, others not yet.
-        assert stressed < passed_in_instance(instance, BACKTEST_GATE, _keys(KILLED_RUN_TRIALS))
+        assert stressed < passed_in_instance(instance, BACKTEST.check, _keys(KILLED_RUN_TRIALS))
 
         wait_until(lambda: _status(instance, killed) in FINISHED_STATUSES, timeout=60, what="the killed run to end")
         assert _status(instance, killed) == dg.DagsterRunStatus.FAILURE, deployment.log("daemon")
@@ -373,7 +373,7 @@ def test_postgres_going_down_mid_run_fails_the_run_visibly_and_corrupts_nothing(
         assert execute_request(defs, instance, request).success
         keys = _keys(PG_RUN_TRIALS)
         assert _materialized(instance, "optuna_trial") == keys
-        assert _materialized(instance, "cge_stress_report") == passed_in_instance(instance, BACKTEST_GATE, keys)
+        assert _materialized(instance, "cge_stress_report") == passed_in_instance(instance, BACKTEST.check, keys)
     assert artifact_problems(tmp_path / "artifacts") == []
     decisions = decisions_per_partition(tmp_path)
     assert decisions and all(n == 1 for n in decisions.values()), decisions

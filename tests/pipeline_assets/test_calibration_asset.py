@@ -12,17 +12,14 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from pipeline_assets import paper_stage
 from pipeline_assets.calibrate_command import calibrate_main
 from pipeline_assets.calibration_assets import (
     GATE_CALIBRATION,
     Simulation,
     gate_calibration,
-    replay_session,
     simulate_studies,
 )
-from pipeline_assets.stages import TrialBatch
-from resources.artifacts import LocalArtifactStoreResource
+from pipeline_assets.paper_stage import BrokerVenue
 from resources.gate_policy import GatePolicyResource
 from resources.io_manager import ArtifactIOManager
 from resources.market_data import SyntheticMarketDataResource
@@ -38,6 +35,7 @@ from simulations.calibration import (
     study_seeds,
 )
 from simulations.gates import GatePolicy
+from simulations.gauntlet import GauntletInputs, ReplayVenue, TrialCase, evaluate_paper
 from simulations.trial import TrialSnapshot
 
 SMALL = CalibrationSettings(n_studies=4, trials_per_study=(6, 12), candidates_per_study=2, seed=5)
@@ -88,18 +86,25 @@ def test_replayed_paper_session_is_graded_like_the_paper_broker(tmp_path: Path) 
     market = SyntheticMarketDataResource()
     windows = market.load_windows()
     broker = LocalPaperBrokerResource(database_url=f"sqlite:///{tmp_path / 'paper.db'}", clock="replay", market=market)
-    batch = TrialBatch(keys=["t"], policy=GatePolicy(), artifacts=LocalArtifactStoreResource(base_dir=str(tmp_path)))
     snapshot = TrialSnapshot.build(
         study_name="demo", number=0, trial_id=0, state="COMPLETE", values=(1.0,), user_attrs={"strategy": "momentum"},
         params={"lookback": 123, "vol_lookback": 168, "target_bar_vol": 0.003},
     )
-    outcome = paper_stage.evaluate_trial("demo__t00000000", snapshot, broker=broker, windows=windows, batch=batch)
-    metrics, verdict = paper_stage.grade_session(
-        bars=replay_session(snapshot, windows=windows), strategy_name="momentum", params=snapshot.params,
-        windows=windows, policy=batch.policy, fee_bps=market.fee_bps, slippage_bps=market.slippage_bps,
-        bar_seconds=windows.forward.bar_seconds,
-    )
-    assert metrics == outcome.metrics and verdict == outcome.verdict
+    trial = TrialCase(key="demo__t00000000", snapshot=snapshot)
+    outcomes = [
+        evaluate_paper(
+            trial,
+            GauntletInputs(
+                windows=windows, scenarios=None, policy=GatePolicy(), fee_bps=market.fee_bps,
+                slippage_bps=market.slippage_bps, paper=venue,
+            ),
+        )
+        for venue in (
+            BrokerVenue(broker),
+            ReplayVenue(windows=windows, fee_bps=market.fee_bps, slippage_bps=market.slippage_bps),
+        )
+    ]
+    assert outcomes[0].metrics == outcomes[1].metrics and outcomes[0].verdict == outcomes[1].verdict
 
 
 def test_a_chain_that_promotes_everything_has_false_positives_on_every_null_study() -> None:

@@ -2,7 +2,8 @@ import dagster as dg
 import pytest
 
 from pipeline_assets.shared_assets import cge_scenarios, market_data
-from pipeline_assets.trial_assets import snapshot_artifact_key, trial_gauntlet
+from pipeline_assets.optuna_trial_stage import snapshot_artifact_key
+from pipeline_assets.trial_assets import trial_gauntlet
 from resources.artifacts import LocalArtifactStoreResource
 from simulations.trial import TrialSnapshot
 from tests.conftest import add_complete_trials

@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from pipeline_assets.backtest_stage import BACKTEST_GATE
+from pipeline_assets.backtest_stage import BACKTEST
 from pipeline_assets.dagster_private import (
     AssetCheckEvaluationPlanned,
     AssetCheckExecutionRecordStatus,
@@ -17,11 +17,13 @@ from pipeline_assets.dagster_private import (
     make_new_run_id,
 )
 from pipeline_assets.partitions import trials_partitions_def
-from pipeline_assets.stress_stage import CGE_GATE
+from pipeline_assets.stress_stage import STRESS
 from resources.notifier import Alert, AlertDeliveryError, NotifierResource
 from simulations.errors import ConfigurationError
 from tests.conftest import add_complete_trials
 from tests.dagster_helpers import Ticker, demo_gate_policy, execute_request, local_definitions, materialize_shared
+
+BACKTEST_GATE, CGE_GATE = BACKTEST.check, STRESS.check
 
 SLOW = {"lookback": 480, "vol_lookback": 720, "target_bar_vol": 0.003}  # 59 trades: fails min_trades 100
 GOOD = {"lookback": 123, "vol_lookback": 168, "target_bar_vol": 0.003}  # passes every gate

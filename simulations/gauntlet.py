@@ -1,0 +1,420 @@
+"""The gauntlet of one trial: its gated stages as rows of one ordered table, and the pure evaluation.
+
+Each row names a stage (the asset it produces), its gate and the function that evaluates it.
+The Dagster pipeline, the gate calibration and the tests read this table; the pipeline adds
+the Dagster half of each row (asset keys, checks, events) in ``pipeline_assets.stage_table``.
+Nothing here touches Dagster or an artifact store: a stage sees the trial, its study
+context and the shared inputs (market windows, stress scenarios, gate policy, costs, and a
+paper venue that trades forward bars).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import polars as pl
+
+from simulations.backtest import BacktestResult, backtest_strategy
+from simulations.constants import SECONDS_PER_DAY
+from simulations.errors import TrialDataError
+from simulations.gates import (
+    GateName,
+    GatePolicy,
+    GateVerdict,
+    evaluate_backtest_gate,
+    evaluate_cge_gate,
+    evaluate_paper_gate,
+)
+from simulations.market import MarketWindows
+from simulations.metrics import BacktestMetrics, compute_metrics, deflated_sharpe_ratio
+from simulations.paper import PaperMetrics, SessionState, advance_session, paper_metrics
+from simulations.strategies import build_strategy
+from simulations.stress import StressReport, StressScenarios, stress_test
+from simulations.trial import TrialSnapshot
+
+
+# ------------------------------------------------------------------------------- what a stage sees
+@dataclass(frozen=True)
+class StudyContext:
+    """Deflated-Sharpe inputs as of one trial: the trials completed up to and including it.
+
+    Counting only trials numbered at or below the evaluated one keeps a trial's evaluation
+    the same whenever it is rematerialized, however large the study has grown since.
+
+    Attributes
+    ----------
+    n_trials
+        Completed trials of the study numbered at or below this one.
+    sharpe_variance_annual
+        Variance of their in-sample Sharpe ratios (annualised, squared).
+    """
+
+    n_trials: int
+    sharpe_variance_annual: float
+
+
+def study_contexts(objectives: Sequence[tuple[int, float]], numbers: Sequence[int]) -> dict[int, StudyContext]:
+    """`StudyContext` for each trial number, from the study's (number, objective) pairs.
+
+    The objectives are taken as the trials' annualised in-sample Sharpe ratios (what the
+    demo trainer optimises); non-finite ones are left out of the variance.
+    """
+    ordered = sorted(objectives)
+    contexts = {}
+    for number in numbers:
+        values = [v for n, v in ordered if n <= number and np.isfinite(v)]
+        n_trials = max(1, sum(1 for n, _ in ordered if n <= number))
+        variance = statistics.variance(values) if len(values) >= 2 else 0.0
+        contexts[number] = StudyContext(n_trials=n_trials, sharpe_variance_annual=variance)
+    return contexts
+
+
+@dataclass(frozen=True)
+class TrialCase:
+    """One trial as the stages see it: its partition key, snapshot and study context.
+
+    ``context`` is needed by gate 1 only; a run that does not evaluate it may leave it out.
+    """
+
+    key: str
+    snapshot: TrialSnapshot
+    context: StudyContext | None = None
+
+    @property
+    def strategy_name(self) -> str:
+        """The strategy the trial names in its ``strategy`` user attribute."""
+        name = self.snapshot.user_attrs.get("strategy")
+        if not isinstance(name, str):
+            raise TrialDataError("user_attr 'strategy' is missing or not a string: the trial names no strategy")
+        return name
+
+
+class PaperProgress(Protocol):
+    """How far a paper session has traded, and the costs it trades with."""
+
+    @property
+    def days_elapsed(self) -> float: ...
+
+    fee_bps: float
+    slippage_bps: float
+    bar_seconds: float
+
+
+class PaperVenue(Protocol):
+    """Where gate 3's sessions trade: a paper broker in the pipeline, a replay in the calibration."""
+
+    def advance(self, *, trial_key: str, strategy_name: str, params: Mapping[str, Any]) -> PaperProgress:
+        """Start the trial's session if needed (idempotent) and trade what has arrived since."""
+
+    def bars(self, *, trial_key: str) -> pl.DataFrame:
+        """The session's per-bar record so far (:data:`simulations.paper.BAR_SCHEMA`)."""
+
+
+@dataclass(frozen=True)
+class GauntletInputs:
+    """What every trial of a run shares: the same data, thresholds, costs and paper venue."""
+
+    windows: MarketWindows
+    scenarios: StressScenarios
+    policy: GatePolicy
+    fee_bps: float
+    slippage_bps: float
+    paper: PaperVenue
+
+
+# ------------------------------------------------------------------------------------- outcomes
+@dataclass(frozen=True)
+class BacktestOutcome:
+    """What gate 1 found for one trial."""
+
+    result: BacktestResult
+    metrics: BacktestMetrics
+    dsr: float
+    context: StudyContext
+    verdict: GateVerdict
+
+
+@dataclass(frozen=True)
+class StressOutcome:
+    """What gate 2 found for one trial."""
+
+    report: StressReport
+    summary: dict[str, float | int]
+    verdict: GateVerdict
+
+
+@dataclass(frozen=True)
+class PaperOutcome:
+    """What gate 3 found for one session that has traded long enough to be graded."""
+
+    session: PaperProgress
+    metrics: PaperMetrics
+    bars: pl.DataFrame
+    benchmark: np.ndarray
+    verdict: GateVerdict
+
+
+@dataclass(frozen=True)
+class PaperPending:
+    """A session still short of the policy's minimum days: neither passed nor failed yet."""
+
+    session: PaperProgress
+    min_days: float
+
+
+Outcome = BacktestOutcome | StressOutcome | PaperOutcome
+StageResult = Outcome | PaperPending
+
+
+# ------------------------------------------------------------------------------------ the stages
+def evaluate_backtest(trial: TrialCase, inputs: GauntletInputs) -> BacktestOutcome:
+    """Gate 1: the trial's strategy on the backtest window, deflated for the study's trials."""
+    if trial.context is None:
+        raise TrialDataError("gate 1 needs the study context (completed trials and their Sharpe ratios)")
+    strategy, params = build_strategy(name=trial.strategy_name, params=trial.snapshot.params)
+    windows, context = inputs.windows, trial.context
+    window = windows.backtest
+    result = backtest_strategy(
+        strategy=strategy, params=params, close=window.close, history=windows.history_before(name="backtest"),
+        fee_bps=inputs.fee_bps, slippage_bps=inputs.slippage_bps, bar_seconds=window.bar_seconds,
+    )
+    metrics = compute_metrics(result=result, periods_per_year=window.periods_per_year)
+    dsr = deflated_sharpe_ratio(
+        sharpe=metrics.sharpe_per_period,
+        n_observations=metrics.n_observations,
+        skew=metrics.skew,
+        kurtosis=metrics.kurtosis,
+        n_trials=context.n_trials,
+        sharpe_variance=context.sharpe_variance_annual / window.periods_per_year,
+    )
+    verdict = evaluate_backtest_gate(metrics=metrics, policy=inputs.policy, n_completed_trials=context.n_trials, dsr=dsr)
+    return BacktestOutcome(result=result, metrics=metrics, dsr=dsr, context=context, verdict=verdict)
+
+
+def evaluate_stress(trial: TrialCase, inputs: GauntletInputs) -> StressOutcome:
+    """Gate 2: the trial's strategy on every stress-scenario path, with gate 1's backtester."""
+    strategy, params = build_strategy(name=trial.strategy_name, params=trial.snapshot.params)
+    scenarios = inputs.scenarios
+    n_paths, n_bars = scenarios.paths.shape
+    warmup = np.broadcast_to(scenarios.warmup, (n_paths, scenarios.warmup.size))
+    full = np.concatenate([warmup, scenarios.paths], axis=1)
+    positions = strategy.positions(close=full, params=params)[:, -n_bars:]
+    report = stress_test(
+        close_paths=scenarios.paths,
+        positions=positions,
+        fee_bps=inputs.fee_bps,
+        slippage_bps=inputs.slippage_bps,
+        periods_per_year=scenarios.periods_per_year,
+        catastrophic_loss=inputs.policy.cge.catastrophic_loss,
+    )
+    summary = report.summary
+    return StressOutcome(report=report, summary=summary, verdict=evaluate_cge_gate(summary=summary, policy=inputs.policy))
+
+
+def grade_session(
+    *, bars: pl.DataFrame, strategy_name: str, params: Mapping[str, Any], windows: MarketWindows,
+    policy: GatePolicy, fee_bps: float, slippage_bps: float, bar_seconds: float,
+) -> tuple[PaperMetrics, GateVerdict]:
+    """Grade a paper session's per-bar record and apply gate 3.
+
+    The session is reconciled with the backtester over the same forward bars, warmed up on
+    every bar before the forward window.
+
+    Parameters
+    ----------
+    bars
+        The session's per-bar record, bars ``0..n-1`` of the forward window.
+    fee_bps, slippage_bps
+        The session's costs (basis points).
+    bar_seconds
+        Bar length (seconds).
+    """
+    n = bars.height
+    forward = windows.forward
+    strategy, model = build_strategy(name=strategy_name, params=params)
+    backtest = backtest_strategy(
+        strategy=strategy, params=model, close=forward.close[:n], history=windows.history_before(name="forward"),
+        fee_bps=fee_bps, slippage_bps=slippage_bps, bar_seconds=bar_seconds,
+    )
+    metrics = paper_metrics(
+        bars=bars, fee_bps=fee_bps, slippage_bps=slippage_bps, bar_seconds=bar_seconds,
+        periods_per_year=forward.periods_per_year, policy=policy, backtest=backtest, benchmark_close=forward.close[:n],
+    )
+    return metrics, evaluate_paper_gate(**metrics.gate_inputs(), policy=policy)
+
+
+def evaluate_paper(trial: TrialCase, inputs: GauntletInputs) -> PaperOutcome | PaperPending:
+    """Gate 3: advance the trial's paper session; grade it once it has traded the minimum days."""
+    name = trial.strategy_name
+    session = inputs.paper.advance(trial_key=trial.key, strategy_name=name, params=trial.snapshot.params)
+    min_days = inputs.policy.paper.min_days
+    if session.days_elapsed < min_days:
+        return PaperPending(session=session, min_days=min_days)
+    bars = inputs.paper.bars(trial_key=trial.key)
+    metrics, verdict = grade_session(
+        bars=bars, strategy_name=name, params=trial.snapshot.params, windows=inputs.windows, policy=inputs.policy,
+        fee_bps=session.fee_bps, slippage_bps=session.slippage_bps, bar_seconds=session.bar_seconds,
+    )
+    forward = inputs.windows.forward
+    return PaperOutcome(
+        session=session, metrics=metrics, bars=bars, benchmark=forward.close[: bars.height] / forward.close[0],
+        verdict=verdict,
+    )
+
+
+# ------------------------------------------------------------------------------------- the table
+@dataclass(frozen=True)
+class Stage:
+    """One gated stage: the asset it produces, its gate and how a trial is evaluated.
+
+    Attributes
+    ----------
+    asset
+        Name of the asset the stage produces for each trial.
+    gate
+        Name of the gate (an asset check on ``asset``) that decides whether the trial goes on.
+    evaluate
+        The stage's pure evaluation of one trial.
+    code_version
+        Bump it when the stage's evaluation changes: trials evaluated by an older version show
+        as stale at this stage (and only this one) in the UI.
+    """
+
+    asset: str
+    gate: GateName
+    evaluate: Callable[[TrialCase, GauntletInputs], StageResult]
+    code_version: str
+
+
+#: The gated stages in the order a trial meets them. A new gate is a function and a row here.
+STAGES: tuple[Stage, ...] = (
+    Stage(asset="backtest_results", gate="backtest_gate", evaluate=evaluate_backtest, code_version="3"),
+    Stage(asset="cge_stress_report", gate="cge_gate", evaluate=evaluate_stress, code_version="3"),
+    Stage(asset="paper_trading_grade", gate="paper_trading_gate", evaluate=evaluate_paper, code_version="3"),
+)
+GATE_ORDER: tuple[GateName, ...] = tuple(stage.gate for stage in STAGES)
+
+
+def stage_for_gate(gate: str) -> Stage:
+    """The row of ``gate``."""
+    for stage in STAGES:
+        if stage.gate == gate:
+            return stage
+    raise KeyError(f"no stage has gate {gate!r}; gates: {', '.join(GATE_ORDER)}")
+
+
+@dataclass(frozen=True)
+class TrialEvaluation:
+    """What the gauntlet found for one trial, by gate, in table order.
+
+    Attributes
+    ----------
+    results
+        Each evaluated gate's result (an outcome, or a pending paper session).
+    stopped_at
+        The first gate the trial failed, or ``None``.
+    pending
+        The trial waits at this gate (a paper session still short of its minimum days).
+    """
+
+    results: dict[str, StageResult] = field(default_factory=dict)
+    stopped_at: str | None = None
+    pending: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        """Every gate was evaluated and passed."""
+        return self.stopped_at is None and self.pending is None and len(self.results) == len(STAGES)
+
+    def verdicts(self) -> dict[str, GateVerdict]:
+        """The verdict of every gate that reached one."""
+        return {gate: r.verdict for gate, r in self.results.items() if not isinstance(r, PaperPending)}
+
+
+def evaluate_trial(
+    trial: TrialCase, inputs: GauntletInputs, *, every_gate: bool = False, known: Mapping[str, StageResult] | None = None
+) -> TrialEvaluation:
+    """Take one trial through every gate of :data:`STAGES`, in order.
+
+    Parameters
+    ----------
+    trial
+        The trial, its key and its study context.
+    inputs
+        The shared inputs.
+    every_gate
+        Judge every gate even after one failed (the calibration measures each gate on its
+        own); by default the trial stops at its first failed gate, as in the pipeline.
+    known
+        Results already computed for this trial, by gate name (a caller's cache): reused
+        instead of evaluated again.
+
+    Raises
+    ------
+    PipelineError
+        An infrastructure error (bad params, unknown strategy, NaN metrics, ...).
+    """
+    evaluation = TrialEvaluation()
+    results = evaluation.results
+    for stage in STAGES:
+        result = (known or {}).get(stage.gate)
+        results[stage.gate] = result if result is not None else stage.evaluate(trial, inputs)
+        if isinstance(results[stage.gate], PaperPending):
+            return TrialEvaluation(results=results, stopped_at=evaluation.stopped_at, pending=stage.gate)
+        if not results[stage.gate].verdict.passed and evaluation.stopped_at is None:
+            evaluation = TrialEvaluation(results=results, stopped_at=stage.gate)
+            if not every_gate:
+                return evaluation
+    return evaluation
+
+
+# ----------------------------------------------------------------------------- a venue for replays
+@dataclass
+class ReplayVenue:
+    """A paper venue that has already released the whole forward window (no database).
+
+    What the paper broker's ``replay`` clock does; the gate calibration grades its sessions
+    with it.
+    """
+
+    windows: MarketWindows
+    fee_bps: float
+    slippage_bps: float
+    _bars: dict[str, pl.DataFrame] = field(default_factory=dict)
+
+    @dataclass(frozen=True)
+    class Progress:
+        days_elapsed: float
+        fee_bps: float
+        slippage_bps: float
+        bar_seconds: float
+
+    def advance(self, *, trial_key: str, strategy_name: str, params: Mapping[str, Any]) -> ReplayVenue.Progress:
+        if trial_key not in self._bars:
+            strategy, model = build_strategy(name=strategy_name, params=params)
+            forward = self.windows.forward
+            self._bars[trial_key] = advance_session(
+                state=SessionState(),
+                history_close=self.windows.history_before(name="forward"),
+                forward_close=forward.close,
+                forward_timestamps=forward.timestamps,
+                n_available=forward.n_bars,
+                strategy=strategy,
+                params=model,
+                fee_bps=self.fee_bps,
+                slippage_bps=self.slippage_bps,
+            ).bars
+        forward = self.windows.forward
+        return ReplayVenue.Progress(
+            days_elapsed=self._bars[trial_key].height * forward.bar_seconds / SECONDS_PER_DAY,
+            fee_bps=self.fee_bps,
+            slippage_bps=self.slippage_bps,
+            bar_seconds=forward.bar_seconds,
+        )
+
+    def bars(self, *, trial_key: str) -> pl.DataFrame:
+        return self._bars[trial_key]
