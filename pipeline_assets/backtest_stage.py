@@ -8,7 +8,7 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
-from pipeline_assets.metadata import key_value_table, number, png_markdown, records_table
+from pipeline_assets.metadata import key_value_table, number, png_inline, records_table
 from pipeline_assets.optuna_trial_stage import OPTUNA_TRIAL
 from pipeline_assets.plots import lines_png
 from pipeline_assets.shared_assets import MARKET_DATA
@@ -81,9 +81,10 @@ def record(run: StageRun, key: str, outcome: BacktestOutcome) -> StageRecord:
         [("strategy", result.equity), ("buy and hold", window.close / window.close[0])],
         title=snapshot.label,
         drawdown_of=result.equity,
+        timestamps=window.timestamps,
     )
     return StageRecord(
-        description=f"{snapshot.label}: {outcome.verdict.reason}",
+        description=f"{snapshot.label}: {outcome.verdict.reason}\n\n{png_inline(png, alt='equity and drawdown')}",
         data_version=content_hash(payload),
         metadata={
             "trial": snapshot.label,
@@ -97,7 +98,6 @@ def record(run: StageRun, key: str, outcome: BacktestOutcome) -> StageRecord:
             "metrics": records_table(rows, [("metric", "name"), ("value", "value"), ("unit", "unit")]),
             "data_hashes": key_value_table(windows.hashes, key="window", value="sha256"),
             "window": f"{window.start.isoformat()} → {window.end.isoformat()} ({window.n_bars} bars)",
-            "equity_and_drawdown": png_markdown(png, alt="equity and drawdown"),
             "artifacts": dg.MetadataValue.path(run.artifacts.uri(base)),
         },
     )

@@ -10,7 +10,7 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from pipeline_assets.metadata import png_markdown, records_table
+from pipeline_assets.metadata import png_inline, records_table
 from pipeline_assets.plots import lines_png
 from pipeline_assets.stages import StageRecord, StageRun, TrialStage, content_hash, parquet_bytes, stage_artifact
 from pipeline_assets.stress_stage import STRESS
@@ -69,11 +69,15 @@ def record(run: StageRun, key: str, outcome: PaperOutcome) -> StageRecord:
         for c in m.grading_checks
     ]
     png = lines_png(
-        [("paper", equity), ("buy and hold", outcome.benchmark)], title=f"{snapshot.label} paper", drawdown_of=equity
+        [("paper", equity), ("buy and hold", outcome.benchmark)],
+        title=f"{snapshot.label} paper",
+        drawdown_of=equity,
+        timestamps=outcome.bars["timestamp"],
     )
     reconciliation = m.reconciliation
     return StageRecord(
-        description=f"{snapshot.label}: grade {m.grade}; {outcome.verdict.reason}",
+        description=f"{snapshot.label}: grade {m.grade}; {outcome.verdict.reason}\n\n"
+        f"{png_inline(png, alt='paper equity against buy and hold')}",
         data_version=content_hash(payload),
         metadata={
             "trial": snapshot.label,
@@ -97,7 +101,6 @@ def record(run: StageRun, key: str, outcome: PaperOutcome) -> StageRecord:
                 else "undefined (no variance)"
             ),
             "reconciliation_tracking_difference": dg.MetadataValue.float(reconciliation.tracking_difference),
-            "paper_vs_buy_and_hold": png_markdown(png, alt="paper equity against buy and hold"),
             "clock": outcome.session.clock,
             "artifacts": dg.MetadataValue.path(run.artifacts.uri(base)),
         },

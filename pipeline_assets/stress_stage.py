@@ -7,7 +7,7 @@ import json
 import dagster as dg
 
 from pipeline_assets.backtest_stage import BACKTEST
-from pipeline_assets.metadata import number, png_markdown, records_table
+from pipeline_assets.metadata import number, png_inline, records_table
 from pipeline_assets.plots import bars_png
 from pipeline_assets.shared_assets import CGE_SCENARIOS
 from pipeline_assets.stages import StageRecord, StageRun, TrialStage, content_hash, parquet_bytes, stage_artifact
@@ -41,8 +41,9 @@ def record(run: StageRun, key: str, outcome: StressOutcome) -> StageRecord:
     run.artifacts.write_bytes(stage_artifact(key, STRESS), json.dumps(payload, sort_keys=True).encode())
     rows = [{"measure": k, "value": outcome.summary[k], "unit": u} for k, u in SUMMARY_UNITS.items()]
     returns = outcome.report.table["total_return"].to_numpy()
+    chart = bars_png(returns, label=f"{snapshot.label} return per stress scenario", threshold=0.0)
     return StageRecord(
-        description=f"{snapshot.label}: {outcome.verdict.reason}",
+        description=f"{snapshot.label}: {outcome.verdict.reason}\n\n{png_inline(chart, alt='scenario returns')}",
         data_version=content_hash(payload),
         metadata={
             "trial": snapshot.label,
@@ -53,10 +54,6 @@ def record(run: StageRun, key: str, outcome: StressOutcome) -> StageRecord:
             "n_catastrophic": int(outcome.summary["n_catastrophic"]),
             "gate": "pass" if outcome.verdict.passed else "FAIL",
             "summary": records_table(rows, [("measure", "name"), ("value", "value"), ("unit", "unit")]),
-            "scenario_returns": png_markdown(
-                bars_png(returns, label=f"{snapshot.label} return per scenario", threshold=0.0),
-                alt="histogram of scenario returns",
-            ),
             "artifacts": dg.MetadataValue.path(run.artifacts.uri(base)),
         },
     )
