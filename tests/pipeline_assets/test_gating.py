@@ -126,3 +126,25 @@ def test_gates_two_and_three_stop_their_trials_only(optuna_url, tmp_path, instan
     verdicts = {i.partition_key: i.latest_execution_status.value for i in infos if i.latest_execution_status.value != "PLANNED"}
     assert verdicts == {KEYS[1]: "FAILED", KEYS[2]: "SUCCEEDED"}
     assert materialized(instance, "deployment_record") == {KEYS[2]}
+
+
+def test_rematerializing_one_stage_of_one_trial_logs_no_missing_output(optuna_url, tmp_path, instance):
+    add_complete_trials(optuna_url, "demo", [0.1], params=[GOOD])
+    defs = local_definitions(optuna_url, tmp_path, gate_policy=MIN_100_TRADES)
+    Ticker(defs, instance).tick_until_idle()
+    result = execute_request(
+        defs, instance, dg.RunRequest(partition_key=KEYS[0], asset_selection=[dg.AssetKey("backtest_results")])
+    )
+    assert result.success
+    messages = [e.message or "" for e in instance.all_logs(result.run_id)]
+    assert not [m for m in messages if "did not yield or return expected outputs" in m]
+    evaluations = [
+        e.dagster_event.asset_check_evaluation_data
+        for e in instance.all_logs(result.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+    ]
+    assert [(ev.check_name, ev.partition, ev.passed) for ev in evaluations] == [("backtest_gate", KEYS[0], True)]
+    [record] = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("backtest_results"), asset_partitions=[KEYS[0]]), limit=1
+    ).records
+    assert evaluations[0].target_materialization_data.storage_id == record.storage_id
+    assert record.run_id == result.run_id
