@@ -162,9 +162,25 @@ SYNTHETIC_WICK_VOL_FRACTION = 0.5
 SYNTHETIC_BASE_VOLUME = 1_000.0
 SYNTHETIC_VOLUME_LOG_STD = 0.3
 
-#: A gap between consecutive bars longer than this many bar intervals fails validation
-#: (4 lets daily exchange data through a weekend plus a holiday).
+#: A step between consecutive bars longer than this many bar intervals of the calendar's open
+#: time (sessions, for daily bars) fails validation: weekends and holidays never count, so 4
+#: lets through a provider's few missing bars but not a missing trading week or a day of hours.
 DEFAULT_GAP_TOLERANCE_BARS = 4.0
+
+#: Calendar codes besides exchange codes: crypto trades around the clock, spot FX on weekdays.
+CALENDAR_24_7 = "24/7"
+CALENDAR_24_5 = "24/5"
+#: The calendar of a market whose configuration names none (the synthetic market trades 24/7).
+DEFAULT_CALENDAR = CALENDAR_24_7
+#: Spot FX rolls from one session to the next at 17:00 New York (DST included) ...
+FX_ROLL_HOUR = 17
+FX_ROLL_TIMEZONE = "America/New_York"
+#: ... and does not trade on these (month, day) dates, whatever weekday they fall on.
+FX_CLOSED_DATES = ((12, 25), (1, 1))
+
+#: Fewest bars a train, backtest or forward window may hold (a Sharpe ratio, a drawdown and a
+#: paper session need more than a handful of returns).
+MIN_BARS_PER_WINDOW = 30
 
 #: Default trading costs per unit of traded notional, in basis points (same model everywhere).
 DEFAULT_FEE_BPS = 2.0

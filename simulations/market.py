@@ -17,14 +17,17 @@ import numpy as np
 import polars as pl
 from scipy.signal import lfilter
 
+from simulations.calendars import MarketCalendar, market_calendar
 from simulations.constants import (
     DAYS_PER_YEAR,
+    DEFAULT_CALENDAR,
     DEFAULT_BACKTEST_DAYS,
     DEFAULT_FORWARD_DAYS,
     DEFAULT_GAP_TOLERANCE_BARS,
     DEFAULT_MARKET_SEED,
     DEFAULT_SYNTHETIC_DAYS,
     DEFAULT_TRAIN_DAYS,
+    MIN_BARS_PER_WINDOW,
     SECONDS_PER_DAY,
     SYNTHETIC_BAR_SECONDS,
     SYNTHETIC_BAR_VOL,
@@ -395,7 +398,9 @@ def _check_values(path: Path, frame: pl.DataFrame) -> None:
             raise _fail(path, rule, template.format(**values), row, more)
 
 
-def _check_order_and_gaps(path: Path, frame: pl.DataFrame, gap_tolerance: float | None) -> None:
+def _check_order_and_gaps(
+    path: Path, frame: pl.DataFrame, gap_tolerance: float | None, calendar: MarketCalendar
+) -> None:
     timed = frame.with_columns(
         pl.col("timestamp").dt.epoch("us").diff().over("symbol").alias("__step"),
         pl.col("timestamp").shift(1).over("symbol").alias("__previous"),
@@ -420,40 +425,107 @@ def _check_order_and_gaps(path: Path, frame: pl.DataFrame, gap_tolerance: float 
         raise _fail(path, "too_few_bars", f"symbols {sorted(counts['symbol'])} have fewer than 2 bars")
     if gap_tolerance is None:
         return
-    steps = timed.with_columns(
-        pl.col("__step").median().over("symbol").alias("__interval"),
-    )
-    found = _first_violation(steps, pl.col("__step") > gap_tolerance * pl.col("__interval"))
-    if found:
-        row, values, more = found
+    gaps = [
+        gap
+        for symbol, bars in timed.select("symbol", "timestamp", _ROW).partition_by("symbol", as_dict=True).items()
+        if (gap := _calendar_gaps(symbol[0], bars, gap_tolerance, calendar)) is not None
+    ]
+    if gaps:
+        first = min(gaps, key=lambda gap: gap.row)
         raise _fail(
             path,
-            "gap_beyond_tolerance",
-            f"symbol {values['symbol']!r}: {values['__step'] / _MICROSECONDS:g} s between "
-            f"{values['__previous']} and {values['timestamp']} exceeds {gap_tolerance:g} x the bar "
-            f"interval ({values['__interval'] / _MICROSECONDS:g} s)",
-            row,
-            more,
+            first.rule,
+            f"{first.detail}; market.gap_tolerance_bars = {gap_tolerance:g} allows steps of up to {gap_tolerance:g} "
+            f"{first.unit}; {max(g.needed for g in gaps):g} would accept every gap in this file, or fix the data"
+            f"{first.hint}",
+            first.row,
+            sum(g.count for g in gaps) - 1,
         )
 
 
+@dataclass(frozen=True)
+class _Gap:
+    rule: str
+    row: int
+    detail: str
+    unit: str
+    needed: float
+    count: int
+    hint: str
+
+
+def _calendar_gaps(symbol: str, bars: pl.DataFrame, tolerance: float, calendar: MarketCalendar) -> _Gap | None:
+    """The first step of ``symbol`` longer than ``tolerance`` bars of the calendar, if any.
+
+    Intraday bars are stepped in open time, daily and longer bars in sessions; either way
+    the unit is the symbol's typical step (its median), so any bar frequency works.
+    """
+    stamps = bars.get_column("timestamp").dt.epoch("us").to_numpy().astype(np.int64)
+    raw_bar_us = int(np.median(np.diff(stamps)))
+    sessions = calendar.sessions(start_us=int(stamps[0]), end_us=int(stamps[-1]))
+    intraday = raw_bar_us < SECONDS_PER_DAY * _MICROSECONDS
+    position = sessions.open_time_us(stamps) if intraday else sessions.session_index(stamps)
+    steps = np.diff(position)
+    unit = max(float(np.median(steps)), 1.0)
+    over = np.flatnonzero(steps > tolerance * unit)
+    if over.size == 0:
+        return None
+    i = int(over[0])
+    missing = int(round(steps[i] / unit)) - 1
+    before, after = (_EPOCH + dt.timedelta(microseconds=int(stamps[j])) for j in (i, i + 1))
+    if intraday:
+        rule, what, unit_name = "missing_bars", f"{missing} bar(s) missing while calendar {calendar.code!r} is open", (
+            f"bar intervals ({unit / _MICROSECONDS:g} s) of open time"
+        )
+    else:
+        first_missing = sessions.session_date(int(position[i]) + 1).isoformat()
+        rule, what, unit_name = "missing_sessions", (
+            f"{missing} session(s) of calendar {calendar.code!r} missing (the first on {first_missing})"
+        ), "sessions"
+    weekend = (after - before).total_seconds() >= 2 * SECONDS_PER_DAY and any(
+        (before + dt.timedelta(days=d)).weekday() == 5 for d in range(int((after - before).days) + 1)
+    )
+    hint = (
+        "; the bars stop over a weekend: if this market closes on weekends, set market.calendar to '24/5' (FX) "
+        "or an exchange code such as 'XNYS'"
+        if weekend and not calendar.closes_on_weekends
+        else ""
+    )
+    return _Gap(
+        rule=rule,
+        row=int(bars.get_column(_ROW)[i + 1]),
+        detail=f"symbol {symbol!r}: {what} between {before.isoformat()} and {after.isoformat()}",
+        unit=unit_name,
+        needed=float(np.ceil(steps.max() / unit)),
+        count=int(over.size),
+        hint=hint,
+    )
+
+
 def load_market_file(
-    *, path: str | Path, gap_tolerance: float | None = DEFAULT_GAP_TOLERANCE_BARS
+    *,
+    path: str | Path,
+    gap_tolerance: float | None = DEFAULT_GAP_TOLERANCE_BARS,
+    calendar: str = DEFAULT_CALENDAR,
 ) -> pl.DataFrame:
     """Load and validate an OHLCV file (CSV or Parquet, chosen by suffix).
 
     Column names are matched case-insensitively. Timestamps are datetimes or ISO-8601
     strings in one format; naive ones are taken as UTC. Without a ``symbol`` column the
-    file holds one symbol named after the file stem. Each symbol's bar interval is its
-    median timestamp step, so any bar frequency works.
+    file holds one symbol named after the file stem. Gaps are judged against ``calendar``
+    (:mod:`simulations.calendars`): weekends, holidays and early closes are no gap; a step
+    between consecutive bars is measured in the symbol's typical step of open time (intraday
+    bars) or in sessions (daily bars), so any bar frequency works.
 
     Parameters
     ----------
     path
         ``.csv``, ``.parquet`` or ``.pq`` file.
     gap_tolerance
-        Largest allowed step between a symbol's consecutive bars, in multiples of its bar
-        interval; ``None`` disables the check (sessions with overnight gaps).
+        Largest allowed step between a symbol's consecutive bars, in bar intervals of the
+        calendar's open time (sessions for daily bars), >= 1; ``None`` disables the check.
+    calendar
+        ``24/7``, ``24/5`` or an exchange code (see :func:`simulations.calendars.market_calendar`).
 
     Returns
     -------
@@ -469,14 +541,20 @@ def load_market_file(
         ``unparsable_timestamp``, ``unparsable_number``, ``non_finite_value``,
         ``non_positive_price``, ``negative_volume``, ``high_below_low``,
         ``high_below_open_close``, ``low_above_open_close``, ``duplicate_timestamp``,
-        ``unsorted_timestamps``, ``too_few_bars``, ``gap_beyond_tolerance``.
+        ``unsorted_timestamps``, ``too_few_bars``, ``missing_bars``, ``missing_sessions``; a gap
+        names ``market.gap_tolerance_bars`` and the value that would accept it.
     ConfigurationError
-        If ``gap_tolerance`` is not ``None`` and not a number >= 1.
+        If ``gap_tolerance`` is not ``None`` and not a number >= 1, or ``calendar`` names no
+        calendar.
     """
     if gap_tolerance is not None and (
         isinstance(gap_tolerance, bool) or not isinstance(gap_tolerance, int | float) or not gap_tolerance >= 1
     ):
-        raise ConfigurationError(f"gap_tolerance must be None or a number >= 1 (bar intervals), got {gap_tolerance!r}")
+        raise ConfigurationError(
+            f"market.gap_tolerance_bars must be null (no gap check) or a number >= 1 (bar intervals), "
+            f"got {gap_tolerance!r}; e.g. {DEFAULT_GAP_TOLERANCE_BARS:g}"
+        )
+    market_cal = market_calendar(code=calendar)
     file_path = Path(path)
     frame = _normalised_columns(file_path, _read_raw(file_path))
     if "symbol" not in frame.columns:
@@ -486,7 +564,7 @@ def load_market_file(
     _check_nulls(file_path, frame, ["timestamp", "symbol", *VALUE_COLUMNS])
     frame = _parsed_values(file_path, _parsed_timestamps(file_path, frame))
     _check_values(file_path, frame)
-    _check_order_and_gaps(file_path, frame, gap_tolerance)
+    _check_order_and_gaps(file_path, frame, gap_tolerance, market_cal)
     return frame.select(MARKET_COLUMNS).sort(["symbol", "timestamp"])
 
 
@@ -632,21 +710,84 @@ def _symbol_frame(frame: pl.DataFrame, symbol: str | None) -> tuple[str, pl.Data
     return symbol, frame.filter(pl.col("symbol") == symbol)
 
 
-def split_windows(
+@dataclass(frozen=True)
+class WindowDates:
+    """Where an instrument's windows start, as fixed instants (UTC).
+
+    The windows are contiguous and half-open: train ``[train_start, backtest_start)``,
+    backtest ``[backtest_start, forward_start)``, forward ``[forward_start, ...)``, open-ended:
+    bars appended to the data join the forward window and never move the other two.
+    """
+
+    train_start: dt.datetime
+    backtest_start: dt.datetime
+    forward_start: dt.datetime
+
+    def __post_init__(self) -> None:
+        for name in ("train_start", "backtest_start", "forward_start"):
+            value = getattr(self, name)
+            if not isinstance(value, dt.datetime) or value.utcoffset() is None:
+                raise ConfigurationError(
+                    f"market.windows.{name} must be a timezone-aware timestamp, e.g. 2024-01-01T00:00:00+00:00; "
+                    f"got {value!r}"
+                )
+        if not self.train_start < self.backtest_start < self.forward_start:
+            raise ConfigurationError(
+                f"market.windows must start in order train < backtest < forward; got train_start "
+                f"{self.train_start.isoformat()}, backtest_start {self.backtest_start.isoformat()}, forward_start "
+                f"{self.forward_start.isoformat()}"
+            )
+
+    def as_dict(self) -> dict[str, str]:
+        """ISO-8601 strings keyed by field name (how they are recorded in the instance)."""
+        return {name: getattr(self, name).astimezone(dt.UTC).isoformat() for name in _DATE_FIELDS}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, str]) -> WindowDates:
+        """The dates :meth:`as_dict` wrote.
+
+        Raises
+        ------
+        ConfigurationError
+            If a field is missing or not an ISO-8601 timestamp with a timezone.
+        """
+        try:
+            return cls(**{name: dt.datetime.fromisoformat(values[name]) for name in _DATE_FIELDS})
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigurationError(f"window dates {values!r} are not {list(_DATE_FIELDS)} as ISO timestamps") from exc
+
+
+_DATE_FIELDS = ("train_start", "backtest_start", "forward_start")
+
+
+def _symbol_stamps(frame: pl.DataFrame, symbol: str | None) -> tuple[str, np.ndarray, dict[str, np.ndarray], int]:
+    """A symbol's timestamps (us), values and bar interval (median step, us), validated."""
+    symbol, bars = _symbol_frame(frame, symbol)
+    stamps = bars.get_column("timestamp").dt.convert_time_zone("UTC").dt.epoch("us").to_numpy().astype(np.int64)
+    values = {column: bars.get_column(column).cast(pl.Float64).to_numpy().astype(np.float64) for column in VALUE_COLUMNS}
+    if stamps.size < 2:
+        raise MarketDataError(f"symbol {symbol!r} has {stamps.size} bar(s); the bar interval needs at least 2")
+    steps = np.diff(stamps)
+    if (steps <= 0).any():
+        bad = int(np.flatnonzero(steps <= 0)[0]) + 1
+        raise MarketDataError(f"symbol {symbol!r}: timestamps are not strictly increasing at bar {bad}")
+    return symbol, stamps, values, int(np.sort(steps)[steps.size // 2])
+
+
+def pin_window_dates(
     *,
     frame: pl.DataFrame,
     train_days: float = DEFAULT_TRAIN_DAYS,
     backtest_days: float = DEFAULT_BACKTEST_DAYS,
     forward_days: float = DEFAULT_FORWARD_DAYS,
     symbol: str | None = None,
-) -> MarketWindows:
-    """Split one symbol's bars into fixed train, backtest and forward windows.
+) -> WindowDates:
+    """Pin windows given in days to dates, laid back from the end of the data as it is now.
 
-    Windows are laid back from the end of the data in calendar time: forward covers the
-    last ``forward_days``, backtest the ``backtest_days`` before it, train the
-    ``train_days`` before that; earlier bars are unused. Boundaries fall on multiples of
-    the bar interval after the last bar, so hourly data gives exactly ``days * 24`` bars
-    per window.
+    Forward covers the last ``forward_days``, backtest the ``backtest_days`` before it, train
+    the ``train_days`` before that, in calendar time; boundaries fall on multiples of the
+    bar interval after the last bar, so hourly data gives exactly ``days * 24`` bars per
+    window. Record the result: pinning again after bars are appended gives other dates.
 
     Parameters
     ----------
@@ -659,6 +800,58 @@ def split_windows(
 
     Returns
     -------
+    WindowDates
+
+    Raises
+    ------
+    MarketDataError
+        If a length is not a positive number, the frame is malformed, holds several symbols
+        and none is chosen, or does not cover the requested days (the message gives both spans).
+    """
+    lengths = {"train": train_days, "backtest": backtest_days, "forward": forward_days}
+    for name, days in lengths.items():
+        if isinstance(days, bool) or not isinstance(days, int | float) or not (np.isfinite(days) and days > 0):
+            raise MarketDataError(f"{name}_days must be a positive number of days, got {days!r}")
+    symbol, stamps, _, bar_us = _symbol_stamps(frame, symbol)
+    end_us = int(stamps[-1]) + bar_us
+    day_us = SECONDS_PER_DAY * _MICROSECONDS
+    spans = [round(lengths[name] * day_us) for name in WINDOW_NAMES]
+    starts = [end_us - sum(spans), end_us - spans[1] - spans[2], end_us - spans[2]]
+    if starts[0] < stamps[0]:
+        covered = (end_us - int(stamps[0])) / day_us
+        raise MarketDataError(
+            f"symbol {symbol!r}: data covers {covered:.2f} days but the windows need "
+            f"{sum(spans) / day_us:.2f} (train {train_days}, backtest {backtest_days}, forward {forward_days}); "
+            "shorten market.windows.train_days or give the windows as dates"
+        )
+    return WindowDates(*(_EPOCH + dt.timedelta(microseconds=start) for start in starts))
+
+
+def cut_windows(
+    *,
+    frame: pl.DataFrame,
+    dates: WindowDates,
+    symbol: str | None = None,
+    min_bars: int = MIN_BARS_PER_WINDOW,
+) -> MarketWindows:
+    """Cut one symbol's bars into the train, backtest and forward windows at fixed dates.
+
+    Bars before ``dates.train_start`` are unused; every bar from ``dates.forward_start`` on
+    is in the forward window, which grows as bars are appended.
+
+    Parameters
+    ----------
+    frame
+        A market frame (:data:`MARKET_COLUMNS`), as returned by this module's loaders.
+    dates
+        Where the windows start.
+    symbol
+        Symbol to use; optional when the frame holds one symbol.
+    min_bars
+        Fewest bars a window may hold (>= 2).
+
+    Returns
+    -------
     MarketWindows
         The three windows with content hashes, bar interval and periods per year.
 
@@ -666,46 +859,24 @@ def split_windows(
     ------
     MarketDataError
         If the frame is malformed, holds several symbols and none is chosen, is not strictly
-        increasing in time, or does not cover the requested days (the message gives both
-        spans), or a window has fewer than 2 bars.
+        increasing in time, starts after ``dates.train_start``, or a window holds fewer than
+        ``min_bars`` bars (the message names the ``market.windows`` key and a date that works).
     """
-    lengths = {"train": train_days, "backtest": backtest_days, "forward": forward_days}
-    for name, days in lengths.items():
-        if isinstance(days, bool) or not isinstance(days, int | float) or not (np.isfinite(days) and days > 0):
-            raise MarketDataError(f"{name}_days must be a positive number of days, got {days!r}")
-    symbol, bars = _symbol_frame(frame, symbol)
-    stamps = bars.get_column("timestamp").dt.convert_time_zone("UTC").dt.epoch("us").to_numpy().astype(np.int64)
-    values = {column: bars.get_column(column).cast(pl.Float64).to_numpy().astype(np.float64) for column in VALUE_COLUMNS}
-    if stamps.size < 2:
-        raise MarketDataError(f"symbol {symbol!r} has {stamps.size} bar(s); the bar interval needs at least 2")
-    steps = np.diff(stamps)
-    if (steps <= 0).any():
-        bad = int(np.flatnonzero(steps <= 0)[0]) + 1
-        raise MarketDataError(f"symbol {symbol!r}: timestamps are not strictly increasing at bar {bad}")
-    bar_us = int(np.sort(steps)[steps.size // 2])
+    symbol, stamps, values, bar_us = _symbol_stamps(frame, symbol)
     periods_per_year = _YEAR_MICROSECONDS * stamps.size / (int(stamps[-1] - stamps[0]) + bar_us)
-
-    end_us = int(stamps[-1]) + bar_us
-    day_us = SECONDS_PER_DAY * _MICROSECONDS
-    spans = [round(lengths[name] * day_us) for name in WINDOW_NAMES]
-    boundaries = [end_us - sum(spans)]
-    for span in spans:
-        boundaries.append(boundaries[-1] + span)
-    if boundaries[0] < stamps[0]:
-        covered = (end_us - int(stamps[0])) / day_us
+    starts = [_to_us(getattr(dates, f"{name}_start")) for name in WINDOW_NAMES]
+    first = _EPOCH + dt.timedelta(microseconds=int(stamps[0]))
+    if starts[0] < stamps[0]:
         raise MarketDataError(
-            f"symbol {symbol!r}: data covers {covered:.2f} days but the windows need "
-            f"{sum(spans) / day_us:.2f} (train {train_days}, backtest {backtest_days}, forward {forward_days})"
+            f"symbol {symbol!r}: the data starts at {first.isoformat()}, after market.windows.train_start "
+            f"{dates.train_start.isoformat()}; set train_start to {first.isoformat()} or later"
         )
-    edges = np.searchsorted(stamps, boundaries, side="left")
+    edges = [*np.searchsorted(stamps, starts, side="left").tolist(), stamps.size]
     windows = []
     for index, name in enumerate(WINDOW_NAMES):
         part = slice(int(edges[index]), int(edges[index + 1]))
-        if part.stop - part.start < 2:
-            raise MarketDataError(
-                f"symbol {symbol!r}: the {name} window ({lengths[name]} days) holds "
-                f"{part.stop - part.start} bar(s); it needs at least 2"
-            )
+        if part.stop - part.start < min_bars:
+            raise MarketDataError(_too_few_bars(symbol, name, part.stop - part.start, min_bars, stamps, part.stop))
         window_values = {column: _frozen(values[column][part]) for column in VALUE_COLUMNS}
         windows.append(
             MarketWindow(
@@ -719,6 +890,47 @@ def split_windows(
             )
         )
     return MarketWindows(*windows)
+
+
+def _too_few_bars(symbol: str, name: str, n: int, min_bars: int, stamps: np.ndarray, stop: int) -> str:
+    """Why window ``name`` (ending before bar ``stop``) is too short, and a start that would do."""
+    message = f"symbol {symbol!r}: the {name} window holds {n} bar(s); it needs at least {min_bars}"
+    if stop < min_bars:
+        return f"{message}: the data before its end holds only {stop} bar(s); move the later windows' starts later"
+    earlier = _EPOCH + dt.timedelta(microseconds=int(stamps[stop - min_bars]))
+    return (
+        f"{message}: set market.windows.{name}_start to {earlier.isoformat()} or earlier "
+        f"(or market.windows.{name}_days longer){', or append data' if name == 'forward' else ''}"
+    )
+
+
+def _to_us(value: dt.datetime) -> int:
+    return (value - _EPOCH) // dt.timedelta(microseconds=1)
+
+
+def split_windows(
+    *,
+    frame: pl.DataFrame,
+    train_days: float = DEFAULT_TRAIN_DAYS,
+    backtest_days: float = DEFAULT_BACKTEST_DAYS,
+    forward_days: float = DEFAULT_FORWARD_DAYS,
+    symbol: str | None = None,
+    min_bars: int = MIN_BARS_PER_WINDOW,
+) -> MarketWindows:
+    """Windows given in days, pinned at the end of the data now: :func:`pin_window_dates` then :func:`cut_windows`.
+
+    For simulations whose data never grows (the calibration, the demo trainer, tests); the
+    pipeline pins an instrument's dates once and cuts every later build at those dates.
+
+    Raises
+    ------
+    MarketDataError
+        As :func:`pin_window_dates` and :func:`cut_windows`.
+    """
+    dates = pin_window_dates(
+        frame=frame, train_days=train_days, backtest_days=backtest_days, forward_days=forward_days, symbol=symbol
+    )
+    return cut_windows(frame=frame, dates=dates, symbol=symbol, min_bars=min_bars)
 
 
 def _frozen(array: np.ndarray) -> np.ndarray:

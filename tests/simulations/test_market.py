@@ -182,7 +182,7 @@ def test_iso_strings_with_offsets_and_naive_strings_are_utc(tmp_path: Path) -> N
         assert loaded["timestamp"][0] == dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
 
 
-def test_daily_exchange_data_passes_default_gap_tolerance_and_annualises_to_weekdays(tmp_path: Path) -> None:
+def test_weekday_data_passes_the_default_tolerance_on_24_7_and_annualises_to_weekdays(tmp_path: Path) -> None:
     days = pl.date_range(dt.date(2020, 1, 1), dt.date(2023, 12, 31), eager=True)
     weekdays = days.filter(days.dt.weekday() <= 5)
     n = weekdays.len()
@@ -194,8 +194,9 @@ def test_daily_exchange_data_passes_default_gap_tolerance_and_annualises_to_week
     windows = split_windows(frame=frame, train_days=700, backtest_days=400, forward_days=200)
     assert windows.backtest.bar_seconds == 86_400.0
     assert windows.backtest.periods_per_year == pytest.approx(365.25 * 5 / 7, rel=0.01)
-    with pytest.raises(MarketDataError, match="gap_beyond_tolerance"):
+    with pytest.raises(MarketDataError, match="rule missing_sessions.*set market.calendar to '24/5'"):
         load_market_file(path=tmp_path / "SPX.csv", gap_tolerance=2.0)
+    assert load_market_file(path=tmp_path / "SPX.csv", gap_tolerance=1.0, calendar="24/5").height == n
     assert load_market_file(path=tmp_path / "SPX.csv", gap_tolerance=None).height == n
 
 
@@ -231,7 +232,7 @@ DEFECTS = {
     "low_above_open_close": (False, True),
     "duplicate_timestamp": (False, True),
     "unsorted_timestamps": (False, True),
-    "gap_beyond_tolerance": (False, True),
+    "missing_bars": (False, True),
 }
 BASE_FRAME = generate_synthetic_market(seed=99, n_days=2)
 BAR_COUNT = BASE_FRAME.height
@@ -261,7 +262,7 @@ def _with_defect(rule: str, row: int, column: str, as_text: bool) -> tuple[pl.Da
         data["timestamp"][row] = data["timestamp"][row - 1]
     elif rule == "unsorted_timestamps":
         data["timestamp"][row - 1], data["timestamp"][row] = data["timestamp"][row], data["timestamp"][row - 1]
-    elif rule == "gap_beyond_tolerance":
+    elif rule == "missing_bars":
         for name in data:
             del data[name][row : row + 6]
     frame = pl.DataFrame(data, schema=BASE_FRAME.schema)
@@ -378,7 +379,7 @@ def test_too_short_data_and_symbol_choice() -> None:
     with pytest.raises(MarketDataError, match="backtest_days"):
         split_windows(frame=frame, train_days=10, backtest_days=0, forward_days=10)
     with pytest.raises(MarketDataError, match="the forward window"):
-        split_windows(frame=frame, train_days=1, backtest_days=1, forward_days=1 / 48)
+        split_windows(frame=frame, train_days=2, backtest_days=2, forward_days=1 / 48)
 
 
 def test_window_round_trips_to_a_frame(synthetic_frame: pl.DataFrame, windows: MarketWindows) -> None:
