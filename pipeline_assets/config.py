@@ -28,7 +28,7 @@ import os
 import re
 import sys
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -38,6 +38,7 @@ import yaml
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from pipeline_assets.trial_assets import MAX_TRIALS_PER_RUN
+from resources.database import mask_url, url_has_secret
 from resources.gate_policy import GatePolicyResource
 from resources.paper_broker import ClockMode
 from simulations.constants import (
@@ -71,8 +72,6 @@ EXIT_OK = 0
 EXIT_INVALID = 1
 
 _REFERENCE = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)\}")
-# A password in the authority part (user:pass@host) or as a query parameter.
-_PASSWORD = re.compile(r"(?P<keep>://[^/@:]*:)[^/@]+@|(?P<param>[?&](?:password|passwd|pwd)=)[^&]*", re.IGNORECASE)
 
 
 class Environment(StrEnum):
@@ -89,12 +88,16 @@ def reference_name(value: str | None) -> str | None:
 
 
 def mask_secrets(value: str) -> str:
-    """``value`` with any password in it replaced by ``***``."""
+    """``value`` with any password in it replaced by ``***`` (URLs as SQLAlchemy parses them)."""
+    return mask_url(value) if _looks_like_url(value) else value
 
-    def masked(match: re.Match[str]) -> str:
-        return f"{match['keep']}***@" if match["keep"] else f"{match['param']}***"
 
-    return _PASSWORD.sub(masked, value)
+def _looks_like_url(value: str) -> bool:
+    # A scheme (``postgresql+psycopg2://``, ``s3://``) makes a value URL-valued, whatever its key.
+    return "://" in value
+
+
+_LITERAL_PASSWORD = "a password in the URL is not allowed here: put the URL in an environment variable and write ${VAR}"
 
 
 def _whole_reference(value: str) -> str:
@@ -104,10 +107,9 @@ def _whole_reference(value: str) -> str:
 
 
 def _no_literal_password(value: str) -> str:
-    if reference_name(_whole_reference(value)) is None and _PASSWORD.search(value):
-        raise ValueError(
-            "a password in the URL is not allowed here: put the URL in an environment variable and write ${VAR}"
-        )
+    # Parsed as SQLAlchemy parses it: a pattern misses passwords holding "/", ":" or "@".
+    if reference_name(_whole_reference(value)) is None and _looks_like_url(value) and url_has_secret(value):
+        raise ValueError(_LITERAL_PASSWORD)
     return value
 
 
@@ -416,7 +418,8 @@ def _absolute(key: str, value: Any, base: Path) -> Any:
     """A relative path (or SQLite / journal URL) made absolute against ``base``."""
     if not isinstance(value, str) or "${" in value:
         return value
-    if key in _PATH_KEYS:
+    if key in _PATH_KEYS and not _looks_like_url(value):
+        # A URL is kept as written: made a path, its "://" and any password check would be lost.
         path = Path(value).expanduser()
         return str(path if path.is_absolute() else base / path)
     if key in _URL_KEYS:
@@ -590,11 +593,27 @@ def _plugin_problem(import_path: str) -> str | None:
     return None
 
 
+def _string_values(data: Any, key: str = "") -> Iterator[tuple[str, str]]:
+    """(dotted key, value) of every string in ``data``, nested mappings and lists included."""
+    if isinstance(data, str):
+        yield key, data
+    elif isinstance(data, Mapping):
+        for name, value in data.items():
+            yield from _string_values(value, f"{key}.{name}" if key else str(name))
+    elif isinstance(data, list):
+        for index, value in enumerate(data):
+            yield from _string_values(value, f"{key}[{index}]")
+
+
 def _problems(loaded: LoadedConfig, source: str, environ: Mapping[str, str]) -> list[str]:
     """What the schema cannot see: unset variables, missing files, unloadable plug-ins."""
     config, overrides = loaded.config, loaded.overrides
     dumped = config.model_dump(mode="json")
-    problems = []
+    problems = [
+        f"{_where(key, value, source, overrides)}: {_LITERAL_PASSWORD}"
+        for key, value in _string_values(dumped)
+        if _looks_like_url(value) and url_has_secret(value)
+    ]
     for key in REFERENCE_KEYS:
         value = _get(dumped, key)
         name = reference_name(value)

@@ -11,6 +11,7 @@ import threading
 
 import sqlalchemy as sa
 import sqlalchemy.exc
+from sqlalchemy.engine import URL, make_url
 
 from simulations.errors import PipelineError, StorageCorruptError, StorageUnavailableError
 
@@ -19,9 +20,77 @@ _LOCK = threading.Lock()
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
-def mask_url(url: str) -> str:
-    """Return ``url`` with any password replaced by ``***``."""
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+#: Query parameters that carry a credential (``?password=``, ``?sslpassword=``, ``?token=``).
+_SECRET_QUERY_KEY = re.compile(r"pass|pwd|secret|token", re.IGNORECASE)
+
+
+def parse_url(text: str) -> URL | None:
+    """``text`` as SQLAlchemy parses it, or None when it is not a URL SQLAlchemy can parse.
+
+    SQLAlchemy ends the password at the first ``@``; a password with an unencoded ``@`` then
+    leaves its tail in the host (``u:p@ss@host`` gives host ``ss@host``). The tail is moved back
+    into the password, so nothing of it is ever shown as a host.
+    """
+    try:
+        url = make_url(text)
+    except (sqlalchemy.exc.ArgumentError, ValueError):
+        # ValueError: a port that is not a number.
+        return None
+    if url.host and "@" in url.host:
+        tail, host = url.host.rsplit("@", 1)
+        url = url.set(password=f"{url.password or ''}@{tail}", host=host)
+    return url
+
+
+def _secret_query_keys(url: URL) -> list[str]:
+    return [key for key in url.query if _SECRET_QUERY_KEY.search(key)]
+
+
+def _unparseable_may_hide_secret(text: str) -> bool:
+    # Not a URL SQLAlchemy can parse (a path, ``journal:/x``, a typo such as ``postgresql//``):
+    # without its parse, where a password or a query in it ends cannot be told.
+    return "@" in text or "?" in text
+
+
+def url_has_secret(text: str) -> bool:
+    """Whether ``text`` is a URL that carries a password (in its authority or its query).
+
+    A string SQLAlchemy cannot parse counts as one when it has an ``@`` or a ``?``.
+    """
+    url = parse_url(text)
+    if url is None:
+        return _unparseable_may_hide_secret(text)
+    return url.password is not None or bool(_secret_query_keys(url))
+
+
+def mask_url(text: str) -> str:
+    """``text`` with any password (authority or query) replaced by ``***``.
+
+    A path (``journal:/x``, ``/data/file``) is returned as it is; a string SQLAlchemy cannot
+    parse that has an ``@`` or a ``?`` is not shown at all.
+    """
+    url = parse_url(text)
+    if url is None:
+        return "<not shown: not a URL SQLAlchemy can parse>" if _unparseable_may_hide_secret(text) else text
+    secret_keys = _secret_query_keys(url)
+    shown = url.set(query={k: v for k, v in url.query.items() if k not in secret_keys})
+    rendered = shown.render_as_string(hide_password=True)
+    if secret_keys:
+        rendered += ("&" if shown.query else "?") + "&".join(f"{key}=***" for key in secret_keys)
+    return rendered
+
+
+def redact(text: str, url: str) -> str:
+    """``text`` (e.g. a driver's error message) with ``url``'s password and the URL itself masked."""
+    parsed = parse_url(url)
+    secrets = [url]
+    if parsed is not None:
+        secrets += [parsed.password or "", *(str(parsed.query[k]) for k in _secret_query_keys(parsed))]
+    # Passwords under four characters are left: replacing every "a" would garble the message
+    # and hide the cause, and such a password is guessed faster than read from a log.
+    for secret in sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True):
+        text = text.replace(secret, mask_url(url) if secret == url else "***")
+    return text
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -49,6 +118,8 @@ def engine_for(url: str) -> sa.Engine:
 def translate_db_error(exc: BaseException, *, what: str, url: str) -> PipelineError:
     """A typed error for a database failure: locked or unreachable is transient."""
     text = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    # A driver may quote its connection string back (an invalid DSN): never its password.
+    text = redact(text, url)
     if isinstance(exc, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)):
         if "not a database" in text or "malformed" in text:
             return StorageCorruptError(f"{what} database {mask_url(url)} is unreadable: {text}")

@@ -207,6 +207,60 @@ def test_a_literal_secret_is_refused_without_being_repeated(tmp_path: Path):
     ]
 
 
+#: Literal passwords the old pattern (`[^/@]+` up to the `@`) let through or printed: a `/`, an
+#: `@` (URL-encoded, as SQLAlchemy requires), a `:`, and an unencoded `@` (whose tail SQLAlchemy
+#: would parse as part of the host).
+HARD_PASSWORDS = ["s3cr/et99", "p%40ssw0rd", "pa:ss:w0rd", "x7@q9@z3"]
+
+
+@pytest.mark.parametrize("password", HARD_PASSWORDS)
+@pytest.mark.parametrize(
+    "key, text",
+    [
+        ("optuna.storage", "optuna:\n  storage: 'postgresql+psycopg2://gauntlet:{pw}@db:5432/optuna'\n"),
+        ("deployment.database", "deployment:\n  database: 'postgresql+psycopg2://gauntlet:{pw}@db/gauntlet'\n"),
+        ("optuna.storage", "optuna:\n  storage: 'postgresql+psycopg2://db/optuna?sslmode=require&password={pw}'\n"),
+        # Any URL-valued key, also one that is a location rather than a database.
+        ("artifacts.dir", "artifacts:\n  dir: 's3://AKIAEXAMPLE:{pw}@bucket/gauntlet'\n"),
+    ],
+)
+def test_a_literal_password_is_found_by_parsing_the_url_and_never_printed(tmp_path, capsys, password, key, text):
+    environ = _config(tmp_path, text.format(pw=password))
+    problems = _problems(environ)
+    assert len(problems) == 1 and problems[0].startswith(f"gauntlet.yaml: {key} = "), problems
+    assert "password in the URL is not allowed here" in problems[0]
+    secret_parts = {password, password.replace("%40", "@"), "q9@z3"}
+    assert not any(part in problems[0] for part in secret_parts), problems[0]
+
+    os.environ.update(environ)
+    try:
+        assert config_main(["check"]) == 1
+        assert config_main(["check", "--json"]) == 1
+    finally:
+        os.environ.pop("GAUNTLET_CONFIG")
+    out, err = capsys.readouterr()
+    assert not any(part in out + err for part in secret_parts)
+
+
+def test_masking_follows_sqlalchemys_parse():
+    from resources.database import mask_url, redact, url_has_secret
+
+    assert mask_url("postgresql+psycopg2://u:s3cr/et99@h:5432/db") == "postgresql+psycopg2://u:***@h:5432/db"
+    assert mask_url("postgresql://u:p%40ss:w0rd@h/db") == "postgresql://u:***@h/db"
+    assert mask_url("postgresql://:pw@h/db") == "postgresql://:***@h/db"  # no user name
+    assert mask_url("postgresql://u:pa@ss@h/db") == "postgresql://u:***@h/db"  # an unencoded @
+    assert mask_url("postgresql://h/db?sslmode=require&password=x") == "postgresql://h/db?sslmode=require&password=***"
+    # Not parseable, so where the password ends is unknown: nothing of it is shown.
+    assert "pw" not in mask_url("postgresql+psycopg2//u:pw@h/db")
+    assert "pw" not in mask_url("postgresql://u:pw@h:notaport/db")
+    assert mask_url("sqlite:////data/optuna.db") == "sqlite:////data/optuna.db"
+    assert mask_url("journal:/data/optuna.log") == "journal:/data/optuna.log"
+    assert url_has_secret("postgresql://u:s3cr/et99@h/db") and not url_has_secret("postgresql://u@h/db")
+    assert redact("invalid dsn: password=s3cr/et99 host=h", "postgresql://u:s3cr/et99@h/db") == (
+        "invalid dsn: password=*** host=h"
+    )
+
+
 def test_secret_references_become_env_vars_read_only_when_a_run_starts(tmp_path: Path):
     environ = _config(
         tmp_path,
