@@ -198,10 +198,12 @@ class MarketConfig(_Section):
 
 
 class StrategiesConfig(_Section):
-    """Users' strategies: import paths, and the ``gauntlet.strategies`` entry points."""
+    """Users' strategies: import paths, the ``gauntlet.strategies`` entry points, and the one
+    directory `linear_model` may read its weights from (left out: it reads none)."""
 
     plugins: list[str] = Field(default_factory=list)
     entry_points: bool = True
+    model_dir: Location | None = None
 
 
 class PaperConfig(_Section):
@@ -274,10 +276,10 @@ _PRODUCTION_LOCATIONS = {
     "notifier.log": "GAUNTLET_ALERT_LOG",
 }
 #: Every key that may be a ``${VAR}`` reference.
-REFERENCE_KEYS = (*_LOCAL_LOCATIONS, "notifier.webhook")
+REFERENCE_KEYS = (*_LOCAL_LOCATIONS, "notifier.webhook", "strategies.model_dir")
 #: References whose values are secrets: `config check` never prints them.
 SECRET_KEYS = ("optuna.storage", "deployment.database", "notifier.webhook")
-_PATH_KEYS = frozenset({"home", "market.file", "gates_file", "artifacts.dir", "notifier.log"})
+_PATH_KEYS = frozenset({"home", "market.file", "gates_file", "artifacts.dir", "notifier.log", "strategies.model_dir"})
 _URL_KEYS = frozenset({"optuna.storage", "deployment.database"})
 _FILE_URL_PREFIXES = ("sqlite:///", "journal:")
 
@@ -309,6 +311,7 @@ ENV_OVERRIDES: tuple[Override, ...] = (
     Override("GAUNTLET_MAX_TRIALS_PER_RUN", "sensor.max_trials_per_run", "value"),
     Override("GAUNTLET_MARKET_FILE", "market.file", "path"),
     Override("GAUNTLET_STRATEGY_PLUGINS", "strategies.plugins", "list"),
+    Override("GAUNTLET_MODEL_DIR", "strategies.model_dir", "path"),
     Override("GAUNTLET_GATE_POLICY", "gates_file", "path"),
     Override("GAUNTLET_PAPER_CLOCK", "paper.clock", "value"),
     Override("GAUNTLET_PAPER_SPEED", "paper.speed", "value"),
@@ -625,6 +628,9 @@ def _problems(loaded: LoadedConfig, source: str, environ: Mapping[str, str]) -> 
             )
             state = "is empty" if name in environ else "is not set"
             problems.append(f"{where}: environment variable {name} {state}")
+    model_dir = config.strategies.model_dir
+    if model_dir and reference_name(model_dir) is None and not Path(model_dir).is_dir():
+        problems.append(f"{_where('strategies.model_dir', model_dir, source, overrides)}: no such directory")
     if config.market.file and not Path(config.market.file).is_file():
         problems.append(f"{_where('market.file', config.market.file, source, overrides)}: no such file")
     for index, import_path in enumerate(config.strategies.plugins):

@@ -70,6 +70,8 @@ class Settings(BaseModel):
     gate_policy: dict[str, Any] = Field(default_factory=dict)
     strategy_plugins: list[str] = Field(default_factory=list)
     strategy_entry_points: bool = _DEFAULT.strategies.entry_points
+    #: The directory `linear_model` reads its weights from, or a ``${VAR}``; None: it reads none.
+    model_dir: str | None = None
     paper_clock: ClockMode = _DEFAULT.paper.clock
     paper_speed: float = Field(default=_DEFAULT.paper.speed, gt=0)
     database: str | None = None
@@ -109,6 +111,7 @@ class Settings(BaseModel):
             gate_policy=config.gates.model_dump(mode="json", exclude_unset=True),
             strategy_plugins=config.strategies.plugins,
             strategy_entry_points=config.strategies.entry_points,
+            model_dir=config.strategies.model_dir,
             paper_clock=config.paper.clock,
             paper_speed=config.paper.speed,
             database=deployment.database,
@@ -204,7 +207,9 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             dry_run=settings.dry_run,
         ),
         "strategy_plugins": StrategyPluginsResource(
-            import_paths=settings.strategy_plugins, use_entry_points=settings.strategy_entry_points
+            import_paths=settings.strategy_plugins,
+            use_entry_points=settings.strategy_entry_points,
+            model_dir=_value(settings.model_dir) if settings.model_dir else None,
         ),
         "notifier": CompositeNotifierResource(
             log=JsonLinesNotifierResource(path=log),

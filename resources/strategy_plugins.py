@@ -3,7 +3,8 @@
 Two ways in: import paths (``"package.module:MyStrategy"``) in configuration, and the
 ``gauntlet.strategies`` entry-point group of installed packages. Each object must have the
 `simulations.strategies.Strategy` protocol; its ``name`` is what a trial's ``strategy``
-user_attr refers to.
+user_attr refers to. The resource also gives the built-in ``linear_model`` the one directory it
+may read model artifacts from (``model_dir``); without one it reads none.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pydantic import Field
 
 from simulations.errors import ConfigurationError, TrialDataError
 from simulations.strategies import (
+    LinearModelStrategy,
     get_strategy,
     load_strategy_from_import_path,
     register_strategy,
@@ -33,9 +35,15 @@ class StrategyPluginsResource(dg.ConfigurableResource):
     use_entry_points: bool = Field(
         default=True, description=f"Also register strategies from the '{ENTRY_POINT_GROUP}' entry points."
     )
+    model_dir: str | None = Field(
+        default=None,
+        description="The only directory (with its subfolders) linear_model reads artifacts from; None: none.",
+    )
 
     def register(self) -> list[str]:
-        """Register every plug-in (idempotent); return their names."""
+        """Register every plug-in (idempotent) and linear_model's model directory; return the plug-ins' names."""
+        # Replaced on every setup: the process may have run with another configuration before.
+        register_strategy(strategy=LinearModelStrategy(model_dir=self.model_dir), replace=True)
         paths = list(self.import_paths)
         if self.use_entry_points:
             paths += [ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)]

@@ -10,16 +10,20 @@ The Optuna trial's ``strategy`` user attribute names the registry entry; its par
 validated by the entry's pydantic model (strict types, ranges, no unknown keys). Plug-ins
 are registered explicitly by configuration (:func:`load_strategy_from_import_path`, then
 :func:`register_strategy`): trial data never names code to import. Model artifacts are
-read only through :func:`load_verified_artifact` and never unpickled.
+read only through :func:`load_verified_artifact`, only from the configured model directory,
+and never unpickled; no message ever carries a file's digest or content.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import importlib
 import io
 import json
+import os
 import re
+import stat
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -35,6 +39,12 @@ from simulations.errors import ConfigurationError, MarketDataError, PipelineErro
 SearchDimension = tuple[Literal["int", "float"], float, float, bool]
 
 _SHA256_PATTERN = re.compile(r"^[0-9a-fA-F]{64}$")
+
+#: Largest model artifact read, in bytes. A linear model is a few dozen numbers; the bound keeps
+#: a trial from making a worker read a huge file.
+MAX_MODEL_ARTIFACT_BYTES = 16 * 1024 * 1024
+#: Longest piece of a trial's own input (a path) repeated in a message.
+_MAX_QUOTED = 200
 
 
 class Strategy(Protocol):
@@ -82,6 +92,29 @@ def _validated_close(close: np.ndarray) -> np.ndarray:
             f"close must be > 0, got {array[tuple(bad)]!r} at index {tuple(int(i) for i in bad)}"
         )
     return array
+
+
+def _quoted(text: object) -> str:
+    shown = repr(str(text))
+    return shown if len(shown) <= _MAX_QUOTED else shown[: _MAX_QUOTED - 1] + "…"
+
+
+def validation_problems(exc: ValidationError, *, name_unknown_keys: bool = True) -> str:
+    """pydantic's errors as ``N validation error(s): field: message; …``, without input values.
+
+    ``str(ValidationError)`` repeats every offending input (``input_value=…``); wherever the
+    input is a file's content that is the content itself, shown in run events and alerts. With
+    ``name_unknown_keys=False`` a key the model does not know is not named either: it is content
+    too.
+    """
+    count = exc.error_count()
+    parts = []
+    for error in exc.errors(include_url=False, include_input=False, include_context=False):
+        loc = error["loc"]
+        known = bool(loc) and (name_unknown_keys or error["type"] != "extra_forbidden")
+        where = ".".join(str(part) for part in loc) if known else ("a key" if loc else "the input")
+        parts.append(f"{where}: {error['msg']}")
+    return f"{count} validation error{'s' if count != 1 else ''}: " + "; ".join(parts)
 
 
 def _checked_params(strategy: Strategy, params: BaseModel) -> BaseModel:
@@ -293,13 +326,84 @@ class MeanReversionStrategy:
         }
 
 
-def load_verified_artifact(*, path: str | Path, sha256: str) -> bytes:
-    """Read a file only if its SHA-256 digest matches ``sha256``.
+def _model_root(model_dir: str | Path | None) -> Path:
+    if model_dir is None:
+        raise TrialDataError(
+            "linear_model artifacts are refused: no model directory is configured "
+            "(strategies.model_dir in gauntlet.yaml, or GAUNTLET_MODEL_DIR)"
+        )
+    try:
+        root = Path(model_dir).resolve(strict=True)
+    except (OSError, RuntimeError) as exc:
+        raise ConfigurationError(f"model directory {model_dir} does not exist or cannot be resolved") from exc
+    if not root.is_dir():
+        raise ConfigurationError(f"model directory {model_dir} is not a directory")
+    return root
+
+
+def _opened_path(fd: int) -> Path | None:
+    """What ``fd`` is open on, where the system says (Linux); None elsewhere."""
+    try:
+        return Path(os.readlink(f"/proc/self/fd/{fd}"))
+    except OSError:
+        # No /proc (macOS, a hardened container): the containment check before the open stands alone.
+        return None
+
+
+def _read_confined(root: Path, path: str | Path) -> bytes:
+    """The bytes of ``path`` (absolute, or relative to ``root``) if it is a regular file in ``root``."""
+    requested = Path(path)
+    outside = TrialDataError(
+        f"artifact_path {_quoted(path)} is outside the model directory {root} (links resolved): "
+        "put the model file in that directory or a subfolder"
+    )
+    try:
+        resolved = (requested if requested.is_absolute() else root / requested).resolve()
+    except (OSError, RuntimeError) as exc:
+        # RuntimeError: a symlink loop (Python < 3.13).
+        raise TrialDataError(f"artifact_path {_quoted(path)} cannot be resolved: {type(exc).__name__}") from None
+    if resolved == root or not resolved.is_relative_to(root):
+        raise outside
+    # O_NOFOLLOW: the resolved path has no link left, so one appearing now is a swap; O_NONBLOCK:
+    # opening a FIFO would otherwise wait for a writer forever.
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(resolved, flags)
+    except OSError as exc:
+        raise TrialDataError(f"artifact {_quoted(path)} cannot be read: {exc.strerror}") from None
+    try:
+        # A directory on the way swapped for a link between the check and the open would be
+        # followed: what the descriptor is open on is the truth.
+        opened = _opened_path(fd)
+        if opened is not None and not opened.is_relative_to(root):
+            raise outside
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise TrialDataError(f"artifact {_quoted(path)} is not a regular file")
+        if info.st_size > MAX_MODEL_ARTIFACT_BYTES:
+            raise TrialDataError(f"artifact {_quoted(path)} is larger than {MAX_MODEL_ARTIFACT_BYTES} bytes")
+        with os.fdopen(os.dup(fd), "rb") as handle:
+            content = handle.read(MAX_MODEL_ARTIFACT_BYTES + 1)
+    except OSError as exc:
+        raise TrialDataError(f"artifact {_quoted(path)} cannot be read: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    if len(content) > MAX_MODEL_ARTIFACT_BYTES:
+        raise TrialDataError(f"artifact {_quoted(path)} is larger than {MAX_MODEL_ARTIFACT_BYTES} bytes")
+    return content
+
+
+def load_verified_artifact(*, model_dir: str | Path | None, path: str | Path, sha256: str) -> bytes:
+    """Read a file of the model directory only if its SHA-256 digest matches ``sha256``.
 
     Parameters
     ----------
+    model_dir
+        The configured model directory; ``None`` refuses every artifact.
     path
-        File to read.
+        File to read: absolute, or relative to ``model_dir``. After every link is resolved it
+        must be a regular file in ``model_dir`` or a subfolder, of at most
+        `MAX_MODEL_ARTIFACT_BYTES`.
     sha256
         Expected digest, 64 hexadecimal characters (case-insensitive).
 
@@ -311,19 +415,18 @@ def load_verified_artifact(*, path: str | Path, sha256: str) -> bytes:
     Raises
     ------
     TrialDataError
-        If the digest is malformed, the file is missing or unreadable, or its digest differs.
+        If the digest is malformed, the path is outside the directory, the file is missing,
+        unreadable, not a regular file or too large, or its digest differs. No message names
+        a digest: the file's would tell the trial's author what any file on the worker holds.
+    ConfigurationError
+        If the model directory does not exist.
     """
     if not isinstance(sha256, str) or not _SHA256_PATTERN.fullmatch(sha256):
-        raise TrialDataError(f"artifact digest must be 64 hexadecimal characters, got {sha256!r}")
-    artifact = Path(path)
-    try:
-        content = artifact.read_bytes()
-    except OSError as exc:
-        raise TrialDataError(f"artifact {artifact} cannot be read: {exc.strerror or exc}") from exc
-    actual = hashlib.sha256(content).hexdigest()
-    if actual != sha256.lower():
+        raise TrialDataError("artifact_sha256 must be 64 hexadecimal characters")
+    content = _read_confined(_model_root(model_dir), path)
+    if not hmac.compare_digest(hashlib.sha256(content).hexdigest(), sha256.lower()):
         raise TrialDataError(
-            f"artifact {artifact} has SHA-256 {actual}, expected {sha256.lower()}: "
+            f"artifact {_quoted(path)} does not match the trial's artifact_sha256: "
             "the file was altered or the trial names the wrong file"
         )
     return content
@@ -357,7 +460,8 @@ class LinearModelArtifact(BaseModel):
             raise ValueError(f"{len(self.horizons)} horizons but {len(self.weights)} weights")
         bad = [h for h in self.horizons if not 1 <= h <= MAX_INDICATOR_LOOKBACK_BARS]
         if bad:
-            raise ValueError(f"horizons must be in [1, {MAX_INDICATOR_LOOKBACK_BARS}] bars, got {bad}")
+            # Counted, not listed: the values are the file's content.
+            raise ValueError(f"{len(bad)} horizon(s) outside [1, {MAX_INDICATOR_LOOKBACK_BARS}] bars")
         return self
 
 
@@ -367,9 +471,10 @@ class LinearModelParams(StrategyParams):
     Attributes
     ----------
     artifact_path
-        Path of a ``.json`` or ``.npz`` file holding a :class:`LinearModelArtifact`.
+        Path of a ``.json`` or ``.npz`` file holding a :class:`LinearModelArtifact`, in the
+        configured model directory or a subfolder: absolute, or relative to the directory.
     artifact_sha256
-        SHA-256 of that file; the file is not read if it differs.
+        SHA-256 of that file; the file is not used if it differs.
     """
 
     artifact_path: str = Field(min_length=1)
@@ -377,19 +482,33 @@ class LinearModelParams(StrategyParams):
 
 
 def _parse_linear_artifact(path: str, content: bytes) -> LinearModelArtifact:
+    # Every message says what is wrong, never what the file holds, and no parser error is
+    # chained: Dagster records a failure's causes with the run, and they quote the input.
     suffix = Path(path).suffix.lower()
-    try:
-        if suffix == ".json":
+    invalid = f"artifact {_quoted(path)} is not a valid linear model"
+    if suffix == ".json":
+        try:
             raw: Any = json.loads(content)
-        elif suffix == ".npz":
+        except json.JSONDecodeError as exc:
+            raise TrialDataError(f"{invalid}: not valid JSON (line {exc.lineno}, column {exc.colno})") from None
+        except UnicodeDecodeError:
+            raise TrialDataError(f"{invalid}: not UTF-8 text") from None
+    elif suffix == ".npz":
+        try:
             with np.load(io.BytesIO(content), allow_pickle=False) as archive:
                 raw = {key: archive[key].tolist() for key in archive.files}
-        else:
-            raise TrialDataError(f"artifact {path}: unsupported suffix {suffix!r}; use .json or .npz")
+        except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+            # np.load's refusal of pickled arrays is a ValueError.
+            raise TrialDataError(
+                f"{invalid}: not an .npz archive of plain arrays ({type(exc).__name__})"
+            ) from None
+    else:
+        raise TrialDataError(f"artifact {_quoted(path)}: unsupported suffix {suffix!r}; use .json or .npz")
+    try:
         return LinearModelArtifact.model_validate(raw)
-    except (ValueError, OSError, zipfile.BadZipFile) as exc:
-        # ValidationError, JSONDecodeError and np.load's refusal of pickled arrays are ValueErrors.
-        raise TrialDataError(f"artifact {path} is not a valid linear model: {exc}") from exc
+    except ValidationError as exc:
+        problems = validation_problems(exc, name_unknown_keys=False)
+        raise TrialDataError(f"{invalid}: {problems}") from None
 
 
 class LinearModelStrategy:
@@ -402,6 +521,10 @@ class LinearModelStrategy:
 
     name: ClassVar[str] = "linear_model"
     params_model: ClassVar[type[BaseModel]] = LinearModelParams
+
+    def __init__(self, model_dir: str | Path | None = None) -> None:
+        #: The only directory artifacts are read from; None (the default) refuses them all.
+        self.model_dir = model_dir
 
     def positions(self, *, close: np.ndarray, params: BaseModel) -> np.ndarray:
         """Target positions in ``(-1, 1)`` for ``close`` of shape ``(..., n_bars)``.
@@ -419,7 +542,7 @@ class LinearModelStrategy:
             Float64 positions (fraction of equity), same shape as ``close``.
         """
         p = _checked_params(self, params)
-        content = load_verified_artifact(path=p.artifact_path, sha256=p.artifact_sha256)
+        content = load_verified_artifact(model_dir=self.model_dir, path=p.artifact_path, sha256=p.artifact_sha256)
         model = _parse_linear_artifact(p.artifact_path, content)
         log_close = np.log(_validated_close(close))
         vol = _realised_vol(_log_returns(log_close), model.vol_lookback)
@@ -559,7 +682,8 @@ def build_strategy(*, name: str, params: Mapping[str, Any]) -> tuple[Strategy, B
     ------
     TrialDataError
         Unknown strategy (listing the known ones) or params that do not validate
-        (pydantic's message: wrong type, out of range, unknown or missing key).
+        (pydantic's messages per field: wrong type, out of range, unknown or missing key;
+        never the values, which may name files and digests).
     """
     strategy = get_strategy(name=name)
     if not isinstance(params, Mapping):
@@ -567,5 +691,6 @@ def build_strategy(*, name: str, params: Mapping[str, Any]) -> tuple[Strategy, B
     try:
         model = strategy.params_model.model_validate(dict(params))
     except ValidationError as exc:
-        raise TrialDataError(f"params for strategy {name!r} are invalid: {exc}") from exc
+        # Not chained: the ValidationError would carry the values into the run's error record.
+        raise TrialDataError(f"params for strategy {name!r} are invalid: {validation_problems(exc)}") from None
     return strategy, model

@@ -261,6 +261,19 @@ def test_masking_follows_sqlalchemys_parse():
     )
 
 
+def test_the_model_directory_is_checked_and_reaches_the_strategy_plugins_resource(tmp_path: Path):
+    assert _problems(_config(tmp_path, "strategies: {model_dir: models}\n")) == [
+        f"gauntlet.yaml: strategies.model_dir = '{tmp_path / 'models'}': no such directory"
+    ]
+    (tmp_path / "models").mkdir()
+    resources = build_resources(Settings.from_environ(_config(tmp_path, "strategies: {model_dir: models}\n")))
+    assert resources["strategy_plugins"].model_dir == str(tmp_path / "models")
+    # Left out, linear_model reads no artifact at all.
+    assert build_resources(Settings.from_environ(_config(tmp_path, "")))["strategy_plugins"].model_dir is None
+    overridden = Settings.from_environ(_config(tmp_path, "", GAUNTLET_MODEL_DIR="models"))
+    assert overridden.model_dir == str(tmp_path / "models")
+
+
 def test_secret_references_become_env_vars_read_only_when_a_run_starts(tmp_path: Path):
     environ = _config(
         tmp_path,

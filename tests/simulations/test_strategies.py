@@ -17,6 +17,7 @@ import simulations.strategies as strategies
 from simulations.backtest import run_backtest
 from simulations.errors import ConfigurationError, MarketDataError, TrialDataError
 from simulations.strategies import (
+    LinearModelStrategy,
     build_strategy,
     get_strategy,
     load_strategy_from_import_path,
@@ -31,6 +32,17 @@ VALID = {
     "mean_reversion": {"lookback": 24, "entry_z": 1.5, "exit_z": 0.5},
 }
 LINEAR_WEIGHTS = {"horizons": [6, 24, 96], "weights": [0.2, 0.5, 0.3], "bias": 0.05, "vol_lookback": 48}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _model_dir_is_the_temporary_root(tmp_path_factory: pytest.TempPathFactory):
+    """linear_model reads artifacts only from its configured model directory: here the root of
+    every temporary directory these tests write (tests/simulations/test_model_artifacts.py
+    checks the confinement itself)."""
+    configured = get_strategy(name="linear_model")
+    register_strategy(strategy=LinearModelStrategy(model_dir=tmp_path_factory.getbasetemp()), replace=True)
+    yield
+    register_strategy(strategy=configured, replace=True)
 
 
 @pytest.fixture
@@ -257,13 +269,13 @@ def test_verified_artifact_reads_only_matching_files(tmp_path: Path) -> None:
     path = tmp_path / "blob.bin"
     path.write_bytes(b"weights")
     digest = hashlib.sha256(b"weights").hexdigest()
-    assert load_verified_artifact(path=path, sha256=digest.upper()) == b"weights"
-    with pytest.raises(TrialDataError, match="has SHA-256 .* expected"):
-        load_verified_artifact(path=path, sha256="0" * 64)
+    assert load_verified_artifact(model_dir=tmp_path, path=path, sha256=digest.upper()) == b"weights"
+    with pytest.raises(TrialDataError, match="does not match the trial's artifact_sha256"):
+        load_verified_artifact(model_dir=tmp_path, path=path, sha256="0" * 64)
     with pytest.raises(TrialDataError, match="cannot be read"):
-        load_verified_artifact(path=tmp_path / "missing.bin", sha256=digest)
+        load_verified_artifact(model_dir=tmp_path, path=tmp_path / "missing.bin", sha256=digest)
     with pytest.raises(TrialDataError, match="64 hexadecimal"):
-        load_verified_artifact(path=path, sha256="abc")
+        load_verified_artifact(model_dir=tmp_path, path=path, sha256="abc")
 
 
 def test_linear_model_from_json_and_npz_agree_and_pickles_are_refused(
