@@ -35,14 +35,25 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple
 
 import yaml
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from pipeline_assets.trial_assets import MAX_TRIALS_PER_RUN
 from resources.database import mask_url, url_has_secret
 from resources.gate_policy import GatePolicyResource
 from resources.paper_broker import ClockMode
+from simulations.calendars import market_calendar
 from simulations.constants import (
     DEFAULT_BACKTEST_DAYS,
+    DEFAULT_CALENDAR,
     DEFAULT_FEE_BPS,
     DEFAULT_FORWARD_DAYS,
     DEFAULT_GAP_TOLERANCE_BARS,
@@ -56,6 +67,7 @@ from simulations.constants import (
 from simulations.deployment import AtCapacity, RankingMetric
 from simulations.errors import ConfigurationError, TrialDataError
 from simulations.gates import GatePolicy
+from simulations.market import WindowDates
 from simulations.strategies import load_strategy_from_import_path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -155,6 +167,13 @@ class SensorConfig(_Section):
     max_trials_per_run: int = Field(default=MAX_TRIALS_PER_RUN, ge=1)
 
 
+def _calendar_code(code: str) -> str:
+    try:
+        return market_calendar(code=code).code
+    except ConfigurationError as exc:
+        raise ValueError(exc.cause) from None
+
+
 class SyntheticMarketConfig(_Section):
     """The seeded synthetic market, used when no file is given."""
 
@@ -163,11 +182,43 @@ class SyntheticMarketConfig(_Section):
 
 
 class WindowsConfig(_Section):
-    """The fixed train, backtest and forward windows, counted back from the end of the data."""
+    """The train, backtest and forward windows: three start dates, or lengths in days pinned to
+    dates (back from the end of the data) the first time the market is built."""
 
     train_days: float = Field(default=DEFAULT_TRAIN_DAYS, gt=0)
     backtest_days: float = Field(default=DEFAULT_BACKTEST_DAYS, gt=0)
     forward_days: float = Field(default=DEFAULT_FORWARD_DAYS, gt=0)
+    train_start: AwareDatetime | None = None
+    backtest_start: AwareDatetime | None = None
+    forward_start: AwareDatetime | None = None
+
+    @model_validator(mode="after")
+    def _all_dates_or_none(self) -> WindowsConfig:
+        starts = {
+            "train_start": self.train_start,
+            "backtest_start": self.backtest_start,
+            "forward_start": self.forward_start,
+        }
+        given = [name for name, value in starts.items() if value is not None]
+        if given and len(given) < len(starts):
+            raise ValueError(
+                f"give all three window starts or none; missing {[n for n in starts if n not in given]} "
+                "(e.g. train_start: 2023-01-01T00:00:00Z, backtest_start: 2024-01-01T00:00:00Z, "
+                "forward_start: 2024-07-01T00:00:00Z)"
+            )
+        if given:
+            try:
+                WindowDates(**starts)
+            except ConfigurationError as exc:
+                raise ValueError(exc.cause) from None
+        return self
+
+    @property
+    def dates(self) -> WindowDates | None:
+        """The configured start dates, when given as dates."""
+        if self.train_start is None:
+            return None
+        return WindowDates(self.train_start, self.backtest_start, self.forward_start)
 
     @property
     def total_days(self) -> float:
@@ -179,7 +230,8 @@ class MarketConfig(_Section):
 
     file: str | None = None
     symbol: str | None = None
-    gap_tolerance_bars: float = Field(default=DEFAULT_GAP_TOLERANCE_BARS, gt=0)
+    calendar: Annotated[str, AfterValidator(_calendar_code)] = DEFAULT_CALENDAR
+    gap_tolerance_bars: float | None = Field(default=DEFAULT_GAP_TOLERANCE_BARS, ge=1)
     synthetic: SyntheticMarketConfig = SyntheticMarketConfig()
     windows: WindowsConfig = WindowsConfig()
     fee_bps: float = Field(default=DEFAULT_FEE_BPS, ge=0)
@@ -188,7 +240,7 @@ class MarketConfig(_Section):
     @model_validator(mode="after")
     def _windows_fit_the_synthetic_market(self) -> MarketConfig:
         # A file's length is known only when it is read (market_data validates it then).
-        if self.file is None and self.windows.total_days > self.synthetic.days:
+        if self.file is None and self.windows.dates is None and self.windows.total_days > self.synthetic.days:
             w = self.windows
             raise ValueError(
                 f"the windows need {w.total_days:g} days (train {w.train_days:g} + backtest "

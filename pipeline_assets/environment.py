@@ -64,7 +64,10 @@ class Settings(BaseModel):
     forward_days: float = Field(default=_DEFAULT.market.windows.forward_days, gt=0)
     fee_bps: float = Field(default=_DEFAULT.market.fee_bps, ge=0)
     slippage_bps: float = Field(default=_DEFAULT.market.slippage_bps, ge=0)
-    gap_tolerance_bars: float = Field(default=_DEFAULT.market.gap_tolerance_bars, gt=0)
+    gap_tolerance_bars: float | None = Field(default=_DEFAULT.market.gap_tolerance_bars, ge=1)
+    calendar: str = _DEFAULT.market.calendar
+    #: Window starts (ISO timestamps) when the configuration gives dates instead of days.
+    window_starts: dict[str, str] = Field(default_factory=dict)
     gate_policy_file: str | None = None
     #: Thresholds changed inline, in the shape of GatePolicy (only the keys set).
     gate_policy: dict[str, Any] = Field(default_factory=dict)
@@ -107,6 +110,8 @@ class Settings(BaseModel):
             fee_bps=market.fee_bps,
             slippage_bps=market.slippage_bps,
             gap_tolerance_bars=market.gap_tolerance_bars,
+            calendar=market.calendar,
+            window_starts=market.windows.dates.as_dict() if market.windows.dates else {},
             gate_policy_file=config.gates_file,
             gate_policy=config.gates.model_dump(mode="json", exclude_unset=True),
             strategy_plugins=config.strategies.plugins,
@@ -180,6 +185,8 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         "symbol": settings.market_symbol,
         "fee_bps": settings.fee_bps,
         "slippage_bps": settings.slippage_bps,
+        "calendar": settings.calendar,
+        **settings.window_starts,
     }
     market = (
         FileMarketDataResource(

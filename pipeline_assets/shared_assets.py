@@ -1,6 +1,7 @@
 """Unpartitioned inputs every trial shares, so the lineage shows all trials faced the same data."""
 
 import hashlib
+import json
 
 import dagster as dg
 import numpy as np
@@ -14,13 +15,39 @@ from simulations.cge.model import calibrate
 from simulations.cge.sam import hosoe_sam, read_sam
 from simulations.cge.scenarios import ScenarioSet, draw_scenarios, scenario_paths, solve_scenarios
 from simulations.constants import CGE_PATH_SEED, CGE_SCENARIO_SEED, N_CGE_SCENARIOS, STRESS_WARMUP_BARS
-from simulations.market import MarketWindows
+from simulations.market import MarketWindows, WindowDates
 from simulations.stress import StressScenarios
 
 SHARED_GROUP = "shared"
 MARKET_DATA = dg.AssetKey("market_data")
 #: Assets every trial run loads; they must be materialized before any trial runs.
 SHARED_ASSET_KEYS = (dg.AssetKey("market_data"), dg.AssetKey("cge_scenarios"))
+#: Metadata of each `market_data` materialization: the window dates it cut at, and the window
+#: configuration they were pinned under. The instance is where a pin lives (DESIGN.md: one
+#: source of truth); the next build reuses it while the configuration is unchanged.
+WINDOW_DATES_KEY = "window_dates"
+WINDOW_CONFIG_KEY = "window_config"
+
+
+def recorded_window_dates(instance: dg.DagsterInstance) -> tuple[WindowDates, dict[str, object]] | None:
+    """The window dates of the latest `market_data` build, and the configuration they were pinned under."""
+    records = instance.fetch_materializations(MARKET_DATA, limit=1).records
+    if not records:
+        return None
+    metadata = records[0].asset_materialization.metadata
+    if WINDOW_DATES_KEY not in metadata or WINDOW_CONFIG_KEY not in metadata:
+        return None
+    return WindowDates.from_dict(metadata[WINDOW_DATES_KEY].value), metadata[WINDOW_CONFIG_KEY].value
+
+
+def pinned_dates(instance: dg.DagsterInstance, market: MarketDataResource) -> WindowDates | None:
+    """The dates pinned at an earlier build under the same window configuration, if any."""
+    recorded = recorded_window_dates(instance)
+    if recorded is None:
+        return None
+    dates, config = recorded
+    # Through JSON, so that a recorded configuration compares equal to the resource's.
+    return dates if json.loads(json.dumps(market.window_config())) == config else None
 
 
 def window_rows(windows: MarketWindows) -> list[dict[str, object]]:
@@ -48,11 +75,13 @@ def window_rows(windows: MarketWindows) -> list[dict[str, object]]:
     io_manager_key="shared_io_manager",
     kinds={"polars"},
     owners=["team:quant-research"],
-    description="The market every trial is judged on, cut into fixed train, backtest and forward windows.",
+    description="The market every trial is judged on, cut into train, backtest and forward windows at fixed dates.",
 )
 def market_data(context: dg.AssetExecutionContext, market: MarketDataResource) -> dg.Output[MarketWindows]:
-    windows = market.load_windows()
-    context.log.info(f"loaded {market.describe()}: hashes {windows.hashes}")
+    pinned = pinned_dates(context.instance, market)
+    dates, windows = market.load_dated_windows(pinned=pinned)
+    how = "as configured" if market.configured_dates() else ("as pinned before" if pinned else "pinned now")
+    context.log.info(f"loaded {market.describe()}: windows {how} {dates.as_dict()}, hashes {windows.hashes}")
     rows = window_rows(windows)
     chart = price_windows_png([(w.name, w.close) for w in (windows.train, windows.backtest, windows.forward)])
     columns = [
@@ -70,6 +99,8 @@ def market_data(context: dg.AssetExecutionContext, market: MarketDataResource) -
         metadata={
             "source": market.describe(),
             "symbol": windows.backtest.symbol,
+            WINDOW_DATES_KEY: dg.MetadataValue.json(dates.as_dict()),
+            WINDOW_CONFIG_KEY: dg.MetadataValue.json(market.window_config()),
             "bar_seconds": windows.backtest.bar_seconds,
             "windows": records_table(rows, columns),
             "hashes": key_value_table(windows.hashes, key="window", value="sha256"),

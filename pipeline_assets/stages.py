@@ -43,6 +43,7 @@ from resources.artifacts import ArtifactStoreResource
 from simulations.errors import PipelineError
 from simulations.gates import GatePolicy, GateVerdict
 from simulations.gauntlet import GauntletInputs, PaperPending, Stage, StageResult, StudyContext, TrialCase
+from simulations.market import check_declared_train_end
 from simulations.trial import TrialSnapshot
 
 TRIALS_GROUP = "trials"
@@ -309,7 +310,11 @@ class StageRun:
         self.outcomes["errors"] += 1
 
     def case(self, key: str) -> TrialCase:
-        return TrialCase(key=key, snapshot=self.snapshots[key], context=self.contexts.get(key))
+        """The trial as the stages see it, once it is known to have been tuned on the train window only."""
+        snapshot = self.snapshots[key]
+        if self.inputs is not None:
+            check_declared_train_end(user_attrs=snapshot.user_attrs, windows=self.inputs.windows)
+        return TrialCase(key=key, snapshot=snapshot, context=self.contexts.get(key))
 
     # ------------------------------------------------------------------------------ provenance
     def _pointers_for(self, asset: dg.AssetKey, keys: Sequence[str], *, partitioned: bool) -> dict[str, Pointer]:

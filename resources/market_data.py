@@ -1,4 +1,9 @@
-"""Market data sources: the seeded synthetic market (default) or the user's OHLCV files."""
+"""Market data sources: the seeded synthetic market (default) or the user's OHLCV files.
+
+Windows are dates. Given as dates, they are used as given; given in days, they are pinned to
+dates the first time the instrument's data is built, and `market_data` records the pin in the
+Dagster instance (its materialization's metadata), so a later build cuts at the same dates.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from pydantic import Field
 
 from simulations.constants import (
     DEFAULT_BACKTEST_DAYS,
+    DEFAULT_CALENDAR,
     DEFAULT_FEE_BPS,
     DEFAULT_FORWARD_DAYS,
     DEFAULT_GAP_TOLERANCE_BARS,
@@ -18,12 +24,25 @@ from simulations.constants import (
     DEFAULT_SYNTHETIC_DAYS,
     DEFAULT_TRAIN_DAYS,
 )
-from simulations.market import MarketWindows, generate_synthetic_market, load_market_file, split_windows
+from simulations.market import (
+    MarketWindows,
+    WindowDates,
+    cut_windows,
+    generate_synthetic_market,
+    load_market_file,
+    pin_window_dates,
+)
 
 
 class MarketDataResource(dg.ConfigurableResource, abc.ABC):
     """Where bars come from, and how they are cut into train / backtest / forward windows."""
 
+    train_start: str | None = Field(
+        default=None, description="Train window start (ISO timestamp); with the other two starts, instead of days."
+    )
+    backtest_start: str | None = Field(default=None, description="Backtest window start (ISO timestamp).")
+    forward_start: str | None = Field(default=None, description="Forward window start (ISO timestamp), open-ended.")
+    calendar: str = Field(default=DEFAULT_CALENDAR, description="24/7, 24/5 or an exchange code such as XNYS.")
     train_days: float = Field(default=DEFAULT_TRAIN_DAYS, gt=0, description="Train window (Optuna study), days.")
     backtest_days: float = Field(default=DEFAULT_BACKTEST_DAYS, gt=0, description="Backtest window (gate 1), days.")
     forward_days: float = Field(default=DEFAULT_FORWARD_DAYS, gt=0, description="Forward window (paper venue), days.")
@@ -41,15 +60,43 @@ class MarketDataResource(dg.ConfigurableResource, abc.ABC):
     def describe(self) -> str:
         """One line naming the source, for metadata."""
 
-    def load_windows(self) -> MarketWindows:
-        """The fixed windows every trial is evaluated on."""
-        return split_windows(
-            frame=self.load_frame(),
+    def window_config(self) -> dict[str, object]:
+        """What decides the window dates; a change to it pins the windows anew (a new data version)."""
+        if self.train_start is not None:
+            return {"symbol": self.symbol, **self.configured_dates().as_dict()}
+        days = {"train_days": self.train_days, "backtest_days": self.backtest_days, "forward_days": self.forward_days}
+        return {"symbol": self.symbol, **days}
+
+    def configured_dates(self) -> WindowDates | None:
+        """The window dates the configuration gives, if it gives dates rather than days."""
+        if self.train_start is None:
+            return None
+        return WindowDates.from_dict(
+            {"train_start": self.train_start, "backtest_start": self.backtest_start, "forward_start": self.forward_start}
+        )
+
+    def load_dated_windows(self, *, pinned: WindowDates | None = None) -> tuple[WindowDates, MarketWindows]:
+        """The windows every trial is evaluated on, and their dates.
+
+        Parameters
+        ----------
+        pinned
+            Dates recorded at the instrument's first build under the same `window_config`; the
+            configured dates win, and without either the days are pinned to the data's end now.
+        """
+        frame = self.load_frame()
+        dates = self.configured_dates() or pinned or pin_window_dates(
+            frame=frame,
             train_days=self.train_days,
             backtest_days=self.backtest_days,
             forward_days=self.forward_days,
             symbol=self.symbol,
         )
+        return dates, cut_windows(frame=frame, dates=dates, symbol=self.symbol)
+
+    def load_windows(self) -> MarketWindows:
+        """The windows as the configuration alone gives them (dates, or days pinned to the data's end now)."""
+        return self.load_dated_windows()[1]
 
 
 class SyntheticMarketDataResource(MarketDataResource):
@@ -69,12 +116,14 @@ class FileMarketDataResource(MarketDataResource):
     """The user's own OHLCV file (CSV or Parquet), validated on load."""
 
     path: str = Field(description="Path of the CSV or Parquet file.")
-    gap_tolerance_bars: float = Field(
-        default=DEFAULT_GAP_TOLERANCE_BARS, gt=0, description="Largest allowed gap, in bar intervals."
+    gap_tolerance_bars: float | None = Field(
+        default=DEFAULT_GAP_TOLERANCE_BARS,
+        ge=1,
+        description="Largest step between bars, in bar intervals of the calendar's open time; null: no gap check.",
     )
 
     def load_frame(self) -> pl.DataFrame:
-        return load_market_file(path=self.path, gap_tolerance=self.gap_tolerance_bars)
+        return load_market_file(path=self.path, gap_tolerance=self.gap_tolerance_bars, calendar=self.calendar)
 
     def describe(self) -> str:
-        return f"file {self.path}"
+        return f"file {self.path} (calendar {self.calendar})"

@@ -172,8 +172,12 @@ def market_calendar(*, code: str) -> MarketCalendar:
     if not isinstance(code, str) or not code.strip():
         raise ConfigurationError(f"market.calendar must be a calendar code such as '24/7', got {code!r}")
     code = code.strip()
-    if code in (CALENDAR_24_7, CALENDAR_24_5) or code.upper() in exchange_calendars.get_calendar_names():
-        return MarketCalendar(code=code if code in (CALENDAR_24_7, CALENDAR_24_5) else code.upper())
+    if code in (CALENDAR_24_7, CALENDAR_24_5):
+        return MarketCalendar(code=code)
+    names = exchange_calendars.get_calendar_names()
+    for candidate in (code, code.upper()):
+        if candidate in names:
+            return MarketCalendar(code=candidate)
     raise ConfigurationError(
         f"market.calendar = {code!r} is not a calendar: use '24/7' (crypto), '24/5' (FX) or an exchange code "
         "such as 'XNYS', 'XNAS', 'XLON' (python -c 'import exchange_calendars; "

@@ -178,6 +178,10 @@ FX_ROLL_TIMEZONE = "America/New_York"
 #: ... and does not trade on these (month, day) dates, whatever weekday they fall on.
 FX_CLOSED_DATES = ((12, 25), (1, 1))
 
+#: The trial user attribute in which a study declares the last bar it was tuned on (ISO-8601
+#: timestamp); a trial whose declared end reaches the backtest window is stopped.
+TRAIN_WINDOW_END_ATTR = "train_window_end"
+
 #: Fewest bars a train, backtest or forward window may hold (a Sharpe ratio, a drawdown and a
 #: paper session need more than a handful of returns).
 MIN_BARS_PER_WINDOW = 30

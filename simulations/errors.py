@@ -72,6 +72,12 @@ class TrialDataError(PipelineError):
     default_stage = "optuna_trial"
 
 
+class TrainWindowOverlapError(TrialDataError):
+    """A trial declares it was tuned on data that reaches into the backtest window (no longer out of sample)."""
+
+    default_stage = "backtest_results"
+
+
 class MarketDataError(PipelineError):
     """Market data is missing or violates a validation rule (named with file and row)."""
 

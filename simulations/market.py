@@ -46,8 +46,9 @@ from simulations.constants import (
     SYNTHETIC_VOL_PERSISTENCE,
     SYNTHETIC_VOLUME_LOG_STD,
     SYNTHETIC_WICK_VOL_FRACTION,
+    TRAIN_WINDOW_END_ATTR,
 )
-from simulations.errors import ConfigurationError, MarketDataError
+from simulations.errors import ConfigurationError, MarketDataError, TrainWindowOverlapError, TrialDataError
 
 #: Column order of every market frame.
 MARKET_COLUMNS = ("timestamp", "symbol", "open", "high", "low", "close", "volume")
@@ -931,6 +932,49 @@ def split_windows(
         frame=frame, train_days=train_days, backtest_days=backtest_days, forward_days=forward_days, symbol=symbol
     )
     return cut_windows(frame=frame, dates=dates, symbol=symbol, min_bars=min_bars)
+
+
+def check_declared_train_end(*, user_attrs: dict[str, object], windows: MarketWindows) -> None:
+    """Stop a trial whose declared tuning data reaches the backtest window.
+
+    A study may declare the last bar it was tuned on in the trial's user attribute
+    :data:`~simulations.constants.TRAIN_WINDOW_END_ATTR` (an ISO-8601 timestamp; naive means
+    UTC). A trial that declares nothing is taken at its word that it used the train window only.
+
+    Parameters
+    ----------
+    user_attrs
+        The trial's user attributes.
+    windows
+        The windows the trial is evaluated on.
+
+    Raises
+    ------
+    TrialDataError
+        If the attribute is not an ISO-8601 timestamp.
+    TrainWindowOverlapError
+        If the declared end is at or after the backtest window's first bar.
+    """
+    declared = user_attrs.get(TRAIN_WINDOW_END_ATTR)
+    if declared is None:
+        return
+    try:
+        end = dt.datetime.fromisoformat(declared) if isinstance(declared, str) else None
+    except ValueError:
+        end = None
+    if end is None:
+        raise TrialDataError(
+            f"user_attr {TRAIN_WINDOW_END_ATTR!r} = {declared!r} is not an ISO-8601 timestamp, "
+            f"e.g. {windows.train.end.isoformat()}"
+        )
+    end = end if end.utcoffset() is not None else end.replace(tzinfo=dt.UTC)
+    if end >= windows.backtest.start:
+        raise TrainWindowOverlapError(
+            f"user_attr {TRAIN_WINDOW_END_ATTR!r} = {declared!r}: the trial was tuned on data up to "
+            f"{end.isoformat()}, inside the backtest window ({windows.backtest.start.isoformat()} .. "
+            f"{windows.backtest.end.isoformat()}), so the backtest is not out of sample; re-tune on bars up to "
+            f"{windows.train.end.isoformat()} (`gauntlet windows` prints the windows)"
+        )
 
 
 def _frozen(array: np.ndarray) -> np.ndarray:

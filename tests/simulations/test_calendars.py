@@ -15,11 +15,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simulations.calendars import market_calendar
-from simulations.constants import MIN_BARS_PER_WINDOW
-from simulations.errors import ConfigurationError, MarketDataError
-from simulations.market import WindowDates, cut_windows, load_market_file, pin_window_dates
+from simulations.constants import MIN_BARS_PER_WINDOW, TRAIN_WINDOW_END_ATTR
+from simulations.errors import ConfigurationError, MarketDataError, TrainWindowOverlapError, TrialDataError
+from simulations.market import WindowDates, check_declared_train_end, cut_windows, load_market_file, pin_window_dates
 
 UTC = dt.UTC
+CALENDAR_NAMES = frozenset(exchange_calendars.get_calendar_names())
 
 
 def _bars(stamps: pl.Series, seed: int = 3) -> pl.DataFrame:
@@ -128,8 +129,7 @@ def test_crypto_around_the_clock_passes_24_7_and_an_outage_fails(tmp_path: Path)
 
 
 @settings(max_examples=40, deadline=None)
-@given(code=st.text(min_size=0, max_size=8).filter(lambda c: c.strip().upper() not in exchange_calendars.get_calendar_names()
-                                                    and c.strip() not in ("24/7", "24/5")))
+@given(code=st.text(max_size=8).filter(lambda c: not {c.strip(), c.strip().upper()} & {*CALENDAR_NAMES, "24/7", "24/5"}))
 def test_an_unknown_calendar_is_a_configuration_error_naming_the_key(code: str) -> None:
     with pytest.raises(ConfigurationError, match="market.calendar"):
         market_calendar(code=code)
@@ -188,3 +188,21 @@ def test_a_window_too_short_names_its_key_and_a_start_that_works(fx: Path) -> No
         == MIN_BARS_PER_WINDOW
     with pytest.raises(MarketDataError, match="after market.windows.train_start"):
         cut_windows(frame=frame, dates=WindowDates(dt.datetime(2020, 1, 1, tzinfo=UTC), dates.backtest_start, working))
+
+
+def test_a_declared_train_end_inside_the_backtest_window_is_a_typed_error(fx: Path) -> None:
+    windows = cut_windows(
+        frame=load_market_file(path=fx, calendar="24/5"),
+        dates=WindowDates(
+            train_start=dt.datetime(2023, 10, 2, tzinfo=UTC),
+            backtest_start=dt.datetime(2023, 12, 1, tzinfo=UTC),
+            forward_start=dt.datetime(2024, 1, 2, tzinfo=UTC),
+        ),
+    )
+    check_declared_train_end(user_attrs={}, windows=windows)
+    check_declared_train_end(user_attrs={TRAIN_WINDOW_END_ATTR: windows.train.end.isoformat()}, windows=windows)
+    with pytest.raises(TrainWindowOverlapError, match=r"inside the backtest window .* re-tune on bars up to "
+                       + windows.train.end.isoformat().replace("+", r"\+")):
+        check_declared_train_end(user_attrs={TRAIN_WINDOW_END_ATTR: "2023-12-15T00:00:00"}, windows=windows)
+    with pytest.raises(TrialDataError, match="is not an ISO-8601 timestamp"):
+        check_declared_train_end(user_attrs={TRAIN_WINDOW_END_ATTR: "last tuesday"}, windows=windows)
