@@ -322,7 +322,7 @@ def _check(name: str, probe: Callable[[], str]) -> dict[str, Any]:
     try:
         return {"component": name, "healthy": True, "detail": probe()}
     except PipelineError as exc:
-        return {"component": name, "healthy": False, "detail": str(exc)}
+        return {"component": name, "healthy": False, "detail": f"{type(exc).__name__}: {exc}"}
 
 
 def _daemon_checks(instance: dg.DagsterInstance) -> list[dict[str, Any]]:
@@ -378,7 +378,8 @@ def cmd_health(ctx: Context, args: argparse.Namespace) -> Output:
         return f"reachable; {len(res.registry.live())} live; emergency stop {'ON' if stop.stopped else 'off'}"
 
     checks += [
-        _check("optuna storage", lambda: f"reachable; {len(res.optuna_study.list_studies())} study(ies)"),
+        # check(): a missing storage, schema or watched study is unhealthy, not "0 studies".
+        _check("optuna storage", lambda: f"reachable; {len(res.optuna_study.check())} study(ies)"),
         _check("deployment registry", registry),
         _check("paper venue", lambda: f"reachable; {len(res.paper_broker.sessions())} session(s)"),
     ]

@@ -3,6 +3,13 @@
 Everything downstream sees `TrialSnapshot`. Reads are incremental: a per-study cursor holds a
 watermark (the largest trial id seen) plus the ids at or below it that were still running, so
 a sensor tick over a 10,000-trial study reads about as much as a tick over a 100-trial one.
+
+The storage is opened read-only, and what is not there is a `StorageNotFoundError`, never
+created: Optuna creates a missing SQLite file, its schema in an empty database and a missing
+journal file when merely opened, and an empty storage then reads as "no new trials". SQLite
+is opened with ``mode=ro`` (SQLite itself refuses every write), PostgreSQL in read-only
+transactions (``default_transaction_read_only``), a journal through a backend that never
+creates or appends; other databases are refused, since their read-only mode is not enforced.
 """
 
 from __future__ import annotations
@@ -10,8 +17,12 @@ from __future__ import annotations
 import abc
 import datetime as dt
 import math
+import sqlite3
 import threading
+import urllib.parse
 from collections.abc import Iterable, Sequence
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -20,14 +31,17 @@ import sqlalchemy
 import sqlalchemy.exc
 from optuna.exceptions import StorageInternalError
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
+from optuna.storages._rdb import models as optuna_models
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState as OptunaTrialState
 from pydantic import BaseModel, ConfigDict, Field
 
-from resources.database import mask_url
+from resources.database import mask_url, parse_url, redact
 from simulations.errors import (
+    ConfigurationError,
     PipelineError,
     StorageCorruptError,
+    StorageNotFoundError,
     StorageUnavailableError,
     TrialDataError,
 )
@@ -41,6 +55,32 @@ _STORAGES: dict[str, BaseStorage] = {}
 _STORAGES_LOCK = threading.Lock()
 
 _FINAL_STATES = {OptunaTrialState.COMPLETE, OptunaTrialState.PRUNED, OptunaTrialState.FAIL}
+
+#: Optuna's RDB schema (its ORM's tables) and alembic's stamp. RDBStorage creates what is
+#: missing and stamps an unstamped schema; Gauntlet never lets it, so all must be there.
+_OPTUNA_TABLES = frozenset(optuna_models.BaseModel.metadata.tables) | {"alembic_version"}
+#: Tables RDBStorage writes a row into when they are empty (its version manager).
+_STAMP_TABLES = ("version_info", "alembic_version")
+#: How a read-only connection says it refused a write (SQLite, PostgreSQL).
+_READ_ONLY_REFUSALS = ("attempt to write a readonly database", "read-only transaction")
+
+
+class _ReadOnlyJournalFileBackend(JournalFileBackend):
+    """A journal file read, never created or appended to.
+
+    ``JournalFileBackend.__init__`` creates a missing file: this sets the state its
+    ``read_logs`` uses (file path, log offsets) without touching the file system.
+    """
+
+    def __init__(self, file_path: str) -> None:
+        self._file_path = file_path
+        self._log_number_offset: dict[int, int] = {0: 0}
+
+    def append_logs(self, logs: list[dict[str, Any]]) -> None:
+        raise PipelineError(
+            f"Optuna journal {self._file_path} is opened read-only: Gauntlet never writes a study",
+            stage="optuna_storage",
+        )
 
 
 class StudyCursor(BaseModel):
@@ -114,15 +154,90 @@ class OptunaStudyResource(StudySourceResource):
         url = self.storage_url
         try:
             if url.startswith(JOURNAL_PREFIX):
-                path = url[len(JOURNAL_PREFIX) :]
-                return JournalStorage(JournalFileBackend(path))
-            # Engine options bound the wait on an unreachable server instead of hanging a tick.
-            engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
-            if url.startswith("postgresql"):
-                engine_kwargs["connect_args"] = {"connect_timeout": 5}
-            return RDBStorage(url, engine_kwargs=engine_kwargs, skip_compatibility_check=False)
+                return self._open_journal(url[len(JOURNAL_PREFIX) :])
+            return self._open_rdb(url)
         except Exception as exc:
             raise self._translate(exc, "opening the storage") from exc
+
+    def _open_journal(self, path: str) -> BaseStorage:
+        if not Path(path).is_file():
+            raise StorageNotFoundError(
+                f"Optuna journal {path} does not exist: Gauntlet reads a study's journal and never "
+                "creates one; check optuna.storage (GAUNTLET_OPTUNA_STORAGE)",
+                stage="optuna_storage",
+            )
+        return JournalStorage(_ReadOnlyJournalFileBackend(path))
+
+    def _read_only_engine_kwargs(self, url: str) -> dict[str, Any]:
+        parsed = parse_url(url)
+        if parsed is None:
+            # Not repeated: the string may hold a password where the parser could not find it.
+            raise ConfigurationError(
+                "the Optuna storage is not an SQLAlchemy URL (sqlite:///path.db, postgresql+psycopg2://…) "
+                "nor journal:/path",
+                stage="optuna_storage",
+            )
+        where = f"Optuna storage {mask_url(url)}"
+        # pool_pre_ping and the connect timeout bound the wait on an unreachable server.
+        kwargs: dict[str, Any] = {"pool_pre_ping": True}
+        backend = parsed.get_backend_name()
+        if backend == "sqlite":
+            database = parsed.database or ""
+            if database in ("", ":memory:") or database.startswith("file:"):
+                raise ConfigurationError(f"{where}: name the study's SQLite file (sqlite:///path.db)", stage="optuna_storage")
+            path = Path(database).resolve()
+            if not path.is_file():
+                raise StorageNotFoundError(
+                    f"{where}: the file {path} does not exist: Gauntlet reads a study's storage and never "
+                    "creates one; check optuna.storage (GAUNTLET_OPTUNA_STORAGE)",
+                    stage="optuna_storage",
+                )
+            # mode=ro: SQLite refuses every write and never creates the file.
+            uri = f"file:{urllib.parse.quote(str(path))}?mode=ro"
+            kwargs["creator"] = partial(sqlite3.connect, uri, uri=True, check_same_thread=False)
+        elif backend == "postgresql":
+            kwargs["connect_args"] = {"connect_timeout": 5, "options": "-c default_transaction_read_only=on"}
+        else:
+            raise ConfigurationError(
+                f"{where}: Gauntlet opens Optuna storages read-only and cannot enforce that on {backend!r}; "
+                "use SQLite, PostgreSQL or a journal file",
+                stage="optuna_storage",
+            )
+        return kwargs
+
+    def _check_schema(self, url: str, engine_kwargs: dict[str, Any]) -> None:
+        where = f"Optuna storage {mask_url(url)}"
+        engine = sqlalchemy.create_engine(url, **engine_kwargs)
+        try:
+            with engine.connect() as conn:
+                tables = set(sqlalchemy.inspect(conn).get_table_names())
+                if "studies" not in tables:
+                    raise StorageNotFoundError(
+                        f"{where} holds no Optuna schema: is the URL right? Gauntlet reads a study's storage "
+                        "and never creates one",
+                        stage="optuna_storage",
+                    )
+                missing = sorted(_OPTUNA_TABLES - tables)
+                empty = [t for t in _STAMP_TABLES if t in tables and not conn.execute(
+                    sqlalchemy.text(f"select count(*) from {t}")  # noqa: S608 - names from a constant
+                ).scalar_one()]
+        finally:
+            engine.dispose()
+        if missing or empty:
+            found = ", ".join([*(f"table {t} missing" for t in missing), *(f"table {t} empty" for t in empty)])
+            raise StorageCorruptError(
+                f"{where} has an incomplete Optuna schema ({found}): written by another Optuna version? "
+                f"Gauntlet never creates or migrates it; upgrade it with `optuna storage upgrade` "
+                f"(Optuna {optuna.__version__})",
+                stage="optuna_storage",
+            )
+
+    def _open_rdb(self, url: str) -> BaseStorage:
+        engine_kwargs = self._read_only_engine_kwargs(url)
+        self._check_schema(url, engine_kwargs)
+        # The schema is complete and stamped: RDBStorage reads it and writes nothing; a write it
+        # attempted all the same would be refused by the read-only connection.
+        return RDBStorage(url, engine_kwargs=engine_kwargs, skip_compatibility_check=False, skip_table_creation=True)
 
     def _translate(self, exc: BaseException, doing: str) -> PipelineError:
         if isinstance(exc, PipelineError):
@@ -132,15 +247,20 @@ class OptunaStudyResource(StudySourceResource):
             # that one, or an outage would look like corruption and never be retried.
             return self._translate(exc.__cause__, doing)
         where = f"Optuna storage {mask_url(self.storage_url)}"
+        # A driver may quote its connection string back: never the password in it.
+        text = redact((str(getattr(exc, "orig", None) or exc).strip().splitlines() or [""])[0], self.storage_url)
+        if any(refusal in text for refusal in _READ_ONLY_REFUSALS):
+            return StorageCorruptError(
+                f"{where} refused a write while {doing} (it is opened read-only): {text}", stage="optuna_storage"
+            )
         if isinstance(exc, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)):
-            text = str(exc.orig if getattr(exc, "orig", None) else exc).strip().splitlines()[0]
             corrupt = "file is not a database" in text or "malformed" in text
             cls = StorageCorruptError if corrupt else StorageUnavailableError
             return cls(f"{where} failed while {doing}: {text}", stage="optuna_storage")
         if isinstance(exc, (ConnectionError, TimeoutError, OSError)):
-            return StorageUnavailableError(f"{where} unreachable while {doing}: {exc}", stage="optuna_storage")
+            return StorageUnavailableError(f"{where} unreachable while {doing}: {text}", stage="optuna_storage")
         return StorageCorruptError(
-            f"{where} could not be read while {doing}: {type(exc).__name__}: {exc}",
+            f"{where} could not be read while {doing}: {type(exc).__name__}: {text}",
             stage="optuna_storage",
         )
 
@@ -148,7 +268,7 @@ class OptunaStudyResource(StudySourceResource):
         try:
             return storage.get_study_id_from_name(study_name)
         except KeyError as exc:
-            raise TrialDataError(
+            raise StorageNotFoundError(
                 f"study {study_name!r} does not exist in {mask_url(self.storage_url)}",
                 stage="optuna_storage",
             ) from exc
@@ -172,15 +292,35 @@ class OptunaStudyResource(StudySourceResource):
         ]
 
     # -- public API -----------------------------------------------------------------------
-    def list_studies(self) -> list[str]:
+    def _all_studies(self) -> list[str]:
         storage = self._storage()
         try:
-            names = [s.study_name for s in storage.get_all_studies()]
+            return [s.study_name for s in storage.get_all_studies()]
         except Exception as exc:
             raise self._translate(exc, "listing studies") from exc
+
+    def list_studies(self) -> list[str]:
+        names = self._all_studies()
         if self.studies:
             return [n for n in self.studies if n in set(names)]
         return sorted(names)
+
+    def check(self) -> list[str]:
+        """The watched studies, once the storage and every study named in ``studies`` exist.
+
+        `list_studies` leaves out a named study that does not exist (a trainer may create it
+        later, and the others must go on); `gauntlet health` asks this instead, so a mistyped
+        name is reported rather than watched in silence.
+        """
+        names = set(self._all_studies())
+        missing = [n for n in self.studies if n not in names]
+        if missing:
+            raise StorageNotFoundError(
+                f"watched study(ies) {missing} do not exist in Optuna storage {mask_url(self.storage_url)}: "
+                "check optuna.studies (GAUNTLET_STUDIES)",
+                stage="optuna_storage",
+            )
+        return self.list_studies()
 
     def read_new_trials(self, study_name: str, cursor: StudyCursor) -> TrialBatch:
         storage = self._storage()

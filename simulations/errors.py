@@ -66,6 +66,16 @@ class StorageCorruptError(PipelineError):
     default_stage = "storage"
 
 
+class StorageNotFoundError(PipelineError):
+    """A storage, its schema or a study is not where the configuration says.
+
+    Deterministic, and nothing is created in its place: a mistyped location must fail loudly,
+    not become an empty storage that is read as "no new trials".
+    """
+
+    default_stage = "storage"
+
+
 class TrialDataError(PipelineError):
     """A trial's own data is unusable: NaN objective, unserialisable or invalid params."""
 

@@ -202,9 +202,12 @@ def test_health_reports_unreachable_storages(home, tmp_path, monkeypatch):
     code, out, _ = home.run("health", "--json")
     checks = {c["component"]: c for c in json.loads(out)["checks"]}
     assert code == 1
-    for component in ("optuna storage", "deployment registry", "paper venue"):
+    for component in ("deployment registry", "paper venue"):
         assert not checks[component]["healthy"]
         assert "unable to open database file" in checks[component]["detail"], checks[component]
+    # The Optuna storage is read-only: a missing file is named, never created.
+    assert not checks["optuna storage"]["healthy"]
+    assert "StorageNotFoundError" in checks["optuna storage"]["detail"] and "does not exist" in checks["optuna storage"]["detail"]
 
 
 # -- retry and health against a running daemon --------------------------------------------------------

@@ -6,7 +6,7 @@ import optuna
 import pytest
 
 from resources.optuna_study import OptunaStudyResource, StudyCursor, mask_url
-from simulations.errors import StorageCorruptError, StorageUnavailableError, TrialDataError
+from simulations.errors import StorageCorruptError, StorageNotFoundError, StorageUnavailableError, TrialDataError
 from simulations.trial import TrialState
 from tests.conftest import add_complete_trials
 
@@ -127,7 +127,7 @@ def test_corrupt_sqlite_file_is_a_deterministic_typed_error(tmp_path: Path):
 
 def test_missing_study_is_a_typed_error(optuna_url):
     add_complete_trials(optuna_url, "demo", [0.1])
-    with pytest.raises(TrialDataError, match="does not exist"):
+    with pytest.raises(StorageNotFoundError, match="does not exist"):
         _resource(optuna_url).read_new_trials("nope", StudyCursor())
 
 
