@@ -255,7 +255,9 @@ class OptunaStudyResource(StudySourceResource):
             )
         if isinstance(exc, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)):
             corrupt = "file is not a database" in text or "malformed" in text
-            cls = StorageCorruptError if corrupt else StorageUnavailableError
+            # PostgreSQL: 'database "x" does not exist' stays so on every retry.
+            missing = "database \"" in text and text.endswith("does not exist")
+            cls = StorageCorruptError if corrupt else StorageNotFoundError if missing else StorageUnavailableError
             return cls(f"{where} failed while {doing}: {text}", stage="optuna_storage")
         if isinstance(exc, (ConnectionError, TimeoutError, OSError)):
             return StorageUnavailableError(f"{where} unreachable while {doing}: {text}", stage="optuna_storage")

@@ -148,6 +148,14 @@ def test_an_empty_postgres_database_gets_no_schema(make_pg_database: Callable[[]
 
 
 @pytest.mark.postgres
+def test_a_missing_postgres_database_is_not_retried(pg_admin_engine: sa.Engine):
+    url = pg_admin_engine.url.set(database="gauntlet_no_such_database").render_as_string(hide_password=False)
+    with pytest.raises(StorageNotFoundError, match="does not exist") as caught:
+        _resource(url).list_studies()
+    _deterministic(caught)
+
+
+@pytest.mark.postgres
 def test_a_postgres_storage_is_read_in_read_only_transactions(make_pg_database: Callable[[], str]):
     url = make_pg_database()
     add_complete_trials(url, "pg", [0.1, 0.2])
