@@ -62,6 +62,7 @@ from pipeline_assets.status import (
 from pipeline_assets.trial_assets import STUDY_TAG
 from resources.database import translate_db_error
 from resources.registry import ControlState, DecisionRecord
+from sensors.all_sensors import build_sensors
 from simulations.errors import ConfigurationError, PipelineError
 
 EXIT_OK = 0
@@ -370,7 +371,8 @@ def cmd_health(ctx: Context, args: argparse.Namespace) -> Output:
     states: dict[str, list[InstigatorState]] = defaultdict(list)
     for state in ctx.instance.all_instigator_state(instigator_type=InstigatorType.SENSOR):
         states[state.name].append(state)
-    checks += [_sensor_check(ctx.instance, sensor, states[sensor.name]) for sensor in ctx.definitions().sensors]
+    # The sensors as the code location builds them, without loading the code location.
+    checks += [_sensor_check(ctx.instance, sensor, states[sensor.name]) for sensor in build_sensors(ctx.settings)]
 
     def registry() -> str:
         res.registry.ping()
@@ -455,8 +457,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 @contextlib.contextmanager
 def open_context() -> Iterator[Context]:
-    """The Dagster instance of ``$DAGSTER_HOME`` and the environment's resources, closed on exit."""
-    settings = Settings.from_environ()
+    """The Dagster instance of ``$DAGSTER_HOME`` and the environment's resources, closed on exit.
+
+    Strategy plug-ins are not imported: no command here runs a strategy, and the kill switch
+    (stop, resume) and what the operator looks at (live, status, health) must work while a
+    plug-in is broken. `retry` loads the definitions, which check them, before asking for runs.
+    """
+    settings = Settings.from_environ(import_plugins=False)
     try:
         instance = dg.DagsterInstance.get()
     except DagsterHomeNotSetError as exc:

@@ -660,7 +660,7 @@ def _string_values(data: Any, key: str = "") -> Iterator[tuple[str, str]]:
             yield from _string_values(value, f"{key}[{index}]")
 
 
-def _problems(loaded: LoadedConfig, source: str, environ: Mapping[str, str]) -> list[str]:
+def _problems(loaded: LoadedConfig, source: str, environ: Mapping[str, str], *, import_plugins: bool) -> list[str]:
     """What the schema cannot see: unset variables, missing files, unloadable plug-ins."""
     config, overrides = loaded.config, loaded.overrides
     dumped = config.model_dump(mode="json")
@@ -685,7 +685,7 @@ def _problems(loaded: LoadedConfig, source: str, environ: Mapping[str, str]) -> 
         problems.append(f"{_where('strategies.model_dir', model_dir, source, overrides)}: no such directory")
     if config.market.file and not Path(config.market.file).is_file():
         problems.append(f"{_where('market.file', config.market.file, source, overrides)}: no such file")
-    for index, import_path in enumerate(config.strategies.plugins):
+    for index, import_path in enumerate(config.strategies.plugins if import_plugins else []):
         problem = _plugin_problem(import_path)
         if problem:
             problems.append(f"{_where(f'strategies.plugins[{index}]', import_path, source, overrides)}: {problem}")
@@ -697,8 +697,12 @@ def _problems(loaded: LoadedConfig, source: str, environ: Mapping[str, str]) -> 
     return problems
 
 
-def load_config(environ: Mapping[str, str] | None = None) -> LoadedConfig:
+def load_config(environ: Mapping[str, str] | None = None, *, import_plugins: bool = True) -> LoadedConfig:
     """The validated configuration: the file, then the ``GAUNTLET_*`` overrides.
+
+    ``import_plugins=False`` checks everything but whether the strategy plug-ins import: the
+    operator's commands (stop, resume, live, status, health) run no strategy, and the kill
+    switch must work while a plug-in is broken. Importing a plug-in runs its code.
 
     Raises
     ------
@@ -723,7 +727,7 @@ def load_config(environ: Mapping[str, str] | None = None) -> LoadedConfig:
         raise ConfigurationError("\n".join(_describe(e, source, overrides) for e in exc.errors())) from None
     config, defaulted = _with_default_locations(config)
     loaded = LoadedConfig(config=config, path=path, overrides=overrides, defaulted=defaulted)
-    problems = _problems(loaded, source, env)
+    problems = _problems(loaded, source, env, import_plugins=import_plugins)
     if problems:
         raise ConfigurationError("\n".join(problems))
     return loaded

@@ -12,9 +12,7 @@ from pipeline_assets.jobs import shared_job, trial_job
 from pipeline_assets.reporting_assets import reporting_job, study_funnel, study_funnel_schedule
 from pipeline_assets.shared_assets import cge_scenarios, market_data
 from pipeline_assets.trial_assets import trial_gauntlet
-from sensors.alert_sensors import gate_alert_sensor, run_failure_alert_sensor
-from sensors.optuna_trial_sensor import build_optuna_trial_sensor
-from sensors.paper_session_sensor import build_paper_session_sensor
+from sensors.all_sensors import build_sensors
 
 
 def build_definitions(
@@ -26,17 +24,7 @@ def build_definitions(
         assets=[market_data, cge_scenarios, trial_gauntlet, study_funnel, gate_calibration],
         jobs=[trial_job, shared_job, reporting_job],
         schedules=[study_funnel_schedule],
-        sensors=[
-            build_optuna_trial_sensor(
-                job=trial_job,
-                shared_job=shared_job,
-                interval_seconds=settings.sensor_interval_seconds,
-                max_trials_per_run=settings.max_trials_per_run,
-            ),
-            build_paper_session_sensor(job=trial_job),
-            gate_alert_sensor,
-            run_failure_alert_sensor,
-        ],
+        sensors=build_sensors(settings),
         resources=resources if resources is not None else build_resources(settings),
     )
 

@@ -132,12 +132,13 @@ class Settings(BaseModel):
         )
 
     @classmethod
-    def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
+    def from_environ(cls, environ: Mapping[str, str] | None = None, *, import_plugins: bool = True) -> Settings:
         """Settings from ``GAUNTLET_CONFIG``'s file with the ``GAUNTLET_*`` overrides.
 
-        Raises `ConfigurationError` (one line per problem) when the configuration is invalid.
+        Raises `ConfigurationError` (one line per problem) when the configuration is invalid;
+        ``import_plugins=False`` leaves the strategy plug-ins unimported (see `load_config`).
         """
-        return cls.from_config(load_config(environ).config)
+        return cls.from_config(load_config(environ, import_plugins=import_plugins).config)
 
     def _location(self, key: str, configured: str | None) -> str:
         return configured or default_location(key, self.environment, self.home)

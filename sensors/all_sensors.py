@@ -1,0 +1,31 @@
+"""Every sensor of the code location, built for the settings.
+
+The definitions assemble them; `gauntlet health` reads them from here too, without loading the
+definitions module, which validates the whole configuration on import (strategy plug-ins
+included) and whose health must not depend on user code.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from pipeline_assets.environment import Settings
+from pipeline_assets.jobs import shared_job, trial_job
+from sensors.alert_sensors import gate_alert_sensor, run_failure_alert_sensor
+from sensors.optuna_trial_sensor import build_optuna_trial_sensor
+from sensors.paper_session_sensor import build_paper_session_sensor
+
+
+def build_sensors(settings: Settings) -> list[dg.SensorDefinition]:
+    """The trial, paper-session and alert sensors, with the configured interval and batch size."""
+    return [
+        build_optuna_trial_sensor(
+            job=trial_job,
+            shared_job=shared_job,
+            interval_seconds=settings.sensor_interval_seconds,
+            max_trials_per_run=settings.max_trials_per_run,
+        ),
+        build_paper_session_sensor(job=trial_job),
+        gate_alert_sensor,
+        run_failure_alert_sensor,
+    ]
