@@ -80,13 +80,13 @@ def _cge_solve_200_seconds() -> float:
     return _best_of(solve, repeats=3)
 
 
-def _stress_one_trial_seconds() -> float:
-    """One trial's positions and stress report over 200 scenario paths (backtest window length)."""
+@functools.cache
+def _reference_trial() -> tuple:
+    """The default market's windows, 200 stress scenarios over its backtest window, and the reference momentum trial."""
     from simulations.cge.model import calibrate
     from simulations.cge.sam import hosoe_sam
     from simulations.cge.scenarios import draw_scenarios, scenario_paths, solve_scenarios
-    from simulations.gates import GatePolicy
-    from simulations.gauntlet import GauntletInputs, ReplayVenue, TrialCase, evaluate_stress
+    from simulations.gauntlet import StudyContext, TrialCase
     from simulations.market import generate_synthetic_market, split_windows
     from simulations.stress import StressScenarios
     from simulations.trial import TrialSnapshot
@@ -109,11 +109,47 @@ def _stress_one_trial_seconds() -> float:
         params={"lookback": 240, "vol_lookback": 168, "target_bar_vol": 0.003}, values=(1.0,),
         user_attrs={"strategy": "momentum"},
     )
-    inputs = GauntletInputs(
+    trial = TrialCase(key="k", snapshot=snapshot, context=StudyContext(n_trials=1, sharpe_variance_annual=0.0))
+    return windows, scenarios, trial
+
+
+def _reference_inputs():
+    """Fresh inputs for the reference trial: a new replay venue, so its paper session is traded again."""
+    from simulations.gates import GatePolicy
+    from simulations.gauntlet import GauntletInputs, ReplayVenue
+
+    windows, scenarios, _ = _reference_trial()
+    return GauntletInputs(
         windows=windows, scenarios=scenarios, policy=GatePolicy(), fee_bps=2.0, slippage_bps=1.0,
         paper=ReplayVenue(windows=windows, fee_bps=2.0, slippage_bps=1.0),
     )
-    return _best_of(lambda: evaluate_stress(TrialCase(key="k", snapshot=snapshot), inputs))
+
+
+def _stress_one_trial_seconds() -> float:
+    """One trial's positions and stress report over 200 scenario paths (backtest window length)."""
+    from simulations.gauntlet import evaluate_stress
+
+    inputs, trial = _reference_inputs(), _reference_trial()[2]
+    return _best_of(lambda: evaluate_stress(trial, inputs))
+
+
+def _look_ahead_check_share() -> float:
+    """The look-ahead check's time over one trial's evaluation by every gate (which includes the check).
+
+    The reference momentum trial on the default market: the check on the backtest window with
+    its history; the evaluation is :func:`simulations.gauntlet.evaluate_trial` with every gate
+    judged (backtest, 200 stress paths, a replayed paper session), each timing the best of five.
+    """
+    from simulations.causality import check_causality
+    from simulations.gauntlet import evaluate_trial
+    from simulations.strategies import build_strategy
+
+    windows, _, trial = _reference_trial()
+    strategy, params = build_strategy(name=trial.strategy_name, params=trial.snapshot.params)
+    history = windows.history_before(name="backtest")
+    check = _best_of(lambda: check_causality(strategy=strategy, params=params, close=windows.backtest.close, history=history))
+    evaluation = _best_of(lambda: evaluate_trial(trial, _reference_inputs(), every_gate=True))
+    return check / evaluation
 
 
 E2E_TRIALS = 1_000
@@ -374,6 +410,7 @@ FIGURES: dict[str, tuple[Callable[[], float], str, float | None, str]] = {
     "backtest_bar_steps_per_second": (_backtest_bar_steps_per_second, "bar-steps/s", 20e6, "higher"),
     "cge_solve_200_equilibria_seconds": (_cge_solve_200_seconds, "s", 5.0, "lower"),
     "cge_stress_one_trial_seconds": (_stress_one_trial_seconds, "s", 0.25, "lower"),
+    "look_ahead_check_share_of_trial_evaluation": (_look_ahead_check_share, "ratio", 0.10, "lower"),
     "gauntlet_status_10000_trials_seconds": (lambda: _gauntlet_status_seconds(10_000), "s", 2.0, "lower"),
     "end_to_end_1000_trials_seconds": (lambda: _e2e_batched()["seconds"], "s", 300.0, "lower"),
     "end_to_end_1000_trials_peak_rss_mib": (lambda: _e2e_batched()["peak_rss_mib"], "MiB", 1536.0, "lower"),

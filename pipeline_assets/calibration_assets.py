@@ -69,6 +69,7 @@ from simulations.constants import (
 from simulations.errors import ConfigurationError
 from simulations.gates import GatePolicy
 from simulations.gauntlet import GauntletInputs, ReplayVenue, StageResult, StudyContext, TrialCase, evaluate_trial, study_contexts
+from simulations.in_sample import in_sample_sharpe
 from simulations.market import MarketWindows, generate_synthetic_market, split_windows
 from simulations.stress import StressScenarios
 from simulations.trial import TrialSnapshot, TrialState
@@ -114,10 +115,16 @@ class _Judge:
         )
         backtests: dict[tuple[str, StudyContext], StageResult] = {}
         papers: dict[str, StageResult] = {}
+        # Deflation counts each trial's own in-sample Sharpe ratio, as the pipeline does.
+        sharpes = [
+            (t.number, in_sample_sharpe(trial=TrialCase(key=name, snapshot=t), windows=windows,
+                                        fee_bps=DEFAULT_FEE_BPS, slippage_bps=DEFAULT_SLIPPAGE_BPS))
+            for t in snapshots
+        ]
         records = []
         for n_trials in settings.trials_per_study:
             for snapshot, context, candidates, rank in _candidates(
-                snapshots[:n_trials], planted=market == "planted", settings=settings
+                snapshots[:n_trials], sharpes=sharpes[:n_trials], planted=market == "planted", settings=settings
             ):
                 # What a trial trades; its in-sample user attributes change no gate's inputs.
                 key = json.dumps([snapshot.user_attrs["strategy"], snapshot.params], sort_keys=True)
@@ -153,18 +160,19 @@ class _Judge:
 
 
 def _candidates(
-    trials: Sequence[TrialSnapshot], *, planted: bool, settings: CalibrationSettings
+    trials: Sequence[TrialSnapshot], *, sharpes: Sequence[tuple[int, float]], planted: bool,
+    settings: CalibrationSettings,
 ) -> list[tuple[TrialSnapshot, StudyContext, CandidateKind, int | None]]:
     """The trials a study of ``trials`` sends through the gates, each with its study context.
 
-    The best ``candidates_per_study`` by in-sample objective (ties: the earlier trial) and,
+    The best ``candidates_per_study`` by the study's objective (ties: the earlier trial),
+    deflated by the trials' own in-sample Sharpe ratios (``sharpes``, by trial number), and,
     on a planted market, the planted strategy judged as the study's latest trial, i.e.
     deflated for every trial of the study.
     """
-    objectives = [(t.number, t.values[0]) for t in trials]
     best = sorted(trials, key=lambda t: (-t.values[0], t.number))[: settings.candidates_per_study]
     last = trials[-1]
-    contexts = study_contexts(objectives, [t.number for t in (*best, last)])
+    contexts = study_contexts(sharpes=sharpes, numbers=[t.number for t in (*best, last)])
     chosen: list[tuple[TrialSnapshot, StudyContext, CandidateKind, int | None]] = [
         (trial, contexts[trial.number], "best", rank) for rank, trial in enumerate(best)
     ]

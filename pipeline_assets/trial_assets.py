@@ -10,12 +10,12 @@ then read back from the artifact store, and the gates before it from the instanc
 """
 
 import warnings
-from collections import defaultdict
 from collections.abc import Iterator
 
 import dagster as dg
 
 from pipeline_assets import deployment_stage
+from pipeline_assets.deflation import set_study_contexts
 from pipeline_assets.errors import TRANSIENT_RETRY_POLICY, fail_for, no_retry_for_deterministic_errors
 from pipeline_assets.optuna_trial_stage import OPTUNA_TRIAL, snapshots_from_artifacts, snapshots_from_optuna
 from pipeline_assets.paper_stage import BrokerVenue
@@ -37,7 +37,7 @@ from resources.optuna_study import StudySourceResource
 from resources.paper_broker import PaperBrokerResource
 from resources.registry import DeploymentRegistryResource
 from resources.strategy_plugins import StrategyPluginsResource
-from simulations.gauntlet import GauntletInputs, study_contexts
+from simulations.gauntlet import GauntletInputs
 from simulations.market import MarketWindows
 from simulations.stress import StressScenarios
 
@@ -48,15 +48,6 @@ warnings.filterwarnings("ignore", message="Specifying a partitions_def on an Ass
 #: Upper bound of trials evaluated in one run (UI backfills and sensor batches alike).
 MAX_TRIALS_PER_RUN = 100
 STUDY_TAG = "gauntlet/study"
-
-
-def _study_contexts(run: StageRun, optuna_study: StudySourceResource) -> None:
-    numbers: dict[str, dict[int, str]] = defaultdict(dict)
-    for key, snapshot in run.snapshots.items():
-        numbers[snapshot.study_name][snapshot.number] = key
-    for study, keys in numbers.items():
-        for number, context in study_contexts(optuna_study.completed_objectives(study), list(keys)).items():
-            run.contexts[keys[number]] = context
 
 
 @dg.multi_asset(
@@ -105,8 +96,6 @@ def trial_gauntlet(
             run.remember(OPTUNA_TRIAL, list(run.snapshots))
         else:
             snapshots_from_artifacts(run)
-        if GATED_STAGES[0].key in selected:
-            _study_contexts(run, optuna_study)
         run.inputs = GauntletInputs(
             windows=market_data,
             scenarios=cge_scenarios,
@@ -115,6 +104,8 @@ def trial_gauntlet(
             slippage_bps=market.slippage_bps,
             paper=BrokerVenue(paper_broker),
         )
+        if GATED_STAGES[0].key in selected:
+            set_study_contexts(run, optuna_study)
         run.alive = [k for k in run.keys if k in run.snapshots]
         for row in GATED_STAGES:
             assert row.stage is not None

@@ -266,3 +266,19 @@ CALIBRATION_PAPER_SHARPE_FLOORS = (1.0, 1.5, 2.0, 3.0, 4.0, 5.0)
 CALIBRATION_PAPER_WIN_RATE_FLOORS = (0.0,)
 CALIBRATION_PAPER_DRAWDOWN_CAPS = (0.10, 0.25)
 CALIBRATION_REQUIRED_GRADE_SETS = (("A",), ("A", "B"))
+
+# --- Look-ahead check (simulations/causality.py) --------------------------------------------
+
+#: Cut points per check, one drawn in each of this many equal strata of the evaluated window:
+#: every part of the window is probed, and the check stays a few per cent of a trial's
+#: evaluation (``make bench``: look_ahead_check_share_of_trial_evaluation).
+CAUSALITY_CUTS = 8
+
+#: Seed of the cut points and of the perturbation of the bars after each cut: the same trial
+#: on the same data is checked at the same bars every time it is evaluated.
+CAUSALITY_SEED = 20_260_401
+
+#: Range of the seeded factor each log return after a cut is scaled by, its sign flipped:
+#: every later bar moves (a rule that peeks at the sign of a later move sees it reversed,
+#: one that peeks at its size sees it changed) while prices stay positive and on the data's scale.
+CAUSALITY_PERTURBATION_SCALE = (0.5, 1.5)

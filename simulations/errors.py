@@ -100,6 +100,15 @@ class EvaluationError(PipelineError):
     default_stage = "evaluation"
 
 
+class LookAheadError(PipelineError):
+    """A strategy's position on some bar depends on later bars: its backtest would be a fiction.
+
+    Deterministic: the same strategy on the same data fails the same way; fix the strategy.
+    """
+
+    default_stage = "look_ahead_check"
+
+
 class StressTestError(PipelineError):
     """A CGE scenario did not solve, or the stress test could not run."""
 

@@ -10,7 +10,6 @@ paper venue that trades forward bars).
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -19,8 +18,9 @@ import numpy as np
 import polars as pl
 
 from simulations.backtest import BacktestResult, backtest_strategy
+from simulations.causality import check_causality
 from simulations.constants import SECONDS_PER_DAY
-from simulations.errors import TrialDataError
+from simulations.errors import EvaluationError, TrialDataError
 from simulations.gates import (
     GateName,
     GatePolicy,
@@ -50,26 +50,45 @@ class StudyContext:
     n_trials
         Completed trials of the study numbered at or below this one.
     sharpe_variance_annual
-        Variance of their in-sample Sharpe ratios (annualised, squared).
+        Variance of their own in-sample Sharpe ratios on the train window (annualised,
+        squared), whatever the study's objective.
     """
 
     n_trials: int
     sharpe_variance_annual: float
 
 
-def study_contexts(objectives: Sequence[tuple[int, float]], numbers: Sequence[int]) -> dict[int, StudyContext]:
-    """`StudyContext` for each trial number, from the study's (number, objective) pairs.
+def study_contexts(*, sharpes: Sequence[tuple[int, float]], numbers: Sequence[int]) -> dict[int, StudyContext]:
+    """`StudyContext` for each trial number, from every completed trial's in-sample Sharpe ratio.
 
-    The objectives are taken as the trials' annualised in-sample Sharpe ratios (what the
-    demo trainer optimises); non-finite ones are left out of the variance.
+    Parameters
+    ----------
+    sharpes
+        (trial number, annualised in-sample Sharpe ratio) of every completed trial of the
+        study, as Gauntlet computes it (:func:`simulations.in_sample.in_sample_sharpe`),
+        never the study's objective, which may be a loss, a profit or minimised. A NaN (a
+        trial that could not be backtested) counts as a trial but adds nothing to the variance.
+    numbers
+        The trials to build a context for.
+
+    Raises
+    ------
+    EvaluationError
+        If a trial number appears twice in ``sharpes``.
     """
-    ordered = sorted(objectives)
+    ordered = sorted(sharpes, key=lambda pair: pair[0])
+    trial_numbers = np.array([n for n, _ in ordered], dtype=np.int64)
+    if np.any(np.diff(trial_numbers) == 0):
+        duplicate = int(trial_numbers[np.flatnonzero(np.diff(trial_numbers) == 0)[0]])
+        raise EvaluationError(f"trial {duplicate} has two in-sample Sharpe ratios; each trial has one")
+    values = np.array([v for _, v in ordered], dtype=np.float64)
+    finite = np.isfinite(values)
     contexts = {}
     for number in numbers:
-        values = [v for n, v in ordered if n <= number and np.isfinite(v)]
-        n_trials = max(1, sum(1 for n, _ in ordered if n <= number))
-        variance = statistics.variance(values) if len(values) >= 2 else 0.0
-        contexts[number] = StudyContext(n_trials=n_trials, sharpe_variance_annual=variance)
+        tried = int(np.searchsorted(trial_numbers, number, side="right"))
+        known = values[:tried][finite[:tried]]
+        variance = float(np.var(known, ddof=1)) if known.size >= 2 else 0.0
+        contexts[number] = StudyContext(n_trials=max(1, tried), sharpe_variance_annual=variance)
     return contexts
 
 
@@ -172,14 +191,24 @@ StageResult = Outcome | PaperPending
 
 # ------------------------------------------------------------------------------------ the stages
 def evaluate_backtest(trial: TrialCase, inputs: GauntletInputs) -> BacktestOutcome:
-    """Gate 1: the trial's strategy on the backtest window, deflated for the study's trials."""
+    """Gate 1: the trial's strategy on the backtest window, deflated for the study's trials.
+
+    The strategy is first checked for look-ahead on the same bars (history included).
+
+    Raises
+    ------
+    LookAheadError
+        The strategy's positions depend on later bars (an infrastructure error, never a verdict).
+    """
     if trial.context is None:
         raise TrialDataError("gate 1 needs the study context (completed trials and their Sharpe ratios)")
     strategy, params = build_strategy(name=trial.strategy_name, params=trial.snapshot.params)
     windows, context = inputs.windows, trial.context
-    window = windows.backtest
+    window, history = windows.backtest, windows.history_before(name="backtest")
+    # Before anything is measured: a strategy that looks ahead would pass on prices it cannot know.
+    check_causality(strategy=strategy, params=params, close=window.close, history=history)
     result = backtest_strategy(
-        strategy=strategy, params=params, close=window.close, history=windows.history_before(name="backtest"),
+        strategy=strategy, params=params, close=window.close, history=history,
         fee_bps=inputs.fee_bps, slippage_bps=inputs.slippage_bps, bar_seconds=window.bar_seconds,
     )
     metrics = compute_metrics(result=result, periods_per_year=window.periods_per_year)
@@ -292,7 +321,7 @@ class Stage:
 
 #: The gated stages in the order a trial meets them. A new gate is a function and a row here.
 STAGES: tuple[Stage, ...] = (
-    Stage(asset="backtest_results", gate="backtest_gate", evaluate=evaluate_backtest, code_version="3"),
+    Stage(asset="backtest_results", gate="backtest_gate", evaluate=evaluate_backtest, code_version="4"),
     Stage(asset="cge_stress_report", gate="cge_gate", evaluate=evaluate_stress, code_version="3"),
     Stage(asset="paper_trading_grade", gate="paper_trading_gate", evaluate=evaluate_paper, code_version="3"),
 )
