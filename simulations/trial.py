@@ -22,6 +22,14 @@ from simulations.errors import TrialDataError
 
 JsonScalar = str | int | float | bool | None
 
+#: Deepest nesting of one param or user attribute (a scalar is 0, ``{"a": 1}`` is 1). Well
+#: inside pydantic's serialisation limit (255) and Python's recursion limit, which a deeper
+#: attribute would hit as an untyped error wherever the snapshot is hashed or stored.
+MAX_ATTRIBUTE_DEPTH = 32
+#: Largest param or user attribute, as canonical JSON. The snapshot is stored as an artifact
+#: and summarised in the instance's metadata: one 20 MB attribute cost about 60 MB there.
+MAX_ATTRIBUTE_BYTES = 64 * 1024
+
 
 class TrialState(StrEnum):
     """Lifecycle state of a trial, mirroring Optuna's without depending on it."""
@@ -37,11 +45,34 @@ def _canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False, default=str)
 
 
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests more than ``limit`` levels; iterative, so any depth is safe to ask."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, (list, tuple)) else ()
+        for child in children:
+            if depth + 1 > limit:
+                return True
+            stack.append((child, depth + 1))
+    return False
+
+
 def _check_json(name: str, value: Any) -> None:
     try:
         json.dumps(value, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{name} must be JSON-serialisable with finite numbers: {exc}") from exc
+
+
+def _check_bounded(kind: str, values: dict[str, Any]) -> None:
+    # Depth first: serialising a deeper value is what would fail (or exhaust the stack).
+    for key, value in values.items():
+        if _deeper_than(value, MAX_ATTRIBUTE_DEPTH):
+            raise ValueError(f"{kind} {key!r} is nested deeper than {MAX_ATTRIBUTE_DEPTH} levels")
+        size = len(json.dumps(value, separators=(",", ":"), default=str).encode())
+        if size > MAX_ATTRIBUTE_BYTES:
+            raise ValueError(f"{kind} {key!r} takes {size} bytes as JSON, more than {MAX_ATTRIBUTE_BYTES}")
 
 
 class TrialSnapshot(BaseModel):
@@ -91,12 +122,14 @@ class TrialSnapshot(BaseModel):
     @field_validator("params")
     @classmethod
     def _json_params(cls, params: dict[str, JsonScalar]) -> dict[str, JsonScalar]:
+        _check_bounded("param", params)
         _check_json("params", params)
         return params
 
     @field_validator("user_attrs")
     @classmethod
     def _json_user_attrs(cls, user_attrs: dict[str, Any]) -> dict[str, Any]:
+        _check_bounded("attribute", user_attrs)
         _check_json("user_attrs", user_attrs)
         return user_attrs
 
