@@ -185,18 +185,34 @@ class _LedgerTransaction:
             **fields,
         }
         line = json.dumps(entry, sort_keys=True, separators=(",", ":"), allow_nan=False).encode() + b"\n"
+        # Written with os.write on the descriptor, never through the handle's buffer: a buffered
+        # write that failed is tried again when the handle closes, and raises there, untyped.
+        fd = self._handle.fileno()
         try:
-            size = os.fstat(self._handle.fileno()).st_size
-            torn = size > ledger._offset
-            self._handle.write((b"\n" if torn else b"") + line)
-            self._handle.flush()
-            os.fsync(self._handle.fileno())
+            size = os.fstat(fd).st_size
+        except OSError as exc:
+            raise AlertDeliveryError(f"alert ledger {ledger.path} cannot be read: {exc.strerror or exc}") from exc
+        data = (b"\n" if size > ledger._offset else b"") + line
+        try:
+            written = 0
+            while written < len(data):
+                written += os.write(fd, data[written:])
+            os.fsync(fd)
             if size == 0:
                 # The file was just created: its directory entry must survive a crash too.
                 _fsync_dir(ledger.path.parent)
-            ledger._offset = os.fstat(self._handle.fileno()).st_size
         except OSError as exc:
-            raise AlertDeliveryError(f"alert ledger {ledger.path} cannot be written: {exc.strerror or exc}") from exc
+            # A full disk fails a write part of the way: cut what was written, so the ledger
+            # never keeps a torn line and the alert, not recorded, is delivered again.
+            try:
+                os.ftruncate(fd, size)
+                left = ""
+            except OSError as cut:
+                left = f"; a partial line is left (it is skipped when read): {cut.strerror or cut}"
+            raise AlertDeliveryError(
+                f"alert ledger {ledger.path} cannot be written: {exc.strerror or exc}{left}"
+            ) from exc
+        ledger._offset = size + len(data)
         ledger._keys.add((channel, key))
 
 
