@@ -215,6 +215,7 @@ def _gauntlet_status_seconds(n_trials: int = 10_000, repeats: int = 5) -> float:
     BACKTEST_GATE, CGE_GATE, PAPER_GATE = GATE_CHECKS
     from pipeline_assets.trial_assets import MAX_TRIALS_PER_RUN, trial_gauntlet
     from resources.deployment_policy import DeploymentPolicyResource
+    from resources.market_data import SyntheticMarketDataResource
     from simulations.deployment import Candidate
     from simulations.errors import MarketDataError, TrialDataError
     from simulations.gates import GatePolicy, GateVerdict, evaluate_paper_gate
@@ -252,6 +253,8 @@ def _gauntlet_status_seconds(n_trials: int = 10_000, repeats: int = 5) -> float:
         days=20.0, n_trades=60, win_rate=0.6, alpha=0.03, sharpe=2.0, max_drawdown=0.04, total_return=0.05, policy=policy
     )
     params = {"lookback": 123, "vol_lookback": 168, "target_bar_vol": 0.003}
+    # The demo's market_data, as a trial run would hand it to the paper venue.
+    windows = SyntheticMarketDataResource().load_windows()
 
     @dg.multi_asset(
         name=trial_gauntlet.node_def.name,
@@ -280,7 +283,7 @@ def _gauntlet_status_seconds(n_trials: int = 10_000, repeats: int = 5) -> float:
                 if not ok:
                     break
             else:
-                paper_broker.start_session(trial_key=key, strategy_name="momentum", params=params)
+                paper_broker.start_session(trial_key=key, strategy_name="momentum", params=params, windows=windows)
                 if i % 200 == 100:
                     continue  # still paper trading
                 yield dg.AssetMaterialization(TRIAL_ASSET_KEYS[3], partition=key, metadata={"grade": "A"})

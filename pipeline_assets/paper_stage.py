@@ -16,17 +16,21 @@ from pipeline_assets.stages import StageRecord, StageRun, TrialStage, content_ha
 from pipeline_assets.stress_stage import STRESS
 from resources.paper_broker import PaperBrokerResource, SessionInfo
 from simulations.gauntlet import PaperOutcome, PaperPending, stage_for_gate
+from simulations.market import MarketWindows
 
 
 @dataclass(frozen=True)
 class BrokerVenue:
-    """The paper broker as the gauntlet's paper venue."""
+    """The paper broker as the gauntlet's paper venue, trading the forward window of the run's `market_data`."""
 
     broker: PaperBrokerResource
+    windows: MarketWindows
 
     def advance(self, *, trial_key: str, strategy_name: str, params: Mapping[str, Any]) -> SessionInfo:
-        self.broker.start_session(trial_key=trial_key, strategy_name=strategy_name, params=params)
-        return self.broker.sync(trial_key=trial_key)
+        self.broker.start_session(
+            trial_key=trial_key, strategy_name=strategy_name, params=params, windows=self.windows
+        )
+        return self.broker.sync(trial_key=trial_key, windows=self.windows)
 
     def bars(self, *, trial_key: str) -> pl.DataFrame:
         return self.broker.report(trial_key=trial_key).bars

@@ -102,7 +102,7 @@ def trial_gauntlet(
             policy=run.policy,
             fee_bps=market.fee_bps,
             slippage_bps=market.slippage_bps,
-            paper=BrokerVenue(paper_broker),
+            paper=BrokerVenue(paper_broker, market_data),
         )
         if GATED_STAGES[0].key in selected:
             set_study_contexts(run, optuna_study)

@@ -3,11 +3,15 @@
 `PaperBrokerResource` is what a broker's paper-trading API would provide: sessions keyed by
 trial, advanced by `sync` as the venue's clock releases forward bars, and reported as
 frames. `LocalPaperBrokerResource` runs `simulations.paper.advance_session` against the
-forward window of the `market` resource and keeps every session in three tables of
-Gauntlet's own database (the deployment registry's; tables prefixed ``paper_``):
+forward window it is handed: the windows `market_data` built, so that the venue trades the
+bars, and cuts at the dates, that every trial is judged on (one source of truth; the dates
+are pinned in the Dagster instance). The forward window is open-ended: bars appended to the
+market source join it when `market_data` is rebuilt, and a session trades them next. It keeps
+every session in three tables of Gauntlet's own database (the deployment registry's; tables
+prefixed ``paper_``):
 
-* ``paper_sessions`` — one row per trial: strategy, params, clock, costs, the forward
-  window's hash and the `SessionState`;
+* ``paper_sessions`` — one row per trial: strategy, params, clock, costs, the hash of the
+  forward bars it has traded so far and the `SessionState`;
 * ``paper_fills`` and ``paper_bars`` — one row per (trial_key, bar_index), the primary
   key, so re-processing a bar can never add a second fill or equity row.
 
@@ -39,11 +43,11 @@ from resources.database import engine_for, translate_db_error
 from resources.market_data import MarketDataResource
 from simulations.constants import DEFAULT_PAPER_CLOCK_SPEED, SECONDS_PER_DAY
 from simulations.errors import ConfigurationError, PaperTradingError, PipelineError
-from simulations.market import MarketWindow
+from simulations.market import MarketWindow, MarketWindows
 from simulations.paper import BAR_SCHEMA, FILL_SCHEMA, SessionState, SessionStep, advance_session
 from simulations.strategies import build_strategy
 
-SessionStatus = Literal["running", "completed", "stopped"]
+SessionStatus = Literal["running", "stopped"]
 ClockMode = Literal["replay", "wall"]
 
 _MICROSECONDS = 1_000_000
@@ -74,7 +78,7 @@ paper_sessions = sa.Table(
     sa.Column("equity", sa.Double, nullable=False),
     sa.Column("last_close", sa.Double, nullable=True),
     sa.Column("n_fills", sa.Integer, nullable=False),
-    sa.CheckConstraint("status in ('running', 'completed', 'stopped')", name="paper_sessions_status"),
+    sa.CheckConstraint("status in ('running', 'stopped')", name="paper_sessions_status"),
     sa.CheckConstraint("clock in ('replay', 'wall')", name="paper_sessions_clock"),
     sa.CheckConstraint("bars_processed >= 0 and bars_processed <= n_forward_bars", name="paper_sessions_bars"),
 )
@@ -119,7 +123,8 @@ class SessionInfo(BaseModel):
     strategy_name, params
         What is traded (validated params, JSON values).
     status
-        ``running``; ``completed`` once the forward window is exhausted; ``stopped`` by `stop`.
+        ``running`` (the forward window is open-ended: a session that has traded every bar
+        there is waits for the next); ``stopped`` by `stop`.
     clock, speed
         How the session's bars are released (fixed when it starts): ``replay`` releases the
         whole forward window at once; ``wall`` releases ``speed`` market seconds per
@@ -127,13 +132,15 @@ class SessionInfo(BaseModel):
     started_at, updated_at
         Wall-clock times (UTC) of the start and of the last sync that processed bars.
     bars_processed, n_forward_bars
-        Forward bars processed, and in the forward window.
+        Forward bars processed, and in the forward window at the last sync that processed bars.
     bar_seconds
         Bar length (seconds).
     fee_bps, slippage_bps
         Costs of the session, fixed when it starts (basis points).
     forward_sha256
-        Hash of the forward window the session trades.
+        Hash of the forward bars the session has traded, ``0..bars_processed-1``
+        (`MarketWindow.head_sha256`): a sync goes on only if the forward window it is handed
+        starts with exactly these bars.
     held, pending_target
         Position held during the last processed bar, and the target waiting for the next
         bar (fractions of equity).
@@ -219,23 +226,33 @@ class SessionReport:
 class PaperBrokerResource(dg.ConfigurableResource, abc.ABC):
     """A paper-trading venue: one session per trial on the forward window.
 
+    The caller hands the venue the market as `market_data` built it (``windows``): the venue
+    trades its forward window, so sessions, backtests and grades all see the same bars, cut at
+    the same pinned dates.
+
     Every method raises a `PipelineError`: `PaperTradingError` for an unknown session or a
     session that cannot continue, `StorageUnavailableError` (transient) when the venue's
     storage is locked or unreachable.
     """
 
     @abc.abstractmethod
-    def start_session(self, *, trial_key: str, strategy_name: str, params: Mapping[str, Any]) -> SessionInfo:
-        """Start trading ``strategy_name`` with ``params`` for ``trial_key``; idempotent.
+    def start_session(
+        self, *, trial_key: str, strategy_name: str, params: Mapping[str, Any], windows: MarketWindows
+    ) -> SessionInfo:
+        """Start trading ``strategy_name`` with ``params`` for ``trial_key`` on ``windows.forward``; idempotent.
 
         Starting a session that exists with the same strategy and params returns it as it
         is; with different ones raises `PaperTradingError`.
         """
 
     @abc.abstractmethod
-    def sync(self, *, trial_key: str) -> SessionInfo:
-        """Process the bars the clock released since the last sync, durably; a stopped or
-        completed session is returned unchanged."""
+    def sync(self, *, trial_key: str, windows: MarketWindows) -> SessionInfo:
+        """Process the bars of ``windows.forward`` the clock released since the last sync, durably.
+
+        The session goes on only if ``windows.forward`` starts with the bars it has traded
+        (bars appended since are traded next, once each); a stopped session is returned
+        unchanged.
+        """
 
     @abc.abstractmethod
     def report(self, *, trial_key: str) -> SessionReport:
@@ -260,18 +277,6 @@ class PaperBrokerResource(dg.ConfigurableResource, abc.ABC):
         """
 
 
-@dataclass(frozen=True, eq=False)
-class _Venue:
-    """The forward window, its warm-up history and its release schedule, loaded once."""
-
-    forward: MarketWindow
-    history: np.ndarray
-    #: Microseconds after the forward window's start at which each bar has closed.
-    closes_at_us: np.ndarray
-
-
-_VENUES: dict[str, _Venue] = {}
-_VENUES_LOCK = threading.Lock()
 _SCHEMA_READY: set[str] = set()
 _SCHEMA_LOCK = threading.Lock()
 
@@ -346,7 +351,7 @@ def _db_rows(frame: pl.DataFrame, trial_key: str) -> list[dict[str, Any]]:
 
 
 class LocalPaperBrokerResource(PaperBrokerResource):
-    """Paper venue simulated in-process on the `market` forward window, persisted in a database.
+    """Paper venue simulated in-process on the forward window it is handed, persisted in a database.
 
     Restarts lose nothing: a new instance on the same ``database_url`` continues every
     session from its last committed sync. Tests replace the clock by overriding `now`.
@@ -366,7 +371,7 @@ class LocalPaperBrokerResource(PaperBrokerResource):
         gt=0,
         description="'wall' clock only: market seconds released per wall-clock second (1.0 is real time).",
     )
-    market: MarketDataResource = Field(description="Market data; the venue trades its forward window.")
+    market: MarketDataResource = Field(description="The market whose costs every session pays.")
 
     def now(self) -> dt.datetime:
         """Current wall-clock time (UTC); the one place the venue reads the time."""
@@ -389,37 +394,50 @@ class LocalPaperBrokerResource(PaperBrokerResource):
                     raise translate_db_error(inspect_exc, what="paper broker", url=self.database_url) from exc
                 if not set(PAPER_METADATA.tables) <= present:
                     raise translate_db_error(exc, what="paper broker", url=self.database_url) from exc
+            try:
+                with engine.begin() as conn:
+                    # Earlier versions ended a session as 'completed' once its fixed forward
+                    # window ran out; the window is open-ended now, so such a session goes on.
+                    conn.execute(
+                        sa.update(paper_sessions).where(paper_sessions.c.status == "completed").values(status="running")
+                    )
+            except sqlalchemy.exc.SQLAlchemyError as exc:
+                raise translate_db_error(exc, what="paper broker", url=self.database_url) from exc
             _SCHEMA_READY.add(self.database_url)
         return engine
-
-    def _venue(self) -> _Venue:
-        market = self.market
-        key = f"{type(market).__module__}.{type(market).__qualname__}:{market.model_dump_json()}"
-        with _VENUES_LOCK:
-            venue = _VENUES.get(key)
-            if venue is None:
-                windows = market.load_windows()
-                forward = windows.forward
-                stamps = forward.timestamps.astype(np.int64)
-                bar_us = round(forward.bar_seconds * _MICROSECONDS)
-                venue = _Venue(
-                    forward=forward,
-                    history=windows.history_before(name="forward"),
-                    closes_at_us=stamps - stamps[0] + bar_us,
-                )
-                _VENUES[key] = venue
-        return venue
 
     def _now(self) -> dt.datetime:
         return _aware(self.now(), "now()")
 
-    def _released(self, row: Mapping[str, Any], venue: _Venue, now: dt.datetime) -> int:
+    @staticmethod
+    def _released(row: Mapping[str, Any], forward: MarketWindow, now: dt.datetime) -> int:
         """Forward bars the session's clock has released by ``now``."""
         if row["clock"] == "replay":
-            return venue.forward.n_bars
+            return forward.n_bars
+        stamps = forward.timestamps.astype(np.int64)
+        # Microseconds after the forward window's start at which each bar has closed.
+        closes_at_us = stamps - stamps[0] + round(forward.bar_seconds * _MICROSECONDS)
         elapsed_us = _to_us(now) - row["started_at_us"]
         market_us = np.floor(elapsed_us * row["speed"])
-        return int(np.searchsorted(venue.closes_at_us, market_us, side="right"))
+        return int(np.searchsorted(closes_at_us, market_us, side="right"))
+
+    @staticmethod
+    def _check_traded(row: Mapping[str, Any], forward: MarketWindow, key: str) -> None:
+        """Refuse a forward window that does not start with the bars the session has traded."""
+        traded = row["bars_processed"]
+        if traded > forward.n_bars:
+            raise PaperTradingError(
+                f"the session has traded {traded} forward bars but the forward window it was handed holds "
+                f"{forward.n_bars}: that market_data is older than the session; run again on the latest market_data",
+                trial=key,
+            )
+        if forward.head_sha256(traded) != row["forward_sha256"]:
+            raise PaperTradingError(
+                f"the first {traded} forward bars of the market (sha256 {forward.head_sha256(traded)[:12]}…) are not "
+                f"the ones this session traded ({row['forward_sha256'][:12]}…): the market data or the window dates "
+                "changed under it; restore the market data the session traded, or stop the session",
+                trial=key,
+            )
 
     def _fail(self, exc: BaseException, trial_key: str | None) -> PipelineError:
         if isinstance(exc, PipelineError):
@@ -443,12 +461,14 @@ class LocalPaperBrokerResource(PaperBrokerResource):
 
     # ------------------------------------------------------------------ API
 
-    def start_session(self, *, trial_key: str, strategy_name: str, params: Mapping[str, Any]) -> SessionInfo:
+    def start_session(
+        self, *, trial_key: str, strategy_name: str, params: Mapping[str, Any], windows: MarketWindows
+    ) -> SessionInfo:
         key = _checked_key(trial_key)
         try:
             _, model = build_strategy(name=strategy_name, params=params)
             params_json = json.dumps(model.model_dump(mode="json"), sort_keys=True)
-            forward = self._venue().forward
+            forward = windows.forward
             engine = self._engine()
             now_us = _to_us(self._now())
             with engine.begin() as conn:
@@ -466,7 +486,7 @@ class LocalPaperBrokerResource(PaperBrokerResource):
                         slippage_bps=self.market.slippage_bps,
                         bar_seconds=forward.bar_seconds,
                         n_forward_bars=forward.n_bars,
-                        forward_sha256=forward.sha256,
+                        forward_sha256=forward.head_sha256(0),
                         started_at_us=now_us,
                         updated_at_us=now_us,
                         bars_processed=0,
@@ -488,16 +508,14 @@ class LocalPaperBrokerResource(PaperBrokerResource):
             )
         return _info(row)
 
-    def sync(self, *, trial_key: str) -> SessionInfo:
+    def sync(self, *, trial_key: str, windows: MarketWindows) -> SessionInfo:
         key = _checked_key(trial_key)
         try:
             now = self._now()
-            # Loaded before the transaction so a first, slow market load holds no row lock.
-            venue = self._venue()
             engine = self._engine()
             with engine.connect() as conn:
                 with conn.begin() as transaction:
-                    info = self._sync_in(conn, key, venue, now)
+                    info = self._sync_in(conn, key, windows, now)
                     if info is None:
                         transaction.rollback()
                 if info is None:
@@ -507,17 +525,13 @@ class LocalPaperBrokerResource(PaperBrokerResource):
         except (PipelineError, sqlalchemy.exc.SQLAlchemyError) as exc:
             raise self._fail(exc, key) from exc
 
-    def _sync_in(self, conn: sa.Connection, key: str, venue: _Venue, now: dt.datetime) -> SessionInfo | None:
+    def _sync_in(self, conn: sa.Connection, key: str, windows: MarketWindows, now: dt.datetime) -> SessionInfo | None:
         """Advance the session inside the caller's transaction; ``None`` if another sync won."""
         row = self._existing(conn, key, lock=True)
         if row["status"] != "running":
             return _info(row)
-        if venue.forward.sha256 != row["forward_sha256"]:
-            raise PaperTradingError(
-                f"the market's forward window (sha256 {venue.forward.sha256[:12]}…) is not the one this session "
-                f"trades ({row['forward_sha256'][:12]}…); restore the market data the session started on",
-                trial=key,
-            )
+        forward = windows.forward
+        self._check_traded(row, forward, key)
         state = SessionState(
             bars_processed=row["bars_processed"],
             held=row["held"],
@@ -528,10 +542,10 @@ class LocalPaperBrokerResource(PaperBrokerResource):
         strategy, params = build_strategy(name=row["strategy_name"], params=json.loads(row["params_json"]))
         step = advance_session(
             state=state,
-            history_close=venue.history,
-            forward_close=venue.forward.close,
-            forward_timestamps=venue.forward.timestamps,
-            n_available=self._released(row, venue, now),
+            history_close=windows.history_before(name="forward"),
+            forward_close=forward.close,
+            forward_timestamps=forward.timestamps,
+            n_available=self._released(row, forward, now),
             strategy=strategy,
             params=params,
             fee_bps=row["fee_bps"],
@@ -548,7 +562,8 @@ class LocalPaperBrokerResource(PaperBrokerResource):
             "last_close": new.last_close,
             "n_fills": row["n_fills"] + step.fills.height,
             "updated_at_us": max(_to_us(now), row["updated_at_us"]),
-            "status": "completed" if new.bars_processed == row["n_forward_bars"] else "running",
+            "n_forward_bars": forward.n_bars,
+            "forward_sha256": forward.head_sha256(new.bars_processed),
         }
         if not self._write_step(conn, key, state, step, values):
             return None

@@ -1,9 +1,10 @@
 """`paper_session_sensor`: grade paper sessions once they have traded long enough.
 
-With the ``wall`` clock a session matures days after its trial's run; this sensor advances
-every running session (bars released by the clock are processed and persisted) and asks for
-grading — `paper_trading_grade` and `deployment_record` of that trial — once it has traded
-the policy's minimum days. The run key carries the bars processed, so a failed grading run is
+With the ``wall`` clock a session matures days after its trial's run, and with either clock
+the forward window grows as bars arrive; this sensor advances every running session on the
+forward window of the latest `market_data` (bars released by the clock are processed and
+persisted) and asks for grading — `paper_trading_grade` and `deployment_record` of that trial
+— once it has traded the policy's minimum days. The run key carries the bars processed, so a failed grading run is
 asked for again at the next tick that saw more bars, never twice for the same state.
 """
 
@@ -11,6 +12,7 @@ import dagster as dg
 
 from pipeline_assets.dagster_private import NOT_FINISHED_STATUSES, UnresolvedAssetJobDefinition
 from pipeline_assets.paper_stage import PAPER
+from pipeline_assets.shared_assets import MARKET_DATA
 from pipeline_assets.stage_table import later_stages
 from pipeline_assets.partitions import trials_partitions_def
 from resources.gate_policy import GatePolicyResource
@@ -53,18 +55,21 @@ def build_paper_session_sensor(
         context: dg.SensorEvaluationContext, paper_broker: PaperBrokerResource, gate_policy: GatePolicyResource
     ) -> dg.SensorResult:
         min_days = gate_policy.policy().paper.min_days
-        open_sessions = [s for s in paper_broker.sessions() if s.status != "stopped"]
         # A trial already graded, or about to be by a run in flight, is not asked for again.
         graded = context.instance.get_materialized_partitions(PAPER.key) | in_flight_partitions(
             context.instance, job.name
         )
+        running = [s for s in paper_broker.sessions() if s.status == "running" and s.trial_key not in graded]
+        if not running:
+            return dg.SensorResult(skip_reason="no running paper session to grade")
+        if context.repository_def is None:
+            raise dg.DagsterInvariantViolationError("paper_session_sensor loads market_data from its code location")
+        # The windows every trial run loads: sessions trade the bars their grade is computed on.
+        windows = context.repository_def.load_asset_value(MARKET_DATA, instance=context.instance)
         requests = []
         pending = 0
-        for session in open_sessions:
-            if session.trial_key in graded:
-                continue
-            if session.status == "running":
-                session = paper_broker.sync(trial_key=session.trial_key)
+        for session in running:
+            session = paper_broker.sync(trial_key=session.trial_key, windows=windows)
             if session.days_elapsed < min_days:
                 pending += 1
                 continue

@@ -625,6 +625,24 @@ class MarketWindow:
         """Timestamp of the last bar (UTC)."""
         return _to_datetime(self.timestamps[-1])
 
+    def head_sha256(self, n: int) -> str:
+        """Digest of the window's first ``n`` bars (:func:`window_hash`); ``head_sha256(n_bars) == sha256``.
+
+        A paper session is verified against the bars it has traded, which stay the same while
+        the open-ended forward window grows.
+
+        Raises
+        ------
+        MarketDataError
+            If ``n`` is not an integer in ``[0, n_bars]``.
+        """
+        if isinstance(n, bool) or not isinstance(n, int | np.integer) or not 0 <= n <= self.n_bars:
+            raise MarketDataError(f"the {self.name} window holds {self.n_bars} bars; cannot hash its first {n!r}")
+        return window_hash(
+            timestamps_us=self.timestamps[:n].astype(np.int64),
+            values={column: getattr(self, column)[:n] for column in VALUE_COLUMNS},
+        )
+
     def to_frame(self) -> pl.DataFrame:
         """The window as a market frame (columns :data:`MARKET_COLUMNS`)."""
         return pl.DataFrame(
