@@ -53,7 +53,9 @@ hashes ``inputs_hash`` with the context the decision depends on (stop flag and l
 
 * a ``promoted`` or ``rejected`` decision with the same ``inputs_hash`` exists: those
   outcomes are final for those inputs, so a retired or rolled-back trial does not come back
-  live until its inputs change; or
+  live until its inputs change. What is returned is the trial's current record: the
+  ``retired`` or ``rolled_back`` record that took that promotion down, if one did since (and
+  it was not put back live by a rollback), never a stale ``promoted``; or
 * a decision with the same ``idempotency_key`` exists: the held and dry-run outcomes are
   re-decided only when the stop or the live set has changed since.
 """
@@ -645,7 +647,7 @@ class SqlDeploymentRegistryResource(DeploymentRegistryResource):
             d = decisions_table
             final = self._fetch_record(conn, (d.c.inputs_hash == inputs_hash) & d.c.decision.in_(FINAL_DECISIONS))
             if final is not None:
-                return final
+                return self._current(conn, final)
             live = [entry for _, entry in slotted]
             context = self._context(stop, live)
             key = _digest({"inputs": inputs_hash, "context": context.model_dump(mode="json")})
@@ -682,6 +684,14 @@ class SqlDeploymentRegistryResource(DeploymentRegistryResource):
             if decision.goes_live:
                 self._go_live(conn, candidate.partition_key, decision_id, displaced, now)
             return self._record_by_id(conn, decision_id)
+
+    def _current(self, conn: sa.Connection, final: DecisionRecord) -> DecisionRecord:
+        """What stands now of a final decision: the latest take-down of it, unless a rollback put it back."""
+        d = decisions_table
+        latest = self._fetch_record(
+            conn, (d.c.target_decision_id == final.id) | (d.c.restored_decision_id == final.id)
+        )
+        return latest if latest is not None and latest.target_decision_id == final.id else final
 
     def _go_live(
         self,
@@ -729,8 +739,10 @@ class SqlDeploymentRegistryResource(DeploymentRegistryResource):
             raise RegistryError(f"stopped must be a bool, got {stopped!r}")
         _check_actor(by, "by")
         reason = _check_reason(reason)
-        now = _now()
         with self._errors(), self._write() as conn:
+            # Timestamped once the write lock is held: a stop that waited behind a decision is
+            # not dated before that decision committed (audit order is commit order).
+            now = _now()
             conn.execute(
                 controls_table.update()
                 .where(controls_table.c.id == CONTROL_ROW_ID)

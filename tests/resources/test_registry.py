@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import datetime as dt
 import multiprocessing
 import sqlite3
 import threading
@@ -354,9 +355,10 @@ def test_held_candidates_are_redecided_when_a_slot_frees(database_url: str) -> N
     promoted = reg.decide_and_record(candidate=make_candidate(3), settings=settings(), decided_by="pipeline")
     assert promoted.decision == "promoted"
     assert live_keys(reg) == [key(2), key(3)]
-    # A retired trial does not come back on a rematerialization with the same inputs.
+    # A retired trial does not come back on a rematerialization with the same inputs, and its
+    # record says so.
     again = reg.decide_and_record(candidate=make_candidate(1), settings=settings(), decided_by="pipeline")
-    assert again.decision == "promoted" and again.id < held.id
+    assert again.decision == "retired" and again.id < promoted.id
     assert live_keys(reg) == [key(2), key(3)]
 
 
@@ -516,3 +518,75 @@ def test_is_a_dagster_resource(sqlite_url: str) -> None:
     result = dg.materialize([deployment_probe], resources={"registry": registry(sqlite_url)})
     assert result.success
     assert registry(sqlite_url).emergency_stop().stopped
+
+
+# --------------------------------------------------------------------------- issue 20: what a record says
+
+
+def test_a_rerun_after_a_retire_or_rollback_returns_the_current_record(database_url: str) -> None:
+    reg = registry(database_url)
+    promoted = reg.decide_and_record(candidate=make_candidate(1), settings=settings(), decided_by="pipeline")
+    retired = reg.retire(partition_key=key(1), by="user:alice", reason="done")
+    # Re-materializing the trial with unchanged inputs decides nothing new and does not say
+    # "promoted" of a trial that is not live: its record now is the retirement.
+    again = reg.decide_and_record(candidate=make_candidate(1), settings=settings(), decided_by="pipeline")
+    assert (again.id, again.decision, again.target_decision_id) == (retired.id, "retired", promoted.id)
+    assert reg.live() == [] and len(reg.decisions()) == 2
+
+    weakest = settings(at_capacity="replace_weakest")
+    b = reg.decide_and_record(candidate=make_candidate(2, sharpe=1.0), settings=weakest, decided_by="pipeline")
+    rolled_back = reg.rollback(by="cli", reason="bad fills")
+    assert reg.decide_and_record(candidate=make_candidate(2, sharpe=1.0), settings=weakest, decided_by="pipeline") == rolled_back
+    assert rolled_back.target_decision_id == b.id
+
+
+def test_a_promotion_restored_by_a_rollback_is_current_again(sqlite_url: str) -> None:
+    reg = registry(sqlite_url)
+    weakest = settings(at_capacity="replace_weakest")
+    a = reg.decide_and_record(candidate=make_candidate(1, sharpe=1.0), settings=weakest, decided_by="pipeline")
+    reg.decide_and_record(candidate=make_candidate(2, sharpe=2.0), settings=weakest, decided_by="pipeline")
+    reg.decide_and_record(candidate=make_candidate(3, sharpe=1.5), settings=weakest, decided_by="pipeline")
+    reg.rollback(by="cli", reason="undo 3")  # trial 1 is live again with its decision
+    assert reg.decide_and_record(candidate=make_candidate(1, sharpe=1.0), settings=weakest, decided_by="pipeline") == a
+
+
+def _hold_write_lock(url: str) -> Callable[[], None]:
+    """Take the registry's write lock as another writer would; returns the function that commits."""
+    if url.startswith("sqlite"):
+        raw = sqlite3.connect(sa.engine.make_url(url).database, isolation_level=None, timeout=30)
+        raw.execute("BEGIN IMMEDIATE")
+
+        def commit_sqlite() -> None:
+            raw.execute("COMMIT")
+            raw.close()
+
+        return commit_sqlite
+    engine = sa.create_engine(url)
+    conn = engine.connect()
+    conn.execute(sa.text("SELECT id FROM registry_controls WHERE id = 1 FOR UPDATE"))
+
+    def commit_postgres() -> None:
+        conn.commit()
+        conn.close()
+        engine.dispose()
+
+    return commit_postgres
+
+
+def test_stop_and_resume_are_timestamped_when_they_hold_the_lock(database_url: str) -> None:
+    """Audit order is commit order: a stop that waited for the lock is not dated before it got it,
+    so a decision committed while it waited never looks like it ignored the stop."""
+    reg = registry(database_url)
+    reg.ping()
+    for stopped in (True, False):
+        commit = _hold_write_lock(database_url)
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            future = pool.submit(reg.set_emergency_stop, stopped=stopped, by="user:ops", reason="audit")
+            time.sleep(0.3)  # the call waits for the lock; correctness does not depend on how long
+            released_at = dt.datetime.now(dt.UTC)
+            commit()
+            state = future.result(WORKER_JOIN_SECONDS)
+        assert state.at >= released_at, (state.at, released_at)
+        assert reg.control_history(limit=1)[0].at == state.at
+    history = reg.control_history()
+    assert [e.at for e in history] == sorted((e.at for e in history), reverse=True)
