@@ -15,10 +15,11 @@ that raises fails the tick with the cursor unchanged; on the next tick the notif
 skips what the failed tick had already delivered. The alert key names the execution record,
 so a trial re-evaluated and rejected again alerts again, but one record never alerts twice.
 
-`run_failure_alert_sensor` is Dagster's run-failure sensor: every failed run of this code
-location, with its error and its trials. Dagster advances a run-status sensor's cursor even
-when the sensor raises (the tick fails visibly), so a failed delivery of a run alert is not
-retried; the composite notifier writes the local log before the webhook for that reason.
+`run_failure_alert_sensor` polls the instance's run-failure events the same way, with a cursor
+of its own: the storage id of the last failure alerted. It is not Dagster's run-failure sensor,
+because Dagster advances a run-status sensor's cursor past a run even when the sensor raised
+for it, so an alert whose delivery failed was never retried. Here a delivery error fails the
+tick with the cursor unchanged, and the next tick tries again until it is delivered.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from resources.notifier import Alert, NotifierResource
 from simulations.errors import ConfigurationError, StorageCorruptError
 
 GATE_ALERT_INTERVAL_SECONDS = 30
+RUN_ALERT_INTERVAL_SECONDS = 30
 #: Bounds one tick's deliveries (a webhook call each) well inside the sensor evaluation timeout;
 #: a backlog (alerting switched on for an old instance) drains over the following ticks.
 MAX_ALERTS_PER_TICK = 50
@@ -249,13 +251,13 @@ def _run_trials(tags: Mapping[str, str]) -> tuple[list[str], list[str] | None]:
     return [], None
 
 
-def run_failure_alert(context: dg.RunFailureSensorContext) -> Alert:
+def run_failure_alert(instance: dg.DagsterInstance, run: dg.DagsterRun, failure_event: dg.DagsterEvent) -> Alert:
     """The alert for a failed run: its error (per failed step) and the trials it concerns."""
-    run = context.dagster_run
     reasons: list[str] = []
     steps: list[str] = []
     failed_trials: list[str] = []
-    for event in context.get_step_failure_events():
+    step_failures = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+    for event in (entry.dagster_event for entry in step_failures if entry.dagster_event is not None):
         steps.append(event.step_key or "run")
         data = event.step_failure_data
         user = data.user_failure_data if data else None
@@ -269,7 +271,7 @@ def run_failure_alert(context: dg.RunFailureSensorContext) -> Alert:
             failed_trials.extend(t for t in (named if isinstance(named, list) else []) if isinstance(t, str))
     partition, partition_range = _run_trials(run.tags)
     trials: Sequence[str] = failed_trials or partition
-    record = context.instance.get_run_record_by_id(run.run_id)
+    record = instance.get_run_record_by_id(run.run_id)
     ended = record.end_time if record and record.end_time else None
     details: dict[str, JsonValue] = {
         "job": run.job_name,
@@ -286,21 +288,62 @@ def run_failure_alert(context: dg.RunFailureSensorContext) -> Alert:
         trial=trials[0] if len(trials) == 1 else None,
         study=run.tags.get(STUDY_TAG) or _study_of(first_trial),
         stage=", ".join(steps) or "run",
-        reason="; ".join(r for r in reasons if r) or context.failure_event.message or f"run {run.run_id} failed",
+        reason="; ".join(r for r in reasons if r) or failure_event.message or f"run {run.run_id} failed",
         run_id=run.run_id,
         at=dt.datetime.fromtimestamp(ended, dt.UTC) if ended else dt.datetime.now(dt.UTC),
         details=details,
     )
 
 
-@dg.run_failure_sensor(
+class RunAlertCursor(BaseModel):
+    """Where `run_failure_alert_sensor` stands: every run failure up to this storage id is alerted."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    after: int = Field(default=0, ge=0)
+
+
+def read_run_cursor(raw: str | None) -> RunAlertCursor:
+    """The cursor; from the first failure when the sensor never ran (the ledger drops repeats)."""
+    if not raw:
+        return RunAlertCursor()
+    try:
+        return RunAlertCursor.model_validate_json(raw)
+    except ValidationError as exc:
+        raise ConfigurationError(
+            f"run_failure_alert_sensor cursor {raw[:80]!r} is invalid ({exc.errors()[0]['msg']}); reset it in the UI: "
+            "the notifier's ledger keeps alerts already delivered from going out again",
+            stage="run_failure_alert_sensor",
+        ) from exc
+
+
+@dg.sensor(
     name="run_failure_alert_sensor",
+    minimum_interval_seconds=RUN_ALERT_INTERVAL_SECONDS,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Alerts through the notifier once for every failed run, with the error and its trials.",
+    description="Alerts through the notifier for every failed run, with the error and its trials, until delivered.",
 )
-def run_failure_alert_sensor(context: dg.RunFailureSensorContext, notifier: NotifierResource) -> None:
-    alert = run_failure_alert(context)
-    if notifier.notify(alert):
-        context.log.info(f"delivered run alert {alert.key}: {alert.reason}")
-    else:
-        context.log.info(f"run alert {alert.key} was already delivered")
+def run_failure_alert_sensor(context: dg.SensorEvaluationContext, notifier: NotifierResource) -> dg.SensorResult:
+    cursor = read_run_cursor(context.cursor)
+    failures = context.instance.fetch_run_status_changes(
+        dg.RunStatusChangeRecordsFilter(event_type=dg.DagsterEventType.RUN_FAILURE, after_storage_id=cursor.after),
+        limit=MAX_ALERTS_PER_TICK,
+        ascending=True,
+    )
+    after, sent = cursor.after, []
+    for record in failures.records:
+        run = context.instance.get_run_by_id(record.run_id)
+        event = record.event_log_entry.dagster_event
+        # A run deleted since it failed has nothing left to tell.
+        if run is not None and event is not None:
+            alert = run_failure_alert(context.instance, run, event)
+            # A delivery error propagates: the tick fails and this cursor is never returned.
+            if notifier.notify(alert):
+                sent.append(alert.key)
+        after = record.storage_id
+    if sent:
+        context.log.info(f"delivered {len(sent)} run alert(s): {', '.join(sent)}")
+    summary = f"{len(sent)} run alert(s) delivered" if failures.records else "no new failed run"
+    if failures.has_more:
+        summary += "; more next tick"
+    return dg.SensorResult(skip_reason=summary, cursor=RunAlertCursor(after=after).model_dump_json())

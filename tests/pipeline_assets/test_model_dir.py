@@ -16,7 +16,6 @@ import optuna
 import pytest
 
 from pipeline_assets.cli import main
-from pipeline_assets.dagster_private import DagsterEventType
 from pipeline_assets.environment import Settings, build_resources
 from pipeline_assets.partitions import trial_partition_key
 
@@ -100,16 +99,8 @@ def test_trials_cannot_read_files_or_learn_digests_through_linear_model(home, tm
         assert {run.tags.get("dagster/partition") for run in failed} == {
             trial_partition_key(STUDY, n) for n in range(3)
         }
-        for run in failed:
-            (failure,) = instance.all_logs(run.run_id, of_type=DagsterEventType.RUN_FAILURE)
-            with dg.build_run_status_sensor_context(
-                sensor_name=sensor.name,
-                dagster_instance=instance,
-                dagster_run=run,
-                dagster_event=failure.dagster_event,
-                resources=defs.resources,
-            ) as context:
-                sensor(context)
+        with dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources) as context:
+            sensor(context)
     alerts = (home / "alerts.jsonl").read_text()
     assert alerts.count('"kind":"run_failed"') == 3
 

@@ -19,7 +19,6 @@ import dagster as dg
 import pytest
 
 from pipeline_assets.cli import main
-from pipeline_assets.dagster_private import DagsterEventType
 from tests.conftest import add_complete_trials
 from tests.graphql_support import graphql_workspace, write_code_location
 
@@ -104,16 +103,8 @@ def test_a_password_in_a_variable_is_never_shown(
         settings = Settings.from_environ()
         defs = build_definitions(settings=settings, resources=build_resources(settings))
         sensor = defs.resolve_sensor_def("run_failure_alert_sensor")
-        for run in [r for r in runs if r.status == dg.DagsterRunStatus.FAILURE]:
-            (failure,) = instance.all_logs(run.run_id, of_type=DagsterEventType.RUN_FAILURE)
-            with dg.build_run_status_sensor_context(
-                sensor_name=sensor.name,
-                dagster_instance=instance,
-                dagster_run=run,
-                dagster_event=failure.dagster_event,
-                resources=defs.resources,
-            ) as context:
-                sensor(context)
+        with dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources) as context:
+            sensor(context)
         assert '"kind":"run_failed"' in (home / "alerts.jsonl").read_text()
 
         # What the UI shows of the resources: the variables' names, never their values.

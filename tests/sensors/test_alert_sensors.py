@@ -181,14 +181,8 @@ def test_a_failed_run_alerts_once_with_its_trial_and_error(defs, instance, tmp_p
     assert not result.success
 
     sensor = defs.resolve_sensor_def("run_failure_alert_sensor")
-    for _ in range(2):  # the second delivery of the same failure is deduplicated
-        with dg.build_run_status_sensor_context(
-            sensor_name="run_failure_alert_sensor",
-            dagster_instance=instance,
-            dagster_run=result.dagster_run,
-            dagster_event=result.get_run_failure_event(),
-            resources=defs.resources,
-        ) as context:
+    for _ in range(2):  # from the start each time: the second delivery of the same failure is deduplicated
+        with dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources) as context:
             sensor(context)
     (alert,) = _alerts(tmp_path)
     assert alert["key"] == f"run:{result.run_id}" and alert["kind"] == "run_failed"
