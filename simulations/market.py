@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -288,18 +289,27 @@ def _read_raw(path: Path) -> pl.DataFrame:
         raise _fail(path, "unreadable_file", f"{type(exc).__name__}: {exc}") from exc
 
 
+def _few(names: list[str], shown: int = 10) -> str:
+    """At most ``shown`` names and how many there are: a message must stay one readable line."""
+    return str(names) if len(names) <= shown else f"{names[:shown]} and {len(names) - shown} more"
+
+
 def _normalised_columns(path: Path, raw: pl.DataFrame) -> pl.DataFrame:
     names = [str(name).strip().lower() for name in raw.columns]
-    duplicates = sorted({name for name in names if names.count(name) > 1})
+    # Counted in one pass: a file may have tens of thousands of columns.
+    duplicates = sorted(name for name, count in Counter(names).items() if count > 1)
     if duplicates:
-        raise _fail(path, "duplicate_columns", f"columns {duplicates} appear more than once (case-insensitive)")
+        raise _fail(
+            path, "duplicate_columns", f"columns {_few(duplicates)} appear more than once (case-insensitive)"
+        )
     frame = raw.rename(dict(zip(raw.columns, names, strict=True)))
-    missing = [column for column in REQUIRED_FILE_COLUMNS if column not in frame.columns]
+    present = set(names)
+    missing = [column for column in REQUIRED_FILE_COLUMNS if column not in present]
     if missing:
         raise _fail(
             path,
             "missing_columns",
-            f"missing {missing}; found {frame.columns}; required {list(REQUIRED_FILE_COLUMNS)} "
+            f"missing {missing}; found {_few(names)}; required {list(REQUIRED_FILE_COLUMNS)} "
             "(plus an optional 'symbol')",
         )
     if frame.height == 0:
