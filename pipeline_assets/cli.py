@@ -3,6 +3,7 @@
 Commands (each takes ``--json`` for machine-readable output)::
 
     gauntlet config check
+    gauntlet windows
     gauntlet run --study S --trial N | --all-new [--until STAGE] [--dry-run]
     gauntlet status [--study S] [--stage STAGE ...] [--failed] [--failed-runs N]
     gauntlet live
@@ -60,10 +61,11 @@ from pipeline_assets.status import (
     read_status,
 )
 from pipeline_assets.trial_assets import STUDY_TAG
+from pipeline_assets.windows import read_windows, windows_payload
 from resources.database import translate_db_error
 from resources.registry import ControlState, DecisionRecord
 from sensors.all_sensors import build_sensors
-from simulations.errors import ConfigurationError, PipelineError
+from simulations.errors import ConfigurationError, PipelineError, StorageNotFoundError
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -317,6 +319,22 @@ def cmd_retry(ctx: Context, args: argparse.Namespace) -> Output:
     return Output(lambda: payload, lambda: lines)
 
 
+# -- windows ------------------------------------------------------------------------------------
+def cmd_windows(ctx: Context, args: argparse.Namespace) -> Output:
+    """Per watched study, the instrument and its train, backtest and forward windows (dates and bars now)."""
+    windows = read_windows(market=ctx.resources("market").market, instance=ctx.instance)
+    studies = list(ctx.settings.studies)
+    if not studies:
+        # Every study in the storage is watched; before a trainer creates one, there is none yet.
+        try:
+            studies = ctx.resources("optuna_study").optuna_study.list_studies()
+        except StorageNotFoundError:
+            studies = []
+    payload = windows_payload(studies, windows)
+    names = ", ".join(entry["study"] for entry in payload["studies"])
+    return Output(lambda: payload, lambda: [f"studies {names}, each judged on:", *windows.lines()])
+
+
 # -- health -------------------------------------------------------------------------------------
 def _check(name: str, probe: Callable[[], str]) -> dict[str, Any]:
     """Run one reachability probe; a typed error makes the component unhealthy, with its message."""
@@ -452,6 +470,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("health", parents=[common], help="daemon, sensors, storages; exit 1 if unhealthy").set_defaults(
         handler=cmd_health
     )
+    commands.add_parser(
+        "windows", parents=[common], help="each study's instrument and train, backtest and forward windows"
+    ).set_defaults(handler=cmd_windows)
     return parser
 
 

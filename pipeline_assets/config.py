@@ -65,7 +65,7 @@ from simulations.constants import (
     DEFAULT_TRAIN_DAYS,
 )
 from simulations.deployment import AtCapacity, RankingMetric
-from simulations.errors import ConfigurationError, TrialDataError
+from simulations.errors import ConfigurationError, MarketDataError, TrialDataError
 from simulations.gates import GatePolicy
 from simulations.market import WindowDates
 from simulations.strategies import load_strategy_from_import_path
@@ -751,27 +751,42 @@ def effective_config(loaded: LoadedConfig, environ: Mapping[str, str]) -> dict[s
     return data
 
 
+def _invalid(as_json: bool, problems: list[str]) -> int:
+    if as_json:
+        print(json.dumps({"valid": False, "problems": problems}))
+    else:
+        print("gauntlet config check: the configuration is invalid", file=sys.stderr)
+        print("\n".join(problems), file=sys.stderr)
+    return EXIT_INVALID
+
+
 def _check(as_json: bool) -> int:
     environ = dict(os.environ)
     try:
         loaded = load_config(environ)
     except ConfigurationError as exc:
-        if as_json:
-            print(json.dumps({"valid": False, "problems": exc.cause.splitlines()}))
-        else:
-            print("gauntlet config check: the configuration is invalid", file=sys.stderr)
-            print(exc.cause, file=sys.stderr)
-        return EXIT_INVALID
+        return _invalid(as_json, exc.cause.splitlines())
+    # Imported here: the windows read model builds the market resource with
+    # pipeline_assets.environment, which imports this module.
+    from pipeline_assets.windows import configured_windows, windows_payload
+
+    try:
+        # The data as market_data would load it: columns, calendar gaps, window fit, bars per window.
+        windows = configured_windows(loaded.config)
+    except (MarketDataError, ConfigurationError) as exc:
+        return _invalid(as_json, [f"market data: {exc.cause}"])
     data = effective_config(loaded, environ)
     source = str(loaded.path) if loaded.path else "built-in defaults (no gauntlet.yaml)"
     overrides = {variable: key for key, variable in loaded.overrides.items()}
     if as_json:
-        print(json.dumps({"valid": True, "file": source, "overrides": overrides, "config": data}))
+        payload = windows_payload(loaded.config.optuna.studies, windows)
+        print(json.dumps({"valid": True, "file": source, "overrides": overrides, "config": data, "windows": payload}))
         return EXIT_OK
     print(f"# gauntlet config check: valid\n# file: {source}")
     if overrides:
         print("# overridden by: " + ", ".join(f"{variable} ({key})" for variable, key in overrides.items()))
     print(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), end="")
+    print("\n".join(f"# {line}" for line in ["windows (every study):", *windows.lines()]))
     return EXIT_OK
 
 

@@ -732,10 +732,15 @@ def _symbol_frame(frame: pl.DataFrame, symbol: str | None) -> tuple[str, pl.Data
     symbols = frame.get_column("symbol").unique().sort().to_list()
     if symbol is None:
         if len(symbols) != 1:
-            raise MarketDataError(f"market frame holds symbols {symbols}; pass symbol= to choose one")
+            raise MarketDataError(
+                f"market frame holds symbols {symbols}; pass symbol= to choose one: set market.symbol to one of them, "
+                f"e.g. market.symbol: {symbols[0]}"
+            )
         symbol = symbols[0]
     elif symbol not in symbols:
-        raise MarketDataError(f"symbol {symbol!r} is not in the market frame (symbols: {symbols})")
+        raise MarketDataError(
+            f"symbol {symbol!r} is not in the market frame (symbols: {symbols}); set market.symbol to one of them"
+        )
     return symbol, frame.filter(pl.col("symbol") == symbol)
 
 
@@ -848,10 +853,19 @@ def pin_window_dates(
     starts = [end_us - sum(spans), end_us - spans[1] - spans[2], end_us - spans[2]]
     if starts[0] < stamps[0]:
         covered = (end_us - int(stamps[0])) / day_us
+        # Floored to hundredths, so that the values suggested fit the data.
+        fitting = np.floor((end_us - int(stamps[0]) - spans[1] - spans[2]) / day_us * 100) / 100
+        scaled = [np.floor(span / sum(spans) * covered * 100) / 100 for span in spans]
+        fix = (
+            f"set market.windows.train_days to {fitting:g} or less"
+            if fitting > 0
+            else f"set market.windows.train_days, backtest_days and forward_days to {scaled[0]:g}, {scaled[1]:g} and "
+            f"{scaled[2]:g} or less (the data's days in the same proportions)"
+        )
         raise MarketDataError(
             f"symbol {symbol!r}: data covers {covered:.2f} days but the windows need "
             f"{sum(spans) / day_us:.2f} (train {train_days}, backtest {backtest_days}, forward {forward_days}); "
-            "shorten market.windows.train_days or give the windows as dates"
+            f"{fix}, or give the windows as dates"
         )
     return WindowDates(*(_EPOCH + dt.timedelta(microseconds=start) for start in starts))
 
@@ -901,11 +915,14 @@ def cut_windows(
             f"{dates.train_start.isoformat()}; set train_start to {first.isoformat()} or later"
         )
     edges = [*np.searchsorted(stamps, starts, side="left").tolist(), stamps.size]
+    ends_us = [*starts[1:], int(stamps[-1]) + bar_us]
     windows = []
     for index, name in enumerate(WINDOW_NAMES):
         part = slice(int(edges[index]), int(edges[index + 1]))
         if part.stop - part.start < min_bars:
-            raise MarketDataError(_too_few_bars(symbol, name, part.stop - part.start, min_bars, stamps, part.stop))
+            raise MarketDataError(
+                _too_few_bars(symbol, name, part.stop - part.start, min_bars, stamps, part.stop, ends_us[index])
+            )
         window_values = {column: _frozen(values[column][part]) for column in VALUE_COLUMNS}
         windows.append(
             MarketWindow(
@@ -921,15 +938,20 @@ def cut_windows(
     return MarketWindows(*windows)
 
 
-def _too_few_bars(symbol: str, name: str, n: int, min_bars: int, stamps: np.ndarray, stop: int) -> str:
-    """Why window ``name`` (ending before bar ``stop``) is too short, and a start that would do."""
+def _too_few_bars(
+    symbol: str, name: str, n: int, min_bars: int, stamps: np.ndarray, stop: int, end_us: int
+) -> str:
+    """Why window ``name`` (ending before bar ``stop``, at ``end_us``) is too short, and a start or length that would do."""
     message = f"symbol {symbol!r}: the {name} window holds {n} bar(s); it needs at least {min_bars}"
     if stop < min_bars:
         return f"{message}: the data before its end holds only {stop} bar(s); move the later windows' starts later"
-    earlier = _EPOCH + dt.timedelta(microseconds=int(stamps[stop - min_bars]))
+    earlier_us = int(stamps[stop - min_bars])
+    earlier = _EPOCH + dt.timedelta(microseconds=earlier_us)
+    # Rounded up to hundredths, so that the length suggested holds the bars.
+    days = np.ceil((end_us - earlier_us) / (SECONDS_PER_DAY * _MICROSECONDS) * 100) / 100
     return (
         f"{message}: set market.windows.{name}_start to {earlier.isoformat()} or earlier "
-        f"(or market.windows.{name}_days longer){', or append data' if name == 'forward' else ''}"
+        f"(or market.windows.{name}_days to {days:g} or more){', or append data' if name == 'forward' else ''}"
     )
 
 

@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from pipeline_assets.cli import main
 from pipeline_assets.dagster_private import BACKFILL_ID_TAG, FINISHED_STATUSES
 from pipeline_assets.environment import Settings, build_resources
+from pipeline_assets.shared_assets import MARKET_DATA, recorded_window_dates
 from pipeline_assets.status import attribute_failure, run_partitions
 from resources.database import engine_for
 from tests.conftest import add_complete_trials
@@ -187,6 +188,52 @@ def test_rollback_undoes_the_live_promotion(home):
     assert record["decision"] == "rolled_back" and record["partition_key"] == PROMOTED
     assert home.registry().live() == []
     assert home.registry().decisions(partition_key=PROMOTED)[0].decision == "rolled_back"
+
+
+# -- windows ----------------------------------------------------------------------------------------
+def test_windows_shows_each_studys_windows_as_pinned_in_the_instance(home):
+    with home.instance() as instance:
+        dates, _ = recorded_window_dates(instance)
+        built = instance.get_latest_materialization_event(MARKET_DATA).asset_materialization.metadata
+    recorded = {row.data["window"]: row.data for row in built["windows"].value.records}
+    windows = {
+        name: {"start": recorded[name]["start"], "end": recorded[name]["end"], "bars": int(recorded[name]["bars"])}
+        for name in ("train", "backtest", "forward")
+    }
+    assert home.json("windows") == {
+        "studies": [{"study": study, "instrument": "SYN", "windows": windows} for study in ("alt", "demo")]
+    }
+    code, out, _ = home.run("windows")
+    assert code == 0
+    assert out.splitlines()[:3] == [
+        "studies alt, demo, each judged on:",
+        "instrument SYN: synthetic market, seed 20260101, 605 days of hourly bars",
+        "dates pinned in the Dagster instance by market_data (its window_dates metadata): "
+        + ", ".join(f"{k} {v}" for k, v in dates.as_dict().items()),
+    ]
+    assert f"tune on bars up to {windows['train']['end']}" in out
+
+
+def test_windows_before_the_first_build_and_after_the_windows_change(home, tmp_path, monkeypatch):
+    (tmp_path / "gauntlet.yaml").write_text("market:\n  windows: {backtest_days: 170}\n")
+    monkeypatch.setenv("GAUNTLET_CONFIG", str(tmp_path / "gauntlet.yaml"))
+    code, out, _ = home.run("windows")
+    assert code == 0
+    assert "market.windows changed since market_data pinned its dates: dates the next build will pin now" in out
+    assert home.json("windows")["studies"][0]["windows"]["backtest"]["bars"] == 170 * 24
+
+    # A new instance and a Gauntlet home without a study yet: every study gets these windows.
+    fresh = tmp_path / "fresh"
+    (fresh / "dagster").mkdir(parents=True)
+    shutil.copy(ROOT / "dagster.yaml", fresh / "dagster" / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(fresh / "dagster"))
+    monkeypatch.setenv("GAUNTLET_HOME", str(fresh))
+    code, out, _ = home.run("windows")
+    assert code == 0 and out.startswith("studies *, each judged on:\n")
+    assert "market_data has not been built: dates the first build would pin now" in out
+    assert [s["study"] for s in home.json("windows")["studies"]] == ["*"]
+    monkeypatch.setenv("GAUNTLET_STUDIES", "btc, eth")
+    assert [s["study"] for s in home.json("windows")["studies"]] == ["btc", "eth"]
 
 
 # -- errors -----------------------------------------------------------------------------------------

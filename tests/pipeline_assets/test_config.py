@@ -3,21 +3,27 @@ secrets only as ${VAR} references, and the one source of the resources."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import dagster as dg
+import polars as pl
 import pytest
+import yaml
 
 from pipeline_assets import config
 from pipeline_assets.config import DEFAULT_CONFIG_PATH, GauntletConfig, config_main, load_config
 from pipeline_assets.environment import Settings, build_resources
 from sensors.optuna_trial_sensor import DEFAULT_INTERVAL_SECONDS
 from simulations.errors import ConfigurationError
+from simulations.market import generate_synthetic_market
 from tests.simulations.previous_system import PREVIOUS_SYSTEM_FILE
+from tests.simulations.test_calendars import fx_hourly
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "hunter2"
@@ -350,3 +356,114 @@ def test_the_code_location_shows_the_configuration_error(tmp_path: Path):
     )
     assert result.returncode == 1
     assert f"{config}: sensor.interval_seconds = 'soon': expected an integer" in result.stdout + result.stderr
+
+
+def _hourly(days: int = 40) -> pl.DataFrame:
+    return generate_synthetic_market(seed=5, n_days=days)
+
+
+#: Bad data, or windows that do not fit it, as `gauntlet config check` finds them: the message
+#: names the key to change and a value, which is set before the check runs again.
+DATA_CASES = {
+    "weekend gaps on the default calendar": (
+        lambda: fx_hourly(dt.datetime(2023, 10, 2, tzinfo=dt.UTC), dt.datetime(2023, 12, 1, tzinfo=dt.UTC)),
+        {"windows": {"train_days": 30, "backtest_days": 15, "forward_days": 5}},
+        r"rule missing_bars: .* set (market\.calendar) to ('24/5')",
+    ),
+    "a hole in 24/7 data": (
+        lambda: _hourly().filter((pl.int_range(pl.len()) < 500) | (pl.int_range(pl.len()) >= 510)),
+        {"windows": {"train_days": 20, "backtest_days": 10, "forward_days": 5}},
+        r"row 501: rule missing_bars: .* (market\.gap_tolerance_bars) = 4 allows .*; (\d+) would accept every gap",
+    ),
+    "windows longer than the data": (
+        _hourly,
+        {"windows": {"train_days": 60, "backtest_days": 10, "forward_days": 5}},
+        r"data covers 40\.00 days .* set (market\.windows\.train_days) to (\S+) or less",
+    ),
+    "a forward window of a few bars": (
+        _hourly,
+        {"windows": {"train_days": 20, "backtest_days": 5, "forward_days": 0.5}},
+        r"the forward window holds 12 bar\(s\); it needs at least 30: .* (market\.windows\.forward_days) to (\S+) "
+        r"or more",
+    ),
+    "several symbols and none chosen": (
+        lambda: pl.concat([_hourly(), _hourly().with_columns(pl.lit("ETH").alias("symbol"))]),
+        {"windows": {"train_days": 20, "backtest_days": 10, "forward_days": 5}},
+        r"holds symbols \['ETH', 'SYN'\].* e\.g\. (market\.symbol): (ETH)",
+    ),
+}
+
+
+def _check_market(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, market: dict) -> dict:
+    (tmp_path / "gauntlet.yaml").write_text(yaml.safe_dump({"market": market}))
+    monkeypatch.setenv("GAUNTLET_CONFIG", str(tmp_path / "gauntlet.yaml"))
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    code = config_main(["check", "--json"])
+    payload = json.loads(capsys.readouterr().out)
+    assert code == (0 if payload["valid"] else 1)
+    return payload
+
+
+@pytest.mark.parametrize("case", DATA_CASES)
+def test_config_check_validates_the_data_and_names_a_key_and_a_value_that_works(tmp_path, monkeypatch, capsys, case):
+    bars, market, expected = DATA_CASES[case]
+    bars().write_csv(tmp_path / "prices.csv")
+    market = {"file": "prices.csv", **market}
+    payload = _check_market(tmp_path, monkeypatch, capsys, market)
+    assert not payload["valid"]
+    [problem] = payload["problems"]
+    assert problem.startswith("market data: ")
+    found = re.search(expected, problem)
+    assert found, problem
+    *parents, key = found.group(1).split(".")[1:]
+    section = market
+    for name in parents:
+        section = section[name]
+    section[key] = yaml.safe_load(found.group(2))
+
+    payload = _check_market(tmp_path, monkeypatch, capsys, market)
+    assert payload["valid"], payload
+    [study] = payload["windows"]["studies"]
+    assert study["study"] == "*" and all(window["bars"] >= 30 for window in study["windows"].values())
+
+
+def test_config_check_names_the_file_and_column_a_file_lacks(tmp_path, monkeypatch, capsys):
+    _hourly().drop("volume").write_csv(tmp_path / "prices.csv")
+    payload = _check_market(tmp_path, monkeypatch, capsys, {"file": "prices.csv"})
+    assert payload["problems"] == [
+        f"market data: market file {tmp_path / 'prices.csv'}: rule missing_columns: missing ['volume']; found "
+        "['timestamp', 'symbol', 'open', 'high', 'low', 'close']; required ['timestamp', 'open', 'high', 'low', "
+        "'close', 'volume'] (plus an optional 'symbol')"
+    ]
+
+
+def test_windows_that_fit_nowhere_get_lengths_in_the_same_proportions(tmp_path, monkeypatch, capsys):
+    _hourly().write_csv(tmp_path / "prices.csv")
+    market = {"file": "prices.csv"}  # the default windows: 365 + 180 + 60 days
+    [problem] = _check_market(tmp_path, monkeypatch, capsys, market)["problems"]
+    found = re.search(r"set market\.windows\.train_days, backtest_days and forward_days to (\S+), (\S+) and (\S+) "
+                      r"or less", problem)
+    assert found, problem
+    market["windows"] = dict(zip(("train_days", "backtest_days", "forward_days"), map(float, found.groups()),
+                                 strict=True))
+    assert _check_market(tmp_path, monkeypatch, capsys, market)["valid"]
+
+
+def test_config_check_prints_the_windows_a_study_is_tuned_against(tmp_path, monkeypatch, capsys):
+    (tmp_path / "gauntlet.yaml").write_text("optuna: {studies: [btc, eth]}\n")
+    monkeypatch.setenv("GAUNTLET_CONFIG", str(tmp_path / "gauntlet.yaml"))
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    assert config_main(["check"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    start = out.index("# windows (every study):")
+    assert out[start + 1] == "# instrument SYN: synthetic market, seed 20260101, 605 days of hourly bars"
+    assert out[start + 2].startswith("# market_data has not been built: dates the first build would pin now: "
+                                     "train_start 2024-01-01T00:00:00+00:00, ")
+    assert out[start + 3].split() == ["#", "train", "2024-01-01T00:00:00+00:00", "..", "2024-12-30T23:00:00+00:00",
+                                      "8760", "bars"]
+    assert out[-1] == ("# tune on bars up to 2024-12-30T23:00:00+00:00 (declare it in the trial's user attribute "
+                       "'train_window_end')")
+    assert yaml.safe_load("\n".join(out))["market"]["calendar"] == "24/7"  # still one YAML document
+    assert config_main(["check", "--json"]) == 0
+    studies = json.loads(capsys.readouterr().out)["windows"]["studies"]
+    assert [s["study"] for s in studies] == ["btc", "eth"] and studies[0]["windows"] == studies[1]["windows"]

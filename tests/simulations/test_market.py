@@ -370,11 +370,11 @@ def test_too_short_data_and_symbol_choice() -> None:
     with pytest.raises(MarketDataError, match="data covers 30.00 days but the windows need 605.00"):
         split_windows(frame=frame)
     both = pl.concat([frame, frame.with_columns(pl.lit("OTHER").alias("symbol"))])
-    with pytest.raises(MarketDataError, match="pass symbol="):
+    with pytest.raises(MarketDataError, match="pass symbol=.*set market.symbol to one of them"):
         split_windows(frame=both, train_days=10, backtest_days=10, forward_days=10)
     chosen = split_windows(frame=both, train_days=10, backtest_days=10, forward_days=10, symbol="OTHER")
     assert chosen.train.symbol == "OTHER" and chosen.forward.n_bars == 240
-    with pytest.raises(MarketDataError, match="not in the market frame"):
+    with pytest.raises(MarketDataError, match="not in the market frame .* set market.symbol to one of them"):
         split_windows(frame=both, train_days=10, backtest_days=10, forward_days=10, symbol="NOPE")
     with pytest.raises(MarketDataError, match="backtest_days"):
         split_windows(frame=frame, train_days=10, backtest_days=0, forward_days=10)
