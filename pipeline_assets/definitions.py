@@ -10,7 +10,7 @@ from pipeline_assets.environment import Settings, build_resources
 from pipeline_assets.calibration_assets import gate_calibration
 from pipeline_assets.jobs import shared_job, trial_job
 from pipeline_assets.reporting_assets import reporting_job, study_funnel, study_funnel_schedule
-from pipeline_assets.shared_assets import cge_scenarios, market_data
+from pipeline_assets.shared_assets import cge_scenarios, market_data, market_source, versioned_by_configuration
 from pipeline_assets.trial_assets import trial_gauntlet
 from sensors.all_sensors import build_sensors
 
@@ -20,12 +20,20 @@ def build_definitions(
 ) -> dg.Definitions:
     """Definitions for ``settings`` (default: from the environment), resources overridable."""
     settings = settings or Settings.from_environ()
+    resources = resources if resources is not None else build_resources(settings)
     return dg.Definitions(
-        assets=[market_data, cge_scenarios, trial_gauntlet, study_funnel, gate_calibration],
+        assets=[
+            market_source,
+            versioned_by_configuration(market_data, resources["market"]),
+            cge_scenarios,
+            trial_gauntlet,
+            study_funnel,
+            gate_calibration,
+        ],
         jobs=[trial_job, shared_job, reporting_job],
         schedules=[study_funnel_schedule],
         sensors=build_sensors(settings),
-        resources=resources if resources is not None else build_resources(settings),
+        resources=resources,
     )
 
 

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from pipeline_assets.shared_assets import SHARED_GROUP
+from pipeline_assets.shared_assets import MARKET_SOURCE, SHARED_ASSET_KEYS
 from pipeline_assets.trial_assets import trial_gauntlet
 
 trial_job = dg.define_asset_job(
@@ -14,7 +14,8 @@ trial_job = dg.define_asset_job(
 
 shared_job = dg.define_asset_job(
     name="shared_job",
-    selection=dg.AssetSelection.groups(SHARED_GROUP),
+    # The market source is observed in the same run, so market_data records the source version it was built from.
+    selection=dg.AssetSelection.assets(MARKET_SOURCE, *SHARED_ASSET_KEYS),
     executor_def=dg.in_process_executor,
     description="Builds the inputs every trial shares: market data windows and CGE scenarios.",
 )

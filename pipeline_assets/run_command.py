@@ -30,7 +30,7 @@ from pipeline_assets.dagster_private import PARTITION_NAME_TAG, DagsterHomeNotSe
 from pipeline_assets.environment import Settings, build_resources
 from pipeline_assets.jobs import shared_job, trial_job
 from pipeline_assets.partitions import trial_partition_key, trials_partitions_def
-from pipeline_assets.shared_assets import SHARED_ASSET_KEYS
+from pipeline_assets.shared_assets import MARKET_SOURCE, SHARED_ASSET_KEYS
 from pipeline_assets.optuna_trial_stage import OPTUNA_TRIAL
 from pipeline_assets.stage_table import GATE_CHECKS, TRIAL_ASSET_KEYS
 from pipeline_assets.trial_assets import STUDY_TAG
@@ -305,7 +305,8 @@ def _ensure_shared(defs: dg.Definitions, instance: dg.DagsterInstance) -> bool:
         return True
     result = defs.resolve_job_def(shared_job.name).execute_in_process(
         instance=instance,
-        asset_selection=missing,
+        # The source observed first, so market_data records the source version it was built from.
+        asset_selection=[MARKET_SOURCE, *missing],
         run_config=QUIET_RUN_CONFIG,
         tags={SOURCE_TAG: SOURCE},
         raise_on_error=False,

@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import warnings
 
 import dagster as dg
 import numpy as np
@@ -50,6 +51,43 @@ def pinned_dates(instance: dg.DagsterInstance, market: MarketDataResource) -> Wi
     return dates if json.loads(json.dumps(market.window_config())) == config else None
 
 
+# Observable source assets are beta in Dagster 1.13; Gauntlet relies on them knowingly, so the
+# warning would only repeat on every code-location load.
+warnings.filterwarnings("ignore", message=".*observable_source_asset.*", category=dg.BetaWarning)
+
+MARKET_SOURCE = dg.AssetKey("market_source")
+
+#: When the shared assets are rebuilt by Dagster's automation (the automation condition sensor,
+#: running by default): after something they depend on changed (a new version of the market
+#: source, a rebuilt `market_data`) or their code version (the market's configuration) changed.
+#: A missing one is left to the trial sensor, which builds the shared assets before any trial.
+REBUILT_ON_CHANGE = (
+    (dg.AutomationCondition.any_deps_updated() | dg.AutomationCondition.code_version_changed()).since_last_handled()
+    & ~dg.AutomationCondition.missing()
+    & ~dg.AutomationCondition.any_deps_in_progress()
+    & ~dg.AutomationCondition.in_progress()
+).with_label("rebuilt when its source or configuration changes")
+
+
+@dg.observable_source_asset(
+    key=MARKET_SOURCE,
+    group_name=SHARED_GROUP,
+    description="Where the bars come from (the market file, or the seeded synthetic generator); its data version "
+    "is a digest of the bars there now, recorded by market_source_sensor when it changes.",
+)
+def market_source(market: MarketDataResource) -> dg.DataVersion:
+    return dg.DataVersion(market.source_version())
+
+
+def versioned_by_configuration(assets: dg.AssetsDefinition, market: MarketDataResource) -> dg.AssetsDefinition:
+    """``assets`` (`market_data`) with ``market``'s whole configuration as its code version.
+
+    The configuration is read when the definitions load, so this is where a change to it becomes
+    a code version Dagster compares: `market_data` shows as stale and `REBUILT_ON_CHANGE` rebuilds it.
+    """
+    return assets.map_asset_specs(lambda spec: spec.replace_attributes(code_version=market.config_version()))
+
+
 def window_rows(windows: MarketWindows) -> list[dict[str, object]]:
     """One summary row per window (dates, bars, return, volatility, hash)."""
     rows = []
@@ -71,8 +109,10 @@ def window_rows(windows: MarketWindows) -> list[dict[str, object]]:
 
 @dg.asset(
     key=MARKET_DATA,
+    deps=[MARKET_SOURCE],
     group_name=SHARED_GROUP,
     io_manager_key="shared_io_manager",
+    automation_condition=REBUILT_ON_CHANGE,
     kinds={"polars"},
     owners=["team:quant-research"],
     description="The market every trial is judged on, cut into train, backtest and forward windows at fixed dates.",
@@ -93,9 +133,19 @@ def market_data(context: dg.AssetExecutionContext, market: MarketDataResource) -
         ("annualised_vol", "fraction per year"),
         ("sha256", "first 16 hex digits"),
     ]
+    # What a trial's verdict depends on: the train and backtest bars, the window dates and the
+    # configuration they were pinned under, and the costs. Not the forward bars: they grow as bars
+    # arrive, and the paper venue verifies each session against the bars it has traded.
+    judged_on = {
+        "train": windows.hashes["train"],
+        "backtest": windows.hashes["backtest"],
+        WINDOW_DATES_KEY: dates.as_dict(),
+        WINDOW_CONFIG_KEY: market.window_config(),
+        "costs_bps": [market.fee_bps, market.slippage_bps],
+    }
     return dg.Output(
         windows,
-        data_version=dg.DataVersion("-".join(windows.hashes[n][:12] for n in ("train", "backtest", "forward"))),
+        data_version=dg.DataVersion(hashlib.sha256(json.dumps(judged_on, sort_keys=True).encode()).hexdigest()[:24]),
         metadata={
             "source": market.describe(),
             "symbol": windows.backtest.symbol,
@@ -152,6 +202,7 @@ def build_stress_scenarios(
     ins={"market_data": dg.AssetIn(MARKET_DATA)},
     group_name=SHARED_GROUP,
     io_manager_key="shared_io_manager",
+    automation_condition=REBUILT_ON_CHANGE,
     kinds={"scipy"},
     owners=["team:quant-research"],
     description="200 CGE equilibria under macro shocks, each mapped to a market regime and a price path.",

@@ -3,11 +3,17 @@
 Windows are dates. Given as dates, they are used as given; given in days, they are pinned to
 dates the first time the instrument's data is built, and `market_data` records the pin in the
 Dagster instance (its materialization's metadata), so a later build cuts at the same dates.
+
+Two digests tell Dagster when to rebuild `market_data`: `source_version` changes with the bars
+at the source (observed as `market_source`'s data version), `config_version` with any key of
+the market's configuration (`market_data`'s code version).
 """
 
 from __future__ import annotations
 
 import abc
+import hashlib
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
@@ -24,6 +30,7 @@ from simulations.constants import (
     DEFAULT_SYNTHETIC_DAYS,
     DEFAULT_TRAIN_DAYS,
 )
+from simulations.errors import MarketDataError
 from simulations.market import (
     MarketWindows,
     WindowDates,
@@ -59,6 +66,14 @@ class MarketDataResource(dg.ConfigurableResource, abc.ABC):
     @abc.abstractmethod
     def describe(self) -> str:
         """One line naming the source, for metadata."""
+
+    @abc.abstractmethod
+    def source_version(self) -> str:
+        """A digest of the bars at the source as they are now: it changes when bars are added, removed or edited."""
+
+    def config_version(self) -> str:
+        """A digest of this market's whole configuration (source, calendar, windows, costs)."""
+        return hashlib.sha256(f"{type(self).__qualname__}:{self.model_dump_json()}".encode()).hexdigest()[:24]
 
     def window_config(self) -> dict[str, object]:
         """What decides the window dates; a change to it pins the windows anew (a new data version)."""
@@ -111,6 +126,10 @@ class SyntheticMarketDataResource(MarketDataResource):
     def describe(self) -> str:
         return f"synthetic market, seed {self.seed}, {self.n_days} days of hourly bars"
 
+    def source_version(self) -> str:
+        # The generator is deterministic: its inputs are its bars.
+        return hashlib.sha256(f"synthetic:{self.seed}:{self.n_days}".encode()).hexdigest()[:24]
+
 
 class FileMarketDataResource(MarketDataResource):
     """The user's own OHLCV file (CSV or Parquet), validated on load."""
@@ -127,3 +146,11 @@ class FileMarketDataResource(MarketDataResource):
 
     def describe(self) -> str:
         return f"file {self.path} (calendar {self.calendar})"
+
+    def source_version(self) -> str:
+        # The content, not the modification time: a file rewritten with the same bars is the same source.
+        try:
+            with Path(self.path).open("rb") as handle:
+                return hashlib.file_digest(handle, "sha256").hexdigest()[:24]
+        except OSError as exc:
+            raise MarketDataError(f"market file {self.path}: cannot be read ({exc}); check market.file") from exc

@@ -12,12 +12,13 @@ import dagster as dg
 from pipeline_assets.environment import Settings
 from pipeline_assets.jobs import shared_job, trial_job
 from sensors.alert_sensors import gate_alert_sensor, run_failure_alert_sensor
+from sensors.market_source_sensor import build_market_source_sensor, shared_assets_automation_sensor
 from sensors.optuna_trial_sensor import build_optuna_trial_sensor
 from sensors.paper_session_sensor import build_paper_session_sensor
 
 
 def build_sensors(settings: Settings) -> list[dg.SensorDefinition]:
-    """The trial, paper-session and alert sensors, with the configured interval and batch size."""
+    """Every sensor (trials, paper sessions, market source, shared-asset automation, alerts), for the settings."""
     return [
         build_optuna_trial_sensor(
             job=trial_job,
@@ -26,6 +27,8 @@ def build_sensors(settings: Settings) -> list[dg.SensorDefinition]:
             max_trials_per_run=settings.max_trials_per_run,
         ),
         build_paper_session_sensor(job=trial_job),
+        build_market_source_sensor(),
+        shared_assets_automation_sensor,
         gate_alert_sensor,
         run_failure_alert_sensor,
     ]

@@ -1,0 +1,159 @@
+"""The market source observed, and market_data rebuilt by Dagster's automation when it or the
+market's configuration changes: appended bars reach the paper session without moving train or
+backtest (trials stay fresh); changed windows are a new data version (trials show as stale)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from pipeline_assets.dagster_private import DATA_VERSION_TAG, get_input_data_version_tag
+from pipeline_assets.environment import Settings
+from pipeline_assets.shared_assets import MARKET_DATA, MARKET_SOURCE, SHARED_ASSET_KEYS, recorded_window_dates
+from resources.market_data import FileMarketDataResource
+from resources.paper_broker import LocalPaperBrokerResource
+from sensors.market_source_sensor import latest_source_version
+from simulations.market import generate_synthetic_market
+from tests.conftest import add_complete_trials
+from tests.dagster_helpers import Ticker, demo_gate_policy, execute_request, local_definitions, materialized
+from tests.graphql_support import graphql_workspace, write_code_location
+
+GOOD = {"lookback": 123, "vol_lookback": 168, "target_bar_vol": 0.003}
+KEY = "demo__t00000000"
+#: Longer than the 60-day forward window at first, so the session is still trading when bars arrive.
+MIN_PAPER_DAYS = 62
+DAYS, MORE_DAYS = 605, 4
+PRICES = ("open", "high", "low", "close")
+
+CODE_LOCATION = """
+from pathlib import Path
+from tests.pipeline_assets.test_market_source import market_definitions
+
+defs = market_definitions({optuna_url!r}, Path({home!r}), backtest_days={backtest_days!r})
+"""
+
+
+def market_definitions(optuna_url: str, home: Path, *, backtest_days: float = 180) -> dg.Definitions:
+    """The local definitions on the CSV market under ``home``, with the windows given."""
+    market = FileMarketDataResource(path=str(home / "prices.csv"), backtest_days=backtest_days)
+    broker = LocalPaperBrokerResource(database_url=Settings(home=home).database_url, market=market)
+    policy = demo_gate_policy({"paper": {"min_days": MIN_PAPER_DAYS}})
+    return local_definitions(optuna_url, home, market=market, paper_broker=broker, gate_policy=policy)
+
+
+def _tick(defs: dg.Definitions, instance: dg.DagsterInstance, name: str) -> dg.SensorResult:
+    """One tick of sensor ``name``; the asset events it reports are recorded, as the daemon does."""
+    sensor = defs.resolve_sensor_def(name)
+    with dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources) as context:
+        result = sensor(context)
+    for event in result.asset_events:
+        instance.report_runless_asset_event(event)
+    return result
+
+
+def _automate(defs: dg.Definitions, instance: dg.DagsterInstance, cursor) -> tuple[set[dg.AssetKey], object]:
+    """One tick of the automation condition sensor; what it requests is built in one run, as the daemon would."""
+    result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+    requested = {key for key in SHARED_ASSET_KEYS if result.get_num_requested(key)}
+    if requested:
+        run = defs.resolve_job_def("shared_job").execute_in_process(instance=instance, asset_selection=list(requested))
+        assert run.success
+    return requested, result.cursor
+
+
+def _built(instance: dg.DagsterInstance) -> tuple[str, dict[str, str], dict[str, dict]]:
+    """market_data's latest data version, window dates and per-window metadata rows."""
+    materialization = instance.get_latest_materialization_event(MARKET_DATA).asset_materialization
+    dates, _ = recorded_window_dates(instance)
+    rows = {row.data["window"]: row.data for row in materialization.metadata["windows"].value.records}
+    return materialization.tags[DATA_VERSION_TAG], dates.as_dict(), rows
+
+
+@pytest.fixture
+def bars(tmp_path: Path):
+    (tmp_path / "dagster").mkdir()
+    return generate_synthetic_market(n_days=DAYS + MORE_DAYS)
+
+
+def test_appended_bars_rebuild_market_data_and_the_session_trades_them_with_trials_fresh(
+    optuna_url: str, tmp_path: Path, bars
+):
+    bars.head(DAYS * 24).write_csv(tmp_path / "prices.csv")
+    add_complete_trials(optuna_url, "demo", [0.5], params=[GOOD])
+    defs = market_definitions(optuna_url, tmp_path)
+    broker = defs.resources["paper_broker"]
+    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
+        Ticker(defs, instance).tick_until_idle()
+        [session] = broker.sessions()
+        assert (session.trial_key, session.bars_processed) == (KEY, 60 * 24)  # pending: 60 of 62 days
+        version, dates, rows = _built(instance)
+
+        # The shared run observed the source before building market_data from it.
+        provenance = instance.get_latest_materialization_event(MARKET_DATA).asset_materialization.tags
+        assert provenance[get_input_data_version_tag(MARKET_SOURCE)] == latest_source_version(instance)
+        assert _tick(defs, instance, "market_source_sensor").asset_events == []  # the same bars: nothing new
+        requests, cursor = _automate(defs, instance, None)
+        assert requests == set()  # the shared assets were just built for the trial
+
+        bars.write_csv(tmp_path / "prices.csv")  # four more days arrive
+        before = latest_source_version(instance)
+        observed = _tick(defs, instance, "market_source_sensor")
+        assert [e.asset_key for e in observed.asset_events] == [MARKET_SOURCE]
+        assert latest_source_version(instance) != before
+        requested, cursor = _automate(defs, instance, cursor)
+        assert requested == set(SHARED_ASSET_KEYS)
+        again, cursor = _automate(defs, instance, cursor)
+        assert again == set()  # rebuilt once, not again
+
+        new_version, new_dates, new_rows = _built(instance)
+        assert (new_version, new_dates) == (version, dates)  # train and backtest did not move
+        assert all(new_rows[w]["sha256"] == rows[w]["sha256"] for w in ("train", "backtest"))
+        assert int(new_rows["forward"]["bars"]) == int(rows["forward"]["bars"]) + MORE_DAYS * 24
+
+        [grade] = _tick(defs, instance, "paper_session_sensor").run_requests
+        assert broker.report(trial_key=KEY).bars["bar_index"].to_list() == list(range((60 + MORE_DAYS) * 24))
+        assert execute_request(defs, instance, grade).success
+        assert materialized(instance, "paper_trading_grade") == {KEY}
+        assert materialized(instance, "backtest_results") == {KEY}  # never re-evaluated, never stale
+
+        # A bar inside the backtest window corrected: the data trials were judged on changed.
+        row = pl.int_range(pl.len()) == 400 * 24
+        bars.with_columns(pl.when(row).then(pl.col(c) * 1.01).otherwise(pl.col(c)) for c in PRICES).write_csv(
+            tmp_path / "prices.csv"
+        )
+        assert _tick(defs, instance, "market_source_sensor").asset_events
+        assert _automate(defs, instance, cursor)[0] == set(SHARED_ASSET_KEYS)
+        corrected, corrected_dates, _ = _built(instance)
+        assert corrected != version and corrected_dates == dates
+
+
+def test_changed_windows_rebuild_market_data_as_a_new_version_and_trials_show_stale(
+    optuna_url: str, tmp_path: Path, bars
+):
+    bars.head(DAYS * 24).write_csv(tmp_path / "prices.csv")
+    add_complete_trials(optuna_url, "demo", [0.5], params=[GOOD])
+    defs = market_definitions(optuna_url, tmp_path)
+    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
+        Ticker(defs, instance).tick_until_idle()
+        version, dates, _ = _built(instance)
+        requests, cursor = _automate(defs, instance, None)
+        assert requests == set()
+
+        # The operator shortens the backtest window: the code location reloads with a new configuration.
+        changed = market_definitions(optuna_url, tmp_path, backtest_days=170)
+        requested, cursor = _automate(changed, instance, cursor)
+        assert requested == set(SHARED_ASSET_KEYS)
+        assert _automate(changed, instance, cursor)[0] == set()
+        new_version, new_dates, _ = _built(instance)
+        assert new_version != version and new_dates["backtest_start"] > dates["backtest_start"]
+
+        location = write_code_location(
+            tmp_path / "location", CODE_LOCATION.format(optuna_url=optuna_url, home=str(tmp_path), backtest_days=170)
+        )
+        with graphql_workspace(instance, location) as ui:
+            status, causes = ui.stale_by_partition("backtest_results", [KEY])[KEY]
+            assert status == "STALE"
+            assert [c["reason"] for c in causes if c["key"]["path"] == MARKET_DATA.path] == ["has a new data version"]
