@@ -604,8 +604,8 @@ class MarketWindow:
         The symbol's bar interval (median timestamp step), seconds.
     periods_per_year
         Bars per calendar year for annualising: bars observed per unit of time over the
-        whole series, ``365.25 * 86400 / bar_seconds`` for gap-free data, about 252 for
-        daily exchange data.
+        train and backtest windows (so appended bars never change it),
+        ``365.25 * 86400 / bar_seconds`` for gap-free data, about 252 for daily exchange data.
     """
 
     name: str
@@ -906,7 +906,6 @@ def cut_windows(
         ``min_bars`` bars (the message names the ``market.windows`` key and a date that works).
     """
     symbol, stamps, values, bar_us = _symbol_stamps(frame, symbol)
-    periods_per_year = _YEAR_MICROSECONDS * stamps.size / (int(stamps[-1] - stamps[0]) + bar_us)
     starts = [_to_us(getattr(dates, f"{name}_start")) for name in WINDOW_NAMES]
     first = _EPOCH + dt.timedelta(microseconds=int(stamps[0]))
     if starts[0] < stamps[0]:
@@ -916,13 +915,18 @@ def cut_windows(
         )
     edges = [*np.searchsorted(stamps, starts, side="left").tolist(), stamps.size]
     ends_us = [*starts[1:], int(stamps[-1]) + bar_us]
-    windows = []
-    for index, name in enumerate(WINDOW_NAMES):
-        part = slice(int(edges[index]), int(edges[index + 1]))
+    parts = [slice(int(edges[index]), int(edges[index + 1])) for index in range(len(WINDOW_NAMES))]
+    for index, (name, part) in enumerate(zip(WINDOW_NAMES, parts, strict=True)):
         if part.stop - part.start < min_bars:
             raise MarketDataError(
                 _too_few_bars(symbol, name, part.stop - part.start, min_bars, stamps, part.stop, ends_us[index])
             )
+    # Measured on the train and backtest bars, which appended bars never change (nor bars
+    # prepended before train_start): the two are annualised the same way however the data grows.
+    known = stamps[parts[0].start : parts[2].start]
+    periods_per_year = _YEAR_MICROSECONDS * known.size / (int(known[-1] - known[0]) + bar_us)
+    windows = []
+    for name, part in zip(WINDOW_NAMES, parts, strict=True):
         window_values = {column: _frozen(values[column][part]) for column in VALUE_COLUMNS}
         windows.append(
             MarketWindow(

@@ -152,6 +152,8 @@ def test_appending_bars_never_moves_train_or_backtest_and_grows_forward(fx: Path
     before = cut_windows(frame=older, dates=dates)
     after = cut_windows(frame=frame, dates=dates)
     assert after.train.sha256 == before.train.sha256 and after.backtest.sha256 == before.backtest.sha256
+    # ... nor how they are annualised, though the appended weeks have their own share of weekend.
+    assert after.backtest.periods_per_year == before.backtest.periods_per_year
     assert after.forward.n_bars > before.forward.n_bars
     assert after.forward.start == before.forward.start
     # Pinning again on the longer data would have moved every window: that is what the record prevents.
