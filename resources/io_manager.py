@@ -2,14 +2,15 @@
 
 Built on `dg.UPathIOManager`, so the same code writes to local disk or, with an fsspec URL,
 to object storage. Local writes are atomic (temp file, fsync, rename); every write leaves a
-SHA-256 sidecar that is verified before a value is deserialised, so a truncated or altered
-file is an `ArtifactError` naming it, not a crash inside the unpickler.
+SHA-256 sidecar that is verified before a value is decoded, so a truncated or altered file is
+an `ArtifactError` naming it. Values are stored as data (`resources.shared_values`), never
+pickled: the sidecar is a checksum, not an authentication, so whoever can write the volume
+must still not be able to run code on the workers that load it.
 """
 
 from __future__ import annotations
 
 import hashlib
-import pickle
 from pathlib import Path
 from typing import Any
 
@@ -18,20 +19,21 @@ from pydantic import Field
 from upath import UPath
 
 from resources.artifacts import read_checksummed, verified, write_checksummed
+from resources.shared_values import decode, encode
 from simulations.errors import ArtifactError
 
 
 class ChecksummedUPathIOManager(dg.UPathIOManager):
-    """Pickles values next to a SHA-256 sidecar and refuses to load what does not match it."""
+    """Stores values as data next to a SHA-256 sidecar and refuses to load what does not match it."""
 
-    extension = ".pkl"
+    extension = ".npz"
 
     @staticmethod
     def _local(path: UPath) -> Path | None:
         return Path(path.path) if path.protocol in ("", "file", "local") else None
 
     def dump_to_path(self, context: dg.OutputContext, obj: Any, path: UPath) -> None:
-        data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+        data = encode(obj, where=str(path))
         local = self._local(path)
         try:
             if local is not None:
@@ -44,6 +46,14 @@ class ChecksummedUPathIOManager(dg.UPathIOManager):
             raise ArtifactError(f"could not write {path}: {exc.strerror or exc}") from exc
 
     def load_from_path(self, context: dg.InputContext, path: UPath) -> Any:
+        if not path.exists():
+            # Earlier versions pickled these values; a pickle is never read, whatever its sidecar says.
+            legacy = path.with_suffix(".pkl")
+            found = f"; {legacy} is a pickle from an earlier version and is not read" if legacy.exists() else ""
+            raise ArtifactError(
+                f"artifact {path} is missing{found}: rematerialize the shared assets (`make up`, or the "
+                f"shared_job in the UI)"
+            )
         local = self._local(path)
         if local is not None:
             data = read_checksummed(local)
@@ -54,7 +64,7 @@ class ChecksummedUPathIOManager(dg.UPathIOManager):
             except (OSError, UnicodeDecodeError) as exc:
                 raise ArtifactError(f"could not read {path} or its checksum: {exc}") from exc
             data = verified(raw, expected, where=str(path))
-        return pickle.loads(data)  # noqa: S301 - verified against the checksum written with it
+        return decode(data, where=str(path))
 
 
 class ArtifactIOManager(dg.ConfigurableIOManagerFactory):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import errno
 import os
-import pickle
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +20,7 @@ from upath import UPath
 
 from resources.artifacts import LocalArtifactStoreResource
 from resources.io_manager import ChecksummedUPathIOManager
+from resources.shared_values import decode
 from simulations.errors import ArtifactError
 
 KEY = "trials/demo__t00000007/backtest_results.json"
@@ -207,7 +207,7 @@ def test_disk_full_keeps_the_previous_shared_value_and_names_the_file(io_manager
     _store_value(io_manager, {"windows": "old"})
     with disk_full(monkeypatch, fault), pytest.raises(ArtifactError) as raised:
         _store_value(io_manager, {"windows": "new" * 1000})
-    assert "market_data.pkl" in str(raised.value)
+    assert "market_data.npz" in str(raised.value)
     assert "No space left on device" in str(raised.value)
     assert _load_value(io_manager) == {"windows": "old"}
     assert _temp_files(tmp_path) == []
@@ -215,26 +215,26 @@ def test_disk_full_keeps_the_previous_shared_value_and_names_the_file(io_manager
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(mutation=st.sampled_from(sorted(MUTATIONS)), at=st.integers(min_value=0, max_value=10_000))
-def test_a_damaged_shared_value_is_an_artifact_error_not_an_unpickling_error(io_manager, tmp_path, mutation, at):
+def test_a_damaged_shared_value_is_an_artifact_error_not_a_decoding_error(io_manager, tmp_path, mutation, at):
     _store_value(io_manager, {"windows": list(range(50))})
-    path = tmp_path / "shared" / "market_data.pkl"
+    path = tmp_path / "shared" / "market_data.npz"
     path.write_bytes(MUTATIONS[mutation](path.read_bytes(), at))
-    with pytest.raises(ArtifactError, match=r"market_data\.pkl is corrupt or truncated"):
+    with pytest.raises(ArtifactError, match=r"market_data\.npz is corrupt or truncated"):
         _load_value(io_manager)
 
 
 @pytest.mark.parametrize("damage", DAMAGED_SIDECARS)
 def test_a_damaged_shared_checksum_is_an_artifact_error_naming_the_file(io_manager, tmp_path, damage):
     _store_value(io_manager, {"windows": "old"})
-    (tmp_path / "shared" / "market_data.pkl.sha256").write_bytes(damage)
-    with pytest.raises(ArtifactError, match=r"market_data\.pkl"):
+    (tmp_path / "shared" / "market_data.npz.sha256").write_bytes(damage)
+    with pytest.raises(ArtifactError, match=r"market_data\.npz"):
         _load_value(io_manager)
 
 
 def test_a_missing_shared_value_is_an_artifact_error_naming_the_file(io_manager, tmp_path):
     _store_value(io_manager, {"windows": "old"})
-    (tmp_path / "shared" / "market_data.pkl.sha256").unlink()
-    with pytest.raises(ArtifactError, match=r"market_data\.pkl.* missing"):
+    (tmp_path / "shared" / "market_data.npz.sha256").unlink()
+    with pytest.raises(ArtifactError, match=r"market_data\.npz.* missing"):
         _load_value(io_manager)
 
 
@@ -247,13 +247,13 @@ def test_an_io_error_reading_a_shared_value_is_an_artifact_error_naming_the_file
     # Local values may be read through pathlib or through UPath's local path class: fail both.
     monkeypatch.setattr(Path, "read_bytes", failing_read)
     monkeypatch.setattr(type(UPath(tmp_path)), "read_bytes", failing_read)
-    with pytest.raises(ArtifactError, match=r"market_data\.pkl"):
+    with pytest.raises(ArtifactError, match=r"market_data\.npz"):
         _load_value(io_manager)
 
 
 def test_a_verified_shared_value_round_trips_exactly(io_manager, tmp_path):
     value = {"windows": [1.5, 2.5], "hash": "abc"}
     _store_value(io_manager, value)
-    data = (tmp_path / "shared" / "market_data.pkl").read_bytes()
-    assert pickle.loads(data) == value  # noqa: S301 - the test wrote it
+    data = (tmp_path / "shared" / "market_data.npz").read_bytes()
+    assert decode(data, where="test") == value
     assert _load_value(io_manager) == value
