@@ -63,6 +63,7 @@ from dagster._core.launcher import CheckRunHealthResult, WorkerStatus
 from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluationPlanned
 from dagster._core.events import DagsterEvent, EngineEventData
 from dagster._core.events.log import EventLogEntry
+from dagster._core.execution.plan.objects import StepFailureData, UserFailureData
 from dagster._core.run_coordinator.queued_run_coordinator import QueuedRunCoordinator
 from dagster._core.utils import make_new_run_id
 from dagster._utils.tags import TagConcurrencyLimitsCounter
@@ -113,9 +114,11 @@ __all__ = [
     "RunFailureReason",
     "RunStatusChangeRecordsFilter",
     "SerializableErrorInfo",
+    "StepFailureData",
     "TagConcurrencyLimitsCounter",
     "TickStatus",
     "UnresolvedAssetJobDefinition",
+    "UserFailureData",
     "WorkerStatus",
     "create_run_for_test",
     "make_new_backfill_id",

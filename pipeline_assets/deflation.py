@@ -34,7 +34,7 @@ from pipeline_assets.partitions import study_key_prefix, trial_partition_key
 from pipeline_assets.stages import StageRun
 from resources.artifacts import ArtifactStoreResource
 from resources.optuna_study import StudySourceResource
-from simulations.errors import ArtifactError, TrialDataError
+from simulations.errors import ArtifactError, StorageCorruptError, TrialDataError
 from simulations.gauntlet import GauntletInputs, TrialCase, study_contexts
 from simulations.in_sample import in_sample_fingerprint, in_sample_sharpe
 from simulations.trial import TrialSnapshot
@@ -76,18 +76,18 @@ def _write(artifacts: ArtifactStoreResource, key: str, fingerprint: str, sharpes
 
 
 def _snapshots(optuna_study: StudySourceResource, study: str, numbers: Sequence[int]) -> dict[int, TrialSnapshot]:
-    """The trials Optuna can give as snapshots; one it cannot (e.g. a non-finite objective) is left out."""
+    """The trials Optuna can give as snapshots; one it cannot (a non-finite objective, unreadable rows) is left out."""
     if not numbers:
         return {}
     try:
         return {s.number: s for s in optuna_study.get_trials(study, list(numbers))}
-    except TrialDataError:
+    except (TrialDataError, StorageCorruptError):
         # One unreadable trial must not hide the others: read them one by one.
         found = {}
         for number in numbers:
             try:
                 found[number] = optuna_study.get_trials(study, [number])[0]
-            except TrialDataError as exc:
+            except (TrialDataError, StorageCorruptError) as exc:
                 dg.get_dagster_logger().warning(f"trial {number} of study {study!r} has no in-sample Sharpe: {exc}")
         return found
 

@@ -107,6 +107,9 @@ class TrialBatch(BaseModel):
     cursor: StudyCursor
     still_running: int = 0
     dropped: int = 0
+    #: COMPLETE trials whose rows cannot be read (number → why): one bad row must not hide the
+    #: study's other trials, and the sensor gives each its own run so it fails visibly.
+    unreadable: dict[int, str] = Field(default_factory=dict)
 
 
 class StudySourceResource(dg.ConfigurableResource, abc.ABC):
@@ -326,18 +329,23 @@ class OptunaStudyResource(StudySourceResource):
 
     def read_new_trials(self, study_name: str, cursor: StudyCursor) -> TrialBatch:
         storage = self._storage()
+        unreadable: dict[int, str] = {}
+        pending: set[int] = set()
+        watermark = cursor.watermark
         try:
             study_id = self._study_id(storage, study_name)
             trials = self._fetch(storage, study_id, cursor)
         except PipelineError:
             raise
         except Exception as exc:
-            raise self._translate(exc, f"reading trials of study {study_name!r}") from exc
+            error = self._translate(exc, f"reading trials of study {study_name!r}")
+            if not (isinstance(error, StorageCorruptError) and isinstance(storage, RDBStorage)):
+                raise error from exc
+            trials, unreadable, stuck, watermark = self._fetch_one_by_one(storage, study_id, study_name, cursor)
+            pending.update(stuck)
 
         completed: list[TrialSnapshot] = []
         rejected: list[TrialDataError] = []
-        pending: set[int] = set()
-        watermark = cursor.watermark
         dropped = 0
         for trial in sorted(trials, key=lambda t: t._trial_id):  # noqa: SLF001
             trial_id = trial._trial_id  # noqa: SLF001
@@ -358,7 +366,43 @@ class OptunaStudyResource(StudySourceResource):
             cursor=StudyCursor(watermark=watermark, pending=tuple(sorted(pending))),
             still_running=len(pending),
             dropped=dropped,
+            unreadable=unreadable,
         )
+
+    def _fetch_one_by_one(
+        self, storage: RDBStorage, study_id: int, study_name: str, cursor: StudyCursor
+    ) -> tuple[list[FrozenTrial], dict[int, str], list[int], int]:
+        """The batch read failed on unreadable content: read each trial alone to isolate it.
+
+        Returns the readable trials, the unreadable COMPLETE ones (number → why), the ids of
+        unreadable unfinished ones (looked at again next time) and the largest id seen. The trials table itself (id,
+        number, state) is read in one query; only a trial's own rows can be what is corrupt.
+        """
+        query = sqlalchemy.text(
+            "select trial_id, number, state from trials where study_id = :study and trial_id > :low order by trial_id"
+        )
+        low = min([cursor.watermark, *(p - 1 for p in cursor.pending)])
+        pending = set(cursor.pending)
+        try:
+            with storage.engine.connect() as conn:
+                rows = [r for r in conn.execute(query, {"study": study_id, "low": low}) if r[0] > cursor.watermark or r[0] in pending]
+        except Exception as exc:
+            raise self._translate(exc, f"listing the trials of study {study_name!r}") from exc
+        trials: list[FrozenTrial] = []
+        unreadable: dict[int, str] = {}
+        stuck: list[int] = []
+        for trial_id, number, state in rows:
+            try:
+                trials.append(storage.get_trial(trial_id))
+            except Exception as exc:
+                error = self._translate(exc, f"reading trial {study_name}#{number}")
+                if not isinstance(error, StorageCorruptError):
+                    raise error from exc
+                if state == OptunaTrialState.COMPLETE.name:
+                    unreadable[number] = str(error)
+                elif state not in {s.name for s in _FINAL_STATES}:
+                    stuck.append(trial_id)
+        return trials, unreadable, stuck, max([cursor.watermark, *(r[0] for r in rows)])
 
     def get_trials(self, study_name: str, numbers: Sequence[int]) -> list[TrialSnapshot]:
         storage = self._storage()

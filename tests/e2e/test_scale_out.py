@@ -30,7 +30,7 @@ from pipeline_assets.environment import Settings
 from pipeline_assets.partitions import trial_partition_key
 from pipeline_assets.trial_assets import STUDY_TAG, trial_gauntlet
 from scripts.up import dagster_pg_environment
-from sensors.optuna_trial_sensor import batch_run_requests
+from sensors.optuna_trial_sensor import Owed, batch_run_requests
 from tests.conftest import add_complete_trials, require_service
 from tests.dagster_helpers import Ticker, execute_request, local_definitions, partitions
 from tests.e2e.conftest import BIN, ROOT, stop_process, wait_until
@@ -224,7 +224,13 @@ def test_celery_workers_run_trial_batches_with_in_process_results(celery_broker,
         requests = [
             request
             for study, study_keys in keys_by_study.items()
-            for request in batch_run_requests(study, study_keys, 100, job_name="trial_job")
+            for request in batch_run_requests(
+                study_keys,
+                {k: Owed(study=study) for k in study_keys},
+                {k: i for i, k in enumerate(keys)},
+                100,
+                job_name="trial_job",
+            )
         ]
 
         assert build_definitions().resolve_job_def("shared_job").execute_in_process(instance=instance).success

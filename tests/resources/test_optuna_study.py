@@ -80,12 +80,17 @@ def _corrupt_value(url: str, sql: str) -> None:
         conn.execute(sql)
 
 
-def test_unreadable_trial_row_is_a_typed_storage_error(optuna_url):
+def test_unreadable_trial_row_is_a_typed_storage_error_isolated_to_its_trial(optuna_url):
     # SQLite stores a NaN objective as NULL, which Optuna itself cannot read back.
-    add_complete_trials(optuna_url, "demo", [0.1, 0.2])
-    _corrupt_value(optuna_url, "update trial_values set value = NULL where trial_id = 1")
-    with pytest.raises(StorageCorruptError, match="study 'demo'") as info:
-        _resource(optuna_url).read_new_trials("demo", StudyCursor())
+    add_complete_trials(optuna_url, "demo", [0.1, 0.2, 0.3])
+    _corrupt_value(optuna_url, "update trial_values set value = NULL where trial_id = 2")
+    res = _resource(optuna_url)
+    batch = res.read_new_trials("demo", StudyCursor())
+    assert [s.number for s in batch.completed] == [0, 2]
+    assert list(batch.unreadable) == [1] and "demo#1" in batch.unreadable[1]
+    assert batch.cursor.watermark == 3 and not batch.cursor.pending  # not read again every tick
+    with pytest.raises(StorageCorruptError, match="'demo'") as info:
+        res.get_trials("demo", [1])
     assert not info.value.transient
 
 

@@ -4,7 +4,7 @@ import dagster as dg
 import optuna
 import pytest
 
-from sensors.optuna_trial_sensor import batch_run_requests, decode_cursor, encode_cursor
+from sensors.optuna_trial_sensor import Owed, SensorCursor, batch_run_requests, decode_cursor, encode_cursor
 from resources.optuna_study import StudyCursor
 from tests.conftest import add_complete_trials
 from tests.dagster_helpers import Ticker, local_definitions, materialize_shared, materialized, partitions
@@ -49,6 +49,7 @@ def test_new_trials_become_partitions_and_runs(optuna_url, ticker, instance):
 def test_no_new_trials_skips_and_keeps_cursor(optuna_url, ticker):
     add_complete_trials(optuna_url, "demo", [0.1])
     ticker.tick()
+    ticker.tick()  # sees the trial decided: it is owed nothing more
     cursor = ticker.cursor
     result = ticker.tick()
     assert result.run_requests in (None, []) and "no new complete trials" in result.skip_reason.skip_message
@@ -96,11 +97,18 @@ def test_cursor_round_trips_and_survives_a_new_sensor_process(optuna_url, tmp_pa
 
 
 def test_cursor_encoding_is_stable():
-    cursors = {"b": StudyCursor(watermark=5, pending=(2, 3)), "a": StudyCursor(watermark=1)}
-    raw = encode_cursor(cursors)
-    assert json.loads(raw) == {"a": [1, []], "b": [5, [2, 3]]}
-    assert decode_cursor(raw) == cursors
-    assert decode_cursor(None) == {} and decode_cursor("") == {}
+    studies = {"b": StudyCursor(watermark=5, pending=(2, 3)), "a": StudyCursor(watermark=1)}
+    cursor = SensorCursor(studies=studies, owed={"a__t00000001": Owed(study="a", attempts=2, not_before=9.5)}, failures_after=7)
+    raw = encode_cursor(cursor)
+    assert json.loads(raw) == {
+        "studies": {"a": [1, []], "b": [5, [2, 3]]},
+        "owed": {"a__t00000001": ["a", 2, 9.5]},
+        "failures_after": 7,
+    }
+    assert decode_cursor(raw) == cursor
+    assert decode_cursor(None) == SensorCursor() and decode_cursor("") == SensorCursor()
+    # The earlier format (per-study cursors only) keeps its studies and owes every known trial once.
+    assert decode_cursor(json.dumps({"a": [1, []]})) == SensorCursor(studies={"a": StudyCursor(watermark=1)})
 
 
 def test_two_studies_get_separate_runs_and_keys(optuna_url, ticker, instance):
@@ -138,43 +146,44 @@ def test_unreachable_storage_fails_the_tick_visibly(tmp_path, instance):
     assert partitions(instance) == []
 
 
-def test_batches_respect_the_run_size_bound():
-    keys = [f"demo__t{i:08d}" for i in range(7)]
-    requests = batch_run_requests("demo", keys, 3, job_name="trial_job", existing={keys[4]})
+def test_batches_respect_the_run_size_bound_and_partition_order():
+    keys = [f"demo__t{i:08d}" for i in range(8)]
+    owed = {k: Owed(study="demo") for k in keys}
+    position = {k: i for i, k in enumerate(keys)}
+    position[keys[7]] = 20  # not adjacent to the others in partition order
+    requests = batch_run_requests(keys, owed, position, 3, job_name="trial_job", alone={keys[4]})
     sizes = [int(r.tags["gauntlet/trials"]) for r in requests]
-    assert sizes == [3, 3, 1]
-    assert requests[-1].partition_key == keys[4]  # pre-existing key runs alone
-    assert len({r.run_key for r in requests}) == 3
+    assert sizes == [3, 1, 1, 2, 1]
+    assert requests[2].partition_key == keys[4] and requests[-1].partition_key == keys[7]
+    assert len({r.run_key for r in requests}) == 5
+    owed[keys[4]].attempts = 1  # a second attempt is a new run key
+    again = batch_run_requests([keys[4]], owed, position, 3, job_name="trial_job")
+    assert again[0].run_key != requests[2].run_key and again[0].tags["gauntlet/attempt"] == "2"
 
 
-def _failed_run(instance, run_id: str, reason: str, **tags) -> None:
-    from pipeline_assets.dagster_private import RUN_FAILURE_REASON_TAG, WILL_RETRY_TAG
+def test_trials_of_a_run_that_died_after_its_last_retry_are_requested_again(optuna_url, ticker, instance):
+    from pipeline_assets.dagster_private import RUN_FAILURE_REASON_TAG, WILL_RETRY_TAG, create_run_for_test
 
-    run = dg.DagsterRun(
-        job_name="trial_job",
-        run_id=run_id,
-        status=dg.DagsterRunStatus.FAILURE,
-        tags={WILL_RETRY_TAG: "false", RUN_FAILURE_REASON_TAG: reason, "gauntlet/study": "demo", **tags},
-    )
-    instance.add_run(run)
-
-
-def test_trials_of_a_run_that_died_after_its_last_retry_are_requested_once_more(optuna_url, ticker, instance):
     add_complete_trials(optuna_url, "demo", [0.1, 0.2])
-    ticker.tick()
-    run_id = "d" * 8 + "-0000-0000-0000-" + "0" * 12
-    _failed_run(
+    ticker.tick(execute=False)  # requested; the run's worker is killed, and its retries too
+    run = create_run_for_test(
         instance,
-        run_id,
-        "UNEXPECTED_TERMINATION",
-        **{
+        job_name="trial_job",
+        status=dg.DagsterRunStatus.STARTED,
+        tags={
+            WILL_RETRY_TAG: "false",
+            RUN_FAILURE_REASON_TAG: "UNEXPECTED_TERMINATION",
             "dagster/asset_partition_range_start": "demo__t00000000",
             "dagster/asset_partition_range_end": "demo__t00000001",
         },
     )
-    _failed_run(instance, "e" * 8 + "-0000-0000-0000-" + "0" * 12, "STEP_FAILURE", **{"dagster/partition": "demo__t00000000"})
-    result = ticker.tick()
-    [request] = result.run_requests
-    assert request.run_key == f"recover:{run_id}"  # the daemon runs each run key once
-    assert request.tags["gauntlet/recovery_of"] == run_id
+    instance.report_run_failed(run)
+    assert ticker.tick().run_requests in (None, [])  # found; the trials wait for their backoff
+    cursor = decode_cursor(ticker.cursor)
+    for entry in cursor.owed.values():
+        entry.not_before = 0.0  # the backoff has run out
+    ticker.cursor = encode_cursor(cursor)
+    [request] = ticker.tick().run_requests
     assert request.tags["dagster/asset_partition_range_end"] == "demo__t00000001"
+    assert request.tags["gauntlet/attempt"] == "2"
+    assert all(r.success for r in ticker.results)
