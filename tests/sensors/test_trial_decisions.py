@@ -186,3 +186,25 @@ def test_an_unreadable_trial_is_isolated_to_itself(optuna_url, tmp_path, instanc
 
 def _requested_key(request: dg.RunRequest) -> str:
     return request.partition_key or request.tags["dagster/asset_partition_range_start"]
+
+
+def test_a_trial_waiting_in_paper_trading_is_not_requested_again(optuna_url, tmp_path, instance):
+    from tests.sensors.test_paper_session_sensor import GOOD, KEY, START, ClockedBroker, _set_clock
+    from resources.market_data import SyntheticMarketDataResource
+
+    clock = tmp_path / "clock.json"
+    _set_clock(clock, START)
+    broker = ClockedBroker(
+        database_url=f"sqlite:///{tmp_path / 'gauntlet.db'}",
+        clock="wall",
+        speed=3600.0,
+        market=SyntheticMarketDataResource(),
+        clock_file=str(clock),
+    )
+    add_complete_trials(optuna_url, "demo", [0.5], params=[GOOD])
+    ticker = _ticker(optuna_url, tmp_path, instance, paper_broker=broker)
+    assert _requested(ticker.tick()) == [KEY]
+    assert instance.fetch_observations(dg.AssetKey("paper_trading_grade"), limit=1).records  # pending
+    _make_due(ticker)
+    assert ticker.tick().run_requests in (None, [])  # the paper_session_sensor's now
+    assert KEY not in _owed(ticker)
