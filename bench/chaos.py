@@ -1,8 +1,11 @@
-"""`make chaos`: a soak of the real daemon while its run workers are killed.
+"""`make chaos`: a soak of the real daemon while its run workers are killed and its storages go away.
 
 200 trials arrive in an Optuna SQLite study in waves (10 every 5 s). While they arrive, and
 for a minute after, the worker of the newest executing trial run is killed with SIGKILL every
-few seconds. The daemon runs on a temporary home with the repository's dagster.yaml (run
+few seconds. Beside the kills, the deployment registry and then the Optuna storage each go
+away for longer than the transient retry budget (a writer holding an exclusive lock: writes,
+and for Optuna reads too, fail as "database is locked"); the Optuna outage comes after the
+last arrival, since the trainer writing the trials would fail on it too. The daemon runs on a temporary home with the repository's dagster.yaml (run
 monitoring, run retries) unchanged. Then the soak waits, bounded, for every run to end,
 prints a table and writes bench/chaos_results.json:
 
@@ -13,7 +16,9 @@ prints a table and writes bench/chaos_results.json:
 - runs retried: runs launched from a failed run (``dagster/retry_number``, parent run id);
 - run groups failed for good: a sensor run whose retries all failed too (target 0);
 - stuck runs, artifact files failing their checksum, trials with two registry decisions
-  (targets 0); paper-grading runs (`paper_session_sensor`), for information.
+  (targets 0); paper-grading runs (`paper_session_sensor`), for information;
+- trials without a final decision: admitted trials with neither a (non-dry) deployment record,
+  nor a failed gate, nor a pending paper session (target 0).
 
 When a target is missed the soak's home (instance, daemon log, artifacts) is kept for study.
 
@@ -26,6 +31,7 @@ import json
 import os
 import platform
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -36,6 +42,7 @@ from pathlib import Path
 import dagster as dg
 
 from pipeline_assets.dagster_private import FINISHED_STATUSES
+from sensors.optuna_trial_sensor import RETRY_BACKOFF_SECONDS, settled as decided
 from tests.conftest import add_complete_trials
 from tests.e2e.conftest import (
     ROOT,
@@ -61,12 +68,17 @@ WAVE_SECONDS = 5.0
 KILL_SECONDS = 6.0
 #: Kills go on this long after the last trial arrived, so late runs and retries are hit too.
 KILL_AFTER_ARRIVALS_SECONDS = 60.0
+#: Storage outages: (storage, seconds after the start). Each lasts longer than the transient
+#: retry policy's budget (2 + 4 + 8 + 16 s, with jitter), so runs fail for good on it and the
+#: trial sensor must request their trials again.
+OUTAGES = (("registry", 30.0), ("optuna", WAVE_SECONDS * N_TRIALS / WAVE_SIZE + 5.0))
+OUTAGE_SECONDS = 45.0
 #: The whole soak ends by then, whatever state the runs are in.
-DEADLINE_SECONDS = 600.0
+DEADLINE_SECONDS = 900.0
 #: With every run ended, how long nothing new must happen before the soak stops waiting:
-#: well above a retry's launch plus a sensor interval, the time the trial sensor takes to
-#: recover a run whose retries were exhausted.
-QUIET_SECONDS = 60.0
+#: above the trial sensor's second backoff (its re-request of a trial that failed on an
+#: outage twice) plus a run's launch.
+QUIET_SECONDS = 3 * RETRY_BACKOFF_SECONDS + 30.0
 
 
 class Arrivals(threading.Thread):
@@ -87,6 +99,34 @@ class Arrivals(threading.Thread):
             self.error = exc
         finally:
             self.finished_at = time.monotonic()
+
+
+class Outages(threading.Thread):
+    """Takes each storage in OUTAGES away for OUTAGE_SECONDS: a writer holds an exclusive lock."""
+
+    def __init__(self, paths: dict[str, Path], started: float) -> None:
+        super().__init__(name="outages", daemon=True)
+        self.paths = paths
+        self.started = started
+        self.done: list[str] = []
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            for name, at in OUTAGES:
+                time.sleep(max(0.0, self.started + at - time.monotonic()))
+                # isolation_level=None: the BEGIN below is ours, not the sqlite3 module's.
+                conn = sqlite3.connect(self.paths[name], timeout=60.0, isolation_level=None)
+                try:
+                    conn.execute("BEGIN EXCLUSIVE")
+                    print(f"  {time.monotonic() - self.started:6.1f}s {name} storage away for {OUTAGE_SECONDS:g}s")
+                    time.sleep(OUTAGE_SECONDS)
+                    conn.execute("ROLLBACK")
+                finally:
+                    conn.close()
+                self.done.append(name)
+        except BaseException as exc:  # re-raised by the soak's thread
+            self.error = exc
 
 
 def _deployment(home: Path) -> Deployment:
@@ -172,6 +212,10 @@ def soak() -> dict[str, dict[str, object]]:
     deployment = _deployment(tmp / "gauntlet")
     arrivals = Arrivals(deployment.optuna_url)
     started = time.monotonic()
+    outages = Outages(
+        {"registry": deployment.home / "gauntlet.db", "optuna": Path(deployment.optuna_url.removeprefix("sqlite:///"))},
+        started,
+    )
     daemon = deployment.start_daemon()
     instance = deployment.instance()
     try:
@@ -180,9 +224,13 @@ def soak() -> dict[str, dict[str, object]]:
             f"a run worker killed every {KILL_SECONDS:g}s until {KILL_AFTER_ARRIVALS_SECONDS:g}s after the last"
         )
         arrivals.start()
+        outages.start()
         kills = _kill_workers(instance, daemon, arrivals, started)
         if arrivals.error is not None:
             raise arrivals.error
+        outages.join(timeout=max(0.0, DEADLINE_SECONDS - (time.monotonic() - started)))
+        if outages.error is not None:
+            raise outages.error
         print(f"  {time.monotonic() - started:6.1f}s kills stopped; waiting for the runs to end")
         settled = _wait_until_settled(instance, started)
         elapsed = time.monotonic() - started
@@ -194,6 +242,8 @@ def soak() -> dict[str, dict[str, object]]:
     requested = sensor_requests_per_partition(instance)
     duplicates = set(duplicated_trials(instance)) | {key for key, n in requested.items() if n > 1}
     decisions = decisions_per_partition(deployment.home)
+    admitted = set(instance.get_dynamic_partitions("trials"))
+    undecided = admitted - decided(instance, admitted)
     groups: dict[str, list[dg.DagsterRun]] = {}
     roots = group_roots(runs)
     for run in runs:
@@ -206,6 +256,8 @@ def soak() -> dict[str, dict[str, object]]:
         "lost_trials": (N_TRIALS - len(completed), "trials", 0, "lower"),
         "duplicate_trials": (len(duplicates), "trials", 0, "lower"),
         "run_workers_killed": (kills, "processes", None, None),
+        "storage_outages": (len(outages.done), "outages", len(OUTAGES), "higher"),
+        "trials_without_final_decision": (len(undecided), "trials", 0, "lower"),
         "trial_runs": (sum(from_trial_sensor(r) for r in runs), "runs", None, None),
         "runs_failed": (sum(from_trial_sensor(r) and r.status == dg.DagsterRunStatus.FAILURE for r in runs), "runs", None, None),
         "runs_retried": (sum(from_trial_sensor(r) and is_retry(r) for r in runs), "runs", None, None),
@@ -259,6 +311,7 @@ def main() -> int:
                     "kill_seconds": KILL_SECONDS,
                     "kill_after_arrivals_seconds": KILL_AFTER_ARRIVALS_SECONDS,
                     "deadline_seconds": DEADLINE_SECONDS,
+                    "outages": [{"storage": name, "at_seconds": at, "seconds": OUTAGE_SECONDS} for name, at in OUTAGES],
                 },
                 "figures": figures,
             },
