@@ -10,7 +10,6 @@ import sqlite3
 import time
 
 import dagster as dg
-import optuna
 import pytest
 
 from pipeline_assets.dagster_private import (
