@@ -100,7 +100,7 @@ def test_replayed_paper_session_is_graded_like_the_paper_broker(tmp_path: Path) 
             ),
         )
         for venue in (
-            BrokerVenue(broker),
+            BrokerVenue(broker, windows),
             ReplayVenue(windows=windows, fee_bps=market.fee_bps, slippage_bps=market.slippage_bps),
         )
     ]
