@@ -308,6 +308,8 @@ def test_config_check_prints_the_effective_configuration_with_secrets_masked(tmp
     )
     for name, value in environ.items():
         monkeypatch.setenv(name, value)
+    (tmp_path / "dagster").mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
     assert config_main(["check"]) == 0
     out = capsys.readouterr().out
     assert SECRET not in out
