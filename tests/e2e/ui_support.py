@@ -398,17 +398,20 @@ def wait_for_progress(
 
 def materialize_market_data(deployment: Deployment, seed: int) -> str:
     """Rematerialize `market_data` alone, in this process, from the synthetic market with ``seed``;
-    its new data version. The default seed gives back the original data version."""
+    its new data version. The default seed gives back the original data version and, as the code
+    version is the market's configuration (as in the code location), the original code version."""
     import dagster as dg
 
     from pipeline_assets.dagster_private import DATA_VERSION_TAG
-    from pipeline_assets.shared_assets import MARKET_DATA, market_data
+    from pipeline_assets.shared_assets import MARKET_DATA, market_data, versioned_by_configuration
     from resources.market_data import SyntheticMarketDataResource
     from tests.dagster_helpers import local_resources
 
-    resources = local_resources(deployment.optuna_url, deployment.home, market=SyntheticMarketDataResource(seed=seed))
+    market = SyntheticMarketDataResource(seed=seed)
+    resources = local_resources(deployment.optuna_url, deployment.home, market=market)
     with deployment.instance() as instance:
-        assert dg.materialize([market_data], instance=instance, resources=resources).success
+        assets = [versioned_by_configuration(market_data, market)]
+        assert dg.materialize(assets, instance=instance, resources=resources).success
         event = instance.get_latest_materialization_event(MARKET_DATA)
         return event.asset_materialization.tags[DATA_VERSION_TAG]
 
