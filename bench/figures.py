@@ -19,7 +19,7 @@ def _sensor_tick_ms(n_trials: int, n_new: int = 10, repeats: int = 5) -> float:
     from pipeline_assets.definitions import build_definitions
     from pipeline_assets.environment import Settings, build_resources
     from resources.optuna_study import OptunaStudyResource, StudyCursor
-    from sensors.optuna_trial_sensor import encode_cursor
+    from sensors.optuna_trial_sensor import SensorCursor, encode_cursor
 
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{Path(tmp) / 'optuna.db'}"
@@ -28,7 +28,7 @@ def _sensor_tick_ms(n_trials: int, n_new: int = 10, repeats: int = 5) -> float:
         resources = {**build_resources(settings), "optuna_study": OptunaStudyResource(storage_url=url)}
         defs = build_definitions(settings=settings, resources=resources)
         sensor = defs.resolve_sensor_def("optuna_trial_sensor")
-        cursor = encode_cursor({"bench": StudyCursor(watermark=watermark)})
+        cursor = encode_cursor(SensorCursor(studies={"bench": StudyCursor(watermark=watermark)}, owed={}))
         timings = []
         with dg.instance_for_test(temp_dir=tmp) as instance:
             assert defs.resolve_job_def("shared_job").execute_in_process(instance=instance).success
@@ -83,27 +83,13 @@ def _cge_solve_200_seconds() -> float:
 @functools.cache
 def _reference_trial() -> tuple:
     """The default market's windows, 200 stress scenarios over its backtest window, and the reference momentum trial."""
-    from simulations.cge.model import calibrate
-    from simulations.cge.sam import hosoe_sam
-    from simulations.cge.scenarios import draw_scenarios, scenario_paths, solve_scenarios
+    from pipeline_assets.shared_assets import CgeScenarioConfig, build_stress_scenarios
     from simulations.gauntlet import StudyContext, TrialCase
     from simulations.market import generate_synthetic_market, split_windows
-    from simulations.stress import StressScenarios
     from simulations.trial import TrialSnapshot
 
     windows = split_windows(frame=generate_synthetic_market())
-    calibration = calibrate(hosoe_sam())
-    scenario_set = solve_scenarios(calibration=calibration, scenarios=draw_scenarios(calibration=calibration))
-    history = windows.history_before(name="backtest")[-1440:]
-    scenarios = StressScenarios(
-        table=scenario_set.table,
-        paths=scenario_paths(scenario_set=scenario_set, n_bars=windows.backtest.n_bars),
-        warmup=history / history[-1],
-        bar_seconds=windows.backtest.bar_seconds,
-        periods_per_year=windows.backtest.periods_per_year,
-        sam_sha256="bench",
-        seeds=(0, 0),
-    )
+    scenarios = build_stress_scenarios(config=CgeScenarioConfig(), market_data=windows)[0]
     snapshot = TrialSnapshot.build(
         study_name="bench", number=0, trial_id=0, state="COMPLETE",
         params={"lookback": 240, "vol_lookback": 168, "target_bar_vol": 0.003}, values=(1.0,),

@@ -8,9 +8,9 @@ sessions on a :class:`~simulations.gauntlet.ReplayVenue` (what the paper broker'
 does) -- and the deployment rules of ``simulations.deployment.decide``. Every gate judges
 every candidate, so each gate's rates are known on their own as well as in the chain.
 
-Shared inputs are built once per run and shared by every study, as in production: the 200
-CGE scenarios and their price paths from the ``cge_scenarios`` asset's own code with its
-default configuration on the default synthetic market, and the planted edges.
+The 200 CGE equilibria are solved once per worker with the ``cge_scenarios`` asset's own code
+and default configuration; their price paths are built on each study's own market, as
+production builds them on the instrument's; the planted edges are shared by every study.
 """
 
 import contextlib
@@ -21,7 +21,7 @@ import resource
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
@@ -31,7 +31,7 @@ from pydantic import Field
 from pipeline_assets.metadata import figure_png, png_markdown, records_table
 from pipeline_assets.plots import pyplot
 from pipeline_assets.reporting_assets import REPORTING_GROUP
-from pipeline_assets.shared_assets import CgeScenarioConfig, build_stress_scenarios
+from pipeline_assets.shared_assets import CgeScenarioConfig, solve_stress_scenarios, stress_scenarios_on
 from resources.gate_policy import GatePolicyResource
 from simulations.calibration import (
     PLANTED_PARAMS,
@@ -52,6 +52,7 @@ from simulations.calibration import (
     study_seeds,
 )
 from simulations.calibration_train import run_study
+from simulations.cge.scenarios import ScenarioSet
 from simulations.constants import (
     CALIBRATION_CANDIDATES_PER_STUDY,
     CALIBRATION_MAX_FALSE_NEGATIVE_RATE,
@@ -70,8 +71,7 @@ from simulations.errors import ConfigurationError
 from simulations.gates import GatePolicy
 from simulations.gauntlet import GauntletInputs, ReplayVenue, StageResult, StudyContext, TrialCase, evaluate_trial, study_contexts
 from simulations.in_sample import in_sample_sharpe
-from simulations.market import MarketWindows, generate_synthetic_market, split_windows
-from simulations.stress import StressScenarios
+from simulations.market import MarketWindows
 from simulations.trial import TrialSnapshot, TrialState
 
 GATE_CALIBRATION = dg.AssetKey("gate_calibration")
@@ -80,24 +80,17 @@ GATE_CALIBRATION = dg.AssetKey("gate_calibration")
 Progress = Callable[[int, int, float], None]
 
 
-def calibration_scenarios() -> StressScenarios:
-    """The production stress scenarios: the ``cge_scenarios`` asset's code, default config, default market."""
-    windows = split_windows(frame=generate_synthetic_market())
-    return build_stress_scenarios(config=CgeScenarioConfig(), market_data=windows)[0]
-
-
 @dataclass
 class _Judge:
     """Takes trials through the gauntlet; remembers what does not change between study sizes.
 
-    A trial's stress test depends on its params only (the scenarios are shared), so it is
-    cached across studies; its paper session and backtest (given its study context) depend
-    on its study's market, so they are cached per study.
+    The CGE equilibria are solved once; a trial's stress paths, backtest (given its study
+    context) and paper session depend on its study's market, so they are cached per study.
     """
 
     policy: GatePolicy
-    scenarios: StressScenarios
-    stress: dict[str, StageResult] = field(default_factory=dict)
+    scenario_set: ScenarioSet
+    sam_sha256: str
 
     def study(
         self, *, index: int, market: MarketKind, planted_sharpe: float | None, drift_per_vol: float,
@@ -108,12 +101,16 @@ class _Judge:
         name = study_label(planted_sharpe=planted_sharpe, study=index)
         windows = calibration_windows(seed=seeds.market, drift_per_vol=drift_per_vol, train_days=settings.train_days)
         snapshots = run_study(windows=windows, n_trials=settings.target_trials, seed=seeds.sampler, study_name=name)
+        scenarios = stress_scenarios_on(
+            scenario_set=self.scenario_set, sam_sha256=self.sam_sha256, config=CgeScenarioConfig(), market_data=windows
+        )
         inputs = GauntletInputs(
-            windows=windows, scenarios=self.scenarios, policy=self.policy, fee_bps=DEFAULT_FEE_BPS,
+            windows=windows, scenarios=scenarios, policy=self.policy, fee_bps=DEFAULT_FEE_BPS,
             slippage_bps=DEFAULT_SLIPPAGE_BPS,
             paper=ReplayVenue(windows=windows, fee_bps=DEFAULT_FEE_BPS, slippage_bps=DEFAULT_SLIPPAGE_BPS),
         )
         backtests: dict[tuple[str, StudyContext], StageResult] = {}
+        stresses: dict[str, StageResult] = {}
         papers: dict[str, StageResult] = {}
         # Deflation counts each trial's own in-sample Sharpe ratio, as the pipeline does.
         sharpes = [
@@ -132,7 +129,7 @@ class _Judge:
                     gate: result
                     for gate, result in (
                         ("backtest_gate", backtests.get((key, context))),
-                        ("cge_gate", self.stress.get(key)),
+                        ("cge_gate", stresses.get(key)),
                         ("paper_trading_gate", papers.get(key)),
                     )
                     if result is not None
@@ -141,7 +138,7 @@ class _Judge:
                     TrialCase(key=key, snapshot=snapshot, context=context), inputs, every_gate=True, known=known
                 )
                 backtest = backtests[key, context] = evaluation.results["backtest_gate"]
-                stress = self.stress[key] = evaluation.results["cge_gate"]
+                stress = stresses[key] = evaluation.results["cge_gate"]
                 paper = papers[key] = evaluation.results["paper_trading_gate"]
                 verdicts = evaluation.verdicts()
                 records.append(
@@ -209,7 +206,8 @@ class Simulation:
 
 
 def _new_judge(policy: GatePolicy) -> _Judge:
-    return _Judge(policy=policy, scenarios=calibration_scenarios())
+    scenario_set, digest = solve_stress_scenarios(config=CgeScenarioConfig())
+    return _Judge(policy=policy, scenario_set=scenario_set, sam_sha256=digest)
 
 
 def _study_index(
@@ -230,7 +228,7 @@ def _study_index(
 
 
 # The judge of a worker process: built once per process by the pool's initializer, so its
-# scenarios are solved once and its stress cache lives across the studies it runs.
+# equilibria are solved once for the studies it runs.
 _WORKER_JUDGE: list[_Judge] = []
 
 

@@ -6,7 +6,6 @@ import warnings
 
 import dagster as dg
 import numpy as np
-import polars as pl
 from pydantic import Field
 
 from pipeline_assets.metadata import key_value_table, number, png_markdown, records_table
@@ -14,10 +13,10 @@ from pipeline_assets.plots import bars_png, price_windows_png
 from resources.market_data import MarketDataResource
 from simulations.cge.model import calibrate
 from simulations.cge.sam import hosoe_sam, read_sam
-from simulations.cge.scenarios import ScenarioSet, draw_scenarios, scenario_paths, solve_scenarios
+from simulations.cge.scenarios import ScenarioSet, draw_scenarios, solve_scenarios
 from simulations.constants import CGE_PATH_SEED, CGE_SCENARIO_SEED, N_CGE_SCENARIOS, STRESS_WARMUP_BARS
 from simulations.market import MarketWindows, WindowDates
-from simulations.stress import StressScenarios
+from simulations.stress import StressScenarios, market_scenarios
 
 SHARED_GROUP = "shared"
 MARKET_DATA = dg.AssetKey("market_data")
@@ -86,6 +85,11 @@ def versioned_by_configuration(assets: dg.AssetsDefinition, market: MarketDataRe
     a code version Dagster compares: `market_data` shows as stale and `REBUILT_ON_CHANGE` rebuilds it.
     """
     return assets.map_asset_specs(lambda spec: spec.replace_attributes(code_version=market.config_version()))
+
+
+def _annual_volatility(close: np.ndarray, periods_per_year: float) -> np.ndarray | float:
+    """Realised annualised volatility of log returns along the last axis (per square-root year)."""
+    return np.std(np.diff(np.log(close), axis=-1), axis=-1, ddof=1) * np.sqrt(periods_per_year)
 
 
 def window_rows(windows: MarketWindows) -> list[dict[str, object]]:
@@ -172,28 +176,34 @@ class CgeScenarioConfig(dg.Config):
     warmup_bars: int = Field(default=STRESS_WARMUP_BARS, ge=0, description="Indicator warm-up bars.")
 
 
+def solve_stress_scenarios(*, config: CgeScenarioConfig) -> tuple[ScenarioSet, str]:
+    """The solved CGE equilibria of ``config``, and the SHA-256 of the SAM they come from."""
+    sam = read_sam(config.sam_path) if config.sam_path else hosoe_sam()
+    calibration = calibrate(sam)
+    shocks = draw_scenarios(calibration=calibration, n=config.n_scenarios, seed=config.scenario_seed)
+    digest = hashlib.sha256(np.ascontiguousarray(sam.values).tobytes()).hexdigest()
+    return solve_scenarios(calibration=calibration, scenarios=shocks), digest
+
+
+def stress_scenarios_on(
+    *, scenario_set: ScenarioSet, sam_sha256: str, config: CgeScenarioConfig, market_data: MarketWindows
+) -> StressScenarios:
+    """The scenarios' paths on ``market_data``'s instrument, as ``config`` asks."""
+    return market_scenarios(
+        scenario_set=scenario_set,
+        windows=market_data,
+        seeds=(config.scenario_seed, config.path_seed),
+        sam_sha256=sam_sha256,
+        warmup_bars=config.warmup_bars,
+    )
+
+
 def build_stress_scenarios(
     *, config: CgeScenarioConfig, market_data: MarketWindows
 ) -> tuple[StressScenarios, ScenarioSet]:
     """The scenarios ``cge_scenarios`` stores, and the solved equilibria behind them."""
-    sam = read_sam(config.sam_path) if config.sam_path else hosoe_sam()
-    calibration = calibrate(sam)
-    shocks = draw_scenarios(calibration=calibration, n=config.n_scenarios, seed=config.scenario_seed)
-    scenario_set = solve_scenarios(calibration=calibration, scenarios=shocks)
-    window = market_data.backtest
-    paths = scenario_paths(
-        scenario_set=scenario_set, n_bars=window.n_bars, seed=config.path_seed, bar_seconds=window.bar_seconds
-    )
-    history = market_data.history_before(name="backtest")[-config.warmup_bars :] if config.warmup_bars else np.empty(0)
-    bundle = StressScenarios(
-        table=scenario_set.table,
-        paths=paths,
-        warmup=history / history[-1] if history.size else history,
-        bar_seconds=window.bar_seconds,
-        periods_per_year=window.periods_per_year,
-        sam_sha256=hashlib.sha256(np.ascontiguousarray(sam.values).tobytes()).hexdigest(),
-        seeds=(config.scenario_seed, config.path_seed),
-    )
+    scenario_set, digest = solve_stress_scenarios(config=config)
+    bundle = stress_scenarios_on(scenario_set=scenario_set, sam_sha256=digest, config=config, market_data=market_data)
     return bundle, scenario_set
 
 
@@ -205,7 +215,7 @@ def build_stress_scenarios(
     automation_condition=REBUILT_ON_CHANGE,
     kinds={"scipy"},
     owners=["team:quant-research"],
-    description="200 CGE equilibria under macro shocks, each mapped to a market regime and a price path.",
+    description="200 CGE equilibria under macro shocks, each mapped to a regime and a path of the instrument's own resampled history.",
 )
 def cge_scenarios(
     context: dg.AssetExecutionContext, config: CgeScenarioConfig, market_data: MarketWindows
@@ -228,6 +238,10 @@ def cge_scenarios(
             "sam_sha256": bundle.sam_sha256,
             "seeds": f"scenarios {config.scenario_seed}, paths {config.path_seed}",
             "path_bars": window.n_bars,
+            "instrument_volatility": number(float(_annual_volatility(window.close, window.periods_per_year)), digits=4),
+            "median_path_volatility": number(
+                float(np.median(_annual_volatility(paths, window.periods_per_year))), digits=4
+            ),
             "regimes_first_20": records_table(
                 table.select(shown).head(20).to_dicts(),
                 [

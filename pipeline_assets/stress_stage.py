@@ -21,6 +21,8 @@ SUMMARY_UNITS = {
     "worst_return": "fraction",
     "n_catastrophic": "scenarios",
     "expected_shortfall_5": "mean return of worst 5 %",
+    "buy_hold_median_max_drawdown": "fraction (holding the instrument)",
+    "median_drawdown_multiple": "of buy and hold",
 }
 
 
@@ -50,6 +52,7 @@ def record(run: StageRun, key: str, outcome: StressOutcome) -> StageRecord:
             "scenarios": int(returns.size),
             "share_profitable": number(float(outcome.summary["share_profitable"])),
             "median_sharpe": number(float(outcome.summary["median_sharpe"])),
+            "median_drawdown_multiple": number(float(outcome.summary["median_drawdown_multiple"])),
             "worst_return": number(float(outcome.summary["worst_return"])),
             "n_catastrophic": int(outcome.summary["n_catastrophic"]),
             "gate": "pass" if outcome.verdict.passed else "FAIL",
@@ -62,13 +65,14 @@ def record(run: StageRun, key: str, outcome: StressOutcome) -> StageRecord:
 _STAGE = stage_for_gate("cge_gate")
 STRESS = TrialStage(
     key=dg.AssetKey(_STAGE.asset),
-    description="The trial's strategy on 200 CGE stress-scenario paths: per-scenario return, Sharpe, drawdown.",
+    description="The trial's strategy on 200 CGE stress-scenario paths of its instrument: per-scenario return, "
+    "Sharpe, drawdown.",
     deps=(BACKTEST.key, CGE_SCENARIOS),
     kinds=frozenset({"scipy", "parquet"}),
     code_version=_STAGE.code_version,
     reached="stressed",
     stage=_STAGE,
-    check_description="Gate 2: share of profitable scenarios, median Sharpe, median drawdown and catastrophic "
-    "losses over the CGE stress scenarios.",
+    check_description="Gate 2: share of profitable scenarios, median Sharpe, median drawdown relative to buy and "
+    "hold, and catastrophic losses over the CGE stress scenarios.",
     record=record,
 )

@@ -102,6 +102,14 @@ CGE_JUMP_INTENSITY_PER_SHOCK_SIZE = 1.0
 CGE_JUMP_LOG_MEAN = -0.03
 CGE_JUMP_LOG_STD = 0.04
 
+#: Mean block length of the stress paths' bootstrap of the instrument's history, in weeks
+#: of bars: long enough that trends of a few weeks and short-horizon autocorrelation survive
+#: inside a block, short enough that a year of history gives dozens of distinct blocks.
+STRESS_BOOTSTRAP_MEAN_BLOCK_WEEKS = 2.0
+
+#: Fewest history bars the stress paths resample (about two weeks of hourly bars).
+STRESS_MIN_HISTORY_BARS = 250
+
 #: A scenario is catastrophic when its total return is <= minus this loss (fraction).
 STRESS_CATASTROPHIC_LOSS = 0.90
 

@@ -37,7 +37,14 @@ GRADE_MIN_CHECKS: dict[str, int] = {"A": 7, "B": 6, "C": 5, "D": 4, "F": 0}
 GRADES: tuple[str, ...] = tuple(GRADE_MIN_CHECKS)
 
 #: Keys a CGE stress summary must provide.
-CGE_SUMMARY_KEYS = ("share_profitable", "median_sharpe", "median_max_drawdown", "worst_return", "n_catastrophic")
+CGE_SUMMARY_KEYS = (
+    "share_profitable",
+    "median_sharpe",
+    "median_max_drawdown",
+    "median_drawdown_multiple",
+    "worst_return",
+    "n_catastrophic",
+)
 
 
 class _Frozen(BaseModel):
@@ -153,11 +160,16 @@ class CgeGatePolicy(_Frozen):
         Floor on the share of scenarios with a positive total return.
     min_median_sharpe
         Floor on the median scenario's annualised Sharpe ratio.
-    max_drawdown
-        Cap on the median of the scenarios' maximum drawdowns (positive fraction): the
-        typical scenario, not the worst, which the catastrophic count covers.
+    max_drawdown_multiple
+        Cap on the median of the scenarios' maximum drawdowns as a multiple of buy-and-hold's
+        median drawdown on the same paths (the typical scenario, not the worst, which the
+        catastrophic count covers): relative to the instrument, so 1.0 means "draws down no
+        more than holding it" on a calm currency pair and on a volatile coin alike. The
+        default 1.5 is where the absolute cap of 0.25 it replaces stood on the demo market
+        (buy-and-hold's median scenario drawdown there is about 0.16).
     catastrophic_loss
-        A scenario whose total return is <= ``-catastrophic_loss`` is catastrophic.
+        A scenario whose total return is <= ``-catastrophic_loss`` is catastrophic (a
+        fraction of capital, whatever the instrument).
     max_catastrophic
         Most catastrophic scenarios allowed.
     """
@@ -165,9 +177,20 @@ class CgeGatePolicy(_Frozen):
     enabled: bool = True
     min_share_profitable: float = Field(default=0.40, ge=0.0, le=1.0)
     min_median_sharpe: float = 0.0
-    max_drawdown: float = Field(default=0.25, ge=0.0, le=1.0)
+    max_drawdown_multiple: float = Field(default=1.5, ge=0.0)
     catastrophic_loss: float = Field(default=STRESS_CATASTROPHIC_LOSS, gt=0.0, le=1.0)
     max_catastrophic: int = Field(default=0, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _absolute_drawdown_cap_is_gone(cls, data: object) -> object:
+        if isinstance(data, Mapping) and "max_drawdown" in data:
+            raise ValueError(
+                "gates.cge.max_drawdown (an absolute fraction) was replaced by gates.cge.max_drawdown_multiple: "
+                "the cap on the median scenario drawdown as a multiple of buy-and-hold's on the same paths "
+                "(default 1.5)"
+            )
+        return data
 
 
 class PaperGrading(_Frozen):
@@ -191,7 +214,7 @@ class PaperGrading(_Frozen):
     max_drawdown
         Cap on the session's maximum drawdown (positive fraction). DESIGN.md's 0.10 failed
         a planted Sharpe-2 edge about as often as a null strategy; with grade A required,
-        0.25 (the CGE gate's cap) blocks fewer real edges and the chain stays under 1 %
+        0.25 blocks fewer real edges and the chain stays under 1 %
         false positives.
     min_return
         Floor on the session's total return (fraction).
@@ -406,7 +429,8 @@ def evaluate_cge_gate(*, summary: Mapping[str, float], policy: GatePolicy) -> Ga
     summary
         At least :data:`CGE_SUMMARY_KEYS`: ``share_profitable`` (fraction of scenarios
         with a positive total return), ``median_sharpe`` (annualised),
-        ``median_max_drawdown`` (positive fraction), ``worst_return`` (fraction) and
+        ``median_max_drawdown`` (positive fraction), ``median_drawdown_multiple`` (of
+        buy-and-hold's median drawdown), ``worst_return`` (fraction) and
         ``n_catastrophic`` (scenarios with total return <= ``-catastrophic_loss``).
         Other keys are ignored.
     policy
@@ -415,7 +439,7 @@ def evaluate_cge_gate(*, summary: Mapping[str, float], policy: GatePolicy) -> Ga
     Returns
     -------
     GateVerdict
-        Checks: share_profitable, median_sharpe, median_max_drawdown, n_catastrophic.
+        Checks: share_profitable, median_sharpe, median_drawdown_multiple, n_catastrophic.
 
     Raises
     ------
@@ -431,12 +455,15 @@ def evaluate_cge_gate(*, summary: Mapping[str, float], policy: GatePolicy) -> Ga
     share = _finite("share_profitable", summary["share_profitable"])
     median_sharpe = _finite("median_sharpe", summary["median_sharpe"])
     median_drawdown = _finite("median_max_drawdown", summary["median_max_drawdown"])
+    multiple = _finite("median_drawdown_multiple", summary["median_drawdown_multiple"])
     worst = _finite("worst_return", summary["worst_return"])
     catastrophic = _count("n_catastrophic", summary["n_catastrophic"])
     if not 0.0 <= share <= 1.0:
         raise EvaluationError(f"share_profitable must be a fraction in [0, 1], got {share!r}")
-    if median_drawdown < 0.0:
-        raise EvaluationError(f"median_max_drawdown must be a positive fraction, got {median_drawdown!r}")
+    if median_drawdown < 0.0 or multiple < 0.0:
+        raise EvaluationError(
+            f"median_max_drawdown ({median_drawdown!r}) and median_drawdown_multiple ({multiple!r}) must be >= 0"
+        )
     section = policy.cge
     if (worst <= -section.catastrophic_loss) != (catastrophic > 0):
         raise EvaluationError(
@@ -448,7 +475,7 @@ def evaluate_cge_gate(*, summary: Mapping[str, float], policy: GatePolicy) -> Ga
     checks = (
         _check("share_profitable", share, section.min_share_profitable, ">="),
         _check("median_sharpe", median_sharpe, section.min_median_sharpe, ">="),
-        _check("median_max_drawdown", median_drawdown, section.max_drawdown, "<="),
+        _check("median_drawdown_multiple", multiple, section.max_drawdown_multiple, "<="),
         _check("n_catastrophic", float(catastrophic), float(section.max_catastrophic), "<="),
     )
     return GateVerdict(

@@ -322,7 +322,7 @@ class Stage:
 #: The gated stages in the order a trial meets them. A new gate is a function and a row here.
 STAGES: tuple[Stage, ...] = (
     Stage(asset="backtest_results", gate="backtest_gate", evaluate=evaluate_backtest, code_version="4"),
-    Stage(asset="cge_stress_report", gate="cge_gate", evaluate=evaluate_stress, code_version="3"),
+    Stage(asset="cge_stress_report", gate="cge_gate", evaluate=evaluate_stress, code_version="4"),
     Stage(asset="paper_trading_grade", gate="paper_trading_gate", evaluate=evaluate_paper, code_version="3"),
 )
 GATE_ORDER: tuple[GateName, ...] = tuple(stage.gate for stage in STAGES)

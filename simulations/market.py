@@ -133,7 +133,7 @@ def synthetic_log_returns(*, seed: int, n_bars: int) -> tuple[np.ndarray, np.nda
     (same seed, same numbers): trending, mean-reverting and random-walk spells, clustered
     volatility, Student-t innovations and rare jumps, drawn from the first four of the
     seed's six child streams (the last two draw wicks and volume). Other simulators reuse
-    the market's texture through this function, e.g. the CGE scenario paths.
+    the market's texture through this function, e.g. the gate calibration's markets.
 
     Parameters
     ----------

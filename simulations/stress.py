@@ -9,7 +9,11 @@ Definitions per scenario: ``total_return`` is the compounded net return (fractio
 ``sharpe`` the annualised Sharpe ratio of per-bar net returns (0 for a strategy that never
 trades); ``max_drawdown`` the largest peak-to-trough fall of equity (positive fraction). A
 scenario is *profitable* iff its total return is strictly positive, and *catastrophic* iff
-it is ``<= -catastrophic_loss``, so a flat strategy is neither.
+it is ``<= -catastrophic_loss``, so a flat strategy is neither. Drawdowns are also stated
+relative to the instrument: ``median_drawdown_multiple`` is the strategy's median scenario
+drawdown over buy-and-hold's on the same paths, so "no worse than holding the instrument"
+means the same thing for a currency pair and for a cryptocurrency. The catastrophic loss
+stays a fraction of capital, which is what it means.
 """
 
 from __future__ import annotations
@@ -22,14 +26,17 @@ import polars as pl
 
 from simulations import metrics
 from simulations.backtest import run_backtest
+from simulations.cge.scenarios import ScenarioSet, scenario_paths
 from simulations.constants import (
     DEFAULT_FEE_BPS,
     DEFAULT_SLIPPAGE_BPS,
     STRESS_CATASTROPHIC_LOSS,
     STRESS_EXPECTED_SHORTFALL_LEVEL,
+    STRESS_WARMUP_BARS,
     SYNTHETIC_PERIODS_PER_YEAR,
 )
 from simulations.errors import StressTestError
+from simulations.market import MarketWindows
 
 #: Keys of :attr:`StressReport.summary`, in order.
 SUMMARY_KEYS = (
@@ -40,16 +47,20 @@ SUMMARY_KEYS = (
     "worst_return",
     "n_catastrophic",
     "expected_shortfall_5",
+    "buy_hold_median_max_drawdown",
+    "median_drawdown_multiple",
 )
 
 
 @dataclass(frozen=True)
 class StressScenarios:
-    """Solved CGE scenarios and one price path per scenario, shared by every trial.
+    """Solved CGE scenarios and one price path of the instrument per scenario, shared by every trial.
 
-    ``paths`` has the backtest window's length; ``warmup`` is the market history before the
-    backtest window (rescaled to end at 1.0, where every path starts), so each trial's
-    indicators start warm on every path, exactly as in its backtest.
+    ``paths`` has the backtest window's length and resamples the instrument's history before
+    the backtest window under each scenario's shock
+    (:func:`simulations.cge.scenarios.instrument_paths`); ``warmup`` is that history's end
+    (rescaled to end at 1.0, where every path starts), so each trial's indicators start warm
+    on every path, exactly as in its backtest.
     """
 
     table: pl.DataFrame
@@ -60,6 +71,58 @@ class StressScenarios:
     sam_sha256: str
     seeds: tuple[int, int]
 
+
+
+def market_scenarios(
+    *,
+    scenario_set: ScenarioSet,
+    windows: MarketWindows,
+    seeds: tuple[int, int],
+    sam_sha256: str,
+    warmup_bars: int = STRESS_WARMUP_BARS,
+) -> StressScenarios:
+    """The scenarios' price paths on ``windows``' instrument, with its history as indicator warm-up.
+
+    Parameters
+    ----------
+    scenario_set
+        Solved scenarios (:func:`simulations.cge.scenarios.solve_scenarios`).
+    windows
+        The instrument's windows: the paths resample its backtest window (out of sample for
+        every trial; resampling the train window would reward exactly what a study fitted)
+        and have its length and bars per year.
+    seeds
+        The scenario (Sobol) seed the set was drawn with and the path seed (>= 0).
+    sam_sha256
+        SHA-256 of the social accounting matrix the set was calibrated on (provenance).
+    warmup_bars
+        Bars of history before the backtest window given to indicators (>= 0).
+
+    Returns
+    -------
+    StressScenarios
+        Paths of shape ``(n_scenarios, backtest bars)`` starting at 1.0.
+    """
+    if warmup_bars < 0:
+        raise StressTestError(f"warmup_bars must be >= 0, got {warmup_bars}")
+    window = windows.backtest
+    paths = scenario_paths(
+        scenario_set=scenario_set,
+        history_close=window.close,
+        n_bars=window.n_bars,
+        periods_per_year=window.periods_per_year,
+        seed=seeds[1],
+    )
+    history = windows.history_before(name="backtest")[-warmup_bars:] if warmup_bars else np.empty(0)
+    return StressScenarios(
+        table=scenario_set.table,
+        paths=paths,
+        warmup=history / history[-1] if history.size else history,
+        bar_seconds=window.bar_seconds,
+        periods_per_year=window.periods_per_year,
+        sam_sha256=sam_sha256,
+        seeds=seeds,
+    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -77,7 +140,10 @@ class StressReport:
         (fraction), ``median_sharpe`` (annualised), ``median_max_drawdown``,
         ``p95_max_drawdown`` (positive fractions), ``worst_return`` (fraction),
         ``n_catastrophic`` (count), ``expected_shortfall_5`` (mean total return of the
-        worst ``ceil(5 % x scenarios)`` scenarios, a fraction: negative is a loss).
+        worst ``ceil(5 % x scenarios)`` scenarios, a fraction: negative is a loss),
+        ``buy_hold_median_max_drawdown`` (median over the paths of holding the instrument,
+        positive fraction) and ``median_drawdown_multiple`` (``median_max_drawdown`` over it;
+        0 when neither draws down, infinite when only the strategy does).
     catastrophic_loss
         The loss threshold used for ``catastrophic`` (fraction).
     """
@@ -189,6 +255,9 @@ def stress_test(
     catastrophic = total <= -catastrophic_loss
 
     n_trials, n_scenarios = total.shape
+    buy_hold = float(np.median(metrics.max_drawdown(returns=close[:, 1:] / close[:, :-1] - 1.0)))
+    median_drawdown = np.median(drawdown, axis=1)
+    multiple = median_drawdown / buy_hold if buy_hold > 0 else np.where(median_drawdown > 0, np.inf, 0.0)
     tail = max(1, math.ceil(STRESS_EXPECTED_SHORTFALL_LEVEL * n_scenarios))
     table = pl.DataFrame(
         {
@@ -215,11 +284,13 @@ def stress_test(
             "trial": np.arange(n_trials),
             "share_profitable": profitable.mean(axis=1),
             "median_sharpe": np.median(sharpe, axis=1),
-            "median_max_drawdown": np.median(drawdown, axis=1),
+            "median_max_drawdown": median_drawdown,
             "p95_max_drawdown": np.quantile(drawdown, 0.95, axis=1),
             "worst_return": total.min(axis=1),
             "n_catastrophic": catastrophic.sum(axis=1),
             "expected_shortfall_5": np.sort(total, axis=1)[:, :tail].mean(axis=1),
+            "buy_hold_median_max_drawdown": np.full(n_trials, buy_hold),
+            "median_drawdown_multiple": multiple,
         },
         schema={"trial": pl.Int64} | {key: pl.Int64 if key == "n_catastrophic" else pl.Float64 for key in SUMMARY_KEYS},
     )

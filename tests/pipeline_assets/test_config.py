@@ -320,7 +320,7 @@ def test_config_check_prints_the_effective_configuration_with_secrets_masked(tmp
     assert config_main(["check", "--json"]) == 0
     payload = json.loads(capsys.readouterr().out)
     assert payload["config"]["gates"]["cge"]["min_share_profitable"] == 0.5
-    assert payload["config"]["gates"]["cge"]["max_drawdown"] == 0.25
+    assert payload["config"]["gates"]["cge"]["max_drawdown_multiple"] == 1.5
     assert payload["config"]["deployment"]["live_capacity"] == 5
 
     monkeypatch.setenv("GAUNTLET_SENSOR_INTERVAL", "soon")
@@ -333,7 +333,7 @@ def test_config_check_prints_the_effective_configuration_with_secrets_masked(tmp
 def test_thresholds_come_from_the_file_or_replace_it_with_a_policy_file(tmp_path: Path):
     environ = _config(tmp_path, "gates:\n  cge: {min_share_profitable: 0.5}\n  paper: {required_grades: [A]}\n")
     policy = build_resources(Settings.from_environ(environ))["gate_policy"].policy()
-    assert policy.cge.min_share_profitable == 0.5 and policy.cge.max_drawdown == 0.25
+    assert policy.cge.min_share_profitable == 0.5 and policy.cge.max_drawdown_multiple == 1.5
     assert policy.paper.required_grades == {"A"}
     (tmp_path / "policy.yaml").write_text("backtest: {min_trades: 3}\n")
     replaced = Settings.from_environ({**environ, "GAUNTLET_GATE_POLICY": "policy.yaml"})

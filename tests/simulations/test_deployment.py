@@ -140,6 +140,7 @@ def test_real_gate_verdicts_make_a_candidate() -> None:
             "share_profitable": 0.6,
             "median_sharpe": 0.8,
             "median_max_drawdown": 0.1,
+            "median_drawdown_multiple": 0.8,
             "worst_return": -0.3,
             "n_catastrophic": 0,
         },
