@@ -145,7 +145,7 @@ def _stop_line(stop: ControlState) -> str:
 
 
 # -- status -------------------------------------------------------------------------------------
-def _read_report(ctx: Context, failed_runs: int) -> StatusReport:
+def _read_report(ctx: Context, failed_runs: int, *, rejection_reasons: bool = False) -> StatusReport:
     res = ctx.resources("registry", "paper_broker", "gate_policy")
     return read_status(
         ctx.instance,
@@ -153,21 +153,26 @@ def _read_report(ctx: Context, failed_runs: int) -> StatusReport:
         paper_broker=res.paper_broker,
         min_paper_days=res.gate_policy.policy().paper.min_days,
         failed_runs=failed_runs,
+        rejection_reasons=rejection_reasons,
     )
 
 
-def _trial_note(trial: TrialStatus) -> str:
+def _trial_note(trial: TrialStatus, *, full: bool) -> str:
+    """Pending reasons, why a gate rejected the trial, and its last error (cut unless ``full``)."""
     notes = list(trial.pending)
+    if trial.rejection:
+        notes.append(f"REJECTED by {trial.rejection.gate}: {trial.rejection.reason}")
     if trial.last_error:
         error = trial.last_error
         text = f"ERROR {error.stage or 'run'}: {error.message}"
-        notes.append(text if len(text) <= _TEXT_ERROR_CHARS else text[: _TEXT_ERROR_CHARS - 1] + "…")
+        notes.append(text if full or len(text) <= _TEXT_ERROR_CHARS else text[: _TEXT_ERROR_CHARS - 1] + "…")
     return "; ".join(notes)
 
 
 def cmd_status(ctx: Context, args: argparse.Namespace) -> Output:
-    """One line per trial: stage, each gate's verdict, decision, pending reasons, last error."""
-    report = _read_report(ctx, args.failed_runs).select(
+    """One line per trial, by study and trial number: stage, each gate's verdict, decision,
+    pending reasons, and with ``--failed`` why each gate rejected and the whole last error."""
+    report = _read_report(ctx, args.failed_runs, rejection_reasons=args.failed or args.json).select(
         study_prefix=study_key_prefix(args.study) if args.study else None,
         stages=args.stage or (),
         failed=args.failed,
@@ -180,7 +185,7 @@ def cmd_status(ctx: Context, args: argparse.Namespace) -> Output:
                 t.stage,
                 *(_VERDICT_CELL[v] for v in t.gates.values()),
                 t.decision.decision if t.decision else "-",
-                _trial_note(t),
+                _trial_note(t, full=args.failed),
             ]
             for t in report.trials
         ]
@@ -189,8 +194,9 @@ def cmd_status(ctx: Context, args: argparse.Namespace) -> Output:
         return [
             _stop_line(report.emergency_stop),
             *_table(["TRIAL", "STAGE", "BACKTEST", "CGE", "PAPER", "DECISION", "PENDING / LAST ERROR"], rows),
-            f"{summary['trials']} trial(s): {stages or 'none'}; {summary['failed']} failed, "
-            f"{summary['in_flight']} in flight (errors from the last {args.failed_runs} failed runs)",
+            f"{summary['trials']} trial(s): {stages or 'none'}; {summary['rejected']} rejected by a gate, "
+            f"{summary['errored']} with a failed run, {summary['in_flight']} in flight "
+            f"(errors from the last {args.failed_runs} failed runs)",
         ]
 
     return Output(report.to_json, render)
@@ -274,7 +280,7 @@ def cmd_retry(ctx: Context, args: argparse.Namespace) -> Output:
     so retrying twice never doubles the work.
     """
     report = _read_report(ctx, args.failed_runs).select(
-        study_prefix=study_key_prefix(args.study) if args.study else None, failed=True
+        study_prefix=study_key_prefix(args.study) if args.study else None, errored=True
     )
     retry = [t for t in report.trials if not t.in_flight]
     skipped = [t.partition_key for t in report.trials if t.in_flight]
@@ -311,7 +317,7 @@ def cmd_retry(ctx: Context, args: argparse.Namespace) -> Output:
         "backfills": backfills,
     }
     verb = "would retry" if args.dry_run else "retrying"
-    lines = [f"{verb} {t.partition_key}: {_trial_note(t)}" for t in retry]
+    lines = [f"{verb} {t.partition_key}: {_trial_note(t, full=True)}" for t in retry]
     lines += [f"backfill {b['backfill_id']}: {len(b['partition_keys'])} trial(s) of {b['study']}" for b in backfills]
     lines += [f"skipped {key}: a run or backfill is already in flight" for key in skipped]
     if not retry:
@@ -446,7 +452,11 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", parents=[common, history], help="one line per trial")
     status.add_argument("--study", help="only this study's trials")
     status.add_argument("--stage", action="append", choices=STAGES, help="only trials at this stage (repeatable)")
-    status.add_argument("--failed", action="store_true", help="only trials whose last run failed")
+    status.add_argument(
+        "--failed",
+        action="store_true",
+        help="only trials a gate rejected (with the thresholds failed) or whose last run failed (with the whole error)",
+    )
     status.set_defaults(handler=cmd_status)
 
     commands.add_parser("live", parents=[common], help="what is deployed").set_defaults(handler=cmd_live)

@@ -242,6 +242,15 @@ def gate_evaluation(
             ],
         ),
     }
+    failed = [
+        {"threshold": c.name, "value": c.value, "rule": f"{c.comparator} {c.threshold:g}", "limit": c.threshold,
+         "margin": c.margin}
+        for c in verdict.checks
+        if not c.passed
+    ]  # fmt: skip
+    if failed:
+        # The numbers themselves (the table above is formatted), for `gauntlet status --failed --json`.
+        metadata["failed_thresholds"] = dg.MetadataValue.json(failed)
     if verdict.phase:
         metadata["phase"] = verdict.phase
     if verdict.grade:

@@ -16,6 +16,9 @@ set-based queries:
   ``[trial <key>, stage <stage>]`` lines `PipelineError` puts in every message. A failure
   counts until a later materialization of the trial supersedes it (storage ids, one query
   per trial asset over the failed trials only);
+* rejections (on request): per gate, its ``FAILED`` executions newest first, in pages, until
+  each rejected trial has its latest one: the reason ("sharpe 0.12 < min 0.3 (short by 0.18)")
+  and every threshold it failed, with value and margin;
 * in flight: unfinished runs covering trial partitions, and requested backfills;
 * paper sessions: the broker's ``sessions()``; decisions: the registry's log, latest per trial.
 """
@@ -57,6 +60,8 @@ Verdict = Literal["passed", "failed", "not_evaluated", "running"]
 DEFAULT_FAILED_RUNS = 50
 #: Longest error message kept per trial (the UI has the traceback).
 MAX_ERROR_CHARS = 500
+#: Failed gate executions read per query when explaining rejections.
+_EXECUTIONS_PER_PAGE = 1_000
 
 _CHECK_VERDICTS: dict[AssetCheckExecutionRecordStatus, Verdict] = {
     AssetCheckExecutionRecordStatus.SUCCEEDED: "passed",
@@ -89,6 +94,18 @@ class TrialFailure:
 
 
 @dataclass(frozen=True, slots=True)
+class Rejection:
+    """The gate that rejected a trial: its reason and each threshold failed (value, rule, margin)."""
+
+    gate: str
+    reason: str
+    failed_checks: tuple[dict[str, Any], ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"gate": self.gate, "reason": self.reason, "failed_checks": list(self.failed_checks)}
+
+
+@dataclass(frozen=True, slots=True)
 class TrialStatus:
     """One trial partition: its stage, gate verdicts, what it waits for, its last error and decision."""
 
@@ -101,10 +118,17 @@ class TrialStatus:
     last_error: TrialFailure | None
     decision: DecisionRecord | None
     in_flight: bool
+    rejection: Rejection | None = None
 
     @property
-    def failed(self) -> bool:
+    def errored(self) -> bool:
+        """Its last run failed (an infrastructure error, for `gauntlet retry`)."""
         return self.last_error is not None
+
+    @property
+    def rejected(self) -> bool:
+        """A gate rejected it."""
+        return "failed" in self.gates.values()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -116,6 +140,7 @@ class TrialStatus:
             "pending": list(self.pending),
             "in_flight": self.in_flight,
             "last_error": self.last_error.to_json() if self.last_error else None,
+            "rejection": self.rejection.to_json() if self.rejection else None,
             "decision": (
                 {
                     "id": self.decision.id,
@@ -140,16 +165,23 @@ class StatusReport:
     generated_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
 
     def select(
-        self, *, study_prefix: str | None = None, stages: Iterable[str] = (), failed: bool = False
+        self,
+        *,
+        study_prefix: str | None = None,
+        stages: Iterable[str] = (),
+        failed: bool = False,
+        errored: bool = False,
     ) -> StatusReport:
-        """The trials of one study (by key prefix), in the given stages, failed only; all filters AND."""
+        """The trials of one study (by key prefix), in the given stages; ``failed``: rejected by a
+        gate or errored; ``errored``: whose last run failed. All filters AND."""
         wanted = set(stages)
         trials = [
             t
             for t in self.trials
             if (study_prefix is None or t.study == study_prefix)
             and (not wanted or t.stage in wanted)
-            and (not failed or t.failed)
+            and (not failed or t.rejected or t.errored)
+            and (not errored or t.errored)
         ]
         return replace(self, trials=trials)
 
@@ -160,7 +192,8 @@ class StatusReport:
         return {
             "trials": len(self.trials),
             "by_stage": by_stage,
-            "failed": sum(t.failed for t in self.trials),
+            "rejected": sum(t.rejected for t in self.trials),
+            "errored": sum(t.errored for t in self.trials),
             "in_flight": sum(t.in_flight for t in self.trials),
             "failed_runs_read": self.failed_runs_read,
         }
@@ -315,6 +348,41 @@ def _verdicts(instance: dg.DagsterInstance, running_runs: set[str]) -> dict[str,
     return verdicts
 
 
+def _rejections(instance: dg.DagsterInstance, verdicts: Mapping[str, Mapping[str, Verdict]]) -> dict[str, Rejection]:
+    """Why each rejected trial was rejected, by the first gate in pipeline order that did.
+
+    Per gate, the failed executions are read newest first in pages of ``_EXECUTIONS_PER_PAGE``
+    until every partition whose latest verdict is ``failed`` has its latest failed evaluation.
+    """
+    found: dict[str, Rejection] = {}
+    for check in GATE_CHECKS:
+        wanted = {key for key, verdict in verdicts[check.name].items() if verdict == "failed" and key not in found}
+        cursor = None
+        while wanted:
+            page = instance.event_log_storage.get_asset_check_execution_history(
+                check, limit=_EXECUTIONS_PER_PAGE, cursor=cursor, status={AssetCheckExecutionRecordStatus.FAILED}
+            )
+            for record in page:
+                if record.partition not in wanted or record.event is None:
+                    continue
+                wanted.discard(record.partition)
+                found[record.partition] = _rejection(check.name, record.event.dagster_event.asset_check_evaluation_data)
+            if len(page) < _EXECUTIONS_PER_PAGE:
+                break
+            cursor = page[-1].id
+    return found
+
+
+def _rejection(gate: str, evaluation: Any) -> Rejection:
+    """A gate's failed evaluation as recorded: its reason and the thresholds it failed, with their numbers."""
+    failed = evaluation.metadata.get("failed_thresholds")
+    return Rejection(
+        gate=gate,
+        reason=evaluation.description or "rejected",
+        failed_checks=tuple(failed.data) if isinstance(failed, dg.JsonMetadataValue) else (),
+    )
+
+
 def _stage(key: str, materialized: Mapping[dg.AssetKey, set[str]], sessions: Mapping[str, SessionInfo]) -> Stage:
     """The furthest stage materialized, or the stage after it that waits (a paper session)."""
     for index in range(len(TRIAL_STAGES) - 1, -1, -1):
@@ -342,13 +410,16 @@ def read_status(
     paper_broker: PaperBrokerResource,
     min_paper_days: float,
     failed_runs: int = DEFAULT_FAILED_RUNS,
+    rejection_reasons: bool = False,
 ) -> StatusReport:
-    """Every trial partition's status (see the module docstring for what is read and how)."""
+    """Every trial partition's status, sorted by study and trial number (see the module
+    docstring for what is read and how); with ``rejection_reasons``, why each gate rejected."""
     keys = list(instance.get_dynamic_partitions(trials_partitions_def.name))
     position = {key: i for i, key in enumerate(keys)}
     materialized = {asset: instance.get_materialized_partitions(asset) for asset in TRIAL_ASSET_KEYS}
     waiting, running_runs = _in_flight(instance, keys, position)
     verdicts = _verdicts(instance, running_runs)
+    rejections = _rejections(instance, verdicts) if rejection_reasons else {}
     failures, n_failed_runs = last_failures(instance, keys, position, failed_runs=failed_runs)
     sessions = {s.trial_key: s for s in paper_broker.sessions()}
     decisions: dict[str, DecisionRecord] = {}
@@ -379,6 +450,9 @@ def read_status(
                 last_error=failures.get(key),
                 decision=decisions.get(key),
                 in_flight=key in waiting,
+                rejection=rejections.get(key),
             )
         )
+    # Keys made by hand in the UI (no study, no number) last, in partition order.
+    trials.sort(key=lambda t: (t.study is None, t.study or "", position[t.partition_key] if t.number is None else t.number))
     return StatusReport(trials=trials, emergency_stop=registry.emergency_stop(), failed_runs_read=n_failed_runs)

@@ -139,11 +139,31 @@ def test_status_shows_each_trials_stage_verdicts_decision_and_last_error(home):
 def test_status_filters_by_study_stage_and_failure(home):
     assert list(_trials(home.json("status", "--study", "alt"))) == [OTHER]
     assert list(_trials(home.json("status", "--stage", "decided"))) == [PROMOTED]
-    assert list(_trials(home.json("status", "--failed"))) == [BROKEN]
+    # Failed: rejected by a gate or errored; rows by study, then trial number.
+    assert list(_trials(home.json("status", "--failed"))) == [OTHER, REJECTED, BROKEN]
     assert list(_trials(home.json("status", "--study", "demo", "--stage", "backtested"))) == [REJECTED]
-    assert home.json("status", "--study", "demo", "--failed")["summary"]["failed"] == 1
+    summary = home.json("status", "--study", "demo", "--failed")["summary"]
+    assert (summary["trials"], summary["rejected"], summary["errored"]) == (2, 1, 1)
     code, _, err = home.run("status", "--stage", "nowhere")
     assert code == 2 and "invalid choice" in err
+
+
+def test_failed_status_says_which_threshold_rejected_each_trial_by_how_much(home):
+    rejection = _trials(home.json("status", "--failed"))[REJECTED]["rejection"]
+    assert rejection["gate"] == "backtest_gate"
+    [check] = [c for c in rejection["failed_checks"] if c["threshold"] == "n_trades"]
+    assert check["value"] < 100 and check["rule"] == ">= 100" and check["limit"] == 100
+    assert check["margin"] == check["value"] - 100
+    assert f"n_trades {check['value']:g} < min 100 (short by {100 - check['value']:g})" in rejection["reason"]
+    code, out, _ = home.run("status", "--failed")
+    assert code == 0
+    assert f"REJECTED by backtest_gate: {rejection['reason']}" in _line(out, REJECTED)
+    assert "ERROR backtest_results: unknown strategy 'nonexistent'" in _line(out, BROKEN)
+    assert [line.split()[0] for line in out.splitlines()[2:5]] == [OTHER, REJECTED, BROKEN]
+    assert "2 rejected by a gate, 1 with a failed run" in out.splitlines()[-1]
+    assert _trials(home.json("status"))[PROMOTED]["rejection"] is None
+    # The plain view reads no evaluation event (it stays fast on 10,000 trials): verdicts only.
+    assert "REJECTED by" not in home.run("status")[1]
 
 
 # -- registry commands ------------------------------------------------------------------------------
