@@ -534,7 +534,8 @@ _BOUNDS = {
     "less_than": ("lt", "<"),
     "less_than_equal": ("le", "≤"),
 }
-_MAX_SHOWN = 80
+#: Longest value quoted in a message: a whole path fits; a pasted blob does not.
+_MAX_SHOWN = 300
 
 
 def _dotted(loc: Sequence[int | str]) -> str:
