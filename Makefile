@@ -24,8 +24,10 @@ up: $(STAMP)
 up-postgres: $(STAMP)
 	$(BIN)/python -m scripts.up --postgres
 
+# Two workers, one test file each at a time (module-scoped fixtures stay in one process): the
+# end-to-end tests spend most of their time waiting on the processes they start.
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
