@@ -339,7 +339,8 @@ def _rule_outcome(
     if len(live) < settings.live_capacity:
         return Decision(
             decision="promoted",
-            reason=f"{grade}; took a free live slot ({len(live) + 1}/{settings.live_capacity} in use)",
+            # Worded for a dry run as much as for a promotion: it states the slot, not an act.
+            reason=f"{grade}; a live slot is free ({len(live)}/{settings.live_capacity} in use before it)",
         )
     full = f"live set full ({len(live)}/{settings.live_capacity})"
     if settings.at_capacity == "keep_incumbent":

@@ -101,7 +101,7 @@ def test_promotes_when_every_gate_passed_and_a_slot_is_free() -> None:
     decision = decide(candidate=make_candidate(), settings=SETTINGS, live=[live_entry(7)], emergency_stop=False)
     assert decision.decision == "promoted"
     assert decision.replaces is None
-    assert "grade A" in decision.reason and "2/3" in decision.reason
+    assert "grade A" in decision.reason and "a live slot is free (1/3 in use before it)" in decision.reason
 
 
 @pytest.mark.parametrize("gate", GATE_ORDER)
@@ -187,6 +187,11 @@ def test_dry_run_says_what_it_would_have_done() -> None:
     assert decision.reason.startswith("dry run, would have been promoted:")
     stopped = decide(candidate=make_candidate(), settings=dry, live=[], emergency_stop=True)
     assert (stopped.decision, stopped.would_have) == ("dry_run", "held_emergency_stop")
+    # A dry run into a free slot states the slot; it took nothing.
+    free = decide(candidate=make_candidate(), settings=dry, live=full[:2], emergency_stop=False)
+    assert free.reason == (
+        "dry run, would have been promoted: every gate passed (grade A); a live slot is free (2/3 in use before it)"
+    )
 
 
 # --------------------------------------------------------------------------- capacity
