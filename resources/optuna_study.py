@@ -15,6 +15,7 @@ creates or appends; other databases are refused, since their read-only mode is n
 from __future__ import annotations
 
 import abc
+import contextlib
 import datetime as dt
 import math
 import sqlite3
@@ -409,25 +410,30 @@ class OptunaStudyResource(StudySourceResource):
         wanted = set(numbers)
         try:
             study_id = self._study_id(storage, study_name)
+            trials = None
             if isinstance(storage, RDBStorage) and len(wanted) <= 64:
-                trials = [
-                    storage.get_trial(storage.get_trial_id_from_study_id_trial_number(study_id, n))
-                    for n in sorted(wanted)
-                ]
-            else:
+                # A missing number is a KeyError quoting Optuna's internal study id; reading every
+                # trial instead says exactly which numbers are missing.
+                with contextlib.suppress(KeyError):
+                    trials = [
+                        storage.get_trial(storage.get_trial_id_from_study_id_trial_number(study_id, n))
+                        for n in sorted(wanted)
+                    ]
+            if trials is None:
                 trials = [t for t in storage.get_all_trials(study_id, deepcopy=False) if t.number in wanted]
+            n_trials = storage.get_n_trials(study_id) if len(trials) < len(wanted) else None
         except PipelineError:
             raise
-        except KeyError as exc:
-            raise TrialDataError(
-                f"study {study_name!r} has no trial numbered {exc}", stage="optuna_trial"
-            ) from exc
         except Exception as exc:
             raise self._translate(exc, f"reading trials {sorted(wanted)} of {study_name!r}") from exc
-        found = {t.number for t in trials}
-        missing = wanted - found
+        missing = sorted(wanted - {t.number for t in trials})
         if missing:
-            raise TrialDataError(f"study {study_name!r} has no trials numbered {sorted(missing)}")
+            numbered = f"numbered 0 to {n_trials - 1}" if n_trials else "none yet"
+            raise TrialDataError(
+                f"study {study_name!r} has no trial numbered {', '.join(map(str, missing))} "
+                f"(it has {n_trials} trial(s), {numbered})",
+                stage="optuna_trial",
+            )
         snapshots = [to_snapshot(study_name, t) for t in trials]
         not_complete = [s.label for s in snapshots if s.state != TrialState.COMPLETE]
         if not_complete:

@@ -74,6 +74,18 @@ def test_two_studies_in_one_storage(optuna_url):
     assert [s.number for s in res.get_trials("alpha", [1, 0])] == [0, 1]
 
 
+def test_a_trial_number_the_study_lacks_is_named_with_the_numbers_it_has(optuna_url):
+    add_complete_trials(optuna_url, "alpha", [0.1, 0.2])
+    add_complete_trials(optuna_url, "beta", [0.3])  # another study: Optuna's internal ids differ from numbers
+    res = _resource(optuna_url)
+    for wanted in ([999], [1, 999, 5]):
+        with pytest.raises(TrialDataError) as info:
+            res.get_trials("alpha", wanted)
+        missing = ", ".join(str(n) for n in sorted(wanted) if n > 1)
+        assert str(info.value).endswith(f"study 'alpha' has no trial numbered {missing} (it has 2 trial(s), numbered 0 to 1)")
+        assert "study_id" not in str(info.value)
+
+
 def _corrupt_value(url: str, sql: str) -> None:
     path = url.removeprefix("sqlite:///")
     with sqlite3.connect(path) as conn:
