@@ -9,20 +9,22 @@ previous stage's) and the gate's deciding figure; then a summary per trial.
 
 Exit status: 0 when every trial completed, stopped at a gate (a rejection is a result, its
 reason printed) or waits for paper trading; 1 on an infrastructure error (the typed error and
-its cause printed, as the run's failure recorded them); 2 on a usage error.
+its cause printed, as the run's failure recorded them); 2 on a usage error. With ``--json``
+the lines go to stderr and stdout gets one JSON document: every trial's outcome and steps.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import sys
 import time
 import typing
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal, TextIO
 
 import dagster as dg
 
@@ -75,6 +77,9 @@ class StepLine:
         duration = f"{self.seconds:.2f}s" if self.seconds is not None else ""
         return f"  {_MARKS[self.ok]} {self.step:<{_STEP_WIDTH}} {duration:>7}  {self.text}".rstrip()
 
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": self.ok, "step": self.step, "seconds": self.seconds, "text": self.text}
+
 
 @dataclass
 class _Stage:
@@ -112,6 +117,16 @@ class TrialOutcome:
 
     def summary(self) -> str:
         return f"{self.key}: {self.status} — {self.detail} ({self.seconds:.1f}s, run {self.run_id})"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "partition_key": self.key,
+            "run_id": self.run_id,
+            "seconds": self.seconds,
+            "status": self.status,
+            "detail": self.detail,
+            "steps": [line.to_json() for line in self.lines],
+        }
 
 
 # ------------------------------------------------------------------------------ reading runs
@@ -298,7 +313,7 @@ def _requested(
     return sorted(requested, key=lambda pair: pair[1])
 
 
-def _ensure_shared(defs: dg.Definitions, instance: dg.DagsterInstance) -> bool:
+def _ensure_shared(defs: dg.Definitions, instance: dg.DagsterInstance, out: TextIO) -> bool:
     """Materialize the shared assets that are missing; False (and why, printed) if that failed."""
     missing = [key for key in SHARED_ASSET_KEYS if instance.get_latest_materialization_event(key) is None]
     if not missing:
@@ -312,13 +327,13 @@ def _ensure_shared(defs: dg.Definitions, instance: dg.DagsterInstance) -> bool:
         raise_on_error=False,
     )
     reading = read_run(instance, result.run_id, None)
-    print("shared assets (every trial sees the same data):")
+    print("shared assets (every trial sees the same data):", file=out)
     for key in missing:
         if key in reading.stages:
-            print(StepLine(True, key.to_user_string(), reading.stages[key].seconds).render())
+            print(StepLine(True, key.to_user_string(), reading.stages[key].seconds).render(), file=out)
     if not result.success:
-        print(StepLine(False, shared_job.name, None, reading.failure or "failed").render())
-        print(f"shared assets: failed — {reading.failure} (run {result.run_id})")
+        print(StepLine(False, shared_job.name, None, reading.failure or "failed").render(), file=out)
+        print(f"shared assets: failed — {reading.failure} (run {result.run_id})", file=out)
     return result.success
 
 
@@ -346,7 +361,38 @@ def run_trial(
     return TrialOutcome(key=key, run_id=result.run_id, seconds=seconds, lines=lines, status=status, detail=detail)
 
 
+def _run_trials(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    trials: Sequence[tuple[str, str]],
+    *,
+    until: dg.AssetKey,
+    dry_run: bool,
+    out: TextIO,
+) -> list[TrialOutcome]:
+    """Each trial in its own run, printing its steps; with several, k/N and the time left."""
+    new = [key for _, key in trials if not instance.has_dynamic_partition(trials_partitions_def.name, key)]
+    if new:
+        instance.add_dynamic_partitions(trials_partitions_def.name, new)
+    job = defs.resolve_job_def(trial_job.name)
+    outcomes = []
+    started = time.perf_counter()
+    for done, (study, key) in enumerate(trials, start=1):
+        progress = f"[{done}/{len(trials)}] " if len(trials) > 1 else ""
+        print(f"{progress}{key} (study {study!r}{', dry run' if dry_run else ''})", file=out, flush=True)
+        outcome = run_trial(job, instance, study, key, until=until, dry_run=dry_run)
+        print("\n".join(line.render() for line in outcome.lines), file=out)
+        print(outcome.summary(), file=out)
+        if done < len(trials):
+            left = (time.perf_counter() - started) / done * (len(trials) - done)
+            print(f"{done}/{len(trials)} done, about {left:.0f}s left", file=out, flush=True)
+        outcomes.append(outcome)
+    return outcomes
+
+
 def _run(args: argparse.Namespace) -> int:
+    # With --json the lines a person reads go to stderr: stdout is one JSON document.
+    out = sys.stderr if args.json else sys.stdout
     settings = Settings.from_environ()
     if args.dry_run:
         settings = settings.model_copy(update={"dry_run": True})
@@ -358,28 +404,28 @@ def _run(args: argparse.Namespace) -> int:
 
     defs = build_definitions(settings=settings, resources=resources)
     until = STAGES[STAGE_NAMES.index(args.until)]
+    outcomes: list[TrialOutcome] = []
+    shared_ok = True
     with _instance() as instance, dg.build_resources({"optuna_study": resources["optuna_study"]}) as initialized:
         trials = _requested(args, initialized.optuna_study, instance)
         if not trials:
-            print("no new complete trials: every one is materialized already")
-            return EXIT_OK
-        if not _ensure_shared(defs, instance):
-            return EXIT_FAILED
-        new = [key for _, key in trials if not instance.has_dynamic_partition(trials_partitions_def.name, key)]
-        if new:
-            instance.add_dynamic_partitions(trials_partitions_def.name, new)
-        job = defs.resolve_job_def(trial_job.name)
-        outcomes = []
-        for study, key in trials:
-            outcome = run_trial(job, instance, study, key, until=until, dry_run=args.dry_run)
-            print(f"{key} (study {study!r}{', dry run' if args.dry_run else ''})")
-            print("\n".join(line.render() for line in outcome.lines))
-            print(outcome.summary())
-            outcomes.append(outcome)
+            print("no new complete trials: every one is materialized already", file=out)
+        else:
+            shared_ok = _ensure_shared(defs, instance, out)
+            if shared_ok:
+                outcomes = _run_trials(defs, instance, trials, until=until, dry_run=args.dry_run, out=out)
+    counts = {status: sum(o.status == status for o in outcomes) for status in typing.get_args(Status)}
     if len(outcomes) > 1:
-        counts = {status: sum(o.status == status for o in outcomes) for status in typing.get_args(Status)}
-        print(f"{len(outcomes)} trials: " + ", ".join(f"{n} {status}" for status, n in counts.items() if n))
-    return EXIT_FAILED if any(o.status == "failed" for o in outcomes) else EXIT_OK
+        print(f"{len(outcomes)} trials: " + ", ".join(f"{n} {status}" for status, n in counts.items() if n), file=out)
+    code = EXIT_FAILED if not shared_ok or counts["failed"] else EXIT_OK
+    if args.json:
+        document = {
+            "trials": [o.to_json() for o in outcomes],
+            "summary": {"trials": len(outcomes), **counts, "shared_assets_ok": shared_ok},
+            "exit_status": code,
+        }
+        print(json.dumps(document, separators=(",", ":")))
+    return code
 
 
 def _trial_number(text: str) -> int:
@@ -409,6 +455,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--dry-run", action="store_true", help="decide deployment as a dry run: record it, change nothing live"
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON document (every trial's outcome and steps); lines go to stderr"
     )
     return parser
 

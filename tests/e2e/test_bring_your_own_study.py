@@ -8,6 +8,7 @@ are written to a temporary directory, the way a newcomer following the README wo
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -277,8 +278,19 @@ def test_gauntlet_run_until_a_stage_through_a_gate_with_dry_run_and_over_all_new
     ]
     assert f"{first}: completed — deployment dry_run: dry run, would have been promoted" in out
 
+    # Its outcome as one JSON document on stdout; the lines a person reads on stderr.
+    assert run_main(["--study", STUDY, "--trial", "0", "--dry-run", "--json"]) == 0
+    captured = capsys.readouterr()
+    document = json.loads(captured.out)
+    [trial] = document["trials"]
+    assert (trial["partition_key"], trial["status"]) == (first, "completed")
+    assert [step["step"] for step in trial["steps"]][:2] == ["optuna_trial", "backtest_results"]
+    assert document["summary"]["completed"] == 1 and document["exit_status"] == 0
+    assert f"{first}: completed — deployment dry_run" in captured.err
+
     assert run_main(["--all-new"]) == 1  # one of the two new trials cannot be evaluated
     out = capsys.readouterr().out
+    assert f"[1/2] {second}" in out and f"[2/2] {broken}" in out and "1/2 done, about" in out
     assert f"{second}: completed" in out
     failure = next(line for line in out.splitlines() if line.startswith(f"{broken}: "))
     assert failure.startswith(f"{broken}: failed — TrialDataError: [trial {broken}, stage backtest_results]")
@@ -289,7 +301,8 @@ def test_gauntlet_run_until_a_stage_through_a_gate_with_dry_run_and_over_all_new
         assert broken not in _materialized(instance, "backtest_results")
 
     assert run_main(["--study", STUDY, "--trial", "7"]) == 1
-    assert "TrialDataError" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "TrialDataError" in err and f"study '{STUDY}' has no trial numbered 7 (it has 3 trial(s), numbered 0 to 2)" in err
     assert run_main(["--study", "not_a_study", "--trial", "0"]) == 1
     assert "study 'not_a_study' is not watched" in capsys.readouterr().err
     assert run_main(["--trial", "0"]) == 2
