@@ -1,6 +1,7 @@
 """``gauntlet``: operate Gauntlet from a terminal or a monitoring probe.
 
-Commands (each takes ``--json`` for machine-readable output)::
+Commands (each takes ``--json`` for machine-readable output and ``--config PATH`` for the
+gauntlet.yaml to use; when none is named, a stderr line says the demo configuration applies)::
 
     gauntlet config check
     gauntlet windows
@@ -38,7 +39,7 @@ import dagster as dg
 import sqlalchemy.exc
 
 from pipeline_assets.calibrate_command import calibrate_main
-from pipeline_assets.config import config_main
+from pipeline_assets.config import CONFIG_ENV, DEFAULT_CONFIG_PATH, config_main, config_path
 from pipeline_assets.dagster_private import (
     DEFAULT_SENSOR_DAEMON_INTERVAL,
     DagsterHomeNotSetError,
@@ -437,7 +438,11 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"read the last error from this many most recent failed runs (default {DEFAULT_FAILED_RUNS})",
     )
 
-    parser = argparse.ArgumentParser(prog="gauntlet", description="Operate the Gauntlet pipeline.")
+    parser = argparse.ArgumentParser(
+        prog="gauntlet",
+        description="Operate the Gauntlet pipeline. Every command takes --config PATH: the gauntlet.yaml to use "
+        f"(default: ${CONFIG_ENV}, else the repository's demo configuration).",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     commands.add_parser(
@@ -533,9 +538,75 @@ def collector_paused() -> Iterator[None]:
             gc.enable()
 
 
+def split_config_option(argv: Sequence[str]) -> tuple[str | None, list[str]]:
+    """``--config PATH`` (or ``--config=PATH``) wherever it is in ``argv``, and the rest.
+
+    Raises
+    ------
+    ConfigurationError
+        If ``--config`` has no value.
+    """
+    rest: list[str] = []
+    config: str | None = None
+    items = iter(argv)
+    for item in items:
+        if item == "--config":
+            config = next(items, None)
+            if not config:
+                raise ConfigurationError("--config needs a path: --config PATH")
+        elif item.startswith("--config="):
+            config = item.removeprefix("--config=")
+        else:
+            rest.append(item)
+    return config, rest
+
+
+@contextlib.contextmanager
+def configured(config: str | None) -> Iterator[None]:
+    """``GAUNTLET_CONFIG`` set to ``config`` for one command (restored after), when given."""
+    if config is None:
+        yield
+        return
+    previous = os.environ.get(CONFIG_ENV)
+    os.environ[CONFIG_ENV] = config
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(CONFIG_ENV, None)
+        else:
+            os.environ[CONFIG_ENV] = previous
+
+
+def _say_which_configuration(argv: Sequence[str]) -> None:
+    """One stderr line when the repository's demo configuration is what applies."""
+    if not argv or {"-h", "--help"} & set(argv):
+        return
+    try:
+        path = config_path(os.environ)
+    except ConfigurationError:
+        return  # the command reports it
+    if path == DEFAULT_CONFIG_PATH and not os.environ.get(CONFIG_ENV):
+        print(
+            f"gauntlet: using the demo configuration ({DEFAULT_CONFIG_PATH}); "
+            f"--config PATH or {CONFIG_ENV} selects yours",
+            file=sys.stderr,
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the exit status (the console script exits with it)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        config, argv = split_config_option(sys.argv[1:] if argv is None else argv)
+    except ConfigurationError as exc:
+        print(f"gauntlet: {exc}", file=sys.stderr)
+        return 2
+    with configured(config):
+        _say_which_configuration(argv)
+        return _dispatch(argv)
+
+
+def _dispatch(argv: list[str]) -> int:
     # `config` and `run` parse their own arguments; `config check` must work on an invalid configuration.
     if argv[:1] == ["config"]:
         return config_main(argv[1:])

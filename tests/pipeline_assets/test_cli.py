@@ -256,6 +256,30 @@ def test_windows_before_the_first_build_and_after_the_windows_change(home, tmp_p
     assert [s["study"] for s in home.json("windows")["studies"]] == ["btc", "eth"]
 
 
+def test_config_names_the_file_on_any_command_and_the_demo_configuration_is_announced(home, tmp_path, monkeypatch):
+    monkeypatch.delenv("GAUNTLET_CONFIG", raising=False)
+    code, _, err = home.run("live")
+    assert code == 0
+    assert err.startswith("gauntlet: using the demo configuration (") and "--config PATH" in err
+
+    own = tmp_path / "mine.yaml"
+    own.write_text("market:\n  windows: {backtest_days: 170}\n")
+    for argv in (["--config", str(own), "windows", "--json"], ["windows", f"--config={own}", "--json"]):
+        code, out, err = home.run(*argv)
+        assert code == 0 and "demo configuration" not in err
+        assert json.loads(out)["studies"][0]["windows"]["backtest"]["bars"] == 170 * 24
+    code, out, _ = home.run("--config", str(own), "config", "check")
+    assert code == 0 and f"# file: {own}" in out
+    assert "GAUNTLET_CONFIG" not in os.environ  # set for the one command only
+
+    code, _, err = home.run("--config", str(tmp_path / "missing.yaml"), "live")
+    assert code == 1 and "no such file" in err
+    code, _, err = home.run("live", "--config")
+    assert code == 2 and "--config needs a path" in err
+    code, out, _ = home.run("--help")
+    assert code == 0 and "--config PATH" in out
+
+
 # -- errors -----------------------------------------------------------------------------------------
 def test_a_missing_dagster_home_is_a_typed_error(home, monkeypatch):
     monkeypatch.delenv("DAGSTER_HOME")
