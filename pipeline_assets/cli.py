@@ -41,6 +41,7 @@ import sqlalchemy.exc
 from pipeline_assets.calibrate_command import calibrate_main
 from pipeline_assets.config import CONFIG_ENV, DEFAULT_CONFIG_PATH, config_main, config_path
 from pipeline_assets.dagster_private import (
+    DEFAULT_HEARTBEAT_INTERVAL_SECONDS,
     DEFAULT_SENSOR_DAEMON_INTERVAL,
     DagsterHomeNotSetError,
     InstigatorState,
@@ -80,6 +81,10 @@ REQUESTED_BY_TAG = "gauntlet/requested_by"
 #: daemon within minutes.
 SENSOR_STALE_INTERVALS = 10
 SENSOR_STALE_FLOOR_SECONDS = 300.0
+#: A daemon beats every DEFAULT_HEARTBEAT_INTERVAL_SECONDS (30 s); a beat later than that and
+#: this slack (a loop delayed on a busy machine) is overdue: the daemon stopped or hangs.
+#: Dagster's own tolerance (30 minutes) would call a stopped daemon healthy for half an hour.
+DAEMON_HEARTBEAT_SLACK_SECONDS = 15.0
 
 _VERDICT_CELL = {"passed": "pass", "failed": "FAIL", "not_evaluated": "-", "running": "run"}
 _TEXT_ERROR_CHARS = 100
@@ -353,12 +358,24 @@ def _check(name: str, probe: Callable[[], str]) -> dict[str, Any]:
 
 def _daemon_checks(instance: dg.DagsterInstance) -> list[dict[str, Any]]:
     checks = []
+    overdue_after = DEFAULT_HEARTBEAT_INTERVAL_SECONDS + DAEMON_HEARTBEAT_SLACK_SECONDS
+    now = dt.datetime.now(dt.UTC).timestamp()
     for daemon_type, status in sorted(instance.get_daemon_statuses().items()):
         heartbeat = status.last_heartbeat
-        detail = f"heartbeat {_ago(heartbeat.timestamp)}" if heartbeat else "no heartbeat: is dagster-daemon running?"
+        healthy = bool(status.healthy)
+        if heartbeat is None:
+            detail = "no heartbeat: is dagster-daemon running?"
+        elif now - heartbeat.timestamp > overdue_after:
+            healthy = False
+            detail = (
+                f"heartbeat {_ago(heartbeat.timestamp)}, overdue (expected every {DEFAULT_HEARTBEAT_INTERVAL_SECONDS}s): "
+                "has dagster-daemon stopped?"
+            )
+        else:
+            detail = f"heartbeat {_ago(heartbeat.timestamp)}"
         if heartbeat and heartbeat.errors:
             detail += f"; last error: {heartbeat.errors[0].message.strip().splitlines()[0]}"
-        checks.append({"component": f"daemon {daemon_type}", "healthy": bool(status.healthy), "detail": detail})
+        checks.append({"component": f"daemon {daemon_type}", "healthy": healthy, "detail": detail})
     return checks
 
 

@@ -45,6 +45,8 @@ from dagster._core.storage.event_log.base import EventLogStorage
 
 # Backfills and sensor ticks: the CLI launches backfills and reports the daemon's instigator state.
 from dagster._core.definitions.sensor_definition import DEFAULT_SENSOR_DAEMON_INTERVAL
+from dagster._daemon.controller import DEFAULT_HEARTBEAT_INTERVAL_SECONDS
+from dagster._daemon.types import DaemonHeartbeat
 from dagster._core.execution.backfill import BulkActionStatus, PartitionBackfill
 from dagster._core.scheduler.instigation import InstigatorState, InstigatorStatus, InstigatorType, TickStatus
 from dagster._core.utils import make_new_backfill_id
@@ -88,6 +90,7 @@ __all__ = [
     "CODE_VERSION_TAG",
     "DATA_VERSION_IS_USER_PROVIDED_TAG",
     "DATA_VERSION_TAG",
+    "DEFAULT_HEARTBEAT_INTERVAL_SECONDS",
     "DEFAULT_SENSOR_DAEMON_INTERVAL",
     "FINISHED_STATUSES",
     "GRPC_INFO_TAG",
@@ -103,6 +106,7 @@ __all__ = [
     "DagsterEvent",
     "DagsterEventType",
     "DagsterHomeNotSetError",
+    "DaemonHeartbeat",
     "EngineEventData",
     "EventLogEntry",
     "EventLogStorage",

@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,8 +21,13 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from pipeline_assets.cli import main
-from pipeline_assets.dagster_private import BACKFILL_ID_TAG, FINISHED_STATUSES
+from pipeline_assets.cli import DAEMON_HEARTBEAT_SLACK_SECONDS, main
+from pipeline_assets.dagster_private import (
+    BACKFILL_ID_TAG,
+    DEFAULT_HEARTBEAT_INTERVAL_SECONDS,
+    FINISHED_STATUSES,
+    DaemonHeartbeat,
+)
 from pipeline_assets.environment import Settings, build_resources
 from pipeline_assets.shared_assets import MARKET_DATA, recorded_window_dates
 from pipeline_assets.status import attribute_failure, run_partitions
@@ -371,6 +377,29 @@ def test_retry_relaunches_a_failed_trial_and_health_follows_the_daemon(home):
         assert code == 0 and out.strip().endswith("healthy")
     finally:
         stop_process(daemon)
+
+
+def test_health_calls_a_daemon_unhealthy_once_its_heartbeat_is_overdue(home):
+    # Heartbeats as dagster-daemon writes them: one fresh, one a heartbeat interval and the slack old.
+    now = time.time()
+    overdue = DEFAULT_HEARTBEAT_INTERVAL_SECONDS + DAEMON_HEARTBEAT_SLACK_SECONDS + 1
+    with home.instance() as instance:
+        daemons = sorted(instance.get_required_daemon_types())
+        for daemon in daemons:
+            instance.add_daemon_heartbeat(
+                DaemonHeartbeat(timestamp=now, daemon_type=daemon, daemon_id="test", errors=[])
+            )
+    checks = {c["component"]: c for c in json.loads(home.run("health", "--json")[1])["checks"]}
+    assert all(checks[f"daemon {d}"]["healthy"] for d in daemons), checks
+
+    with home.instance() as instance:
+        instance.add_daemon_heartbeat(
+            DaemonHeartbeat(timestamp=now - overdue, daemon_type=daemons[0], daemon_id="test", errors=[])
+        )
+    code, out, _ = home.run("health")
+    assert code == 1 and out.strip().endswith("UNHEALTHY")
+    line = _line(out, f"daemon {daemons[0]}")
+    assert "FAIL" in line and "overdue (expected every 30s): has dagster-daemon stopped?" in line
 
 
 # -- the read model's parsing ---------------------------------------------------------------------------
