@@ -22,12 +22,10 @@ validation and prints the effective configuration with secrets masked.
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 import os
 import re
 import sys
-import typing
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -68,6 +66,7 @@ from simulations.deployment import AtCapacity, RankingMetric
 from simulations.errors import ConfigurationError, MarketDataError, TrialDataError
 from simulations.gates import GatePolicy
 from simulations.market import WindowDates
+from simulations.schema import unknown_key_message
 from simulations.strategies import load_strategy_from_import_path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -569,35 +568,6 @@ def _where(key: str, value: Any, source: str, overrides: Mapping[str, str], *, s
     return f"{source}: {key}{shown}" if key else source
 
 
-def _model_in(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in typing.get_args(annotation):
-        found = _model_in(arg)
-        if found is not None:
-            return found
-    return None
-
-
-def _known_keys(parent: Sequence[int | str]) -> list[str]:
-    """The keys the schema allows in the mapping at ``parent``."""
-    model: type[BaseModel] | None = GauntletConfig
-    for part in parent:
-        if isinstance(part, int):
-            continue  # a list item: the model is already the item's
-        field = model.model_fields.get(part) if model else None
-        model = _model_in(field.annotation) if field else None
-    return list(model.model_fields) if model else []
-
-
-def _unknown_key(loc: Sequence[int | str]) -> str:
-    known = _known_keys(loc[:-1])
-    close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
-    if close:
-        return f"unknown key; did you mean '{close[0]}'?"
-    return f"unknown key; expected one of: {', '.join(known)}" if known else "unknown key"
-
-
 def _expectation(error: Mapping[str, Any]) -> str:
     kind, ctx = error["type"], error.get("ctx") or {}
     if kind in _EXPECTED:
@@ -621,7 +591,7 @@ def _describe(error: Mapping[str, Any], source: str, overrides: Mapping[str, str
     key = _dotted(loc)
     value = error.get("input")
     if error["type"] == "extra_forbidden":
-        return f"{_where(key, value, source, overrides, show_value=False)}: {_unknown_key(loc)}"
+        return f"{_where(key, value, source, overrides, show_value=False)}: {unknown_key_message(GauntletConfig, loc)}"
     scalar = value is None or isinstance(value, (str, int, float, bool))
     show = scalar and error["type"] != "missing"
     return f"{_where(key, value, source, overrides, show_value=show)}: {_expectation(error)}"

@@ -17,10 +17,11 @@ of reach for windows this short, as the calibration's minimum track record lengt
 
 from __future__ import annotations
 
+import difflib
 import math
 import numbers
-from collections.abc import Mapping
-from typing import Literal, cast
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -107,6 +108,31 @@ DEFAULT_BACKTEST_PHASES: tuple[BacktestPhase, ...] = (
 )
 
 
+#: The thresholds a phase holds; given beside ``phases`` they apply to every phase.
+PHASE_THRESHOLDS = ("max_loss", "min_sharpe", "max_drawdown", "min_dsr")
+
+
+def merge_phases(base: Sequence[Mapping[str, Any]], changes: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """``base`` phases (mappings) with ``changes`` (phase name -> thresholds) merged into them by name.
+
+    So one threshold of one phase is ``{"mature": {"min_dsr": 0.3}}``, not the whole list.
+
+    Raises
+    ------
+    ValueError
+        For a phase name ``base`` lacks (with the closest name), or changes that are not a mapping.
+    """
+    names = [str(phase.get("name")) for phase in base]
+    for name, change in changes.items():
+        if name not in names:
+            close = difflib.get_close_matches(str(name), names, n=1, cutoff=0.6)
+            hint = f"did you mean '{close[0]}'?" if close else f"the phases are {', '.join(names)}"
+            raise ValueError(f"backtest.phases has no phase {name!r}; {hint}")
+        if not isinstance(change, Mapping):
+            raise ValueError(f"backtest.phases.{name} must map thresholds to values, got {change!r}")
+    return [{**phase, **changes.get(str(phase.get("name")), {})} for phase in base]
+
+
 class BacktestGatePolicy(_Frozen):
     """Gate 1: thresholds on the backtest window, tightening with the study's maturity.
 
@@ -119,12 +145,31 @@ class BacktestGatePolicy(_Frozen):
         equity curve.
     phases
         Phases in order of ``until_completed_trials``; defaults early < 20, mid < 50,
-        late < 100, mature >= 100 completed trials.
+        late < 100, mature >= 100 completed trials. Given as a mapping of phase names to
+        thresholds, it changes those thresholds of the default phases only; a threshold of
+        :data:`PHASE_THRESHOLDS` given beside ``phases`` applies to every phase.
     """
 
     enabled: bool = True
     min_trades: int = Field(default=1, ge=0)
     phases: tuple[BacktestPhase, ...] = DEFAULT_BACKTEST_PHASES
+
+    @model_validator(mode="before")
+    @classmethod
+    def _single_thresholds(cls, data: object) -> object:
+        if not isinstance(data, Mapping):
+            return data
+        data = dict(data)
+        every = {key: data.pop(key) for key in PHASE_THRESHOLDS if key in data}
+        phases = data.get("phases")
+        if isinstance(phases, Mapping):
+            phases = merge_phases([phase.model_dump() for phase in DEFAULT_BACKTEST_PHASES], phases)
+        if every:
+            listed = phases if phases is not None else DEFAULT_BACKTEST_PHASES
+            phases = [{**(p.model_dump() if isinstance(p, BacktestPhase) else p), **every} for p in listed]
+        if phases is not None:
+            data["phases"] = phases
+        return data
 
     @model_validator(mode="after")
     def _ordered_phases(self) -> BacktestGatePolicy:

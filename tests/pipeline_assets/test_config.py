@@ -19,8 +19,10 @@ import yaml
 from pipeline_assets import config
 from pipeline_assets.config import DEFAULT_CONFIG_PATH, GauntletConfig, config_main, load_config
 from pipeline_assets.environment import Settings, build_resources
+from resources.gate_policy import GatePolicyResource
 from sensors.optuna_trial_sensor import DEFAULT_INTERVAL_SECONDS
 from simulations.errors import ConfigurationError
+from simulations.gates import GatePolicy
 from simulations.market import generate_synthetic_market
 from tests.simulations.previous_system import PREVIOUS_SYSTEM_FILE
 from tests.simulations.test_calendars import fx_hourly
@@ -339,6 +341,36 @@ def test_thresholds_come_from_the_file_or_replace_it_with_a_policy_file(tmp_path
     replaced = Settings.from_environ({**environ, "GAUNTLET_GATE_POLICY": "policy.yaml"})
     policy = build_resources(replaced)["gate_policy"].policy()
     assert policy.backtest.min_trades == 3 and policy.cge.min_share_profitable == 0.4
+
+
+def test_one_threshold_of_one_phase_or_of_every_phase_is_one_line(tmp_path: Path):
+    environ = _config(tmp_path, "gates:\n  backtest:\n    min_sharpe: 1.0\n    phases: {mature: {min_dsr: 0.3}}\n")
+    policy = build_resources(Settings.from_environ(environ))["gate_policy"].policy()
+    phases = {phase.name: phase for phase in policy.backtest.phases}
+    assert [p.min_sharpe for p in phases.values()] == [1.0] * 4  # every phase
+    assert (phases["mature"].min_dsr, phases["late"].min_dsr) == (0.3, 0.10)  # one phase; the rest as they were
+    assert phases["mature"].max_drawdown == GatePolicy().backtest.phases[-1].max_drawdown
+
+    # In a launchpad override, a phase named merges into the policy file's phase of that name.
+    resource = GatePolicyResource(path=str(PREVIOUS_SYSTEM_FILE), overrides={"backtest": {"phases": {"mid": {"max_loss": -0.3}}}})
+    mid = {p.name: p for p in resource.policy().backtest.phases}["mid"]
+    assert (mid.max_loss, mid.min_sharpe, mid.max_drawdown) == (-0.3, -0.5, 0.5)
+
+
+@pytest.mark.parametrize(
+    ("gates", "message"),
+    [
+        ("backtest: {phases: {matur: {min_dsr: 0.3}}}", "backtest.phases has no phase 'matur'; did you mean 'mature'?"),
+        ("backtest: {phases: {mature: {min_dssr: 0.3}}}", "min_dssr: unknown key; did you mean 'min_dsr'?"),
+        ("cge: {min_share_profitabl: 0.5}", "cge.min_share_profitabl: unknown key; did you mean 'min_share_profitable'?"),
+    ],
+)
+def test_a_mistyped_threshold_gets_a_did_you_mean(tmp_path: Path, gates: str, message: str):
+    (problem,) = _problems(_config(tmp_path, f"gates:\n  {gates}\n"))
+    assert message in problem, problem
+    (tmp_path / "policy.yaml").write_text(gates + "\n")
+    with pytest.raises(ConfigurationError, match=re.escape(message)):
+        GatePolicyResource(path=str(tmp_path / "policy.yaml")).policy()
 
 
 def test_the_code_location_shows_the_configuration_error(tmp_path: Path):
