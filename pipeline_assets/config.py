@@ -47,6 +47,7 @@ from pydantic import (
 from pipeline_assets.trial_assets import MAX_TRIALS_PER_RUN
 from resources.database import mask_url, url_has_secret
 from resources.gate_policy import GatePolicyResource
+from resources.notifier import GateAlerts
 from resources.paper_broker import ClockMode
 from simulations.calendars import market_calendar
 from simulations.constants import (
@@ -282,11 +283,12 @@ class ArtifactsConfig(_Section):
 
 
 class NotifierConfig(_Section):
-    """Where alerts go."""
+    """Where alerts go, and how gate rejections are alerted (`GateAlerts`)."""
 
     log: Location | None = None
     webhook: SecretReference | None = None
     desktop: bool = False
+    gate_alerts: GateAlerts = "digest"
 
 
 class GauntletConfig(_Section):

@@ -26,6 +26,7 @@ from resources.market_data import FileMarketDataResource, SyntheticMarketDataRes
 from resources.notifier import (
     CompositeNotifierResource,
     DesktopNotifierResource,
+    GateAlerts,
     JsonLinesNotifierResource,
     WebhookNotifierResource,
 )
@@ -88,6 +89,7 @@ class Settings(BaseModel):
     #: A ``${VAR}`` reference to the webhook URL (it may hold a token); None: no webhook.
     alert_webhook: str | None = None
     desktop_alerts: bool = _DEFAULT.notifier.desktop
+    gate_alerts: GateAlerts = _DEFAULT.notifier.gate_alerts
 
     @classmethod
     def from_config(cls, config: GauntletConfig) -> Settings:
@@ -129,6 +131,7 @@ class Settings(BaseModel):
             alert_log=notifier.log,
             alert_webhook=notifier.webhook,
             desktop_alerts=notifier.desktop,
+            gate_alerts=notifier.gate_alerts,
         )
 
     @classmethod
@@ -220,6 +223,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             model_dir=_value(settings.model_dir) if settings.model_dir else None,
         ),
         "notifier": CompositeNotifierResource(
+            gate_alerts=settings.gate_alerts,
             log=JsonLinesNotifierResource(path=log),
             webhook=(
                 WebhookNotifierResource(url=_value(settings.alert_webhook), ledger_path=log)

@@ -37,7 +37,11 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue
 
 from simulations.errors import ConfigurationError, TransientError
 
-AlertKind = Literal["gate_failed", "run_failed"]
+AlertKind = Literal["gate_failed", "gates_failed", "run_failed"]
+#: How gate rejections are alerted: one digest per study per tick of `gate_alert_sensor`
+#: (default), one alert per rejection, or none (the UI and `gauntlet status --failed` still
+#: show them; run failures are always alerted).
+GateAlerts = Literal["digest", "each", "off"]
 Channel = Literal["log", "webhook", "desktop"]
 
 # HTTP statuses that say "try again later"; every other 4xx means the request itself is wrong.
@@ -60,7 +64,8 @@ class Alert(BaseModel):
     key
         Dedup key: an alert with a key already delivered on a channel is not delivered again.
     kind
-        ``gate_failed`` (a gate rejected a trial) or ``run_failed`` (a run failed with an error).
+        ``gate_failed`` (a gate rejected a trial), ``gates_failed`` (a digest of rejections in
+        one study) or ``run_failed`` (a run failed with an error).
     trial
         The trial's partition key, when the alert concerns one trial.
     study
@@ -93,7 +98,7 @@ class Alert(BaseModel):
     def title(self) -> str:
         """A short headline: what failed, for which trial or run."""
         subject = self.trial or (f"run {self.run_id[:8]}" if self.run_id else self.study or "gauntlet")
-        what = f"{self.stage} rejected" if self.kind == "gate_failed" else "run failed"
+        what = {"gate_failed": f"{self.stage} rejected", "gates_failed": "gates rejected trials"}.get(self.kind, "run failed")
         return f"Gauntlet: {what}: {subject}"
 
 
@@ -232,6 +237,10 @@ def _ledger(path: str) -> _Ledger:
 
 class NotifierResource(dg.ConfigurableResource, abc.ABC):
     """Where alerts go. Implementations deliver each alert key at most once."""
+
+    gate_alerts: GateAlerts = Field(
+        default="digest", description="Gate rejections: one digest per study per tick, one alert each, or none."
+    )
 
     @abc.abstractmethod
     def notify(self, alert: Alert) -> bool:

@@ -10,6 +10,11 @@ a higher one was alerted. The watermark therefore stops below the oldest row sti
 an unfinished run. A row still PLANNED after its run finished is settled: the trial stopped
 at an earlier gate and this one will never be evaluated.
 
+How rejections are alerted is the notifier's ``gate_alerts``: ``digest`` (the default) sends one
+alert per study per tick listing its rejections by gate (a first daemon start over an old study
+is one alert, not one per trial), ``each`` one alert per rejection, ``off`` none (the cursor
+still advances; run failures are always alerted).
+
 Delivery is at least once: an alert is delivered before the cursor passes it, and a notifier
 that raises fails the tick with the cursor unchanged; on the next tick the notifier's ledger
 skips what the failed tick had already delivered. The alert key names the execution record,
@@ -25,6 +30,7 @@ tick with the cursor unchanged, and the next tick tries again until it is delive
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -48,6 +54,10 @@ RUN_ALERT_INTERVAL_SECONDS = 30
 #: Bounds one tick's deliveries (a webhook call each) well inside the sensor evaluation timeout;
 #: a backlog (alerting switched on for an old instance) drains over the following ticks.
 MAX_ALERTS_PER_TICK = 50
+#: Rejections one tick folds into its digests (one alert per study), and those a digest lists
+#: one by one in its details (the counts cover every one).
+MAX_REJECTIONS_PER_DIGEST_TICK = 2_000
+MAX_REJECTIONS_LISTED = 200
 
 PARTITION_TAG = "dagster/partition"
 RANGE_START_TAG = "dagster/asset_partition_range_start"
@@ -202,7 +212,8 @@ def gate_alert(record: AssetCheckExecutionRecord) -> Alert:
     name="gate_alert_sensor",
     minimum_interval_seconds=GATE_ALERT_INTERVAL_SECONDS,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Alerts through the notifier once for every failed gate check, with the trial and the reason.",
+    description="Alerts through the notifier for failed gate checks (a digest per study, or one each), "
+    "with the trials and the reasons.",
 )
 def gate_alert_sensor(context: dg.SensorEvaluationContext, notifier: NotifierResource) -> dg.SensorResult:
     cursor = read_gate_cursor(context.cursor)
@@ -213,20 +224,68 @@ def gate_alert_sensor(context: dg.SensorEvaluationContext, notifier: NotifierRes
         key=lambda item: (item[2].at, item[1]),
     )
     delivered_now: dict[dg.AssetCheckKey, set[int]] = {scan.key: set() for scan in scans}
-    sent: list[str] = []
-    for scan, record_id, alert in queue[:MAX_ALERTS_PER_TICK]:
-        # A delivery error propagates: the tick fails and this cursor is never returned.
-        if notifier.notify(alert):
-            sent.append(alert.key)
+    mode = notifier.gate_alerts
+    cap = MAX_ALERTS_PER_TICK if mode == "each" else MAX_REJECTIONS_PER_DIGEST_TICK
+    taken = queue[:cap]
+    if mode == "each":
+        outgoing = [alert for _, _, alert in taken]
+    elif mode == "digest":
+        by_study: dict[str | None, list[Alert]] = {}
+        for _, _, alert in taken:
+            by_study.setdefault(alert.study, []).append(alert)
+        outgoing = [gate_digest(study, alerts) for study, alerts in by_study.items()]
+    else:
+        outgoing = []
+    # A delivery error propagates: the tick fails and this cursor is never returned.
+    sent = [alert.key for alert in outgoing if notifier.notify(alert)]
+    for scan, record_id, _ in taken:
         delivered_now[scan.key].add(record_id)
     new_cursor = {scan.key.to_user_string(): scan.advanced(delivered_now[scan.key]) for scan in scans}
-    left = max(len(queue) - MAX_ALERTS_PER_TICK, 0)
+    left = max(len(queue) - cap, 0)
     if sent:
-        context.log.info(f"delivered {len(sent)} gate alert(s): {', '.join(sent)}")
-    summary = f"{len(sent)} gate alert(s) delivered" if queue else "no new failed gate"
+        context.log.info(f"delivered {len(sent)} gate alert(s) ({mode}): {', '.join(sent)}")
+    if not queue:
+        summary = "no new failed gate"
+    elif mode == "off":
+        summary = f"{len(taken)} rejection(s), not alerted (notifier.gate_alerts: off)"
+    else:
+        summary = f"{len(taken)} rejection(s) in {len(sent)} gate alert(s) delivered ({mode})"
     if left:
         summary += f"; {left} more next tick"
     return dg.SensorResult(skip_reason=summary, cursor=_CURSOR.dump_json(new_cursor).decode())
+
+
+def gate_digest(study: str | None, alerts: Sequence[Alert]) -> Alert:
+    """One alert for a study's rejections: counts by gate, the first few reasons, every one in details.
+
+    Its key names the evaluations it covers, so a digest re-sent after a failed tick is
+    deduplicated by the ledger when it covers the same ones.
+    """
+    by_gate: dict[str, int] = {}
+    for alert in alerts:
+        by_gate[alert.stage] = by_gate.get(alert.stage, 0) + 1
+    counts = ", ".join(f"{gate} {n}" for gate, n in by_gate.items())
+    examples = "; ".join(f"{alert.trial}: {alert.stage}: {alert.reason}" for alert in alerts[:3])
+    covered = hashlib.sha256("\n".join(sorted(alert.key for alert in alerts)).encode()).hexdigest()[:16]
+    listed = [
+        {"trial": a.trial, "gate": a.stage, "reason": a.reason, "run_id": a.run_id, **a.details} for a in alerts
+    ]
+    return Alert(
+        key=f"gates:{study or '-'}:{covered}",
+        kind="gates_failed",
+        trial=alerts[0].trial if len(alerts) == 1 else None,
+        study=study,
+        stage="gates",
+        reason=f"{len(alerts)} trial(s) rejected ({counts}): {examples}" + (" …" if len(alerts) > 3 else ""),
+        run_id=alerts[0].run_id if len({a.run_id for a in alerts}) == 1 else None,
+        at=max(alert.at for alert in alerts),
+        details={
+            "rejections": listed[:MAX_REJECTIONS_LISTED],
+            "rejected": len(alerts),
+            "by_gate": by_gate,
+            **({"not_listed": len(alerts) - MAX_REJECTIONS_LISTED} if len(alerts) > MAX_REJECTIONS_LISTED else {}),
+        },
+    )
 
 
 def _one_line(text: str) -> str:

@@ -21,7 +21,15 @@ from pipeline_assets.stress_stage import STRESS
 from resources.notifier import Alert, AlertDeliveryError, NotifierResource
 from simulations.errors import ConfigurationError
 from tests.conftest import add_complete_trials
-from tests.dagster_helpers import Ticker, demo_gate_policy, execute_request, local_definitions, materialize_shared
+from pipeline_assets.environment import build_resources
+from tests.dagster_helpers import (
+    Ticker,
+    demo_gate_policy,
+    demo_settings,
+    execute_request,
+    local_definitions,
+    materialize_shared,
+)
 
 BACKTEST_GATE, CGE_GATE = BACKTEST.check, STRESS.check
 
@@ -44,10 +52,16 @@ def instance():
         yield inst
 
 
+def _notifier(home: Path, gate_alerts: str) -> NotifierResource:
+    """The local notifier (the alert log under ``home``) with ``gate_alerts`` set."""
+    return build_resources(demo_settings(home, gate_alerts=gate_alerts))["notifier"]
+
+
 @pytest.fixture
 def defs(optuna_url, tmp_path) -> dg.Definitions:
+    """One rejected and one accepted trial; gate rejections alerted one by one (their mechanics)."""
     add_complete_trials(optuna_url, "demo", [0.1, 0.2], params=[SLOW, GOOD])
-    return local_definitions(optuna_url, tmp_path, gate_policy=MIN_100_TRADES)
+    return local_definitions(optuna_url, tmp_path, gate_policy=MIN_100_TRADES, notifier=_notifier(tmp_path, "each"))
 
 
 def _tick(
@@ -166,6 +180,40 @@ def test_a_gate_failed_late_by_a_run_still_in_flight_is_not_skipped(defs, instan
     assert [a["reason"] for a in _alerts(tmp_path)] == [f"{late} rejected", f"{early} rejected"]
     _tick(defs, instance, cursor=second.cursor)
     assert len(_alerts(tmp_path)) == 2
+
+
+def test_rejections_are_alerted_as_one_digest_per_study_by_default(optuna_url, instance, tmp_path):
+    add_complete_trials(optuna_url, "demo", [0.1, 0.2, 0.3, 0.4], params=[SLOW, GOOD, SLOW, SLOW])
+    add_complete_trials(optuna_url, "alt", [0.5], params=[SLOW])
+    defs = local_definitions(optuna_url, tmp_path, gate_policy=MIN_100_TRADES)
+    assert defs.resources["notifier"].gate_alerts == "digest"
+    Ticker(defs, instance).tick_until_idle()
+
+    first = _tick(defs, instance, cursor=None)
+    assert first.skip_reason.skip_message == "4 rejection(s) in 2 gate alert(s) delivered (digest)"
+    digests = {alert["study"]: alert for alert in _alerts(tmp_path)}
+    assert set(digests) == {"demo", "alt"}
+    demo = digests["demo"]
+    assert demo["kind"] == "gates_failed" and demo["trial"] is None
+    assert demo["reason"].startswith("3 trial(s) rejected (backtest_gate 3): demo__t00000000: backtest_gate: n_trades")
+    listed = demo["details"]["rejections"]
+    assert [r["trial"] for r in listed] == ["demo__t00000000", "demo__t00000002", "demo__t00000003"]
+    assert all(r["gate"] == "backtest_gate" and "n_trades" in r["reason"] for r in listed)
+    assert [t["threshold"] for t in listed[0]["failed_thresholds"]] == ["n_trades"]
+    assert demo["details"]["by_gate"] == {"backtest_gate": 3} and demo["details"]["rejected"] == 3
+    assert digests["alt"]["trial"] == "alt__t00000000"  # a digest of one names its trial
+
+    assert _tick(defs, instance, cursor=first.cursor).skip_reason.skip_message == "no new failed gate"
+    _tick(defs, instance, cursor=None)  # a reset cursor: the same digests, which the ledger has
+    assert len(_alerts(tmp_path)) == 2
+
+
+def test_rejections_can_go_unalerted(defs, optuna_url, instance, tmp_path):
+    Ticker(defs, instance).tick_until_idle()
+    result = _tick(defs, instance, cursor=None, notifier=_notifier(tmp_path, "off"))
+    assert result.skip_reason.skip_message == "1 rejection(s), not alerted (notifier.gate_alerts: off)"
+    assert not (tmp_path / "alerts.jsonl").exists() or _alerts(tmp_path) == []
+    assert _tick(defs, instance, cursor=result.cursor).skip_reason.skip_message == "no new failed gate"
 
 
 def test_an_unreadable_cursor_fails_the_tick_with_a_configuration_error(defs, instance):
