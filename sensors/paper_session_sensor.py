@@ -8,9 +8,16 @@ persisted) and asks for grading — `paper_trading_grade` and `deployment_record
 asked for again at the next tick that saw more bars, never twice for the same state.
 """
 
+import datetime as dt
+
 import dagster as dg
 
-from pipeline_assets.dagster_private import NOT_FINISHED_STATUSES, UnresolvedAssetJobDefinition
+from pipeline_assets.dagster_private import (
+    NOT_FINISHED_STATUSES,
+    PARENT_RUN_ID_TAG,
+    WILL_RETRY_TAG,
+    UnresolvedAssetJobDefinition,
+)
 from pipeline_assets.paper_stage import PAPER
 from pipeline_assets.shared_assets import MARKET_DATA
 from pipeline_assets.stage_table import later_stages
@@ -20,11 +27,31 @@ from resources.paper_broker import PaperBrokerResource
 
 DEFAULT_PAPER_INTERVAL_SECONDS = 60
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+#: A failed run Dagster will retry counts as in flight until its retry exists, for this long at
+#: most (the daemon launches a retry within seconds; one that never comes frees its trials).
+RETRY_PENDING_SECONDS = 600.0
 
 
 def in_flight_partitions(instance: dg.DagsterInstance, job_name: str) -> set[str]:
-    """Trials a queued or running run of ``job_name`` is about to evaluate (it grades them too)."""
-    runs = instance.get_run_records(dg.RunsFilter(job_name=job_name, statuses=NOT_FINISHED_STATUSES))
+    """Trials a run of ``job_name`` is about to evaluate (it grades them too): runs queued or
+    running, and failed runs whose retry Dagster is about to launch (``dagster/will_retry``)."""
+    runs = list(instance.get_run_records(dg.RunsFilter(job_name=job_name, statuses=NOT_FINISHED_STATUSES)))
+    retrying = instance.get_run_records(
+        dg.RunsFilter(
+            job_name=job_name,
+            statuses=[dg.DagsterRunStatus.FAILURE],
+            tags={WILL_RETRY_TAG: "true"},
+            updated_after=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=RETRY_PENDING_SECONDS),
+        )
+    )
+    if retrying:
+        retried = {
+            record.dagster_run.tags.get(PARENT_RUN_ID_TAG)
+            for record in instance.get_run_records(
+                dg.RunsFilter(tags={PARENT_RUN_ID_TAG: [r.dagster_run.run_id for r in retrying]})
+            )
+        }
+        runs += [r for r in retrying if r.dagster_run.run_id not in retried]
     if not runs:
         return set()
     order = instance.get_dynamic_partitions(trials_partitions_def.name)

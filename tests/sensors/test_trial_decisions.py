@@ -13,6 +13,7 @@ import dagster as dg
 import pytest
 
 from pipeline_assets.dagster_private import (
+    PARENT_RUN_ID_TAG,
     RUN_FAILURE_REASON_TAG,
     WILL_RETRY_TAG,
     DagsterEvent,
@@ -143,6 +144,33 @@ def test_a_transient_step_failure_is_requested_again_with_backoff_and_new_run_ke
         run_keys.append(request.run_key)
     assert len(set(run_keys)) == 3  # the daemon runs a run key once: a new key per attempt
     assert 0 < delays[0] < delays[1] < delays[2]  # exponential
+
+
+def test_a_failed_run_dagster_will_retry_keeps_its_trials_from_a_second_request(optuna_url, tmp_path, instance):
+    # Found by `make chaos`: a run killed twice failed with dagster/will_retry true; before the
+    # run retry daemon launched its retry, the trial's backoff ran out and the sensor asked
+    # for it again, so two run groups evaluated the same trials.
+    ticker = _ticker(optuna_url, tmp_path, instance)
+    add_complete_trials(optuna_url, "demo", [0.1])
+    key = "demo__t00000000"
+    ticker.tick(execute=False)
+    failed = create_run_for_test(
+        instance, job_name="trial_job", status=dg.DagsterRunStatus.STARTED,
+        tags={"dagster/partition": key, WILL_RETRY_TAG: "true", RUN_FAILURE_REASON_TAG: "UNEXPECTED_TERMINATION"},
+    )  # fmt: skip
+    instance.report_run_failed(failed)
+    _make_due(ticker)
+    assert ticker.tick(execute=False).run_requests in (None, [])  # Dagster's retry is coming
+    retry = create_run_for_test(
+        instance, job_name="trial_job", status=dg.DagsterRunStatus.STARTED,
+        tags={"dagster/partition": key, PARENT_RUN_ID_TAG: failed.run_id, WILL_RETRY_TAG: "false"},
+    )  # fmt: skip
+    _make_due(ticker)
+    assert ticker.tick(execute=False).run_requests in (None, [])  # the retry is in flight
+    instance.report_run_failed(retry)  # retries exhausted: now it is the sensor's to ask again
+    ticker.tick(execute=False)
+    _make_due(ticker)
+    assert [r.partition_key for r in ticker.tick(execute=False).run_requests] == [key]
 
 
 def test_the_recovery_scan_reaches_past_the_newest_hundred_failures(optuna_url, tmp_path, instance):
