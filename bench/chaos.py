@@ -9,16 +9,19 @@ last arrival, since the trainer writing the trials would fail on it too. The dae
 monitoring, run retries) unchanged. Then the soak waits, bounded, for every run to end,
 prints a table and writes bench/chaos_results.json:
 
-- trials completed: covered by a successful run of `optuna_trial_sensor` or a retry of one;
-- lost trials: arrived but never completed (target 0);
-- duplicate trials: requested by the trial sensor in two runs, or snapshot by two run groups
-  or twice by one run (target 0); a retry rematerializing its parent's trials is not one;
+- trials decided: admitted trials with a final decision -- a (non-dry) deployment record, a
+  failed gate, a deterministic failure waiting for `gauntlet retry`, or a pending paper
+  session -- whichever run recorded it (a gate can reject a trial in a run killed later);
+- trials without a final decision: admitted but not decided (target 0);
+- duplicate requests: trials the trial sensor requested again although an earlier request of
+  theirs had not failed for good (target 0); requesting a trial again after its run and that
+  run's retries all failed (a new attempt, ``gauntlet/attempt``) is the recovery, not a
+  duplicate;
 - runs retried: runs launched from a failed run (``dagster/retry_number``, parent run id);
-- run groups failed for good: a sensor run whose retries all failed too (target 0);
+- run groups failed for good: a sensor request whose run and retries all failed (for
+  information: the sensor's next attempt takes their undecided trials);
 - stuck runs, artifact files failing their checksum, trials with two registry decisions
-  (targets 0); paper-grading runs (`paper_session_sensor`), for information;
-- trials without a final decision: admitted trials with neither a (non-dry) deployment record,
-  nor a failed gate, nor a pending paper session (target 0).
+  (targets 0); paper-grading runs (`paper_session_sensor`), for information.
 
 When a target is missed the soak's home (instance, daemon log, artifacts) is kept for study.
 
@@ -49,13 +52,11 @@ from tests.e2e.conftest import (
     Deployment,
     artifact_problems,
     decisions_per_partition,
-    duplicated_trials,
     from_trial_sensor,
     group_roots,
     is_retry,
     kill_run_worker,
     run_partitions,
-    sensor_requests_per_partition,
     stop_process,
     trial_runs,
 )
@@ -153,12 +154,26 @@ def _newest_started_run(instance: dg.DagsterInstance) -> str | None:
     return records[0].dagster_run.run_id if records else None
 
 
-def _completed(instance: dg.DagsterInstance, runs: list[dg.DagsterRun]) -> set[str]:
+def _duplicate_requests(instance: dg.DagsterInstance) -> set[str]:
+    """Trials the trial sensor requested while an earlier request of theirs had not failed for good.
+
+    A request is a run group: the sensor's run and Dagster's retries of it (one root run id).
+    """
+    records = [r for r in instance.get_run_records(dg.RunsFilter(job_name="trial_job")) if from_trial_sensor(r.dagster_run)]
+    roots = group_roots([r.dagster_run for r in records])
+    groups: dict[str, list] = {}
+    for record in records:
+        groups.setdefault(roots[record.dagster_run.run_id], []).append(record)
+    requests: dict[str, list[tuple[float, bool]]] = {}
+    for group in groups.values():
+        failed_for_good = all(r.dagster_run.status == dg.DagsterRunStatus.FAILURE for r in group)
+        first = min(group, key=lambda r: r.create_timestamp.timestamp())
+        for key in run_partitions(instance, first.dagster_run):
+            requests.setdefault(key, []).append((first.create_timestamp.timestamp(), failed_for_good))
     return {
         key
-        for run in runs
-        if from_trial_sensor(run) and run.status == dg.DagsterRunStatus.SUCCESS
-        for key in run_partitions(instance, run)
+        for key, made in requests.items()
+        if any(not failed for _, failed in sorted(made)[:-1])  # a later request after one that did not fail
     }
 
 
@@ -188,15 +203,16 @@ def _kill_workers(
 
 
 def _wait_until_settled(instance: dg.DagsterInstance, started: float) -> bool:
-    """Whether every trial completed and every run ended before the deadline."""
+    """Whether every trial got its final decision and every run ended before the deadline."""
     quiet_since: float | None = None
     while time.monotonic() - started < DEADLINE_SECONDS:
         runs = trial_runs(instance)
         finished = bool(runs) and all(r.status in FINISHED_STATUSES for r in runs)
-        if finished and len(_completed(instance, runs)) == N_TRIALS:
+        admitted = set(instance.get_dynamic_partitions("trials"))
+        if finished and len(admitted) == N_TRIALS and decided(instance, admitted) == admitted:
             return True
-        # Runs that failed for good leave trials no later run takes: once every run has ended
-        # and no retry or new run appears for a while, waiting longer changes nothing.
+        # With every run ended, a trial still owed a decision waits for the sensor's backoff;
+        # once nothing new has happened for longer than that, waiting longer changes nothing.
         if not finished:
             quiet_since = None
         elif quiet_since is None:
@@ -238,12 +254,10 @@ def soak() -> dict[str, dict[str, object]]:
         stop_process(daemon)
 
     runs = trial_runs(instance)
-    completed = _completed(instance, runs)
-    requested = sensor_requests_per_partition(instance)
-    duplicates = set(duplicated_trials(instance)) | {key for key, n in requested.items() if n > 1}
+    duplicates = _duplicate_requests(instance)
     decisions = decisions_per_partition(deployment.home)
     admitted = set(instance.get_dynamic_partitions("trials"))
-    undecided = admitted - decided(instance, admitted)
+    settled_trials = decided(instance, admitted)
     groups: dict[str, list[dg.DagsterRun]] = {}
     roots = group_roots(runs)
     for run in runs:
@@ -251,21 +265,20 @@ def soak() -> dict[str, dict[str, object]]:
             groups.setdefault(roots[run.run_id], []).append(run)
     figures = {
         "trials_arrived": (N_TRIALS, "trials", None, None),
-        "trials_admitted": (len(instance.get_dynamic_partitions("trials")), "trials", N_TRIALS, "higher"),
-        "trials_completed": (len(completed), "trials", N_TRIALS, "higher"),
-        "lost_trials": (N_TRIALS - len(completed), "trials", 0, "lower"),
-        "duplicate_trials": (len(duplicates), "trials", 0, "lower"),
+        "trials_admitted": (len(admitted), "trials", N_TRIALS, "higher"),
+        "trials_decided": (len(settled_trials), "trials", N_TRIALS, "higher"),
+        "trials_without_final_decision": (len(admitted - settled_trials), "trials", 0, "lower"),
+        "duplicate_requests": (len(duplicates), "trials", 0, "lower"),
         "run_workers_killed": (kills, "processes", None, None),
         "storage_outages": (len(outages.done), "outages", len(OUTAGES), "higher"),
-        "trials_without_final_decision": (len(undecided), "trials", 0, "lower"),
         "trial_runs": (sum(from_trial_sensor(r) for r in runs), "runs", None, None),
         "runs_failed": (sum(from_trial_sensor(r) and r.status == dg.DagsterRunStatus.FAILURE for r in runs), "runs", None, None),
         "runs_retried": (sum(from_trial_sensor(r) and is_retry(r) for r in runs), "runs", None, None),
         "run_groups_failed_for_good": (
             sum(all(r.status == dg.DagsterRunStatus.FAILURE for r in group) for group in groups.values()),
             "run groups",
-            0,
-            "lower",
+            None,
+            None,
         ),
         "paper_grading_runs": (sum(not from_trial_sensor(r) for r in runs), "runs", None, None),
         "stuck_runs": (sum(r.status not in FINISHED_STATUSES for r in runs), "runs", 0, "lower"),

@@ -23,6 +23,7 @@ from pipeline_assets.definitions import build_definitions
 from pipeline_assets.environment import Settings
 from pipeline_assets.partitions import trials_partitions_def
 from resources.registry import SqlDeploymentRegistryResource
+from sensors.optuna_trial_sensor import ATTEMPT_TAG
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -216,28 +217,15 @@ def run_partitions(instance: dg.DagsterInstance, run: dg.DagsterRun) -> list[str
     return keys[keys.index(start) : keys.index(end) + 1]
 
 
-RECOVERY_TAG = "gauntlet/recovery_of"
-
-
 def is_retry(run: dg.DagsterRun) -> bool:
     """Whether ``run`` was launched from another run: Dagster's run retries, a user's
-    re-execution, or the trial sensor recovering a run whose retries were exhausted."""
-    return run.parent_run_id is not None or "dagster/retry_number" in run.tags or RECOVERY_TAG in run.tags
+    re-execution, or the trial sensor's next attempt at trials whose run failed for good."""
+    return run.parent_run_id is not None or "dagster/retry_number" in run.tags or ATTEMPT_TAG in run.tags
 
 
 def group_roots(runs: list[dg.DagsterRun]) -> dict[str, str]:
-    """Each run's group: the sensor's original run, through retries and recoveries."""
-    by_id = {r.run_id: r for r in runs}
-
-    def root(run: dg.DagsterRun) -> str:
-        while RECOVERY_TAG in run.tags or run.root_run_id:
-            origin = run.tags.get(RECOVERY_TAG) or run.root_run_id
-            if origin not in by_id or origin == run.run_id:
-                return origin
-            run = by_id[origin]
-        return run.run_id
-
-    return {r.run_id: root(r) for r in runs}
+    """Each run's group: the run a request launched, through Dagster's retries of it."""
+    return {r.run_id: r.root_run_id or r.run_id for r in runs}
 
 
 def from_trial_sensor(run: dg.DagsterRun) -> bool:
