@@ -166,6 +166,15 @@ def _tick_ratio() -> float:
     return _sensor_tick_ms(10_000) / _sensor_tick_ms(100)
 
 
+def _gauntlet_help_seconds(repeats: int = 5) -> float:
+    """Best of ``repeats`` cold runs of `gauntlet --help` (a new process each: what a person waits)."""
+    import subprocess
+    import sys
+
+    command = [str(Path(sys.executable).parent / "gauntlet"), "--help"]
+    return _best_of(lambda: subprocess.run(command, check=True, capture_output=True, timeout=60), repeats=repeats)
+
+
 def _gauntlet_status_seconds(n_trials: int = 10_000, repeats: int = 5) -> float:
     """Median of ``repeats`` in-process calls of `gauntlet status --json` on ``n_trials`` trials.
 
@@ -191,7 +200,7 @@ def _gauntlet_status_seconds(n_trials: int = 10_000, repeats: int = 5) -> float:
     from sqlalchemy.pool import NullPool
 
     from pipeline_assets.stage_table import GATE_CHECKS
-    from pipeline_assets.cli import main
+    from gauntlet.cli import main
     from pipeline_assets.dagster_private import create_run_for_test
     from pipeline_assets.environment import REPO_ROOT, Settings, build_resources
     from pipeline_assets.errors import fail_for
@@ -400,6 +409,7 @@ FIGURES: dict[str, tuple[Callable[[], float], str, float | None, str]] = {
     "cge_solve_200_equilibria_seconds": (_cge_solve_200_seconds, "s", 5.0, "lower"),
     "cge_stress_one_trial_seconds": (_stress_one_trial_seconds, "s", 0.25, "lower"),
     "look_ahead_check_share_of_trial_evaluation": (_look_ahead_check_share, "ratio", 0.10, "lower"),
+    "gauntlet_help_seconds": (_gauntlet_help_seconds, "s", 0.5, "lower"),
     "gauntlet_status_10000_trials_seconds": (lambda: _gauntlet_status_seconds(10_000), "s", 2.0, "lower"),
     "end_to_end_1000_trials_seconds": (lambda: _e2e_batched()["seconds"], "s", 300.0, "lower"),
     "end_to_end_1000_trials_peak_rss_mib": (lambda: _e2e_batched()["peak_rss_mib"], "MiB", 1536.0, "lower"),

@@ -1,24 +1,6 @@
-"""``gauntlet``: operate Gauntlet from a terminal or a monitoring probe.
-
-Commands (each takes ``--json`` for machine-readable output and ``--config PATH`` for the
-gauntlet.yaml to use; when none is named, a stderr line says the demo configuration applies)::
-
-    gauntlet config check
-    gauntlet windows
-    gauntlet run --study S --trial N | --all-new [--until STAGE] [--dry-run]
-    gauntlet status [--study S] [--stage STAGE ...] [--failed] [--failed-runs N]
-    gauntlet live
-    gauntlet stop --reason R [--by user:NAME]        gauntlet resume --reason R [--by user:NAME]
-    gauntlet retire PARTITION_KEY --reason R [--by user:NAME]
-    gauntlet rollback --reason R [--by user:NAME]
-    gauntlet retry [--study S] [--dry-run]
-    gauntlet health
-
-The CLI holds no state and no configuration of its own: it opens the Dagster instance of
-``$DAGSTER_HOME`` (``dg.DagsterInstance.get()``) and builds its resources with
-``build_resources(Settings.from_environ())``, exactly as the definitions do. Exit status: 0
-on success, 1 when a command fails with a typed `PipelineError` (printed on stderr) or when
-``health`` finds something unhealthy, 2 on a usage error.
+"""The commands of `gauntlet` (`gauntlet.cli` parses them): read models, the registry's
+controls, retry and health, run against the Dagster instance of ``$DAGSTER_HOME`` and the
+resources ``build_resources(Settings.from_environ())`` builds, exactly as the definitions do.
 """
 
 from __future__ import annotations
@@ -55,7 +37,6 @@ from pipeline_assets.environment import Settings, build_resources
 from pipeline_assets.partitions import study_key_prefix
 from pipeline_assets.run_command import run_main
 from pipeline_assets.status import (
-    DEFAULT_FAILED_RUNS,
     STAGES,
     TRIAL_ASSET_KEYS,
     StatusReport,
@@ -125,12 +106,6 @@ class Context:
         from pipeline_assets.definitions import build_definitions
 
         return build_definitions(settings=self.settings, resources=self._resource_defs)
-
-
-def default_actor() -> str:
-    """``user:$USER``, the registry's actor format; ``cli`` when no user is known."""
-    user = os.environ.get("USER")
-    return f"user:{user}" if user else "cli"
 
 
 def _ago(timestamp: float) -> str:
@@ -434,80 +409,6 @@ def cmd_health(ctx: Context, args: argparse.Namespace) -> Output:
 
 
 # -- wiring -------------------------------------------------------------------------------------
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--json", action="store_true", help="print one JSON document instead of text")
-    actor = argparse.ArgumentParser(add_help=False)
-    actor.add_argument("--reason", required=True, help="why (one line, kept in the registry's log)")
-    actor.add_argument("--by", default=default_actor(), help="who: user:<name> (default: user:$USER) or cli")
-    history = argparse.ArgumentParser(add_help=False)
-    history.add_argument(
-        "--failed-runs",
-        type=_positive_int,
-        default=DEFAULT_FAILED_RUNS,
-        help=f"read the last error from this many most recent failed runs (default {DEFAULT_FAILED_RUNS})",
-    )
-
-    parser = argparse.ArgumentParser(
-        prog="gauntlet",
-        description="Operate the Gauntlet pipeline. Every command takes --config PATH: the gauntlet.yaml to use "
-        f"(default: ${CONFIG_ENV}, else the repository's demo configuration).",
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    commands.add_parser(
-        "config", add_help=False, help="`config check [--json]`: validate gauntlet.yaml, print it with secrets masked"
-    )
-    commands.add_parser(
-        "run", add_help=False, help="--study S --trial N | --all-new [--until STAGE] [--dry-run]: a trial through now"
-    )
-    commands.add_parser(
-        "calibrate", add_help=False, help="false-positive and false-negative rates of the gates on simulated studies"
-    )
-    status = commands.add_parser("status", parents=[common, history], help="one line per trial")
-    status.add_argument("--study", help="only this study's trials")
-    status.add_argument("--stage", action="append", choices=STAGES, help="only trials at this stage (repeatable)")
-    status.add_argument(
-        "--failed",
-        action="store_true",
-        help="only trials a gate rejected (with the thresholds failed) or whose last run failed (with the whole error)",
-    )
-    status.set_defaults(handler=cmd_status)
-
-    commands.add_parser("live", parents=[common], help="what is deployed").set_defaults(handler=cmd_live)
-    commands.add_parser("stop", parents=[common, actor], help="set the emergency stop").set_defaults(handler=cmd_stop)
-    commands.add_parser("resume", parents=[common, actor], help="clear the emergency stop").set_defaults(
-        handler=cmd_resume
-    )
-    retire = commands.add_parser("retire", parents=[common, actor], help="take a live trial down")
-    retire.add_argument("partition_key", help="the live trial's partition key, e.g. demo__t00000042")
-    retire.set_defaults(handler=cmd_retire)
-    commands.add_parser("rollback", parents=[common, actor], help="undo the latest live promotion").set_defaults(
-        handler=cmd_rollback
-    )
-
-    retry = commands.add_parser("retry", parents=[common, history], help="re-request failed trials")
-    retry.add_argument("--study", help="only this study's failed trials")
-    retry.add_argument("--dry-run", action="store_true", help="list what would be retried, request nothing")
-    retry.add_argument("--by", default=default_actor(), help="who asks (recorded as a backfill tag)")
-    retry.set_defaults(handler=cmd_retry)
-
-    commands.add_parser("health", parents=[common], help="daemon, sensors, storages; exit 1 if unhealthy").set_defaults(
-        handler=cmd_health
-    )
-    commands.add_parser(
-        "windows", parents=[common], help="each study's instrument and train, backtest and forward windows"
-    ).set_defaults(handler=cmd_windows)
-    return parser
-
-
 @contextlib.contextmanager
 def open_context() -> Iterator[Context]:
     """The Dagster instance of ``$DAGSTER_HOME`` and the environment's resources, closed on exit.
@@ -555,29 +456,6 @@ def collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def split_config_option(argv: Sequence[str]) -> tuple[str | None, list[str]]:
-    """``--config PATH`` (or ``--config=PATH``) wherever it is in ``argv``, and the rest.
-
-    Raises
-    ------
-    ConfigurationError
-        If ``--config`` has no value.
-    """
-    rest: list[str] = []
-    config: str | None = None
-    items = iter(argv)
-    for item in items:
-        if item == "--config":
-            config = next(items, None)
-            if not config:
-                raise ConfigurationError("--config needs a path: --config PATH")
-        elif item.startswith("--config="):
-            config = item.removeprefix("--config=")
-        else:
-            rest.append(item)
-    return config, rest
-
-
 @contextlib.contextmanager
 def configured(config: str | None) -> Iterator[None]:
     """``GAUNTLET_CONFIG`` set to ``config`` for one command (restored after), when given."""
@@ -611,36 +489,48 @@ def _say_which_configuration(argv: Sequence[str]) -> None:
         )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; returns the exit status (the console script exits with it)."""
-    try:
-        config, argv = split_config_option(sys.argv[1:] if argv is None else argv)
-    except ConfigurationError as exc:
-        print(f"gauntlet: {exc}", file=sys.stderr)
+#: The commands parsed by `gauntlet.cli`, by the name its parser gives them.
+HANDLERS: dict[str, Callable[[Context, argparse.Namespace], Output]] = {
+    "status": cmd_status,
+    "live": cmd_live,
+    "stop": cmd_stop,
+    "resume": cmd_resume,
+    "retire": cmd_retire,
+    "rollback": cmd_rollback,
+    "retry": cmd_retry,
+    "health": cmd_health,
+    "windows": cmd_windows,
+}
+#: Commands that parse their own arguments.
+OWN_PARSERS: dict[str, Callable[[Sequence[str]], int]] = {
+    "config": config_main,
+    "run": run_main,
+    "calibrate": calibrate_main,
+}
+
+
+def run_command(argv: Sequence[str], args: argparse.Namespace | None, *, config: str | None) -> int:
+    """Run one command under ``config`` (None: ``$GAUNTLET_CONFIG`` or the demo's): ``args`` as
+    `gauntlet.cli` parsed them, or None for a command that parses its own ``argv``."""
+    unknown = [stage for stage in (getattr(args, "stage", None) or ()) if stage not in STAGES]
+    if unknown:
+        print(
+            f"gauntlet {args.command}: argument --stage: invalid choice: {unknown[0]!r} (choose from {', '.join(STAGES)})",
+            file=sys.stderr,
+        )
         return 2
     with configured(config):
         _say_which_configuration(argv)
-        return _dispatch(argv)
+        if args is None:
+            return OWN_PARSERS[argv[0]](argv[1:])
+        return _run_handler(HANDLERS[args.handler], args)
 
 
-def _dispatch(argv: list[str]) -> int:
-    # `config` and `run` parse their own arguments; `config check` must work on an invalid configuration.
-    if argv[:1] == ["config"]:
-        return config_main(argv[1:])
-    if argv[:1] == ["run"]:
-        return run_main(argv[1:])
-    if argv[:1] == ["calibrate"]:
-        return calibrate_main(argv[1:])
-    try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as exc:
-        # argparse exits on --help (0) and on usage errors (2, message already printed);
-        # returning the status keeps main() callable in process, like every other outcome.
-        return int(exc.code or 0)
+def _run_handler(handler: Callable[[Context, argparse.Namespace], Output], args: argparse.Namespace) -> int:
     with collector_paused():
         try:
             with open_context() as ctx:
-                output = args.handler(ctx, args)
+                output = handler(ctx, args)
         except PipelineError as exc:
             print(f"gauntlet {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
             return EXIT_FAILED
@@ -649,7 +539,3 @@ def _dispatch(argv: list[str]) -> int:
         else:
             print("\n".join(output.render()))
     return EXIT_OK if output.ok else EXIT_FAILED
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -12,6 +12,7 @@ set-based queries:
   is the latest record when a run planned the check but never evaluated it (the trial
   stopped at an earlier gate or failed) or when that run is still in flight;
 * last failure: the ``RUN_FAILURE`` events of the most recent ``failed_runs`` runs of any job
+  (``gauntlet status --failed-runs``, bounded so the cost does not grow with the history)
   (one query on the index shard), mapped to trials by the run's partition tags and the
   ``[trial <key>, stage <stage>]`` lines `PipelineError` puts in every message. A failure
   counts until a later materialization of the trial supersedes it (storage ids, one query
@@ -56,8 +57,6 @@ Stage = str
 STAGES: tuple[str, ...] = trial_stage_labels()
 Verdict = Literal["passed", "failed", "not_evaluated", "running"]
 
-#: Failed runs read for the last error: the cost stays bounded however long the history is.
-DEFAULT_FAILED_RUNS = 50
 #: Longest error message kept per trial (the UI has the traceback).
 MAX_ERROR_CHARS = 500
 #: Failed gate executions read per query when explaining rejections.
@@ -409,7 +408,7 @@ def read_status(
     registry: DeploymentRegistryResource,
     paper_broker: PaperBrokerResource,
     min_paper_days: float,
-    failed_runs: int = DEFAULT_FAILED_RUNS,
+    failed_runs: int,
     rejection_reasons: bool = False,
 ) -> StatusReport:
     """Every trial partition's status, sorted by study and trial number (see the module

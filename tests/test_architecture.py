@@ -2,6 +2,8 @@
 
 import ast
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -9,7 +11,7 @@ import dagster as dg
 from pipeline_assets.definitions import defs
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ["simulations", "resources", "pipeline_assets", "sensors"]
+PACKAGES = ["simulations", "resources", "pipeline_assets", "sensors", "gauntlet"]
 OPTUNA_BOUNDARY = "resources/optuna_study.py"
 # Imports point one way: simulations <- resources <- pipeline_assets <- sensors; definitions.py
 # and the CLI see everything.
@@ -18,6 +20,8 @@ ALLOWED_IMPORTS = {
     "resources": {"simulations", "resources"},
     "pipeline_assets": {"simulations", "resources", "pipeline_assets"},
     "sensors": {"simulations", "resources", "pipeline_assets", "sensors"},
+    # The command line parses, then hands a parsed command to pipeline_assets.cli.
+    "gauntlet": {"gauntlet", "pipeline_assets"},
 }
 SEE_EVERYTHING = {"pipeline_assets/definitions.py", "pipeline_assets/environment.py", "pipeline_assets/cli.py"}
 # Private Dagster APIs are imported in this one module only, so a Dagster upgrade touches one file.
@@ -92,6 +96,19 @@ def _private_dagster_imports(path: Path) -> list[str]:
         if any(m.startswith("dagster._") or m.split(".")[0] == "dagster_shared" for m in modules):
             private.append(f"{path.relative_to(ROOT)}:{node.lineno} imports {modules[0]}")
     return private
+
+
+def test_the_command_line_parses_before_importing_dagster():
+    """`gauntlet --help` and usage errors answer without Dagster, the stage table or the resources."""
+    probe = (
+        "import sys, gauntlet.cli as cli\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in {'dagster', 'pipeline_assets', 'polars', 'scipy'})\n"
+        "assert not heavy, heavy\n"
+        "assert cli.main(['--help']) == 0 and cli.main(['status', '--nonsense']) == 2\n"
+        "assert 'dagster' not in sys.modules\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
 
 
 def test_only_the_adapter_imports_private_dagster_apis():

@@ -21,7 +21,8 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from pipeline_assets.cli import DAEMON_HEARTBEAT_SLACK_SECONDS, main
+from gauntlet.cli import main
+from pipeline_assets.cli import DAEMON_HEARTBEAT_SLACK_SECONDS
 from pipeline_assets.dagster_private import (
     BACKFILL_ID_TAG,
     DEFAULT_HEARTBEAT_INTERVAL_SECONDS,

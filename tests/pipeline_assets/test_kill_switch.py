@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline_assets.cli import main
+from gauntlet.cli import main
 from pipeline_assets.environment import Settings, build_resources
 
 ROOT = Path(__file__).resolve().parents[2]

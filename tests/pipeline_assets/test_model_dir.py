@@ -15,7 +15,7 @@ import dagster as dg
 import optuna
 import pytest
 
-from pipeline_assets.cli import main
+from gauntlet.cli import main
 from pipeline_assets.environment import Settings, build_resources
 from pipeline_assets.partitions import trial_partition_key
 

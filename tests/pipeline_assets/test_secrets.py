@@ -18,7 +18,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from pipeline_assets.cli import main
+from gauntlet.cli import main
 from tests.conftest import add_complete_trials
 from tests.graphql_support import graphql_workspace, write_code_location
 

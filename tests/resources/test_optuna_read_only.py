@@ -20,7 +20,7 @@ import optuna
 import pytest
 import sqlalchemy as sa
 
-from pipeline_assets.cli import main
+from gauntlet.cli import main
 from resources.optuna_study import OptunaStudyResource, StudyCursor
 from simulations.errors import ConfigurationError, PipelineError, StorageCorruptError, StorageNotFoundError
 from tests.conftest import add_complete_trials
