@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import sys
+import typing
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from pydantic import ValidationError
 from pipeline_assets.calibration_assets import caught_rows, measurement_rows, run_calibration
 from pipeline_assets.environment import Settings, build_resources
 from resources.artifacts import atomic_write_bytes
-from simulations.calibration import STAGES, CalibrationReport, CalibrationSettings, rate_table
+from simulations.calibration import STAGES, CalibrationReport, CalibrationSettings, EdgeKind, rate_table
 from simulations.constants import (
     CALIBRATION_CANDIDATES_PER_STUDY,
     CALIBRATION_PLANTED_SHARPES,
@@ -65,6 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--seed", type=int, default=CALIBRATION_SEED, help=f"run seed (default {CALIBRATION_SEED})")
     parser.add_argument(
+        "--edge", choices=typing.get_args(EdgeKind), default="trend",
+        help="the edge planted markets carry: trend (slow momentum earns it) or autocorrelation "
+        "(a one-bar rule earns it) (default trend)",
+    )
+    parser.add_argument(
         "--workers", type=int, default=os.cpu_count() or 1, metavar="N",
         help="processes that simulate studies; the report does not depend on it (default: one per core)",
     )
@@ -82,7 +88,7 @@ def _table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> list[str]:
 def render(report: CalibrationReport) -> list[str]:
     """The report as text lines."""
     settings = report.settings
-    planted = ", ".join(f"SR {s:g}" for s in settings.planted_sharpes) or "none"
+    planted = ", ".join(f"SR {s:g} {settings.edge}" for s in settings.planted_sharpes) or "none"
     lines = [
         f"Gate calibration: {report.studies} simulated studies ({settings.n_studies} per market; planted {planted}), "
         f"{', '.join(map(str, settings.trials_per_study))} Optuna trials per study, best "
@@ -155,6 +161,7 @@ def calibrate_main(argv: list[str]) -> int:
             n_studies=args.studies,
             trials_per_study=tuple(args.trials_per_study),
             planted_sharpes=tuple(args.planted_sharpe),
+            edge=args.edge,
             candidates_per_study=args.candidates,
             seed=args.seed,
         )

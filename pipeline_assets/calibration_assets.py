@@ -38,6 +38,7 @@ from simulations.calibration import (
     PLANTED_STRATEGY,
     STAGES,
     CalibrationReport,
+    EdgeKind,
     CalibrationSettings,
     CandidateRecord,
     CandidateKind,
@@ -99,7 +100,9 @@ class _Judge:
         """Simulate study ``index`` on one market and judge its best trials at every study size."""
         seeds = study_seeds(seed=settings.seed, study=index)
         name = study_label(planted_sharpe=planted_sharpe, study=index)
-        windows = calibration_windows(seed=seeds.market, drift_per_vol=drift_per_vol, train_days=settings.train_days)
+        windows = calibration_windows(
+            seed=seeds.market, drift_per_vol=drift_per_vol, train_days=settings.train_days, edge=settings.edge
+        )
         snapshots = run_study(windows=windows, n_trials=settings.target_trials, seed=seeds.sampler, study_name=name)
         scenarios = stress_scenarios_on(
             scenario_set=self.scenario_set, sam_sha256=self.sam_sha256, config=CgeScenarioConfig(), market_data=windows
@@ -176,7 +179,7 @@ def _candidates(
     if planted:
         strategy = TrialSnapshot.build(
             study_name=last.study_name, number=last.number + 1, trial_id=last.number + 1, state=TrialState.COMPLETE,
-            params=dict(PLANTED_PARAMS), values=None, user_attrs={"strategy": PLANTED_STRATEGY},
+            params=dict(PLANTED_PARAMS[settings.edge]), values=None, user_attrs={"strategy": PLANTED_STRATEGY},
         )
         chosen.append((strategy, contexts[last.number], "planted_strategy", None))
     return chosen
@@ -256,7 +259,7 @@ def simulate_studies(
         raise ConfigurationError(f"workers must be >= 1, got {workers}")
     started, cpu_started = time.perf_counter(), time.process_time()
     children_started = resource.getrusage(resource.RUSAGE_CHILDREN)
-    edges = [plant_edge(sharpe=sharpe) for sharpe in settings.planted_sharpes]
+    edges = [plant_edge(sharpe=sharpe, edge=settings.edge) for sharpe in settings.planted_sharpes]
     per_index = 1 + len(edges)
     records: list[CandidateRecord] = []
     with contextlib.ExitStack() as stack:
@@ -518,6 +521,9 @@ class GateCalibrationConfig(dg.Config):
         default=CALIBRATION_SEED, ge=0, description="Seed of the run (every study's seeds derive from it)."
     )
     train_days: int = Field(default=DEFAULT_TRAIN_DAYS, ge=30, description="Days of each study's train window.")
+    edge: EdgeKind = Field(
+        default="trend", description="The planted edge: trend (slow momentum) or autocorrelation (a one-bar rule)."
+    )
     workers: int = Field(
         default=1, ge=1, description="Processes that simulate studies; results do not depend on it."
     )
@@ -531,6 +537,7 @@ class GateCalibrationConfig(dg.Config):
             candidates_per_study=self.candidates_per_study,
             seed=self.seed,
             train_days=self.train_days,
+            edge=self.edge,
         )
 
 

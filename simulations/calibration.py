@@ -24,15 +24,22 @@ short train window would calibrate a stricter gate than production runs.
   on past prices earns nothing in expectation and pays its costs: no strategy has an edge
   and every promotion is a false positive. (Random signs on *log* returns would not do:
   ``E[exp(r)] - 1 = sigma**2 / 2`` per bar would hand a long position about 7 % a year.)
-* **planted** -- the same null returns plus a drift of ``k`` bar volatilities per bar
-  whose sign is constant over hidden trend spells (geometric lengths with mean
-  ``SYNTHETIC_TREND_SPELL_BARS``, independent random signs):
-  ``R_t = null_t + k * sigma_t * spell_t``. Momentum rules earn from the spells. ``k`` is
-  solved with Brent's method (:func:`plant_edge`) so that the planted momentum
-  parameterisation (:data:`PLANTED_PARAMS`) has the stated annualised Sharpe ratio after
-  default costs on a long sample of ``CALIBRATION_EDGE_SAMPLE_YEARS`` years with its own
-  seed (common random numbers make the Sharpe ratio a deterministic function of ``k``);
-  the batch-means standard error of that Sharpe ratio is reported with ``k``.
+* **planted** -- the same null returns plus a drift of ``k`` bar volatilities per bar whose
+  sign is set by the kind of edge (``CalibrationSettings.edge``):
+
+  - ``trend``: constant over hidden trend spells (geometric lengths with mean
+    ``SYNTHETIC_TREND_SPELL_BARS``, independent random signs),
+    ``R_t = null_t + k * sigma_t * spell_t``; slow momentum earns from the spells;
+  - ``autocorrelation``: the sign of the previous bar's null return,
+    ``R_t = null_t + k * sigma_t * sign(null_{t-1})``: a short-horizon edge that a one-bar
+    rule exploits and a slow one cannot see.
+
+  ``k`` is solved with Brent's method (:func:`plant_edge`) so that the edge's planted
+  momentum parameterisation (:data:`PLANTED_PARAMS`) has the stated annualised Sharpe ratio
+  after default costs on a long sample of ``CALIBRATION_EDGE_SAMPLE_YEARS`` years with its
+  own seed (common random numbers make the Sharpe ratio a deterministic function of ``k``);
+  the batch-means standard error of that Sharpe ratio is reported with ``k``. The demo
+  trainer's search space reaches both planted parameterisations.
 
 Null study ``i`` and planted study ``i`` share their market and sampler seeds (common random
 numbers): they differ only by the planted drift.
@@ -118,6 +125,7 @@ from simulations.metrics import (
 from simulations.strategies import build_strategy
 
 MarketKind = Literal["null", "planted"]
+EdgeKind = Literal["trend", "autocorrelation"]
 CandidateKind = Literal["best", "planted_strategy"]
 Stage = Literal["backtest_gate", "cge_gate", "paper_trading_gate", "chain", "promoted"]
 ErrorKind = Literal["false_positive", "false_negative"]
@@ -125,12 +133,20 @@ ErrorKind = Literal["false_positive", "false_negative"]
 #: Stages an error rate is reported for: each gate alone, all three gates, the deployment decision.
 STAGES: tuple[Stage, ...] = ("backtest_gate", "cge_gate", "paper_trading_gate", "chain", "promoted")
 
-#: The planted momentum parameterisation (a trial's params for strategy ``momentum``).
+#: The planted momentum parameterisation per kind of edge (a trial's params for strategy
+#: ``momentum``): a slow trend rule, and a rule that follows the last bar.
 PLANTED_STRATEGY = "momentum"
-PLANTED_PARAMS: dict[str, int | float] = {
-    "lookback": CALIBRATION_PLANTED_LOOKBACK_BARS,
-    "vol_lookback": CALIBRATION_PLANTED_VOL_LOOKBACK_BARS,
-    "target_bar_vol": CALIBRATION_PLANTED_TARGET_BAR_VOL,
+PLANTED_PARAMS: dict[EdgeKind, dict[str, int | float]] = {
+    "trend": {
+        "lookback": CALIBRATION_PLANTED_LOOKBACK_BARS,
+        "vol_lookback": CALIBRATION_PLANTED_VOL_LOOKBACK_BARS,
+        "target_bar_vol": CALIBRATION_PLANTED_TARGET_BAR_VOL,
+    },
+    "autocorrelation": {
+        "lookback": 1,
+        "vol_lookback": CALIBRATION_PLANTED_VOL_LOOKBACK_BARS,
+        "target_bar_vol": CALIBRATION_PLANTED_TARGET_BAR_VOL,
+    },
 }
 
 # Entropy word mixed into a market seed for the null signs and the planted spells, so these
@@ -173,6 +189,8 @@ class CalibrationSettings(_Frozen):
         Seed of the run; every study's seeds derive from it (:func:`study_seeds`).
     train_days
         Calendar days of a study's train window (default: production's; see the module docstring).
+    edge
+        The kind of edge planted markets carry (module docstring, "Markets").
     """
 
     n_studies: int = Field(default=CALIBRATION_STUDIES, ge=2)
@@ -181,6 +199,7 @@ class CalibrationSettings(_Frozen):
     candidates_per_study: int = Field(default=CALIBRATION_CANDIDATES_PER_STUDY, ge=1)
     seed: int = Field(default=CALIBRATION_SEED, ge=0)
     train_days: int = Field(default=DEFAULT_TRAIN_DAYS, ge=30)
+    edge: EdgeKind = "trend"
 
     @model_validator(mode="after")
     def _consistent(self) -> CalibrationSettings:
@@ -246,7 +265,7 @@ def _spell_signs(rng: np.random.Generator, n_bars: int) -> np.ndarray:
     return np.repeat(signs[:used], lengths[:used])[:n_bars]
 
 
-def market_components(*, seed: int, n_bars: int) -> tuple[np.ndarray, np.ndarray]:
+def market_components(*, seed: int, n_bars: int, edge: EdgeKind = "trend") -> tuple[np.ndarray, np.ndarray]:
     """The null simple returns of a calibration market and its unit planted drift.
 
     Parameters
@@ -255,20 +274,24 @@ def market_components(*, seed: int, n_bars: int) -> tuple[np.ndarray, np.ndarray
         Market seed (non-negative integer).
     n_bars
         Number of bars (>= 1).
+    edge
+        The kind of edge: ``trend`` or ``autocorrelation`` (module docstring, "Markets").
 
     Returns
     -------
     tuple[numpy.ndarray, numpy.ndarray]
         ``(null, unit)``, both of shape ``(n_bars,)``: the null market's simple returns
-        (fractions per bar) and ``sigma_t * spell_t`` (the texture's bar volatility times
-        the hidden spell's sign), so that a market with drift ``k`` bar volatilities per
-        bar has simple returns ``null + k * unit``.
+        (fractions per bar) and the texture's bar volatility times the drift's sign (the
+        hidden spell's, or the previous null return's; 0 on the first bar), so that a
+        market with drift ``k`` bar volatilities per bar has simple returns ``null + k * unit``.
     """
     log_returns, sigma = synthetic_log_returns(seed=seed, n_bars=n_bars)
     sign_rng, spell_rng = (
         np.random.default_rng(child) for child in np.random.SeedSequence([seed, _SIGNS_AND_SPELLS]).spawn(2)
     )
     null = np.expm1(log_returns) * sign_rng.choice(np.array([-1.0, 1.0]), size=n_bars)
+    if edge == "autocorrelation":
+        return null, sigma * np.concatenate(([0.0], np.sign(null[:-1])))
     return null, sigma * _spell_signs(spell_rng, n_bars)
 
 
@@ -279,7 +302,9 @@ def _close(simple_returns: np.ndarray) -> np.ndarray:
     return SYNTHETIC_START_PRICE * np.cumprod(growth)
 
 
-def calibration_windows(*, seed: int, drift_per_vol: float, train_days: int) -> MarketWindows:
+def calibration_windows(
+    *, seed: int, drift_per_vol: float, train_days: int, edge: EdgeKind = "trend"
+) -> MarketWindows:
     """Train, backtest and forward windows of one calibration market.
 
     Parameters
@@ -288,6 +313,8 @@ def calibration_windows(*, seed: int, drift_per_vol: float, train_days: int) -> 
         Market seed.
     drift_per_vol
         Planted drift in bar volatilities per bar (0.0: the null market).
+    edge
+        The kind of edge the drift follows (:func:`market_components`).
     train_days
         Calendar days of the train window; backtest and forward windows have the production
         lengths (``DEFAULT_BACKTEST_DAYS``, ``DEFAULT_FORWARD_DAYS``).
@@ -300,7 +327,7 @@ def calibration_windows(*, seed: int, drift_per_vol: float, train_days: int) -> 
     """
     n_days = train_days + DEFAULT_BACKTEST_DAYS + DEFAULT_FORWARD_DAYS
     n = n_days * SYNTHETIC_BARS_PER_DAY
-    null, unit = market_components(seed=seed, n_bars=n)
+    null, unit = market_components(seed=seed, n_bars=n, edge=edge)
     close = _close(null + drift_per_vol * unit)
     open_ = np.concatenate(([SYNTHETIC_START_PRICE], close[:-1]))
     start_us = (_START - _EPOCH) // dt.timedelta(microseconds=1)
@@ -326,6 +353,8 @@ class PlantedEdge(_Frozen):
     ----------
     sharpe
         The stated annualised Sharpe ratio of the planted strategy after default costs.
+    edge
+        The kind of edge.
     drift_per_vol
         The planted drift ``k`` (bar volatilities per bar) that gives it.
     standard_error
@@ -338,6 +367,7 @@ class PlantedEdge(_Frozen):
     """
 
     sharpe: float
+    edge: EdgeKind = "trend"
     drift_per_vol: float
     standard_error: float
     sample_years: float
@@ -346,8 +376,8 @@ class PlantedEdge(_Frozen):
     params: dict[str, int | float]
 
 
-def _planted_net_returns(null: np.ndarray, unit: np.ndarray, drift_per_vol: float) -> np.ndarray:
-    strategy, params = build_strategy(name=PLANTED_STRATEGY, params=PLANTED_PARAMS)
+def _planted_net_returns(null: np.ndarray, unit: np.ndarray, drift_per_vol: float, edge: EdgeKind) -> np.ndarray:
+    strategy, params = build_strategy(name=PLANTED_STRATEGY, params=PLANTED_PARAMS[edge])
     close = _close(null + drift_per_vol * unit)
     result = run_backtest(
         close=close,
@@ -360,7 +390,11 @@ def _planted_net_returns(null: np.ndarray, unit: np.ndarray, drift_per_vol: floa
 
 @functools.lru_cache(maxsize=16)
 def plant_edge(
-    *, sharpe: float, sample_years: float = CALIBRATION_EDGE_SAMPLE_YEARS, seed: int = CALIBRATION_EDGE_SEED
+    *,
+    sharpe: float,
+    edge: EdgeKind = "trend",
+    sample_years: float = CALIBRATION_EDGE_SAMPLE_YEARS,
+    seed: int = CALIBRATION_EDGE_SEED,
 ) -> PlantedEdge:
     """Solve the planted drift for which the planted strategy has annualised Sharpe ``sharpe``.
 
@@ -372,6 +406,8 @@ def plant_edge(
     ----------
     sharpe
         Target annualised Sharpe ratio after default costs (> 0).
+    edge
+        The kind of edge (its planted strategy is ``PLANTED_PARAMS[edge]``).
     sample_years
         Years of hourly bars in the long sample.
     seed
@@ -390,10 +426,10 @@ def plant_edge(
     if not (math.isfinite(sharpe) and sharpe > 0):
         raise ConfigurationError(f"a planted Sharpe ratio must be > 0 (annualised), got {sharpe!r}")
     n_bars = round(sample_years * SYNTHETIC_PERIODS_PER_YEAR)
-    null, unit = market_components(seed=seed, n_bars=n_bars)
+    null, unit = market_components(seed=seed, n_bars=n_bars, edge=edge)
 
     def excess(drift: float) -> float:
-        returns = _planted_net_returns(null, unit, drift)
+        returns = _planted_net_returns(null, unit, drift, edge)
         return float(sharpe_ratio(returns=returns, periods_per_year=SYNTHETIC_PERIODS_PER_YEAR)) - sharpe
 
     # The bracket grows from a small drift: a drift far above the target would compound a
@@ -406,16 +442,17 @@ def plant_edge(
                 f"planted Sharpe {sharpe} is not reachable with a drift below {_MAX_DRIFT_PER_VOL}"
             )
     drift = float(optimize.brentq(excess, 0.0, high, xtol=_DRIFT_TOLERANCE))
-    blocks = np.array_split(_planted_net_returns(null, unit, drift), CALIBRATION_EDGE_BLOCKS)
+    blocks = np.array_split(_planted_net_returns(null, unit, drift, edge), CALIBRATION_EDGE_BLOCKS)
     block_sharpes = [float(sharpe_ratio(returns=b, periods_per_year=SYNTHETIC_PERIODS_PER_YEAR)) for b in blocks]
     return PlantedEdge(
         sharpe=sharpe,
+        edge=edge,
         drift_per_vol=drift,
         standard_error=float(np.std(block_sharpes, ddof=1) / math.sqrt(len(block_sharpes))),
         sample_years=sample_years,
         sample_seed=seed,
         strategy=PLANTED_STRATEGY,
-        params=dict(PLANTED_PARAMS),
+        params=dict(PLANTED_PARAMS[edge]),
     )
 
 

@@ -172,7 +172,8 @@ class MomentumParams(StrategyParams):
     Attributes
     ----------
     lookback
-        Bars over which the trend is measured (sign of the log return over them).
+        Bars over which the trend is measured (sign of the log return over them); 1 follows
+        the last bar's move, what a short-horizon (autocorrelation) edge needs.
     vol_lookback
         Bars of per-bar log returns in the realised-volatility estimate.
     target_bar_vol
@@ -180,7 +181,7 @@ class MomentumParams(StrategyParams):
         hourly bars is about 28 % annualised: multiply by sqrt(bars per year)).
     """
 
-    lookback: int = Field(ge=2, le=MAX_INDICATOR_LOOKBACK_BARS)
+    lookback: int = Field(ge=1, le=MAX_INDICATOR_LOOKBACK_BARS)
     vol_lookback: int = Field(ge=2, le=MAX_INDICATOR_LOOKBACK_BARS)
     target_bar_vol: float = Field(gt=0.0, le=0.1)
 
@@ -222,9 +223,10 @@ class MomentumStrategy:
         return positions
 
     def search_space(self) -> dict[str, SearchDimension]:
-        """Ranges a trainer samples: lookbacks log-uniform in bars, target vol per bar."""
+        """Ranges a trainer samples: lookbacks log-uniform in bars (from one bar, so a study can
+        find a short-horizon edge), target vol per bar."""
         return {
-            "lookback": ("int", 6, 480, True),
+            "lookback": ("int", 1, 480, True),
             "vol_lookback": ("int", 24, 720, True),
             "target_bar_vol": ("float", 0.001, 0.01, True),
         }

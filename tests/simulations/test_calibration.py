@@ -75,6 +75,9 @@ def test_calibration_markets_are_deterministic_and_differ_only_by_the_planted_dr
     assert np.allclose(close[1:] / close[:-1] - 1.0, (returns + 0.06 * unit)[1:], rtol=0, atol=1e-12)
 
 
+_MAX_PLANTED_DRIFT = 1.0
+
+
 def _net_sharpe(simple_returns: np.ndarray, params: dict, *, costs: bool) -> float:
     close = 100.0 * np.cumprod(1.0 + simple_returns)
     strategy, model = build_strategy(name=PLANTED_STRATEGY, params=params)
@@ -88,7 +91,7 @@ def test_no_strategy_has_an_edge_on_the_null_market() -> None:
     null, _ = market_components(seed=5, n_bars=round(50 * SYNTHETIC_PERIODS_PER_YEAR))
     # Before costs every rule earns zero in expectation; the Sharpe ratio of 50 years has a
     # standard error of about 0.15, so 0.6 is four of them.
-    for params in (PLANTED_PARAMS, {"lookback": 12, "vol_lookback": 48, "target_bar_vol": 0.004}):
+    for params in (PLANTED_PARAMS["trend"], {"lookback": 12, "vol_lookback": 48, "target_bar_vol": 0.004}):
         assert abs(_net_sharpe(null, params, costs=False)) < 0.6
     buy_and_hold = float(sharpe_ratio(returns=null, periods_per_year=SYNTHETIC_PERIODS_PER_YEAR))
     assert abs(buy_and_hold) < 0.6
@@ -97,11 +100,30 @@ def test_no_strategy_has_an_edge_on_the_null_market() -> None:
 def test_planted_edge_gives_the_planted_strategy_its_stated_sharpe_out_of_sample() -> None:
     edge = plant_edge(sharpe=2.0)
     assert 0.0 < edge.drift_per_vol < 0.2 and 0.0 < edge.standard_error < 0.5
-    assert edge.params == PLANTED_PARAMS
+    assert edge.params == PLANTED_PARAMS["trend"]
     null, unit = market_components(seed=99, n_bars=round(100 * SYNTHETIC_PERIODS_PER_YEAR))
-    independent = _net_sharpe(null + edge.drift_per_vol * unit, PLANTED_PARAMS, costs=True)
+    independent = _net_sharpe(null + edge.drift_per_vol * unit, PLANTED_PARAMS["trend"], costs=True)
     # Two independent century-long estimates: their difference has about sqrt(2) standard errors.
     assert independent == pytest.approx(2.0, abs=4 * math.sqrt(2) * edge.standard_error)
+
+
+def test_a_short_horizon_edge_is_the_previous_bar_s_sign_and_only_a_fast_rule_earns_it() -> None:
+    null, unit = market_components(seed=7, n_bars=1_000, edge="autocorrelation")
+    sigma = market_components(seed=7, n_bars=1_000)[1]
+    assert unit[0] == 0.0
+    np.testing.assert_array_equal(np.abs(unit[1:]), np.abs(sigma[1:]))  # the same bar volatility
+    np.testing.assert_array_equal(np.sign(unit[1:]), np.sign(null[:-1]))
+    np.testing.assert_array_equal(null, market_components(seed=7, n_bars=1_000)[0])  # the same null market
+
+    edge = plant_edge(sharpe=2.0, edge="autocorrelation")
+    assert edge.edge == "autocorrelation" and edge.params == PLANTED_PARAMS["autocorrelation"]
+    assert edge.params["lookback"] == 1 and 0.0 < edge.drift_per_vol < _MAX_PLANTED_DRIFT
+    null, unit = market_components(seed=99, n_bars=round(100 * SYNTHETIC_PERIODS_PER_YEAR), edge="autocorrelation")
+    market = null + edge.drift_per_vol * unit
+    independent = _net_sharpe(market, PLANTED_PARAMS["autocorrelation"], costs=True)
+    assert independent == pytest.approx(2.0, abs=4 * math.sqrt(2) * edge.standard_error)
+    # The slow trend rule sees nothing of it: before costs, zero within four standard errors.
+    assert abs(_net_sharpe(market, PLANTED_PARAMS["trend"], costs=False)) < 0.6
 
 
 def test_track_record_statement_for_sharpe_two_over_sixty_days() -> None:
