@@ -99,11 +99,22 @@ class _Judge:
     ) -> tuple[list[CandidateRecord], MarketWindows]:
         """Simulate study ``index`` on one market and judge its best trials at every study size."""
         seeds = study_seeds(seed=settings.seed, study=index)
-        name = study_label(planted_sharpe=planted_sharpe, study=index)
         windows = calibration_windows(
             seed=seeds.market, drift_per_vol=drift_per_vol, train_days=settings.train_days, edge=settings.edge
         )
-        snapshots = run_study(windows=windows, n_trials=settings.target_trials, seed=seeds.sampler, study_name=name)
+        records = self.market(
+            windows=windows, index=index, market=market, planted_sharpe=planted_sharpe, settings=settings,
+            sampler_seed=seeds.sampler,
+        )  # fmt: skip
+        return records, windows
+
+    def market(
+        self, *, windows: MarketWindows, index: int, market: MarketKind, planted_sharpe: float | None,
+        settings: CalibrationSettings, sampler_seed: int,
+    ) -> list[CandidateRecord]:
+        """One study's search on ``windows`` and its best trials judged at every study size."""
+        name = study_label(planted_sharpe=planted_sharpe, study=index)
+        snapshots = run_study(windows=windows, n_trials=settings.target_trials, seed=sampler_seed, study_name=name)
         scenarios = stress_scenarios_on(
             scenario_set=self.scenario_set, sam_sha256=self.sam_sha256, config=CgeScenarioConfig(), market_data=windows
         )
@@ -156,7 +167,7 @@ class _Judge:
                         ),
                     )
                 )
-        return records, windows
+        return records
 
 
 def _candidates(
@@ -206,6 +217,50 @@ class Simulation:
     windows: MarketWindows
     seconds: float
     cpu_seconds: float
+
+
+def judge_market(
+    *,
+    windows: MarketWindows,
+    policy: GatePolicy,
+    planted: bool = False,
+    settings: CalibrationSettings | None = None,
+    study: int = 0,
+) -> list[CandidateRecord]:
+    """Any market through the calibration: a study's Optuna search on ``windows``, and its best
+    trials (plus, when ``planted``, the planted strategy of ``settings.edge``) through every gate
+    and the deployment decision, as `run_calibration` judges its own markets.
+
+    So anyone can measure the gates on their own generator: build ``windows`` from simple
+    returns (`simulations.calibration.market_from_returns`) or from a price frame
+    (`simulations.market.split_windows`), judge many of them, and count: a null market whose
+    records include one that `simulations.calibration.record_passes` (stage ``chain`` or
+    ``promoted``) is a false positive; a planted market with none is a false negative.
+
+    Parameters
+    ----------
+    windows
+        The market's train, backtest and forward windows.
+    policy
+        The gate thresholds judged.
+    planted
+        Whether the market carries the planted edge (its planted strategy is judged too).
+    settings
+        Trial counts, candidates per study, seed and edge kind (default: the calibration's).
+    study
+        The study's index: its sampler seed derives from ``settings.seed`` and it.
+
+    Returns
+    -------
+    list[CandidateRecord]
+        One record per judged trial and study size.
+    """
+    settings = settings or CalibrationSettings()
+    return _new_judge(policy).market(
+        windows=windows, index=study, market="planted" if planted else "null",
+        planted_sharpe=settings.target_sharpe if planted else None, settings=settings,
+        sampler_seed=study_seeds(seed=settings.seed, study=study).sampler,
+    )  # fmt: skip
 
 
 def _new_judge(policy: GatePolicy) -> _Judge:

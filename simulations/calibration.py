@@ -326,9 +326,48 @@ def calibration_windows(
         volume), split by :func:`simulations.market.split_windows`.
     """
     n_days = train_days + DEFAULT_BACKTEST_DAYS + DEFAULT_FORWARD_DAYS
-    n = n_days * SYNTHETIC_BARS_PER_DAY
-    null, unit = market_components(seed=seed, n_bars=n, edge=edge)
-    close = _close(null + drift_per_vol * unit)
+    null, unit = market_components(seed=seed, n_bars=n_days * SYNTHETIC_BARS_PER_DAY, edge=edge)
+    return market_from_returns(simple_returns=null + drift_per_vol * unit, train_days=train_days)
+
+
+def market_from_returns(*, simple_returns: np.ndarray, train_days: int = DEFAULT_TRAIN_DAYS) -> MarketWindows:
+    """A market given by its per-bar simple returns, as hourly bars cut into the production windows.
+
+    The public way into the calibration for a market of one's own (see
+    ``pipeline_assets.calibration_assets.judge_market``); a price frame goes through
+    :func:`simulations.market.split_windows` instead.
+
+    Parameters
+    ----------
+    simple_returns
+        Simple returns per hourly bar (fractions, each > -1), oldest first; at least
+        ``train_days`` plus the production backtest and forward days of bars.
+    train_days
+        Calendar days of the train window; the backtest and forward windows have the
+        production lengths (``DEFAULT_BACKTEST_DAYS``, ``DEFAULT_FORWARD_DAYS``).
+
+    Returns
+    -------
+    MarketWindows
+        Closes compounded from ``SYNTHETIC_START_PRICE`` (open = previous close, high/low =
+        max/min of open and close, constant volume) from ``SYNTHETIC_START_ISO`` on.
+
+    Raises
+    ------
+    ConfigurationError
+        If a return is not finite or loses 100 % or more, or there are too few bars.
+    """
+    returns = np.asarray(simple_returns, dtype=np.float64)
+    needed = (train_days + DEFAULT_BACKTEST_DAYS + DEFAULT_FORWARD_DAYS) * SYNTHETIC_BARS_PER_DAY
+    if returns.ndim != 1 or returns.size < needed:
+        raise ConfigurationError(
+            f"a calibration market needs at least {needed} hourly returns ({train_days} train days plus the "
+            f"backtest and forward windows), got shape {returns.shape}"
+        )
+    if not np.all(np.isfinite(returns)):
+        raise ConfigurationError("a calibration market's returns must be finite")
+    n = returns.size
+    close = _close(returns)
     open_ = np.concatenate(([SYNTHETIC_START_PRICE], close[:-1]))
     start_us = (_START - _EPOCH) // dt.timedelta(microseconds=1)
     timestamps = start_us + np.arange(n, dtype=np.int64) * (SYNTHETIC_BAR_SECONDS * 1_000_000)

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import pytest
 
 from pipeline_assets.calibrate_command import calibrate_main
@@ -17,6 +18,7 @@ from pipeline_assets.calibration_assets import (
     GATE_CALIBRATION,
     Simulation,
     gate_calibration,
+    judge_market,
     simulate_studies,
 )
 from pipeline_assets.paper_stage import BrokerVenue
@@ -26,6 +28,9 @@ from resources.market_data import SyntheticMarketDataResource
 from resources.paper_broker import LocalPaperBrokerResource
 from simulations.calibration import (
     CalibrationSettings,
+    calibration_windows,
+    market_from_returns,
+    plant_edge,
     SweptThresholds,
     build_report,
     error_rates,
@@ -34,6 +39,7 @@ from simulations.calibration import (
     record_passes,
     study_seeds,
 )
+from simulations.constants import SYNTHETIC_START_PRICE
 from simulations.gates import GatePolicy
 from simulations.gauntlet import GauntletInputs, ReplayVenue, TrialCase, evaluate_paper
 from simulations.trial import TrialSnapshot
@@ -55,6 +61,25 @@ PROMOTE_ALL = GatePolicy.model_validate(
 @pytest.fixture(scope="module")
 def simulation() -> Simulation:
     return simulate_studies(settings=SMALL, policy=GatePolicy())
+
+
+def test_any_market_is_judged_as_the_calibration_judges_its_own(simulation: Simulation) -> None:
+    # The calibration's own planted market of study 1, given from outside as simple returns.
+    seeds = study_seeds(seed=SMALL.seed, study=1)
+    drift = plant_edge(sharpe=SMALL.target_sharpe).drift_per_vol
+    windows = calibration_windows(seed=seeds.market, drift_per_vol=drift, train_days=SMALL.train_days)
+    prices = np.concatenate([w.close for w in (windows.train, windows.backtest, windows.forward)])
+    returns = np.concatenate(([prices[0] / SYNTHETIC_START_PRICE - 1.0], prices[1:] / prices[:-1] - 1.0))
+    outside = market_from_returns(simple_returns=returns, train_days=SMALL.train_days)
+    np.testing.assert_allclose(outside.backtest.close, windows.backtest.close, rtol=1e-12)
+    records = judge_market(windows=outside, policy=GatePolicy(), planted=True, settings=SMALL, study=1)
+    expected = [r for r in simulation.records if r.study == 1 and r.market == "planted"]
+    # The same trials and verdicts (prices rebuilt from returns agree to rounding, the reasons' figures exactly).
+    def judged(rs):
+        return [(r.number, r.candidates, r.n_trials, {g: (v.passed, v.reason) for g, v in r.verdicts.items()}) for r in rs]
+
+    assert judged(records) == judged(expected)
+    assert any(r.candidates == "planted_strategy" for r in records)
 
 
 def test_a_calibration_is_deterministic_for_a_seed(simulation: Simulation) -> None:
