@@ -133,10 +133,11 @@ def render(report: CalibrationReport) -> list[str]:
     if report.track_record is not None:
         lines += ["", "Track record", f"  {report.track_record.statement}"]
     for edge in report.planted_edges:
+        follows = "hidden trend spells" if edge.edge == "trend" else "the previous bar's sign"
         lines.append(
-            f"  planted SR {edge.sharpe:g}: drift {edge.drift_per_vol:.4f} bar volatilities per bar on hidden trend "
-            f"spells; Sharpe standard error {edge.standard_error:.2f} over {edge.sample_years:g} years (seed "
-            f"{edge.sample_seed})"
+            f"  planted SR {edge.sharpe:g}: drift {edge.drift_per_vol:.4f} bar volatilities per bar following {follows} "
+            f"(planted rule: momentum lookback {edge.params['lookback']}); Sharpe standard error "
+            f"{edge.standard_error:.2f} over {edge.sample_years:g} years (seed {edge.sample_seed})"
         )
     lines += [
         "",
