@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 from unittest import mock
 
 import dagster as dg
@@ -24,6 +25,8 @@ from pipeline_assets.environment import Settings
 from pipeline_assets.partitions import trials_partitions_def
 from resources.registry import SqlDeploymentRegistryResource
 from sensors.optuna_trial_sensor import ATTEMPT_TAG
+
+T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -77,6 +80,72 @@ def wait_until(predicate: Callable[[], bool], *, timeout: float, interval: float
             return
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def wait_for_progress(
+    read: Callable[[], T],
+    done: Callable[[T], bool],
+    *,
+    what: str,
+    stall_s: float = 120.0,
+    cap_s: float = 900.0,
+    poll_s: float = 1.0,
+    diagnose: Callable[[], str] = lambda: "",
+) -> T:
+    """Poll ``read()`` until ``done``; fail only when its value stops changing for ``stall_s``.
+
+    The bound follows progress, not the clock: a slow machine that keeps moving (queued ->
+    started -> success) gets all the time it needs, up to ``cap_s``; a stuck one fails after
+    ``stall_s`` with every state it went through.
+    """
+    started = last_change = time.monotonic()
+    state = read()
+    seen = [state]
+    while not done(state):
+        now = time.monotonic()
+        if now - last_change > stall_s or now - started > cap_s:
+            raise AssertionError(
+                f"{what}: no progress for {now - last_change:.0f}s ({now - started:.0f}s in all);"
+                f" states seen: {seen}\n{diagnose()}"
+            )
+        time.sleep(poll_s)
+        new = read()
+        if new != state:
+            state, last_change = new, time.monotonic()
+            seen.append(state)
+    return state
+
+
+#: Trial assets whose materializations show a daemon's runs getting on with the work.
+_PROGRESS_ASSETS = ("optuna_trial", "backtest_results", "cge_stress_report", "paper_trading_grade", "deployment_record")
+
+
+def daemon_activity(instance: dg.DagsterInstance) -> tuple:
+    """What changes while the daemon works: every run's status and each trial asset's count."""
+    runs = tuple(sorted((r.dagster_run.run_id, r.dagster_run.status.value) for r in instance.get_run_records()))
+    return runs, tuple(len(instance.get_materialized_partitions(dg.AssetKey(a))) for a in _PROGRESS_ASSETS)
+
+
+def wait_while_the_daemon_works(
+    instance: dg.DagsterInstance,
+    done: Callable[[], bool],
+    *,
+    what: str,
+    stall_s: float = 150.0,
+    diagnose: Callable[[], str] = lambda: "",
+) -> None:
+    """Wait for ``done()`` for as long as runs start, finish or materialize something.
+
+    A loaded machine slows the daemon down and gets the time it needs; a stuck daemon (nothing
+    changes for ``stall_s``, which covers its start-up and its first sensor tick) fails.
+    """
+    wait_for_progress(
+        lambda: (done(), daemon_activity(instance)),
+        lambda state: state[0],
+        what=what,
+        stall_s=stall_s,
+        diagnose=diagnose,
+    )
 
 
 @pytest.fixture

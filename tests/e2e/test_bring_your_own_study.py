@@ -29,7 +29,7 @@ from pipeline_assets.dagster_private import FINISHED_STATUSES
 from pipeline_assets.partitions import trial_partition_key
 from pipeline_assets.run_command import run_main
 from simulations.market import generate_synthetic_market
-from tests.e2e.conftest import BIN, ROOT, stop_process, wait_until
+from tests.e2e.conftest import BIN, ROOT, stop_process, wait_while_the_daemon_works
 
 pytestmark = pytest.mark.e2e
 
@@ -231,9 +231,9 @@ def test_your_own_study_through_config_check_run_and_the_daemon(project: Project
 
     with _daemon(project), project.instance() as instance:
         try:
-            wait_until(lambda: second in _materialized(instance, "backtest_results"), timeout=150, what="the daemon")
+            wait_while_the_daemon_works(instance, lambda: second in _materialized(instance, "backtest_results"), what="the daemon")
             # Stopping the daemon stops its runs too: let the trial's run finish first.
-            wait_until(lambda: _trial_runs_finished(instance), timeout=60, what="the trial's run to finish")
+            wait_while_the_daemon_works(instance, lambda: _trial_runs_finished(instance), what="the trial's run to finish")
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n{_log(project)}") from exc
     with project.instance() as instance:

@@ -5,7 +5,7 @@ import pytest
 
 from pipeline_assets.dagster_private import FINISHED_STATUSES
 from tests.conftest import add_complete_trials
-from tests.e2e.conftest import stop_process, wait_until
+from tests.e2e.conftest import stop_process, wait_while_the_daemon_works
 
 pytestmark = pytest.mark.e2e
 
@@ -26,9 +26,9 @@ def test_daemon_takes_every_trial_through_the_gates_exactly_once(deployment):
     daemon = deployment.start_daemon()
     try:
         instance = deployment.instance()
-        wait_until(lambda: _settled(instance, 3), timeout=180, what="3 trials through the gates")
+        wait_while_the_daemon_works(instance, lambda: _settled(instance, 3), what="3 trials through the gates")
         add_complete_trials(deployment.optuna_url, "demo", [0.4, 0.5])
-        wait_until(lambda: _settled(instance, 5), timeout=180, what="5 trials through the gates")
+        wait_while_the_daemon_works(instance, lambda: _settled(instance, 5), what="5 trials through the gates")
         keys = {f"demo__t{i:08d}" for i in range(5)}
         assert instance.get_materialized_partitions(dg.AssetKey("optuna_trial")) == keys
         assert instance.get_materialized_partitions(dg.AssetKey("backtest_results")) == keys

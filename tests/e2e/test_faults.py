@@ -45,6 +45,7 @@ from tests.e2e.conftest import (
     stop_process,
     trial_runs,
     wait_until,
+    wait_while_the_daemon_works,
 )
 
 pytestmark = pytest.mark.e2e
@@ -135,9 +136,9 @@ def test_a_run_worker_killed_in_the_stress_test_fails_its_run_and_the_retry_comp
 
         wait_until(lambda: _status(instance, killed) in FINISHED_STATUSES, timeout=60, what="the killed run to end")
         assert _status(instance, killed) == dg.DagsterRunStatus.FAILURE, deployment.log("daemon")
-        wait_until(
+        wait_while_the_daemon_works(
+            instance,
             lambda: any(r.parent_run_id == killed for r in trial_runs(instance)) and _settled(instance, KILLED_RUN_TRIALS),
-            timeout=150,
             what="the automatic retry of the killed run to finish",
         )
     finally:
@@ -179,7 +180,7 @@ def test_sigterm_of_the_daemon_mid_run_loses_and_repeats_no_trial(deployment):
         add_complete_trials(deployment.optuna_url, STUDY, _values(4, start=14))  # while it is down
         daemon = deployment.start_daemon()
         instance = deployment.instance()
-        wait_until(lambda: _settled(instance, 18), timeout=120, what="18 trials after the restart")
+        wait_while_the_daemon_works(instance, lambda: _settled(instance, 18), what="18 trials after the restart")
     finally:
         stop_process(daemon)
     _assert_consistent(deployment, instance, 18)
@@ -200,7 +201,7 @@ def test_sigkill_of_the_daemon_mid_run_loses_and_repeats_no_trial(deployment):
             timeout=30,
             what=f"run {orphaned}, whose worker was killed with the daemon, to end",
         )
-        wait_until(lambda: _settled(instance, 18), timeout=90, what="18 trials after the restart")
+        wait_while_the_daemon_works(instance, lambda: _settled(instance, 18), what="18 trials after the restart")
     finally:
         stop_process(daemon)
     assert _status(instance, orphaned) == dg.DagsterRunStatus.FAILURE
@@ -271,7 +272,7 @@ def test_an_unreachable_optuna_storage_fails_ticks_visibly_and_loses_nothing(
         daemon = deployment.start_daemon()
         try:
             instance = deployment.instance()
-            wait_until(lambda: _settled(instance, 3), timeout=90, what="3 trials before the outage")
+            wait_while_the_daemon_works(instance, lambda: _settled(instance, 3), what="3 trials before the outage")
 
             _set_connect(pg_admin_engine, database, allowed=False)
             try:
@@ -282,7 +283,7 @@ def test_an_unreachable_optuna_storage_fails_ticks_visibly_and_loses_nothing(
                 _set_connect(pg_admin_engine, database, allowed=True)
             assert len(_materialized(instance, "optuna_trial")) == 3  # nothing processed while down
 
-            wait_until(lambda: _settled(instance, 6), timeout=90, what="the 3 trials written during the outage")
+            wait_while_the_daemon_works(instance, lambda: _settled(instance, 6), what="the 3 trials written during the outage")
         finally:
             stop_process(daemon)
 

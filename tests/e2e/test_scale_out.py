@@ -33,7 +33,7 @@ from scripts.up import dagster_pg_environment
 from sensors.optuna_trial_sensor import Owed, batch_run_requests
 from tests.conftest import add_complete_trials, require_service
 from tests.dagster_helpers import Ticker, execute_request, local_definitions, partitions
-from tests.e2e.conftest import BIN, ROOT, stop_process, wait_until
+from tests.e2e.conftest import BIN, ROOT, stop_process, wait_until, wait_while_the_daemon_works
 
 REDIS_URL = os.environ.get("GAUNTLET_TEST_REDIS_URL", "redis://127.0.0.1:6379")
 # Broker and results in Redis databases of their own; every broker key of a test carries a
@@ -338,7 +338,7 @@ def test_daemon_takes_trials_through_the_gates_with_every_store_on_postgres(prod
         return set(keys) <= done and bool(runs) and all(r.dagster_run.status in FINISHED_STATUSES for r in runs)
 
     try:
-        wait_until(settled, timeout=240, what="3 trials through the gates on PostgreSQL")
+        wait_while_the_daemon_works(instance, settled, what="3 trials through the gates on PostgreSQL")
         runs = instance.get_run_records(dg.RunsFilter(job_name="trial_job"))
         assert all(r.dagster_run.status == dg.DagsterRunStatus.SUCCESS for r in runs), production.log("daemon")
         assert check_verdicts(instance, keys)[("cge_gate", keys[0])] == "FAILED"

@@ -26,7 +26,7 @@ import dagster as dg
 import pytest
 
 from simulations.constants import DEFAULT_MARKET_SEED
-from tests.e2e.conftest import stop_process
+from tests.e2e.conftest import stop_process, wait_for_progress
 from tests.e2e.ui_support import (  # noqa: F401 - fixtures
     DEMO_TRIALS,
     GATES,
@@ -40,7 +40,6 @@ from tests.e2e.ui_support import (  # noqa: F401 - fixtures
     run_keys,
     screenshot,
     trial_keys,
-    wait_for_progress,
     webserver,
 )
 

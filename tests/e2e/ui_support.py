@@ -16,17 +16,15 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
 from tests.conftest import require_service
 from tests.e2e.conftest import BIN, ROOT, Deployment, stop_process
-
-T = TypeVar("T")
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -360,40 +358,6 @@ def trial_keys(instance: Any) -> list[str]:
     from pipeline_assets.partitions import trials_partitions_def
 
     return list(instance.get_dynamic_partitions(trials_partitions_def.name))
-
-
-def wait_for_progress(
-    read: Callable[[], T],
-    done: Callable[[T], bool],
-    *,
-    what: str,
-    stall_s: float = 120.0,
-    cap_s: float = 900.0,
-    poll_s: float = 1.0,
-    diagnose: Callable[[], str] = lambda: "",
-) -> T:
-    """Poll ``read()`` until ``done``; fail only when its value stops changing for ``stall_s``.
-
-    The bound follows progress, not the clock: a slow machine that keeps moving (queued ->
-    started -> success) gets all the time it needs, up to ``cap_s``; a stuck one fails after
-    ``stall_s`` with every state it went through.
-    """
-    started = last_change = time.monotonic()
-    state = read()
-    seen = [state]
-    while not done(state):
-        now = time.monotonic()
-        if now - last_change > stall_s or now - started > cap_s:
-            raise AssertionError(
-                f"{what}: no progress for {now - last_change:.0f}s ({now - started:.0f}s in all);"
-                f" states seen: {seen}\n{diagnose()}"
-            )
-        time.sleep(poll_s)
-        new = read()
-        if new != state:
-            state, last_change = new, time.monotonic()
-            seen.append(state)
-    return state
 
 
 def materialize_market_data(deployment: Deployment, seed: int) -> str:
