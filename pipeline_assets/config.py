@@ -44,7 +44,7 @@ from pydantic import (
     model_validator,
 )
 
-from pipeline_assets.trial_assets import MAX_TRIALS_PER_RUN
+from pipeline_assets.partitions import MAX_TRIALS_PER_RUN
 from resources.database import mask_url, url_has_secret
 from resources.gate_policy import GatePolicyResource
 from resources.notifier import GateAlerts

@@ -47,11 +47,16 @@ from pipeline_assets.dagster_private import (
 )
 from pipeline_assets.deployment_stage import DEPLOYMENT_RECORD
 from pipeline_assets.paper_stage import PAPER
-from pipeline_assets.partitions import parse_trial_partition_key, trial_partition_key, trials_partitions_def
+from pipeline_assets.partitions import (
+    MAX_TRIALS_PER_RUN,
+    parse_trial_partition_key,
+    trial_partition_key,
+    trials_partitions_def,
+)
 from pipeline_assets.run_command import DRY_RUN_TAG
 from pipeline_assets.shared_assets import SHARED_ASSET_KEYS
 from pipeline_assets.stage_table import GATE_CHECKS, PIPELINE_CODE_VERSION
-from pipeline_assets.trial_assets import MAX_TRIALS_PER_RUN, STUDY_TAG
+from pipeline_assets.trial_assets import STUDY_TAG
 from resources.optuna_study import StudyCursor, StudySourceResource
 from sensors.paper_session_sensor import in_flight_partitions
 from simulations.errors import PipelineError, TransientError

@@ -20,9 +20,9 @@ import pytest
 
 from pipeline_assets.dagster_private import DATA_VERSION_TAG
 from pipeline_assets.definitions import build_definitions
-from pipeline_assets.partitions import trial_partition_key
+from pipeline_assets.partitions import MAX_TRIALS_PER_RUN, trial_partition_key
 from pipeline_assets.shared_assets import MARKET_DATA, market_data
-from pipeline_assets.trial_assets import MAX_TRIALS_PER_RUN, trial_gauntlet
+from pipeline_assets.trial_assets import trial_gauntlet
 from resources.io_manager import ArtifactIOManager
 from resources.market_data import SyntheticMarketDataResource
 from resources.optuna_study import OptunaStudyResource
