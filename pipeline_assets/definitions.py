@@ -37,4 +37,8 @@ def build_definitions(
     )
 
 
-defs = build_definitions()
+@dg.definitions
+def defs() -> dg.Definitions:
+    """Gauntlet's definitions for the environment's configuration, built when Dagster loads the
+    code location (not when this module is imported), so importing it reads no configuration."""
+    return build_definitions()

@@ -1,6 +1,7 @@
 """Structural rules of DESIGN.md that must never silently erode."""
 
 import ast
+import os
 import re
 import subprocess
 import sys
@@ -8,9 +9,11 @@ from pathlib import Path
 
 import dagster as dg
 
-from pipeline_assets.definitions import defs
+from pipeline_assets.definitions import defs as load_definitions
 
 ROOT = Path(__file__).resolve().parent.parent
+#: The code location's definitions, built as Dagster builds them (the module only declares them).
+defs = load_definitions()
 PACKAGES = ["simulations", "resources", "pipeline_assets", "sensors", "gauntlet"]
 OPTUNA_BOUNDARY = "resources/optuna_study.py"
 # Imports point one way: simulations <- resources <- pipeline_assets <- sensors; definitions.py
@@ -96,6 +99,19 @@ def _private_dagster_imports(path: Path) -> list[str]:
         if any(m.startswith("dagster._") or m.split(".")[0] == "dagster_shared" for m in modules):
             private.append(f"{path.relative_to(ROOT)}:{node.lineno} imports {modules[0]}")
     return private
+
+
+def test_importing_the_definitions_reads_no_configuration():
+    """The code location's definitions are built when Dagster loads them, not at import."""
+    probe = (
+        "import pipeline_assets.definitions as d\n"
+        "from simulations.errors import ConfigurationError\n"
+        "try:\n    d.defs()\nexcept ConfigurationError as exc:\n    assert 'no such file' in str(exc), exc\n"
+        "else:\n    raise AssertionError('built with a missing configuration file')\n"
+    )
+    env = {**os.environ, "GAUNTLET_CONFIG": str(ROOT / "missing" / "gauntlet.yaml")}
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
 
 
 def test_the_command_line_parses_before_importing_dagster():
