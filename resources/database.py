@@ -7,16 +7,14 @@ failing at once (``busy_timeout``) and use WAL so readers never block the writer
 from __future__ import annotations
 
 import re
-import threading
 
 import sqlalchemy as sa
 import sqlalchemy.exc
 from sqlalchemy.engine import URL, make_url
 
+from resources.process_cache import ENGINES
 from simulations.errors import PipelineError, StorageCorruptError, StorageUnavailableError
 
-_ENGINES: dict[str, sa.Engine] = {}
-_LOCK = threading.Lock()
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
@@ -103,16 +101,15 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 
 def engine_for(url: str) -> sa.Engine:
     """One engine per URL per process (pooled connections survive between calls)."""
-    with _LOCK:
-        engine = _ENGINES.get(url)
-        if engine is None:
-            if url.startswith("sqlite"):
-                engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
-                sa.event.listen(engine, "connect", _sqlite_pragmas)
-            else:
-                engine = sa.create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 5})
-            _ENGINES[url] = engine
-        return engine
+
+    def create() -> sa.Engine:
+        if url.startswith("sqlite"):
+            engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+            sa.event.listen(engine, "connect", _sqlite_pragmas)
+            return engine
+        return sa.create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 5})
+
+    return ENGINES.get(url, create)
 
 
 def translate_db_error(exc: BaseException, *, what: str, url: str) -> PipelineError:

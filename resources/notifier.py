@@ -35,6 +35,7 @@ from typing import IO, Any, Literal
 import dagster as dg
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue
 
+from resources.process_cache import ALERT_LEDGERS
 from simulations.errors import ConfigurationError, TransientError
 
 AlertKind = Literal["gate_failed", "gates_failed", "run_failed"]
@@ -221,18 +222,10 @@ class _LedgerTransaction:
         ledger._keys.add((channel, key))
 
 
-_LEDGERS: dict[Path, _Ledger] = {}
-_LEDGERS_LOCK = threading.Lock()
-
-
 def _ledger(path: str) -> _Ledger:
     """The one cached ledger of ``path`` in this process (resources are rebuilt every tick)."""
     resolved = Path(path).expanduser().resolve()
-    with _LEDGERS_LOCK:
-        ledger = _LEDGERS.get(resolved)
-        if ledger is None:
-            ledger = _LEDGERS[resolved] = _Ledger(resolved)
-        return ledger
+    return ALERT_LEDGERS.get(resolved, lambda: _Ledger(resolved))
 
 
 class NotifierResource(dg.ConfigurableResource, abc.ABC):

@@ -19,7 +19,6 @@ import contextlib
 import datetime as dt
 import math
 import sqlite3
-import threading
 import urllib.parse
 from collections.abc import Iterable, Sequence
 from functools import partial
@@ -38,6 +37,7 @@ from optuna.trial import FrozenTrial, TrialState as OptunaTrialState
 from pydantic import BaseModel, ConfigDict, Field
 
 from resources.database import mask_url, parse_url, redact
+from resources.process_cache import OPTUNA_STORAGES
 from simulations.errors import (
     ConfigurationError,
     PipelineError,
@@ -50,10 +50,6 @@ from simulations.trial import TrialSnapshot, TrialState
 
 JOURNAL_PREFIX = "journal:"
 
-#: Storage objects are kept per process: RDBStorage creates its schema check and engine once,
-#: and a sensor's code server lives across ticks.
-_STORAGES: dict[str, BaseStorage] = {}
-_STORAGES_LOCK = threading.Lock()
 
 _FINAL_STATES = {OptunaTrialState.COMPLETE, OptunaTrialState.PRUNED, OptunaTrialState.FAIL}
 
@@ -147,12 +143,9 @@ class OptunaStudyResource(StudySourceResource):
 
     # -- storage access -------------------------------------------------------------------
     def _storage(self) -> BaseStorage:
-        with _STORAGES_LOCK:
-            storage = _STORAGES.get(self.storage_url)
-            if storage is None:
-                storage = self._open()
-                _STORAGES[self.storage_url] = storage
-            return storage
+        # Kept per process: RDBStorage checks its schema and builds its engine once, and a
+        # sensor's code server lives across ticks.
+        return OPTUNA_STORAGES.get(self.storage_url, self._open)
 
     def _open(self) -> BaseStorage:
         url = self.storage_url

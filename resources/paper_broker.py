@@ -25,7 +25,6 @@ from __future__ import annotations
 import abc
 import datetime as dt
 import json
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -41,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from resources.database import engine_for, translate_db_error
 from resources.market_data import MarketDataResource
+from resources.process_cache import SCHEMAS_READY
 from simulations.constants import DEFAULT_PAPER_CLOCK_SPEED, SECONDS_PER_DAY
 from simulations.errors import ConfigurationError, PaperTradingError, PipelineError
 from simulations.market import MarketWindow, MarketWindows
@@ -277,8 +277,6 @@ class PaperBrokerResource(dg.ConfigurableResource, abc.ABC):
         """
 
 
-_SCHEMA_READY: set[str] = set()
-_SCHEMA_LOCK = threading.Lock()
 
 
 def _to_us(moment: dt.datetime) -> int:
@@ -381,30 +379,30 @@ class LocalPaperBrokerResource(PaperBrokerResource):
 
     def _engine(self) -> sa.Engine:
         engine = engine_for(self.database_url)
-        with _SCHEMA_LOCK:
-            if self.database_url in _SCHEMA_READY:
-                return engine
-            try:
-                PAPER_METADATA.create_all(engine)
-            except sqlalchemy.exc.SQLAlchemyError as exc:
-                # Another process may have created the tables between our check and create.
-                try:
-                    present = set(sa.inspect(engine).get_table_names())
-                except sqlalchemy.exc.SQLAlchemyError as inspect_exc:
-                    raise translate_db_error(inspect_exc, what="paper broker", url=self.database_url) from exc
-                if not set(PAPER_METADATA.tables) <= present:
-                    raise translate_db_error(exc, what="paper broker", url=self.database_url) from exc
-            try:
-                with engine.begin() as conn:
-                    # Earlier versions ended a session as 'completed' once its fixed forward
-                    # window ran out; the window is open-ended now, so such a session goes on.
-                    conn.execute(
-                        sa.update(paper_sessions).where(paper_sessions.c.status == "completed").values(status="running")
-                    )
-            except sqlalchemy.exc.SQLAlchemyError as exc:
-                raise translate_db_error(exc, what="paper broker", url=self.database_url) from exc
-            _SCHEMA_READY.add(self.database_url)
+        SCHEMAS_READY.get(("paper broker", self.database_url), lambda: self._create_schema(engine))
         return engine
+
+    def _create_schema(self, engine: sa.Engine) -> bool:
+        try:
+            PAPER_METADATA.create_all(engine)
+        except sqlalchemy.exc.SQLAlchemyError as exc:
+            # Another process may have created the tables between our check and create.
+            try:
+                present = set(sa.inspect(engine).get_table_names())
+            except sqlalchemy.exc.SQLAlchemyError as inspect_exc:
+                raise translate_db_error(inspect_exc, what="paper broker", url=self.database_url) from exc
+            if not set(PAPER_METADATA.tables) <= present:
+                raise translate_db_error(exc, what="paper broker", url=self.database_url) from exc
+        try:
+            with engine.begin() as conn:
+                # Earlier versions ended a session as 'completed' once its fixed forward
+                # window ran out; the window is open-ended now, so such a session goes on.
+                conn.execute(
+                    sa.update(paper_sessions).where(paper_sessions.c.status == "completed").values(status="running")
+                )
+        except sqlalchemy.exc.SQLAlchemyError as exc:
+            raise translate_db_error(exc, what="paper broker", url=self.database_url) from exc
+        return True
 
     def _now(self) -> dt.datetime:
         return _aware(self.now(), "now()")

@@ -68,7 +68,6 @@ import datetime as dt
 import hashlib
 import json
 import re
-import threading
 from collections.abc import Iterator
 from typing import Any, Literal
 
@@ -78,6 +77,7 @@ import sqlalchemy.exc
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from resources.database import engine_for, mask_url, translate_db_error
+from resources.process_cache import SCHEMAS_READY
 from simulations.constants import DEFAULT_LIVE_CAPACITY
 from simulations.deployment import (
     DECISION_KINDS,
@@ -194,8 +194,6 @@ controls_log_table = sa.Table(
 )
 
 #: Databases whose schema this process has already created or checked.
-_READY: set[str] = set()
-_READY_LOCK = threading.Lock()
 
 
 class _Frozen(BaseModel):
@@ -484,11 +482,13 @@ class SqlDeploymentRegistryResource(DeploymentRegistryResource):
         if backend == "sqlite" and url.database in {None, "", ":memory:"}:
             raise ConfigurationError("the registry needs a SQLite file (sqlite:///path.db), not an in-memory database")
         engine = engine_for(self.database_url)
-        with _READY_LOCK:
-            if self.database_url not in _READY:
-                with self._transaction(engine, setup=True) as conn:
-                    self._create_schema(conn)
-                _READY.add(self.database_url)
+
+        def create_schema() -> bool:
+            with self._transaction(engine, setup=True) as conn:
+                self._create_schema(conn)
+            return True
+
+        SCHEMAS_READY.get(("registry", self.database_url), create_schema)
         return engine
 
     @contextlib.contextmanager

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from resources import notifier as notifier_module
 from resources.notifier import (
     Alert,
     AlertDeliveryError,
@@ -23,6 +22,7 @@ from resources.notifier import (
     JsonLinesNotifierResource,
     WebhookNotifierResource,
 )
+from resources.process_cache import ALERT_LEDGERS
 from simulations.errors import ConfigurationError, TransientError
 
 
@@ -46,7 +46,7 @@ def _lines(path: Path) -> list[dict]:
 
 def _forget_ledgers() -> None:
     """What a process restart does to the per-process ledger cache."""
-    notifier_module._LEDGERS.clear()
+    ALERT_LEDGERS.clear()
 
 
 @pytest.fixture(autouse=True)
