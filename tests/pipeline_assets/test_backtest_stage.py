@@ -10,7 +10,7 @@ from pipeline_assets.trial_assets import trial_gauntlet
 from resources.artifacts import LocalArtifactStoreResource
 from resources.gate_policy import GatePolicyResource
 from tests.conftest import add_complete_trials
-from tests.dagster_helpers import Ticker, execute_request, local_definitions, local_resources, materialized
+from tests.dagster_helpers import Ticker, local_definitions, local_resources, materialized
 
 GOOD = {"lookback": 240, "vol_lookback": 168, "target_bar_vol": 0.003}
 

@@ -20,8 +20,6 @@ import textwrap
 import time
 from pathlib import Path
 
-import pytest
-
 from resources.artifacts import STALE_TEMP_SECONDS, LocalArtifactStoreResource
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,7 +10,7 @@ import pytest
 
 from simulations.cge.model import calibrate
 from simulations.cge.sam import hosoe_sam
-from simulations.cge.scenarios import draw_scenarios, scenario_paths, solve_scenarios
+from simulations.cge.scenarios import draw_scenarios, solve_scenarios
 from simulations.deployment import GATE_ORDER as DEPLOYMENT_GATES
 from simulations.errors import TrialDataError
 from simulations.gates import GatePolicy
