@@ -57,8 +57,9 @@ Stage = str
 STAGES: tuple[str, ...] = trial_stage_labels()
 Verdict = Literal["passed", "failed", "not_evaluated", "running"]
 
-#: Longest error message kept per trial (the UI has the traceback).
-MAX_ERROR_CHARS = 500
+#: Longest error message kept per trial: the whole cause of any typed error (its field and
+#: value included); the UI has the traceback.
+MAX_ERROR_CHARS = 4_000
 #: Failed gate executions read per query when explaining rejections.
 _EXECUTIONS_PER_PAGE = 1_000
 
