@@ -192,7 +192,9 @@ def gate_alert(record: AssetCheckExecutionRecord) -> Alert:
         "record_id": record.id,
         **{name: _metadata_json(metadata[name]) for name in ("verdict", "phase", "grade") if name in metadata},
     }
-    if "thresholds" in metadata:
+    if "failed_thresholds" in metadata:  # the numbers themselves
+        details["failed_thresholds"] = _metadata_json(metadata["failed_thresholds"])
+    elif "thresholds" in metadata:  # evaluations recorded before the numbers were
         rows = _metadata_json(metadata["thresholds"])
         details["failed_thresholds"] = [r for r in rows if isinstance(r, dict) and r.get("verdict") == "FAIL"]
     return Alert(
