@@ -205,7 +205,7 @@ def _gauntlet_status_seconds(n_trials: int = 10_000, repeats: int = 5) -> float:
     from pipeline_assets.environment import REPO_ROOT, Settings, build_resources
     from pipeline_assets.errors import fail_for
     from pipeline_assets.partitions import MAX_TRIALS_PER_RUN, parse_trial_partition_key, trials_partitions_def
-    from pipeline_assets.status import TRIAL_ASSET_KEYS
+    from gauntlet.status import TRIAL_ASSET_KEYS
 
     BACKTEST_GATE, CGE_GATE, PAPER_GATE = GATE_CHECKS
     from pipeline_assets.trial_assets import trial_gauntlet

@@ -1,1 +1,1 @@
-"""The operator's application: the `gauntlet` command line (its heavy commands run in `pipeline_assets.cli`)."""
+"""The operator's application: the `gauntlet` command line (its heavy commands run in `gauntlet.commands`)."""

@@ -16,7 +16,7 @@ gauntlet.yaml to use; when none is named, a stderr line says the demo configurat
 
 This module is the command line itself: the argument tree, parsed before anything heavy is
 imported, so ``gauntlet --help`` and a usage error answer at once. A parsed command runs in
-`pipeline_assets.cli`, which opens the Dagster instance of ``$DAGSTER_HOME`` and builds the
+`gauntlet.commands`, which opens the Dagster instance of ``$DAGSTER_HOME`` and builds the
 resources with ``build_resources(Settings.from_environ())``, exactly as the definitions do.
 Exit status: 0 on success, 1 when a command fails with a typed `PipelineError` (printed on
 stderr) or when ``health`` finds something unhealthy, 2 on a usage error.
@@ -165,7 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             # returning the status keeps main() callable in process, like every other outcome.
             return int(exc.code or 0)
     # Imported only now: the commands need Dagster, the stage table and the resources.
-    from pipeline_assets.cli import run_command
+    from gauntlet.commands import run_command
 
     return run_command(rest, args, config=config)
 

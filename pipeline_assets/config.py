@@ -15,17 +15,14 @@ the Dagster UI shows it as the code location's error.
 Secrets never appear in the file. A location that may hold credentials (the Optuna storage,
 Gauntlet's database, the alert webhook) is a literal without a password or a whole ``${VAR}``
 reference; the resources read a reference through ``dg.EnvVar("VAR")`` when a run starts, and
-loading checks only that ``VAR`` is set. ``gauntlet config check`` (`config_main`) runs the same
+loading checks only that ``VAR`` is set. ``gauntlet config check`` (`gauntlet.config_check`) runs the same
 validation and prints the effective configuration with secrets masked.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import re
-import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -64,7 +61,7 @@ from simulations.constants import (
     DEFAULT_TRAIN_DAYS,
 )
 from simulations.deployment import AtCapacity, RankingMetric
-from simulations.errors import ConfigurationError, MarketDataError, TrialDataError
+from simulations.errors import ConfigurationError, TrialDataError
 from simulations.gates import GatePolicy
 from simulations.market import WindowDates
 from simulations.schema import unknown_key_message
@@ -80,8 +77,6 @@ DEFAULT_HOME = ".gauntlet"
 #: of its builder); a test keeps the two equal.
 DEFAULT_SENSOR_INTERVAL_SECONDS = 15
 
-EXIT_OK = 0
-EXIT_INVALID = 1
 
 _REFERENCE = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -706,7 +701,7 @@ def load_config(environ: Mapping[str, str] | None = None, *, import_plugins: boo
     return loaded
 
 
-# --------------------------------------------------------------------------- config check
+# --------------------------------------------------------------------------- as it applies
 def effective_config(loaded: LoadedConfig, environ: Mapping[str, str]) -> dict[str, Any]:
     """The configuration as it applies, as plain data: secrets masked, references explained."""
     data = loaded.config.model_dump(mode="json")
@@ -722,64 +717,3 @@ def effective_config(loaded: LoadedConfig, environ: Mapping[str, str]) -> dict[s
         shown = "***" if key in SECRET_KEYS else environ.get(name, "")
         _set(data, key, f"{shown} (from ${{{name}}})")
     return data
-
-
-def _invalid(as_json: bool, problems: list[str]) -> int:
-    if as_json:
-        print(json.dumps({"valid": False, "problems": problems}))
-    else:
-        print("gauntlet config check: the configuration is invalid", file=sys.stderr)
-        print("\n".join(problems), file=sys.stderr)
-    return EXIT_INVALID
-
-
-def _check(as_json: bool) -> int:
-    environ = dict(os.environ)
-    try:
-        loaded = load_config(environ)
-    except ConfigurationError as exc:
-        return _invalid(as_json, exc.cause.splitlines())
-    # Imported here: the windows read model builds the market resource with
-    # pipeline_assets.environment, which imports this module.
-    from pipeline_assets.windows import configured_windows, windows_payload
-
-    try:
-        # The data as market_data would load it: columns, calendar gaps, window fit, bars per window.
-        windows = configured_windows(loaded.config)
-    except (MarketDataError, ConfigurationError) as exc:
-        return _invalid(as_json, [f"market data: {exc.cause}"])
-    data = effective_config(loaded, environ)
-    source = str(loaded.path) if loaded.path else "built-in defaults (no gauntlet.yaml)"
-    overrides = {variable: key for key, variable in loaded.overrides.items()}
-    if as_json:
-        payload = windows_payload(loaded.config.optuna.studies, windows)
-        print(json.dumps({"valid": True, "file": source, "overrides": overrides, "config": data, "windows": payload}))
-        return EXIT_OK
-    print(f"# gauntlet config check: valid\n# file: {source}")
-    if overrides:
-        print("# overridden by: " + ", ".join(f"{variable} ({key})" for variable, key in overrides.items()))
-    print(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), end="")
-    print("\n".join(f"# {line}" for line in ["windows (every study):", *windows.lines()]))
-    return EXIT_OK
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gauntlet config", description="Gauntlet's configuration (gauntlet.yaml).")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    check = commands.add_parser(
-        "check",
-        help="validate the configuration and print it as it applies, secrets masked; exit 1 if invalid",
-    )
-    check.add_argument("--json", action="store_true", help="print one JSON document instead of YAML")
-    return parser
-
-
-def config_main(argv: Sequence[str] | None = None) -> int:
-    """``gauntlet config check [--json]``; returns the exit status."""
-    try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as exc:
-        # argparse exits on --help (0) and usage errors (2, already printed); returning the
-        # status keeps this callable in process like every other outcome.
-        return int(exc.code or 0)
-    return _check(args.json)

@@ -46,6 +46,9 @@ from simulations.stress import StressScenarios
 warnings.filterwarnings("ignore", message="Specifying a partitions_def on an AssetCheckSpec", category=dg.PreviewWarning)
 
 STUDY_TAG = "gauntlet/study"
+#: On a run whose deployment decision is a dry run (`gauntlet run --dry-run`): the trial
+#: sensor still owes such a trial its real decision.
+DRY_RUN_TAG = "gauntlet/dry_run"
 
 
 @dg.multi_asset(

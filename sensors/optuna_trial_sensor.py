@@ -53,10 +53,9 @@ from pipeline_assets.partitions import (
     trial_partition_key,
     trials_partitions_def,
 )
-from pipeline_assets.run_command import DRY_RUN_TAG
 from pipeline_assets.shared_assets import SHARED_ASSET_KEYS
 from pipeline_assets.stage_table import GATE_CHECKS, PIPELINE_CODE_VERSION
-from pipeline_assets.trial_assets import STUDY_TAG
+from pipeline_assets.trial_assets import DRY_RUN_TAG, STUDY_TAG
 from resources.optuna_study import StudyCursor, StudySourceResource
 from sensors.paper_session_sensor import in_flight_partitions
 from simulations.errors import PipelineError, TransientError

@@ -24,10 +24,10 @@ import optuna
 import pytest
 import yaml
 
-from pipeline_assets.config import config_main
+from gauntlet.config_check import config_main
 from pipeline_assets.dagster_private import FINISHED_STATUSES
 from pipeline_assets.partitions import trial_partition_key
-from pipeline_assets.run_command import run_main
+from gauntlet.run import run_main
 from simulations.market import generate_synthetic_market
 from tests.e2e.conftest import BIN, ROOT, stop_process, wait_while_the_daemon_works
 

@@ -13,7 +13,7 @@ import dagster as dg
 import numpy as np
 import pytest
 
-from pipeline_assets.calibrate_command import calibrate_main
+from gauntlet.calibrate import calibrate_main
 from pipeline_assets.calibration_assets import (
     GATE_CALIBRATION,
     Simulation,

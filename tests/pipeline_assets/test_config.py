@@ -17,7 +17,8 @@ import pytest
 import yaml
 
 from pipeline_assets import config
-from pipeline_assets.config import DEFAULT_CONFIG_PATH, GauntletConfig, config_main, load_config
+from gauntlet.config_check import config_main
+from pipeline_assets.config import DEFAULT_CONFIG_PATH, GauntletConfig, load_config
 from pipeline_assets.environment import Settings, build_resources
 from resources.gate_policy import GatePolicyResource
 from sensors.optuna_trial_sensor import DEFAULT_INTERVAL_SECONDS

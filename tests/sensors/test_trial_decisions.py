@@ -23,7 +23,8 @@ from pipeline_assets.dagster_private import (
     UserFailureData,
     create_run_for_test,
 )
-from pipeline_assets.run_command import DRY_RUN_TAG, SOURCE, SOURCE_TAG
+from gauntlet.run import SOURCE, SOURCE_TAG
+from pipeline_assets.trial_assets import DRY_RUN_TAG
 from tests.conftest import add_complete_trials
 from tests.dagster_helpers import Ticker, demo_gate_policy, local_definitions, materialize_shared, partitions
 

@@ -20,8 +20,9 @@ from typing import Any
 import dagster as dg
 import sqlalchemy.exc
 
-from pipeline_assets.calibrate_command import calibrate_main
-from pipeline_assets.config import CONFIG_ENV, DEFAULT_CONFIG_PATH, config_main, config_path
+from gauntlet.calibrate import calibrate_main
+from gauntlet.config_check import config_main
+from pipeline_assets.config import CONFIG_ENV, DEFAULT_CONFIG_PATH, config_path
 from pipeline_assets.dagster_private import (
     DEFAULT_HEARTBEAT_INTERVAL_SECONDS,
     DEFAULT_SENSOR_DAEMON_INTERVAL,
@@ -35,8 +36,8 @@ from pipeline_assets.dagster_private import (
 )
 from pipeline_assets.environment import Settings, build_resources
 from pipeline_assets.partitions import study_key_prefix
-from pipeline_assets.run_command import run_main
-from pipeline_assets.status import (
+from gauntlet.run import run_main
+from gauntlet.status import (
     STAGES,
     TRIAL_ASSET_KEYS,
     StatusReport,
@@ -44,7 +45,7 @@ from pipeline_assets.status import (
     read_status,
 )
 from pipeline_assets.trial_assets import STUDY_TAG
-from pipeline_assets.windows import read_windows, windows_payload
+from gauntlet.windows import read_windows, windows_payload
 from resources.database import translate_db_error
 from resources.registry import ControlState, DecisionRecord
 from sensors.all_sensors import build_sensors

@@ -22,7 +22,7 @@ import pytest
 import sqlalchemy as sa
 
 from gauntlet.cli import main
-from pipeline_assets.cli import DAEMON_HEARTBEAT_SLACK_SECONDS
+from gauntlet.commands import DAEMON_HEARTBEAT_SLACK_SECONDS
 from pipeline_assets.dagster_private import (
     BACKFILL_ID_TAG,
     DEFAULT_HEARTBEAT_INTERVAL_SECONDS,
@@ -31,7 +31,7 @@ from pipeline_assets.dagster_private import (
 )
 from pipeline_assets.environment import Settings, build_resources
 from pipeline_assets.shared_assets import MARKET_DATA, recorded_window_dates
-from pipeline_assets.status import attribute_failure, run_partitions
+from gauntlet.status import attribute_failure, run_partitions
 from resources.database import engine_for
 from tests.conftest import add_complete_trials
 from tests.dagster_helpers import Ticker, demo_gate_policy, local_definitions, write_demo_gate_policy

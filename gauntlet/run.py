@@ -35,7 +35,7 @@ from pipeline_assets.partitions import trial_partition_key, trials_partitions_de
 from pipeline_assets.shared_assets import MARKET_SOURCE, SHARED_ASSET_KEYS
 from pipeline_assets.optuna_trial_stage import OPTUNA_TRIAL
 from pipeline_assets.stage_table import GATE_CHECKS, TRIAL_ASSET_KEYS
-from pipeline_assets.trial_assets import STUDY_TAG
+from pipeline_assets.trial_assets import DRY_RUN_TAG, STUDY_TAG
 from resources.optuna_study import StudyCursor, StudySourceResource
 from simulations.errors import ConfigurationError, PipelineError
 
@@ -50,10 +50,9 @@ EXIT_FAILED = 1
 STAGES: tuple[dg.AssetKey, ...] = TRIAL_ASSET_KEYS
 STAGE_NAMES: tuple[str, ...] = tuple(key.to_user_string() for key in STAGES)
 
-#: Tags on the runs this command starts: that it did, and whether deployment was a dry run.
+#: Tag on the runs this command starts: that it did.
 SOURCE_TAG = "gauntlet/source"
 SOURCE = "gauntlet run"
-DRY_RUN_TAG = "gauntlet/dry_run"
 
 #: Dagster's console logger would print every event; this command prints its own lines, and
 #: every event is still recorded in the instance for the UI.
