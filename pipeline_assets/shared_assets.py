@@ -13,6 +13,7 @@ from pipeline_assets.plots import bars_png, price_windows_png
 from resources.market_data import MarketDataResource
 from simulations.cge.model import calibrate
 from simulations.cge.sam import hosoe_sam, read_sam
+from simulations import metrics
 from simulations.cge.scenarios import ScenarioSet, draw_scenarios, solve_scenarios
 from simulations.constants import CGE_PATH_SEED, CGE_SCENARIO_SEED, N_CGE_SCENARIOS, STRESS_WARMUP_BARS
 from simulations.market import MarketWindows, WindowDates
@@ -87,16 +88,15 @@ def versioned_by_configuration(assets: dg.AssetsDefinition, market: MarketDataRe
     return assets.map_asset_specs(lambda spec: spec.replace_attributes(code_version=market.config_version()))
 
 
-def _annual_volatility(close: np.ndarray, periods_per_year: float) -> np.ndarray | float:
-    """Realised annualised volatility of log returns along the last axis (per square-root year)."""
-    return np.std(np.diff(np.log(close), axis=-1), axis=-1, ddof=1) * np.sqrt(periods_per_year)
+def _volatility(close: np.ndarray, periods_per_year: float) -> np.ndarray | float:
+    """Realised annualised volatility of the log returns of ``close`` along its last axis."""
+    return metrics.annualised_volatility(returns=np.diff(np.log(close), axis=-1), periods_per_year=periods_per_year)
 
 
 def window_rows(windows: MarketWindows) -> list[dict[str, object]]:
     """One summary row per window (dates, bars, return, volatility, hash)."""
     rows = []
     for window in (windows.train, windows.backtest, windows.forward):
-        returns = np.diff(np.log(window.close))
         rows.append(
             {
                 "window": window.name,
@@ -104,7 +104,7 @@ def window_rows(windows: MarketWindows) -> list[dict[str, object]]:
                 "end": window.end.isoformat(),
                 "bars": window.n_bars,
                 "total_return": float(window.close[-1] / window.close[0] - 1),
-                "annualised_vol": float(returns.std(ddof=1) * np.sqrt(window.periods_per_year)),
+                "annualised_vol": float(_volatility(window.close, window.periods_per_year)),
                 "sha256": window.sha256[:16],
             }
         )
@@ -238,10 +238,8 @@ def cge_scenarios(
             "sam_sha256": bundle.sam_sha256,
             "seeds": f"scenarios {config.scenario_seed}, paths {config.path_seed}",
             "path_bars": window.n_bars,
-            "instrument_volatility": number(float(_annual_volatility(window.close, window.periods_per_year)), digits=4),
-            "median_path_volatility": number(
-                float(np.median(_annual_volatility(paths, window.periods_per_year))), digits=4
-            ),
+            "instrument_volatility": number(float(_volatility(window.close, window.periods_per_year)), digits=4),
+            "median_path_volatility": number(float(np.median(_volatility(paths, window.periods_per_year))), digits=4),
             "regimes_first_20": records_table(
                 table.select(shown).head(20).to_dicts(),
                 [

@@ -212,10 +212,12 @@ def test_calibrate_command_prints_and_writes_the_report(
     printed = json.loads(capsys.readouterr().out)
     assert json.loads(out.read_text()) == printed
     assert printed["settings"]["seed"] == 3 and printed["studies"] == 4
-    assert calibrate_main(argv) == 0
+    assert calibrate_main([*argv, "--edge", "autocorrelation"]) == 0
     text = capsys.readouterr().out
     for heading in ("False positives", "False negatives", "Which gate stops", "Track record", "s per simulated study"):
         assert heading in text
+    assert "planted SR 2 autocorrelation" in text and "following the previous bar's sign" in text
+    assert "(planted rule: momentum lookback 1)" in text
 
 
 @pytest.mark.parametrize(

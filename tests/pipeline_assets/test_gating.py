@@ -52,6 +52,22 @@ def test_failing_gate_one_stops_that_trial_only_in_a_batch(optuna_url, tmp_path,
     assert set(_check_results(instance, "cge_gate")) == {KEYS[0], KEYS[2]}
 
 
+def test_the_stress_assets_show_the_instrument_and_the_drawdown_relative_to_holding_it(optuna_url, tmp_path, instance):
+    add_complete_trials(optuna_url, "demo", [0.1], params=[GOOD])
+    Ticker(local_definitions(optuna_url, tmp_path), instance).tick_until_idle()
+    scenarios = instance.get_latest_materialization_event(dg.AssetKey("cge_scenarios")).asset_materialization.metadata
+    instrument = scenarios["instrument_volatility"].value
+    # The 200 paths centre on the instrument's own realised volatility (README, "Stress on the instrument").
+    assert scenarios["median_path_volatility"].value == pytest.approx(instrument, rel=0.15)
+    market = instance.get_latest_materialization_event(dg.AssetKey("market_data")).asset_materialization
+    windows = {row.data["window"]: row.data for row in market.metadata["windows"].value.records}
+    assert float(windows["backtest"]["annualised_vol"]) == pytest.approx(instrument, rel=1e-3)
+    report = instance.get_latest_materialization_event(dg.AssetKey("cge_stress_report")).asset_materialization
+    measures = {row.data["measure"]: row.data for row in report.metadata["summary"].value.records}
+    assert {"buy_hold_median_max_drawdown", "median_drawdown_multiple"} <= set(measures)
+    assert report.metadata["median_drawdown_multiple"].value > 0
+
+
 def test_batched_and_one_per_run_outcomes_are_identical(optuna_url, tmp_path, instance):
     add_complete_trials(optuna_url, "demo", [0.1, 0.2, 0.3], params=[FAST, SLOW, GOOD])
     batched = Ticker(local_definitions(optuna_url, tmp_path / "a", gate_policy=MIN_100_TRADES), instance)
