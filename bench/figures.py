@@ -17,16 +17,17 @@ def _sensor_tick_ms(n_trials: int, n_new: int = 10, repeats: int = 5) -> float:
     import dagster as dg
 
     from pipeline_assets.definitions import build_definitions
-    from pipeline_assets.environment import Settings, build_resources
+    from pipeline_assets.config import GauntletConfig
+    from pipeline_assets.environment import build_resources
     from resources.optuna_study import OptunaStudyResource, StudyCursor
     from sensors.optuna_trial_sensor import SensorCursor, encode_cursor
 
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{Path(tmp) / 'optuna.db'}"
         watermark = bulk_study(url, "bench", n_trials) - n_new
-        settings = Settings(home=Path(tmp))
-        resources = {**build_resources(settings), "optuna_study": OptunaStudyResource(storage_url=url)}
-        defs = build_definitions(settings=settings, resources=resources)
+        config = GauntletConfig(home=Path(tmp))
+        resources = {**build_resources(config), "optuna_study": OptunaStudyResource(storage_url=url)}
+        defs = build_definitions(config=config, resources=resources)
         sensor = defs.resolve_sensor_def("optuna_trial_sensor")
         cursor = encode_cursor(SensorCursor(studies={"bench": StudyCursor(watermark=watermark)}, owed={}))
         timings = []
@@ -202,7 +203,8 @@ def _gauntlet_status_seconds(n_trials: int = 10_000, repeats: int = 5) -> float:
     from pipeline_assets.stage_table import GATE_CHECKS
     from gauntlet.cli import main
     from pipeline_assets.dagster_private import create_run_for_test
-    from pipeline_assets.environment import REPO_ROOT, Settings, build_resources
+    from pipeline_assets.config import load_config
+    from pipeline_assets.environment import REPO_ROOT, build_resources
     from pipeline_assets.errors import fail_for
     from pipeline_assets.partitions import MAX_TRIALS_PER_RUN, parse_trial_partition_key, trials_partitions_def
     from gauntlet.status import TRIAL_ASSET_KEYS
@@ -307,7 +309,7 @@ def _gauntlet_status_seconds(n_trials: int = 10_000, repeats: int = 5) -> float:
         shutil.copy(REPO_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
         env = {"DAGSTER_HOME": str(dagster_home), "GAUNTLET_HOME": str(home), "GAUNTLET_ENV": "local"}
         with mock.patch.dict(os.environ, env):
-            resources = build_resources(Settings.from_environ())
+            resources = build_resources(load_config().config)
             defs = dg.Definitions(
                 assets=[stand_in],
                 jobs=[dg.define_asset_job("trial_job", selection=[stand_in], executor_def=dg.in_process_executor)],

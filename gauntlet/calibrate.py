@@ -25,7 +25,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from pipeline_assets.calibration_assets import caught_rows, measurement_rows, run_calibration
-from pipeline_assets.environment import Settings, build_resources
+from pipeline_assets.config import load_config
+from pipeline_assets.environment import build_resources
 from resources.artifacts import atomic_write_bytes
 from simulations.calibration import STAGES, CalibrationReport, CalibrationSettings, EdgeKind, rate_table
 from simulations.constants import (
@@ -175,7 +176,7 @@ def calibrate_main(argv: list[str]) -> int:
         print(line, end="\n" if done == total else "", file=sys.stderr, flush=True)
 
     try:
-        policy = build_resources(Settings.from_environ())["gate_policy"].policy()
+        policy = build_resources(load_config().config)["gate_policy"].policy()
         report = run_calibration(settings=settings, policy=policy, progress=progress, workers=args.workers)
     except PipelineError as exc:
         print(f"gauntlet calibrate: error: {exc}", file=sys.stderr)

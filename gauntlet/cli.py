@@ -17,7 +17,7 @@ gauntlet.yaml to use; when none is named, a stderr line says the demo configurat
 This module is the command line itself: the argument tree, parsed before anything heavy is
 imported, so ``gauntlet --help`` and a usage error answer at once. A parsed command runs in
 `gauntlet.commands`, which opens the Dagster instance of ``$DAGSTER_HOME`` and builds the
-resources with ``build_resources(Settings.from_environ())``, exactly as the definitions do.
+resources with ``build_resources(load_config().config)``, exactly as the definitions do.
 Exit status: 0 on success, 1 when a command fails with a typed `PipelineError` (printed on
 stderr) or when ``health`` finds something unhealthy, 2 on a usage error.
 """

@@ -1,6 +1,6 @@
 """The commands of `gauntlet` (`gauntlet.cli` parses them): read models, the registry's
 controls, retry and health, run against the Dagster instance of ``$DAGSTER_HOME`` and the
-resources ``build_resources(Settings.from_environ())`` builds, exactly as the definitions do.
+resources ``build_resources(load_config().config)`` builds, exactly as the definitions do.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import sqlalchemy.exc
 
 from gauntlet.calibrate import calibrate_main
 from gauntlet.config_check import config_main
-from pipeline_assets.config import CONFIG_ENV, DEFAULT_CONFIG_PATH, config_path
+from pipeline_assets.config import CONFIG_ENV, DEFAULT_CONFIG_PATH, GauntletConfig, config_path, load_config
 from pipeline_assets.dagster_private import (
     DEFAULT_HEARTBEAT_INTERVAL_SECONDS,
     DEFAULT_SENSOR_DAEMON_INTERVAL,
@@ -34,7 +34,7 @@ from pipeline_assets.dagster_private import (
     TickStatus,
     make_new_backfill_id,
 )
-from pipeline_assets.environment import Settings, build_resources
+from pipeline_assets.environment import build_resources
 from pipeline_assets.partitions import study_key_prefix
 from gauntlet.run import run_main
 from gauntlet.status import (
@@ -85,13 +85,13 @@ class Output:
 
 
 class Context:
-    """The environment's settings, the Dagster instance and, on demand, initialized resources."""
+    """The environment's configuration, the Dagster instance and, on demand, initialized resources."""
 
-    def __init__(self, settings: Settings, instance: dg.DagsterInstance, stack: contextlib.ExitStack) -> None:
-        self.settings = settings
+    def __init__(self, config: GauntletConfig, instance: dg.DagsterInstance, stack: contextlib.ExitStack) -> None:
+        self.config = config
         self.instance = instance
         self._stack = stack
-        self._resource_defs = build_resources(settings)
+        self._resource_defs = build_resources(config)
 
     def resources(self, *names: str) -> Any:
         """The named resources, initialized as in a run (``dg.EnvVar`` resolved now)."""
@@ -106,7 +106,7 @@ class Context:
         # config check` must be able to report an invalid one instead of failing on import.
         from pipeline_assets.definitions import build_definitions
 
-        return build_definitions(settings=self.settings, resources=self._resource_defs)
+        return build_definitions(config=self.config, resources=self._resource_defs)
 
 
 def _ago(timestamp: float) -> str:
@@ -311,7 +311,7 @@ def cmd_retry(ctx: Context, args: argparse.Namespace) -> Output:
 def cmd_windows(ctx: Context, args: argparse.Namespace) -> Output:
     """Per watched study, the instrument and its train, backtest and forward windows (dates and bars now)."""
     windows = read_windows(market=ctx.resources("market").market, instance=ctx.instance)
-    studies = list(ctx.settings.studies)
+    studies = list(ctx.config.optuna.studies)
     if not studies:
         # Every study in the storage is watched; before a trainer creates one, there is none yet.
         try:
@@ -390,7 +390,7 @@ def cmd_health(ctx: Context, args: argparse.Namespace) -> Output:
     for state in ctx.instance.all_instigator_state(instigator_type=InstigatorType.SENSOR):
         states[state.name].append(state)
     # The sensors as the code location builds them, without loading the code location.
-    checks += [_sensor_check(ctx.instance, sensor, states[sensor.name]) for sensor in build_sensors(ctx.settings)]
+    checks += [_sensor_check(ctx.instance, sensor, states[sensor.name]) for sensor in build_sensors(ctx.config)]
 
     def registry() -> str:
         res.registry.ping()
@@ -418,7 +418,7 @@ def open_context() -> Iterator[Context]:
     (stop, resume) and what the operator looks at (live, status, health) must work while a
     plug-in is broken. `retry` loads the definitions, which check them, before asking for runs.
     """
-    settings = Settings.from_environ(import_plugins=False)
+    config = load_config(import_plugins=False).config
     try:
         instance = dg.DagsterInstance.get()
     except DagsterHomeNotSetError as exc:
@@ -430,7 +430,7 @@ def open_context() -> Iterator[Context]:
         raise ConfigurationError(f"the Dagster instance cannot be opened: {exc}") from exc
     with instance, contextlib.ExitStack() as stack:
         try:
-            yield Context(settings, instance, stack)
+            yield Context(config, instance, stack)
         except sqlalchemy.exc.SQLAlchemyError as exc:
             # Gauntlet's own databases raise typed errors already: a raw database error comes
             # from the Dagster instance's storage (its SQLite files or PostgreSQL).

@@ -29,7 +29,8 @@ from typing import Any, Literal, TextIO
 import dagster as dg
 
 from pipeline_assets.dagster_private import PARTITION_NAME_TAG, DagsterHomeNotSetError, SerializableErrorInfo
-from pipeline_assets.environment import Settings, build_resources
+from pipeline_assets.config import load_config
+from pipeline_assets.environment import build_resources
 from pipeline_assets.jobs import shared_job, trial_job
 from pipeline_assets.partitions import trial_partition_key, trials_partitions_def
 from pipeline_assets.shared_assets import MARKET_SOURCE, SHARED_ASSET_KEYS
@@ -392,16 +393,15 @@ def _run_trials(
 def _run(args: argparse.Namespace) -> int:
     # With --json the lines a person reads go to stderr: stdout is one JSON document.
     out = sys.stderr if args.json else sys.stdout
-    settings = Settings.from_environ()
+    config = load_config().config
     if args.dry_run:
-        settings = settings.model_copy(update={"dry_run": True})
-    resources = build_resources(settings)
-    # Imported here: importing the module builds its module-level `defs` from the configuration,
-    # and an invalid configuration must reach the user as the ConfigurationError raised above,
-    # not as a traceback from importing this command.
+        config = config.model_copy(update={"deployment": config.deployment.model_copy(update={"dry_run": True})})
+    resources = build_resources(config)
+    # Imported here: the definitions import every asset and sensor module, which only a valid
+    # configuration needs (an invalid one is reported above, at once).
     from pipeline_assets.definitions import build_definitions
 
-    defs = build_definitions(settings=settings, resources=resources)
+    defs = build_definitions(config=config, resources=resources)
     until = STAGES[STAGE_NAMES.index(args.until)]
     outcomes: list[TrialOutcome] = []
     shared_ok = True

@@ -20,7 +20,7 @@ from typing import Any
 import dagster as dg
 
 from pipeline_assets.config import GauntletConfig
-from pipeline_assets.environment import Settings, build_resources
+from pipeline_assets.environment import market_resource
 from pipeline_assets.shared_assets import pinned_dates, recorded_window_dates
 from resources.market_data import MarketDataResource
 from simulations.constants import TRAIN_WINDOW_END_ATTR
@@ -112,7 +112,7 @@ def configured_windows(config: GauntletConfig) -> InstrumentWindows:
     MarketDataError, ConfigurationError
         As `read_windows`.
     """
-    market = build_resources(Settings.from_config(config))["market"]
+    market = market_resource(config.market)
     if not os.environ.get("DAGSTER_HOME"):
         return read_windows(market=market, instance=None)
     with dg.DagsterInstance.get() as instance:

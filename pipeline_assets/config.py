@@ -339,6 +339,15 @@ def default_location(key: str, environment: Environment, home: Path) -> str:
     return _LOCAL_LOCATIONS[key].format(home=home)
 
 
+def location(config: GauntletConfig, key: str) -> str:
+    """Location ``key`` (e.g. ``optuna.storage``) as it applies: configured, else the environment's default.
+
+    A URL, a path or a ``${VAR}`` reference (read through ``dg.EnvVar`` when a run starts).
+    """
+    section, field = key.split(".")
+    return getattr(getattr(config, section), field) or default_location(key, config.environment, config.home)
+
+
 class Override(NamedTuple):
     """An environment variable that replaces one key of the file."""
 
@@ -600,7 +609,7 @@ def _with_default_locations(config: GauntletConfig) -> tuple[GauntletConfig, fro
     for key in _LOCAL_LOCATIONS:
         section, field = key.split(".")
         if getattr(getattr(config, section), field) is None:
-            updates.setdefault(section, {})[field] = default_location(key, config.environment, config.home)
+            updates.setdefault(section, {})[field] = location(config, key)
     sections = {name: getattr(config, name).model_copy(update=fields) for name, fields in updates.items()}
     defaulted = frozenset(f"{name}.{field}" for name, fields in updates.items() for field in fields)
     return config.model_copy(update=sections), defaulted

@@ -6,7 +6,8 @@ from typing import Any
 
 import dagster as dg
 
-from pipeline_assets.environment import Settings, build_resources
+from pipeline_assets.config import GauntletConfig, load_config
+from pipeline_assets.environment import build_resources
 from pipeline_assets.calibration_assets import gate_calibration
 from pipeline_assets.jobs import shared_job, trial_job
 from pipeline_assets.reporting_assets import reporting_job, study_funnel, study_funnel_schedule
@@ -16,11 +17,11 @@ from sensors.all_sensors import build_sensors
 
 
 def build_definitions(
-    settings: Settings | None = None, resources: dict[str, Any] | None = None
+    config: GauntletConfig | None = None, resources: dict[str, Any] | None = None
 ) -> dg.Definitions:
-    """Definitions for ``settings`` (default: from the environment), resources overridable."""
-    settings = settings or Settings.from_environ()
-    resources = resources if resources is not None else build_resources(settings)
+    """Definitions for ``config`` (default: the environment's configuration), resources overridable."""
+    config = config or load_config().config
+    resources = resources if resources is not None else build_resources(config)
     return dg.Definitions(
         assets=[
             market_source,
@@ -32,7 +33,7 @@ def build_definitions(
         ],
         jobs=[trial_job, shared_job, reporting_job],
         schedules=[study_funnel_schedule],
-        sensors=build_sensors(settings),
+        sensors=build_sensors(config),
         resources=resources,
     )
 

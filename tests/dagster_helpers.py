@@ -9,7 +9,8 @@ import dagster as dg
 import yaml
 
 from pipeline_assets.definitions import build_definitions
-from pipeline_assets.environment import Settings, build_resources
+from pipeline_assets.config import GauntletConfig
+from pipeline_assets.environment import build_resources
 from pipeline_assets.partitions import trials_partitions_def
 from resources.gate_policy import GatePolicyResource
 from resources.optuna_study import OptunaStudyResource
@@ -32,21 +33,22 @@ def write_demo_gate_policy(path: Path, overrides: dict) -> Path:
     return path
 
 
-def demo_settings(home: str | Path, **fields) -> Settings:
-    """Local settings under ``home`` with the demo's gate thresholds, as `make up` runs."""
-    return Settings(home=Path(home), gate_policy_file=DEMO_GATE_POLICY_FILE, **fields)
+def demo_config(home: str | Path, **sections) -> GauntletConfig:
+    """The local configuration under ``home`` with the demo's gate thresholds, as `make up` runs;
+    ``sections`` as in gauntlet.yaml (e.g. ``sensor={"max_trials_per_run": 5}``)."""
+    return GauntletConfig(home=Path(home), gates_file=DEMO_GATE_POLICY_FILE, **sections)
 
 
 def local_resources(optuna_url: str, home: str | Path, **overrides) -> dict:
     """The local environment's resources under ``home``, reading ``optuna_url``."""
-    resources = build_resources(demo_settings(home))
+    resources = build_resources(demo_config(home))
     resources["optuna_study"] = OptunaStudyResource(storage_url=optuna_url)
     resources.update(overrides)
     return resources
 
 
 def local_definitions(optuna_url: str, home: str | Path, **overrides) -> dg.Definitions:
-    return build_definitions(settings=demo_settings(home), resources=local_resources(optuna_url, home, **overrides))
+    return build_definitions(config=demo_config(home), resources=local_resources(optuna_url, home, **overrides))
 
 
 def materialize_shared(defs: dg.Definitions, instance: dg.DagsterInstance) -> None:

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from pipeline_assets.definitions import build_definitions
-from pipeline_assets.environment import Settings
+from pipeline_assets.config import load_config
 from pipeline_assets.partitions import trials_partitions_def
 from resources.registry import SqlDeploymentRegistryResource
 from sensors.optuna_trial_sensor import ATTEMPT_TAG
@@ -205,7 +205,7 @@ def materialize_shared_in_process(deployment: Deployment) -> None:
     in tests whose subject is what happens to trial runs.
     """
     with mock.patch.dict(os.environ, deployment.env):
-        defs = build_definitions(settings=Settings.from_environ(deployment.env))
+        defs = build_definitions(config=load_config(deployment.env).config)
         instance = deployment.instance()
         try:
             result = defs.resolve_job_def("shared_job").execute_in_process(instance=instance)

@@ -26,7 +26,7 @@ import yaml
 from dagster_celery import celery_executor
 
 from pipeline_assets.definitions import build_definitions
-from pipeline_assets.environment import Settings
+from pipeline_assets.config import load_config
 from pipeline_assets.partitions import trial_partition_key
 from pipeline_assets.trial_assets import STUDY_TAG, trial_gauntlet
 from scripts.up import dagster_pg_environment
@@ -83,7 +83,7 @@ def celery_trial_job() -> dg.JobDefinition:
         selection=dg.AssetSelection.assets(trial_gauntlet),
         executor_def=celery_executor.configured(celery_executor_config()),
     )
-    defs = dg.Definitions.merge(build_definitions(Settings.from_environ()), dg.Definitions(jobs=[job]))
+    defs = dg.Definitions.merge(build_definitions(load_config().config), dg.Definitions(jobs=[job]))
     return defs.resolve_job_def(CELERY_JOB)
 
 

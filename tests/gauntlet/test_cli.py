@@ -29,7 +29,8 @@ from pipeline_assets.dagster_private import (
     FINISHED_STATUSES,
     DaemonHeartbeat,
 )
-from pipeline_assets.environment import Settings, build_resources
+from pipeline_assets.config import GauntletConfig, location
+from pipeline_assets.environment import build_resources
 from pipeline_assets.shared_assets import MARKET_DATA, recorded_window_dates
 from gauntlet.status import attribute_failure, run_partitions
 from resources.database import engine_for
@@ -53,7 +54,7 @@ def _process(home: Path) -> None:
 
 
 def _optuna_url(home: Path) -> str:
-    return Settings(home=home).optuna_url
+    return location(GauntletConfig(home=home), "optuna.storage")
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +72,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
         patch.setenv("DAGSTER_HOME", str(home / "dagster"))
         _process(home)
     # Close pooled connections so the copies below see every write in the database files.
-    engine_for(Settings(home=home).database_url).dispose()
+    engine_for(location(GauntletConfig(home=home), "deployment.database")).dispose()
     return home
 
 
@@ -91,7 +92,7 @@ class Home:
         return json.loads(out)
 
     def registry(self):
-        return build_resources(Settings(home=self.path))["registry"]
+        return build_resources(GauntletConfig(home=self.path))["registry"]
 
     def instance(self) -> dg.DagsterInstance:
         return dg.DagsterInstance.from_config(str(self.path / "dagster"))

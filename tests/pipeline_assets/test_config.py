@@ -18,8 +18,8 @@ import yaml
 
 from pipeline_assets import config
 from gauntlet.config_check import config_main
-from pipeline_assets.config import DEFAULT_CONFIG_PATH, GauntletConfig, load_config
-from pipeline_assets.environment import Settings, build_resources
+from pipeline_assets.config import DEFAULT_CONFIG_PATH, GauntletConfig, load_config, location
+from pipeline_assets.environment import build_resources
 from resources.gate_policy import GatePolicyResource
 from sensors.optuna_trial_sensor import DEFAULT_INTERVAL_SECONDS
 from simulations.errors import ConfigurationError
@@ -56,17 +56,18 @@ def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_the_demo_configuration_is_the_built_in_default():
     loaded = load_config({})
     assert loaded.path == DEFAULT_CONFIG_PATH
-    settings = Settings.from_environ({})
-    assert settings.home == ROOT / ".gauntlet"
+    demo = loaded.config
+    assert demo.home == ROOT / ".gauntlet"
     # The file spells out the defaults, except the demo's gate thresholds (the previous
     # system's); the locations it leaves out are filled under home.
-    assert settings.gate_policy_file == str(PREVIOUS_SYSTEM_FILE)
-    unfilled = settings.model_copy(
-        update=dict.fromkeys(["optuna_storage", "database", "artifact_dir", "alert_log", "gate_policy_file"])
-    )
-    assert unfilled == Settings()
-    assert build_resources(settings) == build_resources(Settings(gate_policy_file=str(PREVIOUS_SYSTEM_FILE)))
-    assert settings.optuna_url == f"sqlite:///{ROOT / '.gauntlet' / 'optuna.db'}"
+    assert demo.gates_file == str(PREVIOUS_SYSTEM_FILE)
+    assert loaded.defaulted == {"optuna.storage", "deployment.database", "artifacts.dir", "notifier.log"}
+    defaults = GauntletConfig(home=ROOT / ".gauntlet", gates_file=str(PREVIOUS_SYSTEM_FILE))
+    for section in ("environment", "sensor", "market", "strategies", "gates", "paper"):
+        assert getattr(demo, section) == getattr(defaults, section), section
+    # The sections with locations, as the resources built from them.
+    assert build_resources(demo) == build_resources(defaults)
+    assert location(demo, "optuna.storage") == f"sqlite:///{ROOT / '.gauntlet' / 'optuna.db'}"
     assert GauntletConfig().sensor.interval_seconds == DEFAULT_INTERVAL_SECONDS
 
 
@@ -75,9 +76,9 @@ def test_without_the_file_the_built_in_defaults_apply(tmp_path: Path, monkeypatc
     monkeypatch.setattr(config, "DEFAULT_CONFIG_PATH", tmp_path / "absent.yaml")
     loaded = load_config({})
     assert loaded.path is None
-    with_file = Settings.from_config(load_config({"GAUNTLET_CONFIG": str(DEFAULT_CONFIG_PATH)}).config)
+    with_file = load_config({"GAUNTLET_CONFIG": str(DEFAULT_CONFIG_PATH)}).config
     # Without the demo's gates_file, the calibrated default thresholds apply.
-    assert Settings.from_config(loaded.config) == with_file.model_copy(update={"gate_policy_file": None})
+    assert loaded.config == with_file.model_copy(update={"gates_file": None})
 
 
 def test_variables_override_the_file_and_relative_paths_follow_their_source(tmp_path: Path):
@@ -91,13 +92,13 @@ def test_variables_override_the_file_and_relative_paths_follow_their_source(tmp_
         GAUNTLET_STUDIES="alpha, beta",
         GAUNTLET_HOME="elsewhere",
     )
-    settings = Settings.from_environ(environ)
-    assert settings.sensor_interval_seconds == 2 and settings.max_trials_per_run == 50
-    assert settings.studies == ["alpha", "beta"]
-    assert settings.home == tmp_path / "elsewhere"  # a variable: relative to the working directory
-    assert settings.optuna_url == f"sqlite:///{tmp_path / 'project' / 'studies.db'}"  # the file: to the file
-    assert settings.market_file == str(tmp_path / "project" / "prices.csv")
-    assert settings.database_url == f"sqlite:///{tmp_path / 'elsewhere' / 'gauntlet.db'}"
+    loaded = load_config(environ).config
+    assert loaded.sensor.interval_seconds == 2 and loaded.sensor.max_trials_per_run == 50
+    assert loaded.optuna.studies == ["alpha", "beta"]
+    assert loaded.home == tmp_path / "elsewhere"  # a variable: relative to the working directory
+    assert location(loaded, "optuna.storage") == f"sqlite:///{tmp_path / 'project' / 'studies.db'}"  # to the file
+    assert loaded.market.file == str(tmp_path / "project" / "prices.csv")
+    assert location(loaded, "deployment.database") == f"sqlite:///{tmp_path / 'elsewhere' / 'gauntlet.db'}"
 
 
 @pytest.mark.parametrize(
@@ -275,12 +276,12 @@ def test_the_model_directory_is_checked_and_reaches_the_strategy_plugins_resourc
         f"gauntlet.yaml: strategies.model_dir = '{tmp_path / 'models'}': no such directory"
     ]
     (tmp_path / "models").mkdir()
-    resources = build_resources(Settings.from_environ(_config(tmp_path, "strategies: {model_dir: models}\n")))
+    resources = build_resources(load_config(_config(tmp_path, "strategies: {model_dir: models}\n")).config)
     assert resources["strategy_plugins"].model_dir == str(tmp_path / "models")
     # Left out, linear_model reads no artifact at all.
-    assert build_resources(Settings.from_environ(_config(tmp_path, "")))["strategy_plugins"].model_dir is None
-    overridden = Settings.from_environ(_config(tmp_path, "", GAUNTLET_MODEL_DIR="models"))
-    assert overridden.model_dir == str(tmp_path / "models")
+    assert build_resources(load_config(_config(tmp_path, "")).config)["strategy_plugins"].model_dir is None
+    overridden = load_config(_config(tmp_path, "", GAUNTLET_MODEL_DIR="models")).config
+    assert overridden.strategies.model_dir == str(tmp_path / "models")
 
 
 def test_secret_references_become_env_vars_read_only_when_a_run_starts(tmp_path: Path):
@@ -291,7 +292,7 @@ def test_secret_references_become_env_vars_read_only_when_a_run_starts(tmp_path:
         DB_URL=f"postgresql+psycopg2://gauntlet:{SECRET}@db/gauntlet",
         HOOK=f"https://hooks.example.com/{SECRET}",
     )
-    resources = build_resources(Settings.from_environ(environ))
+    resources = build_resources(load_config(environ).config)
     values = {
         "OPTUNA_URL": resources["optuna_study"].storage_url,
         "DB_URL": resources["registry"].database_url,
@@ -335,18 +336,18 @@ def test_config_check_prints_the_effective_configuration_with_secrets_masked(tmp
 
 def test_thresholds_come_from_the_file_or_replace_it_with_a_policy_file(tmp_path: Path):
     environ = _config(tmp_path, "gates:\n  cge: {min_share_profitable: 0.5}\n  paper: {required_grades: [A]}\n")
-    policy = build_resources(Settings.from_environ(environ))["gate_policy"].policy()
+    policy = build_resources(load_config(environ).config)["gate_policy"].policy()
     assert policy.cge.min_share_profitable == 0.5 and policy.cge.max_drawdown_multiple == 1.5
     assert policy.paper.required_grades == {"A"}
     (tmp_path / "policy.yaml").write_text("backtest: {min_trades: 3}\n")
-    replaced = Settings.from_environ({**environ, "GAUNTLET_GATE_POLICY": "policy.yaml"})
+    replaced = load_config({**environ, "GAUNTLET_GATE_POLICY": "policy.yaml"}).config
     policy = build_resources(replaced)["gate_policy"].policy()
     assert policy.backtest.min_trades == 3 and policy.cge.min_share_profitable == 0.4
 
 
 def test_one_threshold_of_one_phase_or_of_every_phase_is_one_line(tmp_path: Path):
     environ = _config(tmp_path, "gates:\n  backtest:\n    min_sharpe: 1.0\n    phases: {mature: {min_dsr: 0.3}}\n")
-    policy = build_resources(Settings.from_environ(environ))["gate_policy"].policy()
+    policy = build_resources(load_config(environ).config)["gate_policy"].policy()
     phases = {phase.name: phase for phase in policy.backtest.phases}
     assert [p.min_sharpe for p in phases.values()] == [1.0] * 4  # every phase
     assert (phases["mature"].min_dsr, phases["late"].min_dsr) == (0.3, 0.10)  # one phase; the rest as they were

@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from gauntlet.cli import main
-from pipeline_assets.environment import Settings, build_resources
+from pipeline_assets.config import GauntletConfig
+from pipeline_assets.environment import build_resources
 
 ROOT = Path(__file__).resolve().parents[2]
 GAUNTLET = Path(sys.executable).parent / "gauntlet"
@@ -66,7 +67,7 @@ def test_stop_resume_live_status_and_health_never_import_plugins(home: Path, tmp
     )
     assert stop.returncode == 0, stop.stderr
     assert json.loads(stop.stdout)["stopped"] is True
-    registry = build_resources(Settings(home=home))["registry"]
+    registry = build_resources(GauntletConfig(home=home))["registry"]
     assert registry.emergency_stop().stopped
 
     assert main(["live", "--json"]) == 0

@@ -9,7 +9,7 @@ import pytest
 
 from pipeline_assets.dagster_private import QueuedRunCoordinator, TagConcurrencyLimitsCounter
 from pipeline_assets.definitions import build_definitions
-from pipeline_assets.environment import Settings
+from pipeline_assets.config import GauntletConfig
 from pipeline_assets.partitions import study_key_prefix, trial_partition_key
 from pipeline_assets.trial_assets import STUDY_TAG
 from tests.conftest import add_complete_trials
@@ -28,8 +28,8 @@ def instance():
 
 
 def _definitions(optuna_url: str, home: Path, max_trials_per_run: int = 100) -> dg.Definitions:
-    settings = Settings(home=home, max_trials_per_run=max_trials_per_run)
-    return build_definitions(settings=settings, resources=local_resources(optuna_url, home))
+    config = GauntletConfig(home=home, sensor={"max_trials_per_run": max_trials_per_run})
+    return build_definitions(config=config, resources=local_resources(optuna_url, home))
 
 
 def _add_studies(optuna_url: str) -> dict[str, str]:

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from pipeline_assets.dagster_private import DATA_VERSION_TAG, get_input_data_version_tag
-from pipeline_assets.environment import Settings
+from pipeline_assets.config import GauntletConfig, location
 from pipeline_assets.shared_assets import MARKET_DATA, MARKET_SOURCE, SHARED_ASSET_KEYS, recorded_window_dates
 from resources.market_data import FileMarketDataResource
 from resources.paper_broker import LocalPaperBrokerResource
@@ -39,7 +39,7 @@ defs = market_definitions({optuna_url!r}, Path({home!r}), backtest_days={backtes
 def market_definitions(optuna_url: str, home: Path, *, backtest_days: float = 180) -> dg.Definitions:
     """The local definitions on the CSV market under ``home``, with the windows given."""
     market = FileMarketDataResource(path=str(home / "prices.csv"), backtest_days=backtest_days)
-    broker = LocalPaperBrokerResource(database_url=Settings(home=home).database_url, market=market)
+    broker = LocalPaperBrokerResource(database_url=location(GauntletConfig(home=home), "deployment.database"), market=market)
     policy = demo_gate_policy({"paper": {"min_days": MIN_PAPER_DAYS}})
     return local_definitions(optuna_url, home, market=market, paper_broker=broker, gate_policy=policy)
 

@@ -11,8 +11,8 @@ import dagster as dg
 import optuna
 import pytest
 
-from pipeline_assets.config import load_config
-from pipeline_assets.environment import Settings, build_resources
+from pipeline_assets.config import MarketConfig, load_config
+from pipeline_assets.environment import market_resource
 from pipeline_assets.shared_assets import MARKET_DATA, market_data, recorded_window_dates
 from simulations.constants import TRAIN_WINDOW_END_ATTR
 from simulations.errors import ConfigurationError
@@ -58,14 +58,13 @@ def test_a_null_tolerance_an_exchange_calendar_and_dated_windows_are_accepted(tm
         "market:\n  calendar: xnys\n  gap_tolerance_bars: null\n  windows:\n    train_start: 2024-01-01T00:00:00Z\n"
         "    backtest_start: 2024-06-01T00:00:00Z\n    forward_start: 2024-09-01T00:00:00Z\n"
     )
-    settings = Settings.from_config(load_config({"GAUNTLET_CONFIG": str(tmp_path / "gauntlet.yaml")}).config)
-    market = build_resources(settings)["market"]
+    market = market_resource(load_config({"GAUNTLET_CONFIG": str(tmp_path / "gauntlet.yaml")}).config.market)
     assert market.calendar == "XNYS" and market.forward_start == "2024-09-01T00:00:00+00:00"
 
 
 def _market(path: Path, **windows: float) -> dict[str, object]:
-    settings = Settings(home=path.parent, market_file=str(path), **windows)
-    return {"market": build_resources(settings)["market"], "shared_io_manager": dg.FilesystemIOManager(
+    market = MarketConfig(file=str(path), windows=windows)
+    return {"market": market_resource(market), "shared_io_manager": dg.FilesystemIOManager(
         base_dir=str(path.parent / "shared"))}
 
 

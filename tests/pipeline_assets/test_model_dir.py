@@ -16,7 +16,8 @@ import optuna
 import pytest
 
 from gauntlet.cli import main
-from pipeline_assets.environment import Settings, build_resources
+from pipeline_assets.config import GauntletConfig, load_config, location
+from pipeline_assets.environment import build_resources
 from pipeline_assets.partitions import trial_partition_key
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,7 +72,7 @@ def test_trials_cannot_read_files_or_learn_digests_through_linear_model(home, tm
     leaky = models / "leaky.json"
     leaky.write_text(json.dumps({**WEIGHTS, "bias": SECRET, SECRET: 1}))
 
-    study = optuna.create_study(study_name=STUDY, storage=Settings(home=home).optuna_url)
+    study = optuna.create_study(study_name=STUDY, storage=location(GauntletConfig(home=home), "optuna.storage"))
     _linear_trials(
         study,
         [
@@ -89,10 +90,10 @@ def test_trials_cannot_read_files_or_learn_digests_through_linear_model(home, tm
     assert "is not a valid linear model" in printed
 
     # The failure alert of every failed run, as the daemon's sensor sends it.
-    defs_resources = build_resources(Settings.from_environ())
+    defs_resources = build_resources(load_config().config)
     from pipeline_assets.definitions import build_definitions
 
-    defs = build_definitions(settings=Settings.from_environ(), resources=defs_resources)
+    defs = build_definitions(config=load_config().config, resources=defs_resources)
     sensor = defs.resolve_sensor_def("run_failure_alert_sensor")
     with dg.DagsterInstance.get() as instance:
         failed = instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE]))

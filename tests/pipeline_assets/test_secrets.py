@@ -98,10 +98,11 @@ def test_a_password_in_a_variable_is_never_shown(
             _assert_no_password(f"run {run.run_id} events", repr(instance.all_logs(run.run_id)))
         # The failure alert, as the daemon's sensor sends it.
         from pipeline_assets.definitions import build_definitions
-        from pipeline_assets.environment import Settings, build_resources
+        from pipeline_assets.config import load_config
+        from pipeline_assets.environment import build_resources
 
-        settings = Settings.from_environ()
-        defs = build_definitions(settings=settings, resources=build_resources(settings))
+        config = load_config().config
+        defs = build_definitions(config=config, resources=build_resources(config))
         sensor = defs.resolve_sensor_def("run_failure_alert_sensor")
         with dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources) as context:
             sensor(context)

@@ -28,7 +28,7 @@ from resources.market_data import SyntheticMarketDataResource
 from resources.optuna_study import OptunaStudyResource
 from simulations.constants import DEFAULT_MARKET_SEED
 from tests.conftest import add_complete_trials
-from tests.dagster_helpers import Ticker, demo_gate_policy, demo_settings, local_resources
+from tests.dagster_helpers import Ticker, demo_gate_policy, demo_config, local_resources
 from tests.graphql_support import UiClient, describe_causes, graphql_workspace, write_code_location
 
 #: Run tags carrying a trial run's true counts: count -> tag key. One line to adapt.
@@ -95,7 +95,9 @@ def _defs(optuna_url: str, mode: Mode, trials_per_run: int, shared_home: Path) -
         optuna_study=OptunaStudyResource(storage_url=optuna_url, studies=[mode.study]),
         shared_io_manager=ArtifactIOManager(base_dir=str(shared_home / "artifacts" / "shared")),
     )
-    return build_definitions(settings=demo_settings(mode.home, max_trials_per_run=trials_per_run), resources=resources)
+    return build_definitions(
+        config=demo_config(mode.home, sensor={"max_trials_per_run": trials_per_run}), resources=resources
+    )
 
 
 def _recorded_verdicts(instance: dg.DagsterInstance, run_ids: list[str]) -> dict[str, dict[str, bool]]:

@@ -25,7 +25,7 @@ from pipeline_assets.environment import build_resources
 from tests.dagster_helpers import (
     Ticker,
     demo_gate_policy,
-    demo_settings,
+    demo_config,
     execute_request,
     local_definitions,
     materialize_shared,
@@ -54,7 +54,7 @@ def instance():
 
 def _notifier(home: Path, gate_alerts: str) -> NotifierResource:
     """The local notifier (the alert log under ``home``) with ``gate_alerts`` set."""
-    return build_resources(demo_settings(home, gate_alerts=gate_alerts))["notifier"]
+    return build_resources(demo_config(home, notifier={"gate_alerts": gate_alerts}))["notifier"]
 
 
 @pytest.fixture
