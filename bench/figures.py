@@ -104,11 +104,13 @@ def _reference_inputs():
     """Fresh inputs for the reference trial: a new replay venue, so its paper session is traded again."""
     from simulations.gates import GatePolicy
     from simulations.gauntlet import GauntletInputs, ReplayVenue
+    from simulations.strategies import BUILT_IN_STRATEGIES
 
     windows, scenarios, _ = _reference_trial()
     return GauntletInputs(
         windows=windows, scenarios=scenarios, policy=GatePolicy(), fee_bps=2.0, slippage_bps=1.0,
-        paper=ReplayVenue(windows=windows, fee_bps=2.0, slippage_bps=1.0),
+        paper=ReplayVenue(windows=windows, fee_bps=2.0, slippage_bps=1.0, strategies=BUILT_IN_STRATEGIES),
+        strategies=BUILT_IN_STRATEGIES,
     )
 
 
@@ -129,10 +131,10 @@ def _look_ahead_check_share() -> float:
     """
     from simulations.causality import check_causality
     from simulations.gauntlet import evaluate_trial
-    from simulations.strategies import build_strategy
+    from simulations.strategies import BUILT_IN_STRATEGIES
 
     windows, _, trial = _reference_trial()
-    strategy, params = build_strategy(name=trial.strategy_name, params=trial.snapshot.params)
+    strategy, params = BUILT_IN_STRATEGIES.build(name=trial.strategy_name, params=trial.snapshot.params)
     history = windows.history_before(name="backtest")
     check = _best_of(lambda: check_causality(strategy=strategy, params=params, close=windows.backtest.close, history=history))
     evaluation = _best_of(lambda: evaluate_trial(trial, _reference_inputs(), every_gate=True))
@@ -208,6 +210,7 @@ def _gauntlet_status_seconds(n_trials: int = 10_000, repeats: int = 5) -> float:
     from pipeline_assets.errors import fail_for
     from pipeline_assets.partitions import MAX_TRIALS_PER_RUN, parse_trial_partition_key, trials_partitions_def
     from gauntlet.status import TRIAL_ASSET_KEYS
+    from simulations.strategies import BUILT_IN_STRATEGIES
 
     BACKTEST_GATE, CGE_GATE, PAPER_GATE = GATE_CHECKS
     from pipeline_assets.trial_assets import trial_gauntlet
@@ -280,7 +283,10 @@ def _gauntlet_status_seconds(n_trials: int = 10_000, repeats: int = 5) -> float:
                 if not ok:
                     break
             else:
-                paper_broker.start_session(trial_key=key, strategy_name="momentum", params=params, windows=windows)
+                paper_broker.start_session(
+                    trial_key=key, strategy_name="momentum", params=params, windows=windows,
+                    strategies=BUILT_IN_STRATEGIES,
+                )
                 if i % 200 == 100:
                     continue  # still paper trading
                 yield dg.AssetMaterialization(TRIAL_ASSET_KEYS[3], partition=key, metadata={"grade": "A"})

@@ -72,6 +72,7 @@ from simulations.errors import ConfigurationError
 from simulations.gates import GatePolicy
 from simulations.gauntlet import GauntletInputs, ReplayVenue, StageResult, StudyContext, TrialCase, evaluate_trial, study_contexts
 from simulations.in_sample import in_sample_sharpe
+from simulations.strategies import BUILT_IN_STRATEGIES
 from simulations.market import MarketWindows
 from simulations.trial import TrialSnapshot, TrialState
 
@@ -121,7 +122,11 @@ class _Judge:
         inputs = GauntletInputs(
             windows=windows, scenarios=scenarios, policy=self.policy, fee_bps=DEFAULT_FEE_BPS,
             slippage_bps=DEFAULT_SLIPPAGE_BPS,
-            paper=ReplayVenue(windows=windows, fee_bps=DEFAULT_FEE_BPS, slippage_bps=DEFAULT_SLIPPAGE_BPS),
+            paper=ReplayVenue(
+                windows=windows, fee_bps=DEFAULT_FEE_BPS, slippage_bps=DEFAULT_SLIPPAGE_BPS,
+                strategies=BUILT_IN_STRATEGIES,
+            ),
+            strategies=BUILT_IN_STRATEGIES,
         )
         backtests: dict[tuple[str, StudyContext], StageResult] = {}
         stresses: dict[str, StageResult] = {}
@@ -129,7 +134,8 @@ class _Judge:
         # Deflation counts each trial's own in-sample Sharpe ratio, as the pipeline does.
         sharpes = [
             (t.number, in_sample_sharpe(trial=TrialCase(key=name, snapshot=t), windows=windows,
-                                        fee_bps=DEFAULT_FEE_BPS, slippage_bps=DEFAULT_SLIPPAGE_BPS))
+                                        fee_bps=DEFAULT_FEE_BPS, slippage_bps=DEFAULT_SLIPPAGE_BPS,
+                                        strategies=BUILT_IN_STRATEGIES))
             for t in snapshots
         ]
         records = []

@@ -9,7 +9,7 @@ never run through the gauntlet included.
 
 Each trial's is computed once. A study's Sharpe ratios live in one artifact,
 ``studies/<study>/in_sample_sharpe.json``, with the fingerprint of what they depend on
-(:func:`simulations.in_sample.in_sample_fingerprint`: train data, costs, registered strategies,
+(:func:`simulations.in_sample.in_sample_fingerprint`: train data, costs, configured strategies,
 gate 1's code version); a run backtests only the trials missing from it, so a run over a
 10,000-trial study computes its new trials, not the study. A new fingerprint starts the
 cache afresh. After changing a strategy's code, delete the study's file.
@@ -107,7 +107,7 @@ def in_sample_sharpes(
     known
         Snapshots already at hand (the run's trials), by number; others are read from Optuna.
     inputs
-        The market and costs the trials are evaluated with.
+        The market, costs and strategies the trials are evaluated with.
 
     Returns
     -------
@@ -115,7 +115,9 @@ def in_sample_sharpes(
         Trial number -> annualised Sharpe ratio (NaN for a trial that cannot be backtested).
     """
     key = in_sample_artifact(study)
-    fingerprint = in_sample_fingerprint(windows=inputs.windows, fee_bps=inputs.fee_bps, slippage_bps=inputs.slippage_bps)
+    fingerprint = in_sample_fingerprint(
+        windows=inputs.windows, fee_bps=inputs.fee_bps, slippage_bps=inputs.slippage_bps, strategies=inputs.strategies
+    )
     cached = _read(artifacts, key, fingerprint)
     missing = [n for n in numbers if n not in cached]
     if not missing:
@@ -128,6 +130,7 @@ def in_sample_sharpes(
         (n, in_sample_sharpe(
             trial=TrialCase(key=trial_partition_key(study, n), snapshot=snapshot),
             windows=inputs.windows, fee_bps=inputs.fee_bps, slippage_bps=inputs.slippage_bps,
+            strategies=inputs.strategies,
         ))
         for n, snapshot in snapshots.items()
     )

@@ -17,6 +17,7 @@ from pipeline_assets.stress_stage import STRESS
 from resources.paper_broker import PaperBrokerResource, SessionInfo
 from simulations.gauntlet import PaperOutcome, PaperPending, stage_for_gate
 from simulations.market import MarketWindows
+from simulations.strategies import StrategyRegistry
 
 
 @dataclass(frozen=True)
@@ -25,12 +26,14 @@ class BrokerVenue:
 
     broker: PaperBrokerResource
     windows: MarketWindows
+    strategies: StrategyRegistry
 
     def advance(self, *, trial_key: str, strategy_name: str, params: Mapping[str, Any]) -> SessionInfo:
         self.broker.start_session(
-            trial_key=trial_key, strategy_name=strategy_name, params=params, windows=self.windows
+            trial_key=trial_key, strategy_name=strategy_name, params=params, windows=self.windows,
+            strategies=self.strategies,
         )
-        return self.broker.sync(trial_key=trial_key, windows=self.windows)
+        return self.broker.sync(trial_key=trial_key, windows=self.windows, strategies=self.strategies)
 
     def bars(self, *, trial_key: str) -> pl.DataFrame:
         return self.broker.report(trial_key=trial_key).bars

@@ -73,10 +73,7 @@ def trial_gauntlet(
     deployment_policy: DeploymentPolicyResource,
     strategy_plugins: StrategyPluginsResource,
 ) -> Iterator[dg.Output | dg.AssetMaterialization | dg.AssetCheckEvaluation | dg.AssetObservation]:
-    """Evaluate a batch of trials through every selected stage of the stage table, one partition per trial.
-
-    ``strategy_plugins`` is required only for its setup: it registers the users' strategies.
-    """
+    """Evaluate a batch of trials through every selected stage of the stage table, one partition per trial."""
     with no_retry_for_deterministic_errors():
         selected = frozenset(context.selected_asset_keys)
         run = StageRun(
@@ -97,13 +94,15 @@ def trial_gauntlet(
             run.remember(OPTUNA_TRIAL, list(run.snapshots))
         else:
             snapshots_from_artifacts(run)
+        strategies = strategy_plugins.registry()
         run.inputs = GauntletInputs(
             windows=market_data,
             scenarios=cge_scenarios,
             policy=run.policy,
             fee_bps=market.fee_bps,
             slippage_bps=market.slippage_bps,
-            paper=BrokerVenue(paper_broker, market_data),
+            paper=BrokerVenue(paper_broker, market_data, strategies),
+            strategies=strategies,
         )
         if GATED_STAGES[0].key in selected:
             set_study_contexts(run, optuna_study)

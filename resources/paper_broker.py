@@ -45,7 +45,7 @@ from simulations.constants import DEFAULT_PAPER_CLOCK_SPEED, SECONDS_PER_DAY
 from simulations.errors import ConfigurationError, PaperTradingError, PipelineError
 from simulations.market import MarketWindow, MarketWindows
 from simulations.paper import BAR_SCHEMA, FILL_SCHEMA, SessionState, SessionStep, advance_session
-from simulations.strategies import build_strategy
+from simulations.strategies import StrategyRegistry
 
 SessionStatus = Literal["running", "stopped"]
 ClockMode = Literal["replay", "wall"]
@@ -237,17 +237,20 @@ class PaperBrokerResource(dg.ConfigurableResource, abc.ABC):
 
     @abc.abstractmethod
     def start_session(
-        self, *, trial_key: str, strategy_name: str, params: Mapping[str, Any], windows: MarketWindows
+        self, *, trial_key: str, strategy_name: str, params: Mapping[str, Any], windows: MarketWindows,
+        strategies: StrategyRegistry,
     ) -> SessionInfo:
-        """Start trading ``strategy_name`` with ``params`` for ``trial_key`` on ``windows.forward``; idempotent.
+        """Start trading ``strategy_name`` (of ``strategies``) with ``params`` for ``trial_key`` on
+        ``windows.forward``; idempotent.
 
         Starting a session that exists with the same strategy and params returns it as it
         is; with different ones raises `PaperTradingError`.
         """
 
     @abc.abstractmethod
-    def sync(self, *, trial_key: str, windows: MarketWindows) -> SessionInfo:
-        """Process the bars of ``windows.forward`` the clock released since the last sync, durably.
+    def sync(self, *, trial_key: str, windows: MarketWindows, strategies: StrategyRegistry) -> SessionInfo:
+        """Process the bars of ``windows.forward`` the clock released since the last sync, durably,
+        with the session's strategy as ``strategies`` has it.
 
         The session goes on only if ``windows.forward`` starts with the bars it has traded
         (bars appended since are traded next, once each); a stopped session is returned
@@ -460,11 +463,12 @@ class LocalPaperBrokerResource(PaperBrokerResource):
     # ------------------------------------------------------------------ API
 
     def start_session(
-        self, *, trial_key: str, strategy_name: str, params: Mapping[str, Any], windows: MarketWindows
+        self, *, trial_key: str, strategy_name: str, params: Mapping[str, Any], windows: MarketWindows,
+        strategies: StrategyRegistry,
     ) -> SessionInfo:
         key = _checked_key(trial_key)
         try:
-            _, model = build_strategy(name=strategy_name, params=params)
+            _, model = strategies.build(name=strategy_name, params=params)
             params_json = json.dumps(model.model_dump(mode="json"), sort_keys=True)
             forward = windows.forward
             engine = self._engine()
@@ -506,14 +510,14 @@ class LocalPaperBrokerResource(PaperBrokerResource):
             )
         return _info(row)
 
-    def sync(self, *, trial_key: str, windows: MarketWindows) -> SessionInfo:
+    def sync(self, *, trial_key: str, windows: MarketWindows, strategies: StrategyRegistry) -> SessionInfo:
         key = _checked_key(trial_key)
         try:
             now = self._now()
             engine = self._engine()
             with engine.connect() as conn:
                 with conn.begin() as transaction:
-                    info = self._sync_in(conn, key, windows, now)
+                    info = self._sync_in(conn, key, windows, strategies, now)
                     if info is None:
                         transaction.rollback()
                 if info is None:
@@ -523,7 +527,9 @@ class LocalPaperBrokerResource(PaperBrokerResource):
         except (PipelineError, sqlalchemy.exc.SQLAlchemyError) as exc:
             raise self._fail(exc, key) from exc
 
-    def _sync_in(self, conn: sa.Connection, key: str, windows: MarketWindows, now: dt.datetime) -> SessionInfo | None:
+    def _sync_in(
+        self, conn: sa.Connection, key: str, windows: MarketWindows, strategies: StrategyRegistry, now: dt.datetime
+    ) -> SessionInfo | None:
         """Advance the session inside the caller's transaction; ``None`` if another sync won."""
         row = self._existing(conn, key, lock=True)
         if row["status"] != "running":
@@ -537,7 +543,7 @@ class LocalPaperBrokerResource(PaperBrokerResource):
             equity=row["equity"],
             last_close=row["last_close"],
         )
-        strategy, params = build_strategy(name=row["strategy_name"], params=json.loads(row["params_json"]))
+        strategy, params = strategies.build(name=row["strategy_name"], params=json.loads(row["params_json"]))
         step = advance_session(
             state=state,
             history_close=windows.history_before(name="forward"),

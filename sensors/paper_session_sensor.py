@@ -24,6 +24,7 @@ from pipeline_assets.stage_table import later_stages
 from pipeline_assets.partitions import trials_partitions_def
 from resources.gate_policy import GatePolicyResource
 from resources.paper_broker import PaperBrokerResource
+from resources.strategy_plugins import StrategyPluginsResource
 
 DEFAULT_PAPER_INTERVAL_SECONDS = 60
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
@@ -79,7 +80,10 @@ def build_paper_session_sensor(
         description="Advances paper sessions and grades each one once it has traded the minimum days.",
     )
     def paper_session_sensor(
-        context: dg.SensorEvaluationContext, paper_broker: PaperBrokerResource, gate_policy: GatePolicyResource
+        context: dg.SensorEvaluationContext,
+        paper_broker: PaperBrokerResource,
+        gate_policy: GatePolicyResource,
+        strategy_plugins: StrategyPluginsResource,
     ) -> dg.SensorResult:
         min_days = gate_policy.policy().paper.min_days
         # A trial already graded, or about to be by a run in flight, is not asked for again.
@@ -93,10 +97,11 @@ def build_paper_session_sensor(
             raise dg.DagsterInvariantViolationError("paper_session_sensor loads market_data from its code location")
         # The windows every trial run loads: sessions trade the bars their grade is computed on.
         windows = context.repository_def.load_asset_value(MARKET_DATA, instance=context.instance)
+        strategies = strategy_plugins.registry()
         requests = []
         pending = 0
         for session in running:
-            session = paper_broker.sync(trial_key=session.trial_key, windows=windows)
+            session = paper_broker.sync(trial_key=session.trial_key, windows=windows, strategies=strategies)
             if session.days_elapsed < min_days:
                 pending += 1
                 continue

@@ -293,7 +293,7 @@ def backtest_strategy(
     Parameters
     ----------
     strategy, params
-        From :func:`simulations.strategies.build_strategy`.
+        From :meth:`simulations.strategies.StrategyRegistry.build`.
     close
         Window close prices (price units), shape ``(..., n_bars)``.
     history

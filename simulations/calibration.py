@@ -122,7 +122,7 @@ from simulations.metrics import (
     probabilistic_sharpe_ratio,
     sharpe_ratio,
 )
-from simulations.strategies import build_strategy
+from simulations.strategies import BUILT_IN_STRATEGIES
 
 MarketKind = Literal["null", "planted"]
 EdgeKind = Literal["trend", "autocorrelation"]
@@ -416,7 +416,7 @@ class PlantedEdge(_Frozen):
 
 
 def _planted_net_returns(null: np.ndarray, unit: np.ndarray, drift_per_vol: float, edge: EdgeKind) -> np.ndarray:
-    strategy, params = build_strategy(name=PLANTED_STRATEGY, params=PLANTED_PARAMS[edge])
+    strategy, params = BUILT_IN_STRATEGIES.build(name=PLANTED_STRATEGY, params=PLANTED_PARAMS[edge])
     close = _close(null + drift_per_vol * unit)
     result = run_backtest(
         close=close,

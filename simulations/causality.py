@@ -159,7 +159,7 @@ def find_look_ahead(
     Parameters
     ----------
     strategy, params
-        From :func:`simulations.strategies.build_strategy`.
+        From :meth:`simulations.strategies.StrategyRegistry.build`.
     close
         Close prices of the evaluated window (price units, > 0), shape ``(n_bars,)``, ``n_bars >= 2``.
     history

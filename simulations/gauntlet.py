@@ -32,7 +32,7 @@ from simulations.gates import (
 from simulations.market import MarketWindows
 from simulations.metrics import BacktestMetrics, compute_metrics, deflated_sharpe_ratio
 from simulations.paper import PaperMetrics, SessionState, advance_session, paper_metrics
-from simulations.strategies import build_strategy
+from simulations.strategies import StrategyRegistry
 from simulations.stress import StressReport, StressScenarios, stress_test
 from simulations.trial import TrialSnapshot
 
@@ -135,7 +135,7 @@ class PaperVenue(Protocol):
 
 @dataclass(frozen=True)
 class GauntletInputs:
-    """What every trial of a run shares: the same data, thresholds, costs and paper venue."""
+    """What every trial of a run shares: the same data, thresholds, costs, strategies and paper venue."""
 
     windows: MarketWindows
     scenarios: StressScenarios
@@ -143,6 +143,8 @@ class GauntletInputs:
     fee_bps: float
     slippage_bps: float
     paper: PaperVenue
+    #: The strategies a trial may name: the built-ins and the configuration's plug-ins.
+    strategies: StrategyRegistry
 
 
 # ------------------------------------------------------------------------------------- outcomes
@@ -202,7 +204,7 @@ def evaluate_backtest(trial: TrialCase, inputs: GauntletInputs) -> BacktestOutco
     """
     if trial.context is None:
         raise TrialDataError("gate 1 needs the study context (completed trials and their Sharpe ratios)")
-    strategy, params = build_strategy(name=trial.strategy_name, params=trial.snapshot.params)
+    strategy, params = inputs.strategies.build(name=trial.strategy_name, params=trial.snapshot.params)
     windows, context = inputs.windows, trial.context
     window, history = windows.backtest, windows.history_before(name="backtest")
     # Before anything is measured: a strategy that looks ahead would pass on prices it cannot know.
@@ -226,7 +228,7 @@ def evaluate_backtest(trial: TrialCase, inputs: GauntletInputs) -> BacktestOutco
 
 def evaluate_stress(trial: TrialCase, inputs: GauntletInputs) -> StressOutcome:
     """Gate 2: the trial's strategy on every stress-scenario path, with gate 1's backtester."""
-    strategy, params = build_strategy(name=trial.strategy_name, params=trial.snapshot.params)
+    strategy, params = inputs.strategies.build(name=trial.strategy_name, params=trial.snapshot.params)
     scenarios = inputs.scenarios
     n_paths, n_bars = scenarios.paths.shape
     warmup = np.broadcast_to(scenarios.warmup, (n_paths, scenarios.warmup.size))
@@ -245,8 +247,8 @@ def evaluate_stress(trial: TrialCase, inputs: GauntletInputs) -> StressOutcome:
 
 
 def grade_session(
-    *, bars: pl.DataFrame, strategy_name: str, params: Mapping[str, Any], windows: MarketWindows,
-    policy: GatePolicy, fee_bps: float, slippage_bps: float, bar_seconds: float,
+    *, bars: pl.DataFrame, strategy_name: str, params: Mapping[str, Any], strategies: StrategyRegistry,
+    windows: MarketWindows, policy: GatePolicy, fee_bps: float, slippage_bps: float, bar_seconds: float,
 ) -> tuple[PaperMetrics, GateVerdict]:
     """Grade a paper session's per-bar record and apply gate 3.
 
@@ -257,6 +259,8 @@ def grade_session(
     ----------
     bars
         The session's per-bar record, bars ``0..n-1`` of the forward window.
+    strategies
+        Where ``strategy_name`` is looked up.
     fee_bps, slippage_bps
         The session's costs (basis points).
     bar_seconds
@@ -264,7 +268,7 @@ def grade_session(
     """
     n = bars.height
     forward = windows.forward
-    strategy, model = build_strategy(name=strategy_name, params=params)
+    strategy, model = strategies.build(name=strategy_name, params=params)
     backtest = backtest_strategy(
         strategy=strategy, params=model, close=forward.close[:n], history=windows.history_before(name="forward"),
         fee_bps=fee_bps, slippage_bps=slippage_bps, bar_seconds=bar_seconds,
@@ -285,7 +289,8 @@ def evaluate_paper(trial: TrialCase, inputs: GauntletInputs) -> PaperOutcome | P
         return PaperPending(session=session, min_days=min_days)
     bars = inputs.paper.bars(trial_key=trial.key)
     metrics, verdict = grade_session(
-        bars=bars, strategy_name=name, params=trial.snapshot.params, windows=inputs.windows, policy=inputs.policy,
+        bars=bars, strategy_name=name, params=trial.snapshot.params, strategies=inputs.strategies,
+        windows=inputs.windows, policy=inputs.policy,
         fee_bps=session.fee_bps, slippage_bps=session.slippage_bps, bar_seconds=session.bar_seconds,
     )
     forward = inputs.windows.forward
@@ -413,6 +418,7 @@ class ReplayVenue:
     windows: MarketWindows
     fee_bps: float
     slippage_bps: float
+    strategies: StrategyRegistry
     _bars: dict[str, pl.DataFrame] = field(default_factory=dict)
 
     @dataclass(frozen=True)
@@ -424,7 +430,7 @@ class ReplayVenue:
 
     def advance(self, *, trial_key: str, strategy_name: str, params: Mapping[str, Any]) -> ReplayVenue.Progress:
         if trial_key not in self._bars:
-            strategy, model = build_strategy(name=strategy_name, params=params)
+            strategy, model = self.strategies.build(name=strategy_name, params=params)
             forward = self.windows.forward
             self._bars[trial_key] = advance_session(
                 state=SessionState(),

@@ -20,10 +20,12 @@ from simulations.errors import EvaluationError, TrialDataError
 from simulations.gauntlet import TrialCase, stage_for_gate
 from simulations.market import MarketWindows
 from simulations.metrics import sharpe_ratio
-from simulations.strategies import build_strategy, strategy_names
+from simulations.strategies import StrategyRegistry
 
 
-def in_sample_sharpe(*, trial: TrialCase, windows: MarketWindows, fee_bps: float, slippage_bps: float) -> float:
+def in_sample_sharpe(
+    *, trial: TrialCase, windows: MarketWindows, fee_bps: float, slippage_bps: float, strategies: StrategyRegistry
+) -> float:
     """The trial's annualised Sharpe ratio on the train window, as gate 1 measures one.
 
     The trial's strategy and params are backtested on the train window, warmed up on the
@@ -39,6 +41,8 @@ def in_sample_sharpe(*, trial: TrialCase, windows: MarketWindows, fee_bps: float
         The market the study is evaluated on.
     fee_bps, slippage_bps
         The market's costs (basis points), as in gate 1.
+    strategies
+        Where the trial's strategy is looked up.
 
     Returns
     -------
@@ -54,7 +58,7 @@ def in_sample_sharpe(*, trial: TrialCase, windows: MarketWindows, fee_bps: float
     """
     train = windows.train
     try:
-        strategy, params = build_strategy(name=trial.strategy_name, params=trial.snapshot.params)
+        strategy, params = strategies.build(name=trial.strategy_name, params=trial.snapshot.params)
         result = backtest_strategy(
             strategy=strategy, params=params, close=train.close, history=windows.history_before(name="train"),
             fee_bps=fee_bps, slippage_bps=slippage_bps, bar_seconds=train.bar_seconds,
@@ -64,11 +68,13 @@ def in_sample_sharpe(*, trial: TrialCase, windows: MarketWindows, fee_bps: float
         return math.nan
 
 
-def in_sample_fingerprint(*, windows: MarketWindows, fee_bps: float, slippage_bps: float) -> str:
+def in_sample_fingerprint(
+    *, windows: MarketWindows, fee_bps: float, slippage_bps: float, strategies: StrategyRegistry
+) -> str:
     """What every trial's :func:`in_sample_sharpe` depends on besides the trial: a cache key.
 
-    The train window and the bars before it, the costs, the registered strategies (a trial
-    naming one that is registered later has a Sharpe ratio from then on) and gate 1's code
+    The train window and the bars before it, the costs, the names in ``strategies`` (a trial
+    naming a strategy configured later has a Sharpe ratio from then on) and gate 1's code
     version. A strategy's own code is not covered: a cache keyed by this fingerprint must be
     cleared after a strategy's positions change.
 
@@ -83,7 +89,7 @@ def in_sample_fingerprint(*, windows: MarketWindows, fee_bps: float, slippage_bp
         "history_sha256": hashlib.sha256(history.tobytes()).hexdigest(),
         "fee_bps": float(fee_bps),
         "slippage_bps": float(slippage_bps),
-        "strategies": list(strategy_names()),
+        "strategies": list(strategies.names()),
         "code_version": stage_for_gate("backtest_gate").code_version,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()

@@ -215,7 +215,7 @@ def advance_session(
         Forward bars the venue's clock has released (0 <= n_available <= n). A value at or
         below ``state.bars_processed`` releases nothing and returns ``state`` unchanged.
     strategy, params
-        From :func:`simulations.strategies.build_strategy`.
+        From :meth:`simulations.strategies.StrategyRegistry.build`.
     fee_bps, slippage_bps
         Costs per unit of traded notional, basis points (>= 0).
 

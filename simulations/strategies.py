@@ -8,8 +8,9 @@ before an indicator has its full window are flat.
 
 The Optuna trial's ``strategy`` user attribute names the registry entry; its params are
 validated by the entry's pydantic model (strict types, ranges, no unknown keys). Plug-ins
-are registered explicitly by configuration (:func:`load_strategy_from_import_path`, then
-:func:`register_strategy`): trial data never names code to import. Model artifacts are
+come only from the configuration (:func:`load_strategy_from_import_path`, added to a
+:class:`StrategyRegistry` that is passed to what evaluates trials): trial data never names
+code to import. Model artifacts are
 read only through :func:`load_verified_artifact`, only from the configured model directory,
 and never unpickled; no message ever carries a file's digest or content.
 """
@@ -25,8 +26,9 @@ import os
 import re
 import stat
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, ClassVar, Literal, Protocol, cast
 
 import numpy as np
@@ -121,7 +123,7 @@ def _checked_params(strategy: Strategy, params: BaseModel) -> BaseModel:
     if not isinstance(params, strategy.params_model):
         raise TrialDataError(
             f"strategy {strategy.name!r} needs params of type {strategy.params_model.__name__}, "
-            f"got {type(params).__name__}; build them with build_strategy()"
+            f"got {type(params).__name__}; build them with StrategyRegistry.build()"
         )
     return params
 
@@ -565,32 +567,6 @@ class LinearModelStrategy:
         return {}
 
 
-_REGISTRY: dict[str, Strategy] = {
-    strategy.name: strategy for strategy in (MomentumStrategy(), MeanReversionStrategy(), LinearModelStrategy())
-}
-
-
-def strategy_names() -> tuple[str, ...]:
-    """Names of the registered strategies, sorted."""
-    return tuple(sorted(_REGISTRY))
-
-
-def get_strategy(*, name: str) -> Strategy:
-    """The registered strategy called ``name``.
-
-    Raises
-    ------
-    TrialDataError
-        If no strategy has that name; the message lists the known names.
-    """
-    try:
-        return _REGISTRY[name]
-    except (KeyError, TypeError):
-        raise TrialDataError(
-            f"unknown strategy {name!r}; known strategies: {', '.join(strategy_names())}"
-        ) from None
-
-
 def _check_protocol(candidate: object, origin: str, error: type[PipelineError]) -> Strategy:
     missing = [
         attribute
@@ -610,34 +586,11 @@ def _check_protocol(candidate: object, origin: str, error: type[PipelineError]) 
     return cast(Strategy, candidate)
 
 
-def register_strategy(*, strategy: Strategy, replace: bool = False) -> None:
-    """Add ``strategy`` to the registry under ``strategy.name``.
-
-    Parameters
-    ----------
-    strategy
-        An object with the :class:`Strategy` protocol.
-    replace
-        Allow replacing an entry with the same name (never needed in production).
-
-    Raises
-    ------
-    ConfigurationError
-        If the object lacks the protocol, or the name is taken and ``replace`` is false.
-    """
-    checked = _check_protocol(strategy, f"object {strategy!r}", ConfigurationError)
-    if checked.name in _REGISTRY and not replace and _REGISTRY[checked.name] is not checked:
-        raise ConfigurationError(
-            f"strategy name {checked.name!r} is already registered; choose another name"
-        )
-    _REGISTRY[checked.name] = checked
-
-
 def load_strategy_from_import_path(*, import_path: str) -> Strategy:
     """Import ``"package.module:object"`` and check it has the :class:`Strategy` protocol.
 
     A class is instantiated without arguments; any other object is used as is. The
-    strategy is not registered: pass it to :func:`register_strategy`.
+    strategy is in no registry: add it with :meth:`StrategyRegistry.with_strategies`.
 
     Parameters
     ----------
@@ -665,34 +618,102 @@ def load_strategy_from_import_path(*, import_path: str) -> Strategy:
     return _check_protocol(target, f"strategy import path {import_path!r}", TrialDataError)
 
 
-def build_strategy(*, name: str, params: Mapping[str, Any]) -> tuple[Strategy, BaseModel]:
-    """Look up a strategy and validate a trial's params for it.
+class StrategyRegistry:
+    """The strategies a trial may name, by name: an immutable value, passed to what evaluates trials.
 
-    Parameters
-    ----------
-    name
-        Registry key (the trial's ``strategy`` user attribute).
-    params
-        The trial's params (JSON scalars).
-
-    Returns
-    -------
-    tuple
-        ``(strategy, validated params model)``.
-
-    Raises
-    ------
-    TrialDataError
-        Unknown strategy (listing the known ones) or params that do not validate
-        (pydantic's messages per field: wrong type, out of range, unknown or missing key;
-        never the values, which may name files and digests).
+    Built from the built-ins (`BUILT_IN_STRATEGIES`) and the configuration's plug-ins
+    (`resources.strategy_plugins.StrategyPluginsResource.registry`); adding one gives a new
+    registry, so what a process evaluates with is always the value it was handed.
     """
-    strategy = get_strategy(name=name)
-    if not isinstance(params, Mapping):
-        raise TrialDataError(f"params for strategy {name!r} must be a mapping, got {type(params).__name__}")
-    try:
-        model = strategy.params_model.model_validate(dict(params))
-    except ValidationError as exc:
-        # Not chained: the ValidationError would carry the values into the run's error record.
-        raise TrialDataError(f"params for strategy {name!r} are invalid: {validation_problems(exc)}") from None
-    return strategy, model
+
+    def __init__(self, strategies: Iterable[Strategy] = ()) -> None:
+        by_name: dict[str, Strategy] = {}
+        for strategy in strategies:
+            checked = _check_protocol(strategy, f"object {strategy!r}", ConfigurationError)
+            if checked.name in by_name and by_name[checked.name] is not checked:
+                raise ConfigurationError(f"strategy name {checked.name!r} is given twice; choose another name")
+            by_name[checked.name] = checked
+        self._by_name: Mapping[str, Strategy] = MappingProxyType(by_name)
+
+    def __repr__(self) -> str:
+        return f"StrategyRegistry({', '.join(self.names())})"
+
+    def names(self) -> tuple[str, ...]:
+        """Names of the strategies, sorted."""
+        return tuple(sorted(self._by_name))
+
+    def with_strategies(self, *strategies: Strategy, replace: bool = False) -> StrategyRegistry:
+        """This registry and ``strategies``.
+
+        Parameters
+        ----------
+        strategies
+            Objects with the :class:`Strategy` protocol.
+        replace
+            Let a strategy replace one of the same name (the built-in ``linear_model`` with the
+            configured model directory); otherwise a name already taken is an error.
+
+        Raises
+        ------
+        ConfigurationError
+            If an object lacks the protocol, or a name is taken and ``replace`` is false.
+        """
+        checked = [_check_protocol(s, f"object {s!r}", ConfigurationError) for s in strategies]
+        if not replace:
+            for strategy in checked:
+                if strategy.name in self._by_name and self._by_name[strategy.name] is not strategy:
+                    raise ConfigurationError(
+                        f"strategy name {strategy.name!r} is already taken; choose another name"
+                    )
+        replaced = {strategy.name for strategy in checked}
+        return StrategyRegistry([*(s for name, s in self._by_name.items() if name not in replaced), *checked])
+
+    def get(self, *, name: str) -> Strategy:
+        """The strategy called ``name``.
+
+        Raises
+        ------
+        TrialDataError
+            If no strategy has that name; the message lists the known names.
+        """
+        try:
+            return self._by_name[name]
+        except (KeyError, TypeError):
+            raise TrialDataError(f"unknown strategy {name!r}; known strategies: {', '.join(self.names())}") from None
+
+    def build(self, *, name: str, params: Mapping[str, Any]) -> tuple[Strategy, BaseModel]:
+        """Look up a strategy and validate a trial's params for it.
+
+        Parameters
+        ----------
+        name
+            The strategy's name (the trial's ``strategy`` user attribute).
+        params
+            The trial's params (JSON scalars).
+
+        Returns
+        -------
+        tuple
+            ``(strategy, validated params model)``.
+
+        Raises
+        ------
+        TrialDataError
+            Unknown strategy (listing the known ones) or params that do not validate
+            (pydantic's messages per field: wrong type, out of range, unknown or missing key;
+            never the values, which may name files and digests).
+        """
+        strategy = self.get(name=name)
+        if not isinstance(params, Mapping):
+            raise TrialDataError(f"params for strategy {name!r} must be a mapping, got {type(params).__name__}")
+        try:
+            model = strategy.params_model.model_validate(dict(params))
+        except ValidationError as exc:
+            # Not chained: the ValidationError would carry the values into the run's error record.
+            raise TrialDataError(f"params for strategy {name!r} are invalid: {validation_problems(exc)}") from None
+        return strategy, model
+
+
+#: The strategies Gauntlet ships; ``linear_model`` reads no artifact until a registry built from
+#: the configuration gives it a model directory.
+BUILT_IN_STRATEGIES = StrategyRegistry([MomentumStrategy(), MeanReversionStrategy(), LinearModelStrategy()])

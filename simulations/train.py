@@ -23,13 +23,13 @@ from simulations.backtest import backtest_strategy
 from simulations.constants import DEFAULT_FEE_BPS, DEFAULT_MARKET_SEED, DEFAULT_SLIPPAGE_BPS
 from simulations.market import MarketWindows, generate_synthetic_market, split_windows
 from simulations.metrics import compute_metrics
-from simulations.strategies import build_strategy, get_strategy
+from simulations.strategies import BUILT_IN_STRATEGIES
 
 
 def suggest_params(trial: optuna.Trial, strategy_name: str) -> dict[str, int | float]:
     """Sample every dimension of the strategy's Optuna-free search space."""
     params: dict[str, int | float] = {}
-    for name, dimension in get_strategy(name=strategy_name).search_space().items():
+    for name, dimension in BUILT_IN_STRATEGIES.get(name=strategy_name).search_space().items():
         kind, low, high, *rest = dimension
         log = bool(rest[0]) if rest else False
         if kind == "int":
@@ -47,7 +47,7 @@ def make_objective(*, windows: MarketWindows, strategy_name: str):
 
     def objective(trial: optuna.Trial) -> float:
         params = suggest_params(trial, strategy_name)
-        strategy, model = build_strategy(name=strategy_name, params=params)
+        strategy, model = BUILT_IN_STRATEGIES.build(name=strategy_name, params=params)
         result = backtest_strategy(
             strategy=strategy, params=model, close=train.close,
             fee_bps=DEFAULT_FEE_BPS, slippage_bps=DEFAULT_SLIPPAGE_BPS, bar_seconds=train.bar_seconds,

@@ -31,7 +31,7 @@ from simulations.errors import MarketDataError, StressTestError, TrialDataError
 from simulations.gates import GatePolicy
 from simulations.gauntlet import GauntletInputs, ReplayVenue, StudyContext, TrialCase, evaluate_backtest
 from simulations.market import MarketWindows, generate_synthetic_market, split_windows
-from simulations.strategies import strategy_names
+from simulations.strategies import BUILT_IN_STRATEGIES
 from tests.conftest import add_complete_trials
 from pipeline_assets.partitions import trial_partition_key
 from tests.dagster_helpers import Ticker, local_definitions, materialize_shared, materialized, partitions
@@ -93,7 +93,8 @@ def _admit_and_evaluate(url: str, study: str, windows: MarketWindows, tmp_path: 
     [snapshot] = batch.completed
     inputs = GauntletInputs(
         windows=windows, scenarios=None, policy=GatePolicy(), fee_bps=1.0, slippage_bps=1.0,
-        paper=ReplayVenue(windows=windows, fee_bps=1.0, slippage_bps=1.0),
+        paper=ReplayVenue(windows=windows, fee_bps=1.0, slippage_bps=1.0, strategies=BUILT_IN_STRATEGIES),
+        strategies=BUILT_IN_STRATEGIES,
     )
     evaluate_backtest(
         TrialCase(key=study, snapshot=snapshot, context=StudyContext(n_trials=1, sharpe_variance_annual=0.0)), inputs
@@ -143,7 +144,7 @@ _bad_user_attrs = st.one_of(
     st.one_of(_json_leaf.filter(lambda v: not isinstance(v, str)), st.lists(_json_leaf, max_size=3)).map(
         lambda v: {"strategy": v}
     ),
-    st.text(max_size=30).filter(lambda name: name not in strategy_names()).map(lambda name: {"strategy": name}),
+    st.text(max_size=30).filter(lambda name: name not in BUILT_IN_STRATEGIES.names()).map(lambda name: {"strategy": name}),
     st.just({"strategy": "m" * 100_000}),
     st.just({}),
     # Any attribute holding a non-finite number, however deeply nested.

@@ -43,6 +43,7 @@ from simulations.constants import SYNTHETIC_START_PRICE
 from simulations.gates import GatePolicy
 from simulations.gauntlet import GauntletInputs, ReplayVenue, TrialCase, evaluate_paper
 from simulations.trial import TrialSnapshot
+from simulations.strategies import BUILT_IN_STRATEGIES
 
 SMALL = CalibrationSettings(n_studies=4, trials_per_study=(6, 12), candidates_per_study=2, seed=5)
 NULL_ONLY = CalibrationSettings(
@@ -122,11 +123,12 @@ def test_replayed_paper_session_is_graded_like_the_paper_broker(tmp_path: Path) 
             GauntletInputs(
                 windows=windows, scenarios=None, policy=GatePolicy(), fee_bps=market.fee_bps,
                 slippage_bps=market.slippage_bps, paper=venue,
+                strategies=BUILT_IN_STRATEGIES,
             ),
         )
         for venue in (
-            BrokerVenue(broker, windows),
-            ReplayVenue(windows=windows, fee_bps=market.fee_bps, slippage_bps=market.slippage_bps),
+            BrokerVenue(broker, windows, strategies=BUILT_IN_STRATEGIES),
+            ReplayVenue(windows=windows, fee_bps=market.fee_bps, slippage_bps=market.slippage_bps, strategies=BUILT_IN_STRATEGIES),
         )
     ]
     assert outcomes[0].metrics == outcomes[1].metrics and outcomes[0].verdict == outcomes[1].verdict

@@ -25,7 +25,7 @@ from simulations.backtest import backtest_strategy
 from simulations.errors import ConfigurationError, PaperTradingError, StorageUnavailableError, TrialDataError
 from simulations.market import generate_synthetic_market
 from simulations.paper import SessionState, advance_session
-from simulations.strategies import build_strategy
+from simulations.strategies import BUILT_IN_STRATEGIES
 
 STRATEGY = "momentum"
 PARAMS = {"lookback": 12, "vol_lookback": 24, "target_bar_vol": 0.003}
@@ -73,7 +73,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def batch():
     """The whole forward window processed at once by the pure engine, and the backtester's run."""
     windows = WINDOWS
-    strategy, params = build_strategy(name=STRATEGY, params=PARAMS)
+    strategy, params = BUILT_IN_STRATEGIES.build(name=STRATEGY, params=PARAMS)
     history = windows.history_before(name="forward")
     step = advance_session(
         state=SessionState(),
@@ -103,10 +103,10 @@ def test_replay_session_trades_the_whole_forward_window_at_once_and_equals_the_b
     database_url: str, batch
 ) -> None:
     broker = make_broker(database_url, FakeClock(), clock="replay")
-    started = broker.start_session(trial_key="study#1", strategy_name=STRATEGY, params=PARAMS, windows=WINDOWS)
+    started = broker.start_session(trial_key="study#1", strategy_name=STRATEGY, params=PARAMS, windows=WINDOWS, strategies=BUILT_IN_STRATEGIES)
     assert (started.status, started.bars_processed, started.equity, started.days_elapsed) == ("running", 0, 1.0, 0.0)
 
-    info = broker.sync(trial_key="study#1", windows=WINDOWS)
+    info = broker.sync(trial_key="study#1", windows=WINDOWS, strategies=BUILT_IN_STRATEGIES)
     assert (info.status, info.bars_processed, info.days_elapsed) == ("running", FORWARD_BARS, 15.0)
     report = broker.report(trial_key="study#1")
     _assert_prefix_of_batch(report, batch, FORWARD_BARS)
@@ -116,26 +116,28 @@ def test_replay_session_trades_the_whole_forward_window_at_once_and_equals_the_b
     assert info.equity - 1.0 == pytest.approx(result.total_return, abs=1e-12)
     assert report.status == "running" and report.bars_processed == FORWARD_BARS and report.days_elapsed == 15.0
     # Until bars arrive, there is nothing left to process.
-    assert broker.sync(trial_key="study#1", windows=WINDOWS) == info
+    assert broker.sync(trial_key="study#1", windows=WINDOWS, strategies=BUILT_IN_STRATEGIES) == info
 
 
 def test_start_is_idempotent_and_refuses_other_params(database_url: str) -> None:
     clock = FakeClock()
     broker = make_broker(database_url, clock, clock="wall")
-    first = broker.start_session(trial_key="study#2", strategy_name=STRATEGY, params=PARAMS, windows=WINDOWS)
+    first = broker.start_session(trial_key="study#2", strategy_name=STRATEGY, params=PARAMS, windows=WINDOWS, strategies=BUILT_IN_STRATEGIES)
     clock.advance(hours=5)
     again = make_broker(database_url, clock, clock="replay").start_session(
-        trial_key="study#2", strategy_name=STRATEGY, params=dict(reversed(list(PARAMS.items()))), windows=WINDOWS
+        trial_key="study#2", strategy_name=STRATEGY, params=dict(reversed(list(PARAMS.items()))), windows=WINDOWS,
+        strategies=BUILT_IN_STRATEGIES,
     )
     assert again == first  # same start time and clock: the existing session, not a new one
     assert len(broker.sessions()) == 1
     with pytest.raises(PaperTradingError, match="a trial's params never change") as caught:
         broker.start_session(
-            trial_key="study#2", strategy_name=STRATEGY, params={**PARAMS, "lookback": 13}, windows=WINDOWS
+            trial_key="study#2", strategy_name=STRATEGY, params={**PARAMS, "lookback": 13}, windows=WINDOWS,
+            strategies=BUILT_IN_STRATEGIES,
         )
     assert "study#2" in str(caught.value)
     with pytest.raises(TrialDataError, match="unknown|invalid|not registered|known"):
-        broker.start_session(trial_key="study#3", strategy_name="no_such_strategy", params={}, windows=WINDOWS)
+        broker.start_session(trial_key="study#3", strategy_name="no_such_strategy", params={}, windows=WINDOWS, strategies=BUILT_IN_STRATEGIES)
     assert [info.trial_key for info in broker.sessions()] == ["study#2"]
 
 
@@ -143,16 +145,16 @@ def test_start_is_idempotent_and_refuses_other_params(database_url: str) -> None
 def test_a_wall_session_reaches_seven_days_only_after_seven_days_of_market_time(tmp_path: Path, speed: float) -> None:
     clock = FakeClock()
     broker = make_broker(f"sqlite:///{tmp_path / 'gauntlet.db'}", clock, clock="wall", speed=speed)
-    broker.start_session(trial_key="study#4", strategy_name=STRATEGY, params=PARAMS, windows=WINDOWS)
+    broker.start_session(trial_key="study#4", strategy_name=STRATEGY, params=PARAMS, windows=WINDOWS, strategies=BUILT_IN_STRATEGIES)
     seven_days = dt.timedelta(days=7) / speed
 
     clock.advance(seconds=(seven_days - dt.timedelta(seconds=1)).total_seconds())
-    info = broker.sync(trial_key="study#4", windows=WINDOWS)
+    info = broker.sync(trial_key="study#4", windows=WINDOWS, strategies=BUILT_IN_STRATEGIES)
     assert info.bars_processed == 7 * 24 - 1 and info.days_elapsed < 7.0 and info.status == "running"
     assert broker.sessions(min_days=7.0) == []
 
     clock.advance(seconds=1)
-    info = broker.sync(trial_key="study#4", windows=WINDOWS)
+    info = broker.sync(trial_key="study#4", windows=WINDOWS, strategies=BUILT_IN_STRATEGIES)
     assert info.bars_processed == 7 * 24 and info.days_elapsed == 7.0
     assert [s.trial_key for s in broker.sessions(min_days=7.0)] == ["study#4"]
 
@@ -160,22 +162,23 @@ def test_a_wall_session_reaches_seven_days_only_after_seven_days_of_market_time(
 def test_restarting_the_venue_mid_session_loses_nothing(database_url: str, batch) -> None:
     clock = FakeClock()
     make_broker(database_url, clock, clock="wall").start_session(
-        trial_key="study#5", strategy_name=STRATEGY, params=PARAMS, windows=WINDOWS
+        trial_key="study#5", strategy_name=STRATEGY, params=PARAMS, windows=WINDOWS,
+        strategies=BUILT_IN_STRATEGIES,
     )
     clock.advance(days=2, hours=12, minutes=30)
-    before = make_broker(database_url, clock, clock="wall").sync(trial_key="study#5", windows=WINDOWS)
+    before = make_broker(database_url, clock, clock="wall").sync(trial_key="study#5", windows=WINDOWS, strategies=BUILT_IN_STRATEGIES)
     assert before.bars_processed == 60
 
     # A new process: fresh resource instance on the same database, same config.
     restarted = make_broker(database_url, clock, clock="wall")
     assert restarted.report(trial_key="study#5").bars.height == 60
     clock.advance(days=6, hours=11, minutes=30)
-    after = restarted.sync(trial_key="study#5", windows=WINDOWS)
+    after = restarted.sync(trial_key="study#5", windows=WINDOWS, strategies=BUILT_IN_STRATEGIES)
     assert after.bars_processed == 9 * 24 and after.started_at == before.started_at
     _assert_prefix_of_batch(restarted.report(trial_key="study#5"), batch, 9 * 24)
 
     clock.advance(days=30)
-    final = make_broker(database_url, clock, clock="wall").sync(trial_key="study#5", windows=WINDOWS)
+    final = make_broker(database_url, clock, clock="wall").sync(trial_key="study#5", windows=WINDOWS, strategies=BUILT_IN_STRATEGIES)
     assert (final.status, final.bars_processed) == ("running", FORWARD_BARS)
     _assert_prefix_of_batch(restarted.report(trial_key="study#5"), batch, FORWARD_BARS)
     with sa.create_engine(database_url).connect() as conn:
@@ -198,32 +201,32 @@ def test_a_crash_inside_a_sync_commits_nothing_and_the_next_sync_processes_each_
             raise RuntimeError("process killed between the inserts and the commit")
 
     broker = make_broker(database_url, clock, clock="wall")
-    broker.start_session(trial_key="study#6", strategy_name=STRATEGY, params=PARAMS, windows=WINDOWS)
+    broker.start_session(trial_key="study#6", strategy_name=STRATEGY, params=PARAMS, windows=WINDOWS, strategies=BUILT_IN_STRATEGIES)
     clock.advance(days=3)
-    broker.sync(trial_key="study#6", windows=WINDOWS)
+    broker.sync(trial_key="study#6", windows=WINDOWS, strategies=BUILT_IN_STRATEGIES)
     clock.advance(days=1)
     crashing = CrashingBroker(database_url=database_url, clock="wall", market=small_market())
     with pytest.raises(RuntimeError, match="process killed"):
-        crashing.sync(trial_key="study#6", windows=WINDOWS)
+        crashing.sync(trial_key="study#6", windows=WINDOWS, strategies=BUILT_IN_STRATEGIES)
     unchanged = broker.report(trial_key="study#6")
     assert unchanged.bars_processed == 72
     _assert_prefix_of_batch(unchanged, batch, 72)
 
-    assert broker.sync(trial_key="study#6", windows=WINDOWS).bars_processed == 96
+    assert broker.sync(trial_key="study#6", windows=WINDOWS, strategies=BUILT_IN_STRATEGIES).bars_processed == 96
     _assert_prefix_of_batch(broker.report(trial_key="study#6"), batch, 96)
 
 
 def test_concurrent_syncs_of_one_session_never_double_insert(database_url: str, batch) -> None:
     clock = FakeClock()
     brokers = [make_broker(database_url, clock, clock="replay") for _ in range(4)]
-    brokers[0].start_session(trial_key="study#7", strategy_name=STRATEGY, params=PARAMS, windows=WINDOWS)
+    brokers[0].start_session(trial_key="study#7", strategy_name=STRATEGY, params=PARAMS, windows=WINDOWS, strategies=BUILT_IN_STRATEGIES)
     barrier = threading.Barrier(len(brokers))
     outcomes: list[object] = [None] * len(brokers)
 
     def run(index: int) -> None:
         barrier.wait()
         try:
-            outcomes[index] = brokers[index].sync(trial_key="study#7", windows=WINDOWS)
+            outcomes[index] = brokers[index].sync(trial_key="study#7", windows=WINDOWS, strategies=BUILT_IN_STRATEGIES)
         except Exception as exc:  # noqa: BLE001 - recorded and asserted on below
             outcomes[index] = exc
 
@@ -239,13 +242,13 @@ def test_concurrent_syncs_of_one_session_never_double_insert(database_url: str, 
 def test_stop_freezes_a_session(database_url: str) -> None:
     clock = FakeClock()
     broker = make_broker(database_url, clock, clock="wall")
-    broker.start_session(trial_key="study#8", strategy_name=STRATEGY, params=PARAMS, windows=WINDOWS)
+    broker.start_session(trial_key="study#8", strategy_name=STRATEGY, params=PARAMS, windows=WINDOWS, strategies=BUILT_IN_STRATEGIES)
     clock.advance(days=1)
-    assert broker.sync(trial_key="study#8", windows=WINDOWS).bars_processed == 24
+    assert broker.sync(trial_key="study#8", windows=WINDOWS, strategies=BUILT_IN_STRATEGIES).bars_processed == 24
     stopped = broker.stop(trial_key="study#8")
     assert stopped.status == "stopped" and stopped.bars_processed == 24
     clock.advance(days=5)
-    assert broker.sync(trial_key="study#8", windows=WINDOWS) == stopped
+    assert broker.sync(trial_key="study#8", windows=WINDOWS, strategies=BUILT_IN_STRATEGIES) == stopped
     assert broker.stop(trial_key="study#8") == stopped
     assert broker.report(trial_key="study#8").bars.height == 24
 
@@ -254,10 +257,10 @@ def test_sessions_filter_by_market_days_and_update_time(tmp_path: Path) -> None:
     clock = FakeClock()
     broker = make_broker(f"sqlite:///{tmp_path / 'gauntlet.db'}", clock, clock="wall")
     for key in ("study#10", "study#11"):
-        broker.start_session(trial_key=key, strategy_name=STRATEGY, params=PARAMS, windows=WINDOWS)
+        broker.start_session(trial_key=key, strategy_name=STRATEGY, params=PARAMS, windows=WINDOWS, strategies=BUILT_IN_STRATEGIES)
     clock.advance(days=8)
     checkpoint = clock.now
-    broker.sync(trial_key="study#11", windows=WINDOWS)
+    broker.sync(trial_key="study#11", windows=WINDOWS, strategies=BUILT_IN_STRATEGIES)
     assert [s.trial_key for s in broker.sessions()] == ["study#10", "study#11"]
     assert [s.trial_key for s in broker.sessions(min_days=7.0)] == ["study#11"]
     assert [s.trial_key for s in broker.sessions(updated_since=checkpoint)] == ["study#11"]
@@ -270,22 +273,22 @@ def test_sessions_filter_by_market_days_and_update_time(tmp_path: Path) -> None:
 
 def test_unknown_sessions_and_bad_keys_raise_naming_the_trial(tmp_path: Path) -> None:
     broker = make_broker(f"sqlite:///{tmp_path / 'gauntlet.db'}", FakeClock())
-    for call in (lambda **key: broker.sync(**key, windows=WINDOWS), broker.report, broker.stop):
+    for call in (lambda **key: broker.sync(**key, windows=WINDOWS, strategies=BUILT_IN_STRATEGIES), broker.report, broker.stop):
         with pytest.raises(PaperTradingError, match=r"trial study#404.*start_session first"):
             call(trial_key="study#404")
     with pytest.raises(PaperTradingError, match="trial_key"):
-        broker.sync(trial_key="  ", windows=WINDOWS)
+        broker.sync(trial_key="  ", windows=WINDOWS, strategies=BUILT_IN_STRATEGIES)
 
 
 def test_market_data_that_changed_under_a_session_is_refused(tmp_path: Path) -> None:
     clock = FakeClock()
     broker = make_broker(f"sqlite:///{tmp_path / 'gauntlet.db'}", clock, clock="wall")
-    broker.start_session(trial_key="study#12", strategy_name=STRATEGY, params=PARAMS, windows=WINDOWS)
+    broker.start_session(trial_key="study#12", strategy_name=STRATEGY, params=PARAMS, windows=WINDOWS, strategies=BUILT_IN_STRATEGIES)
     clock.advance(days=1)
-    assert broker.sync(trial_key="study#12", windows=WINDOWS).bars_processed == 24
+    assert broker.sync(trial_key="study#12", windows=WINDOWS, strategies=BUILT_IN_STRATEGIES).bars_processed == 24
     other = small_market(seed=7).load_windows()
     with pytest.raises(PaperTradingError, match=r"first 24 forward bars .* are not the ones this session traded"):
-        broker.sync(trial_key="study#12", windows=other)
+        broker.sync(trial_key="study#12", windows=other, strategies=BUILT_IN_STRATEGIES)
     assert broker.report(trial_key="study#12").bars_processed == 24
 
 
@@ -300,20 +303,20 @@ def test_bars_appended_between_syncs_are_traded_next_and_once(database_url: str,
     bars.head(36 * 24).write_csv(path)
     dates, before = _csv_market(path).load_dated_windows()
     broker = make_broker(database_url, FakeClock(), clock="replay")
-    broker.start_session(trial_key="study#15", strategy_name=STRATEGY, params=PARAMS, windows=before)
-    assert broker.sync(trial_key="study#15", windows=before).bars_processed == 10 * 24
+    broker.start_session(trial_key="study#15", strategy_name=STRATEGY, params=PARAMS, windows=before, strategies=BUILT_IN_STRATEGIES)
+    assert broker.sync(trial_key="study#15", windows=before, strategies=BUILT_IN_STRATEGIES).bars_processed == 10 * 24
 
     bars.write_csv(path)  # four more days arrive
     _, after = _csv_market(path).load_dated_windows(pinned=dates)
     assert (after.train.sha256, after.backtest.sha256) == (before.train.sha256, before.backtest.sha256)
     assert after.forward.head_sha256(before.forward.n_bars) == before.forward.sha256
-    info = broker.sync(trial_key="study#15", windows=after)
+    info = broker.sync(trial_key="study#15", windows=after, strategies=BUILT_IN_STRATEGIES)
     assert (info.status, info.bars_processed, info.n_forward_bars) == ("running", 14 * 24, 14 * 24)
     assert info.forward_sha256 == after.forward.sha256
-    assert broker.sync(trial_key="study#15", windows=after) == info  # nothing new: nothing traded
+    assert broker.sync(trial_key="study#15", windows=after, strategies=BUILT_IN_STRATEGIES) == info  # nothing new: nothing traded
 
     # Trading in two chunks equals trading the grown window at once: each bar once, in order.
-    strategy, params = build_strategy(name=STRATEGY, params=PARAMS)
+    strategy, params = BUILT_IN_STRATEGIES.build(name=STRATEGY, params=PARAMS)
     at_once = advance_session(
         state=SessionState(),
         history_close=after.history_before(name="forward"),
@@ -332,13 +335,13 @@ def test_bars_appended_between_syncs_are_traded_next_and_once(database_url: str,
         assert sorted(rows) == list(range(14 * 24))
     # A caller holding the windows of an older build cannot rewind the session.
     with pytest.raises(PaperTradingError, match="that market_data is older than the session"):
-        broker.sync(trial_key="study#15", windows=before)
+        broker.sync(trial_key="study#15", windows=before, strategies=BUILT_IN_STRATEGIES)
 
 
 def test_a_naive_clock_is_a_configuration_error(tmp_path: Path) -> None:
     broker = make_broker(f"sqlite:///{tmp_path / 'gauntlet.db'}", FakeClock(dt.datetime(2026, 3, 1)))
     with pytest.raises(ConfigurationError, match="timezone-aware"):
-        broker.start_session(trial_key="study#13", strategy_name=STRATEGY, params=PARAMS, windows=WINDOWS)
+        broker.start_session(trial_key="study#13", strategy_name=STRATEGY, params=PARAMS, windows=WINDOWS, strategies=BUILT_IN_STRATEGIES)
 
 
 def test_an_unreachable_database_is_a_transient_error() -> None:
@@ -351,8 +354,8 @@ def test_an_unreachable_database_is_a_transient_error() -> None:
 def test_the_broker_works_as_a_dagster_resource(tmp_path: Path) -> None:
     @dg.asset
     def paper_session(paper_broker: PaperBrokerResource) -> float:
-        paper_broker.start_session(trial_key="study#14", strategy_name=STRATEGY, params=PARAMS, windows=WINDOWS)
-        return paper_broker.sync(trial_key="study#14", windows=WINDOWS).days_elapsed
+        paper_broker.start_session(trial_key="study#14", strategy_name=STRATEGY, params=PARAMS, windows=WINDOWS, strategies=BUILT_IN_STRATEGIES)
+        return paper_broker.sync(trial_key="study#14", windows=WINDOWS, strategies=BUILT_IN_STRATEGIES).days_elapsed
 
     broker = LocalPaperBrokerResource(database_url=f"sqlite:///{tmp_path / 'gauntlet.db'}", market=small_market())
     result = dg.materialize([paper_session], resources={"paper_broker": broker})
@@ -363,7 +366,8 @@ def test_a_session_an_earlier_version_marked_completed_goes_on(tmp_path: Path) -
     """Earlier versions ended a session when its fixed forward window ran out; now it trades what arrives."""
     url = f"sqlite:///{tmp_path / 'gauntlet.db'}"
     make_broker(f"sqlite:///{tmp_path / 'scratch.db'}", FakeClock()).start_session(
-        trial_key="study#16", strategy_name=STRATEGY, params=PARAMS, windows=WINDOWS
+        trial_key="study#16", strategy_name=STRATEGY, params=PARAMS, windows=WINDOWS,
+        strategies=BUILT_IN_STRATEGIES,
     )
     engine = sa.create_engine(url)
     PAPER_METADATA.create_all(engine)
@@ -375,4 +379,4 @@ def test_a_session_an_earlier_version_marked_completed_goes_on(tmp_path: Path) -
         conn.execute(sa.insert(paper_sessions).values({**row, "status": "completed"}))
     broker = make_broker(url, FakeClock())
     assert [s.status for s in broker.sessions()] == ["running"]
-    assert broker.sync(trial_key="study#16", windows=WINDOWS).bars_processed == FORWARD_BARS
+    assert broker.sync(trial_key="study#16", windows=WINDOWS, strategies=BUILT_IN_STRATEGIES).bars_processed == FORWARD_BARS

@@ -9,7 +9,7 @@ import pytest
 
 from resources.strategy_plugins import StrategyPluginsResource
 from simulations.errors import ConfigurationError
-from simulations.strategies import strategy_names
+from simulations.strategies import BUILT_IN_STRATEGIES
 from tests.dagster_helpers import Ticker, local_definitions, materialized
 
 PLUGIN = textwrap.dedent(
@@ -64,11 +64,23 @@ def test_a_plugged_in_strategy_goes_through_the_gates(plugin_module, optuna_url,
         ticker.tick_until_idle()
         assert all(r.success for r in ticker.results)
         assert materialized(instance, "backtest_results") == {"mine__t00000000"}
-    assert "slow_trend_plugin" in strategy_names()
+    # The plug-in lives in the registry the resource gave the run, not in any global one.
+    assert "slow_trend_plugin" in plugins.registry().names()
+    assert "slow_trend_plugin" not in BUILT_IN_STRATEGIES.names()
+
+
+def test_the_registry_is_the_built_ins_with_the_model_directory_and_the_plugins(plugin_module, tmp_path):
+    registry = StrategyPluginsResource(import_paths=[plugin_module], model_dir=str(tmp_path), use_entry_points=False).registry()
+    assert registry.names() == ("linear_model", "mean_reversion", "momentum", "slow_trend_plugin")
+    assert registry.get(name="linear_model").model_dir == str(tmp_path)
+    assert BUILT_IN_STRATEGIES.get(name="linear_model").model_dir is None
+    # The same plug-in named twice (configured, and installed as an entry point) is one strategy.
+    twice = StrategyPluginsResource(import_paths=[plugin_module, plugin_module], use_entry_points=False).registry()
+    assert twice.names() == registry.names()
 
 
 def test_a_broken_import_path_is_a_configuration_error_naming_it():
     with pytest.raises(ConfigurationError, match="no_such_module:Thing"):
-        StrategyPluginsResource(import_paths=["no_such_module:Thing"], use_entry_points=False).register()
+        StrategyPluginsResource(import_paths=["no_such_module:Thing"], use_entry_points=False).registry()
     with pytest.raises(ConfigurationError, match="must look like"):
-        StrategyPluginsResource(import_paths=["not-a-path"], use_entry_points=False).register()
+        StrategyPluginsResource(import_paths=["not-a-path"], use_entry_points=False).registry()

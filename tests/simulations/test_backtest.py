@@ -12,7 +12,7 @@ from hypothesis.extra.numpy import arrays
 
 from simulations.backtest import TRADE_COLUMNS, backtest_strategy, extract_trades, run_backtest
 from simulations.errors import EvaluationError, MarketDataError
-from simulations.strategies import build_strategy
+from simulations.strategies import BUILT_IN_STRATEGIES
 
 CLOSE = np.array([100.0, 110.0, 99.0, 99.0, 108.9])
 POSITIONS = np.array([1.0, 1.0, -1.0, 0.0, 0.5])
@@ -162,7 +162,7 @@ def test_invalid_inputs(close: np.ndarray, positions: np.ndarray, kwargs: dict, 
 
 
 def test_backtest_strategy_warms_up_on_history(random_walk_close: np.ndarray) -> None:
-    strategy, params = build_strategy(name="momentum", params={"lookback": 100, "vol_lookback": 50, "target_bar_vol": 0.01})
+    strategy, params = BUILT_IN_STRATEGIES.build(name="momentum", params={"lookback": 100, "vol_lookback": 50, "target_bar_vol": 0.01})
     history, window = random_walk_close[:500], random_walk_close[500:]
     warmed = backtest_strategy(strategy=strategy, params=params, close=window, history=history)
     expected = strategy.positions(close=random_walk_close, params=params)[500:]

@@ -27,7 +27,7 @@ from simulations.calibration_train import run_study
 from simulations.constants import SYNTHETIC_PERIODS_PER_YEAR
 from simulations.gates import GatePolicy
 from simulations.metrics import minimum_track_record_length, sharpe_ratio
-from simulations.strategies import build_strategy
+from simulations.strategies import BUILT_IN_STRATEGIES
 from tests.simulations.previous_system import previous_system_policy
 
 KNOWN = ((0, 100), (5, 100), (50, 100))
@@ -80,7 +80,7 @@ _MAX_PLANTED_DRIFT = 1.0
 
 def _net_sharpe(simple_returns: np.ndarray, params: dict, *, costs: bool) -> float:
     close = 100.0 * np.cumprod(1.0 + simple_returns)
-    strategy, model = build_strategy(name=PLANTED_STRATEGY, params=params)
+    strategy, model = BUILT_IN_STRATEGIES.build(name=PLANTED_STRATEGY, params=params)
     fee, slippage = (2.0, 1.0) if costs else (0.0, 0.0)
     positions = strategy.positions(close=close, params=model)
     result = run_backtest(close=close, positions=positions, fee_bps=fee, slippage_bps=slippage)

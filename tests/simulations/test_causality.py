@@ -15,7 +15,7 @@ from simulations.errors import ConfigurationError, EvaluationError, LookAheadErr
 from simulations.gates import GatePolicy
 from simulations.gauntlet import GauntletInputs, ReplayVenue, StudyContext, TrialCase, evaluate_backtest
 from simulations.market import MarketWindows
-from simulations.strategies import LinearModelStrategy, build_strategy, register_strategy, strategy_names
+from simulations.strategies import BUILT_IN_STRATEGIES, LinearModelStrategy
 from simulations.trial import TrialSnapshot, TrialState
 from tests.simulations.look_ahead_strategies import CAUSAL, HorizonParams, PeekingStrategy, WholeSeriesZScore, WindowParams
 
@@ -39,7 +39,7 @@ def _series(seed: int, n: int) -> np.ndarray:
 def _built_ins(tmp_path) -> list:
     path = tmp_path / "weights.json"
     path.write_text(json.dumps(LINEAR_WEIGHTS))
-    built = [build_strategy(name=name, params=p) for name, params in BUILT_IN_PARAMS.items() for p in params]
+    built = [BUILT_IN_STRATEGIES.build(name=name, params=p) for name, params in BUILT_IN_PARAMS.items() for p in params]
     # linear_model reads its weights only from its configured model directory: here tmp_path.
     linear = LinearModelStrategy(model_dir=tmp_path)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
@@ -89,15 +89,15 @@ def test_the_check_is_deterministic_and_its_seed_moves_the_cuts() -> None:
 
 
 def test_gate_one_raises_look_ahead_before_any_verdict(windows: MarketWindows) -> None:
-    if "peeking" not in strategy_names():
-        register_strategy(strategy=PeekingStrategy())
+    strategies = BUILT_IN_STRATEGIES.with_strategies(PeekingStrategy())
     snapshot = TrialSnapshot.build(
         study_name="demo", number=3, trial_id=3, state=TrialState.COMPLETE, values=(1.0,),
         params={"horizon": 1}, user_attrs={"strategy": "peeking"},
     )
     inputs = GauntletInputs(
         windows=windows, scenarios=None, policy=GatePolicy(), fee_bps=2.0, slippage_bps=1.0,  # type: ignore[arg-type]
-        paper=ReplayVenue(windows=windows, fee_bps=2.0, slippage_bps=1.0),
+        paper=ReplayVenue(windows=windows, fee_bps=2.0, slippage_bps=1.0, strategies=strategies),
+        strategies=strategies,
     )
     trial = TrialCase(key="demo__t00000003", snapshot=snapshot, context=StudyContext(n_trials=1, sharpe_variance_annual=0.0))
     with pytest.raises(LookAheadError, match="look-ahead in strategy 'peeking'"):

@@ -28,6 +28,7 @@ from simulations.gauntlet import (
 from simulations.market import MarketWindows
 from simulations.stress import StressScenarios, market_scenarios
 from simulations.trial import TrialSnapshot, TrialState
+from simulations.strategies import BUILT_IN_STRATEGIES
 
 CONTEXT = StudyContext(n_trials=1, sharpe_variance_annual=0.0)
 PARAMS = {"lookback": 240, "vol_lookback": 168, "target_bar_vol": 0.003}
@@ -49,7 +50,8 @@ def scenarios(windows: MarketWindows) -> StressScenarios:
 def _inputs(windows: MarketWindows, scenarios: StressScenarios, policy: GatePolicy, venue=None) -> GauntletInputs:
     return GauntletInputs(
         windows=windows, scenarios=scenarios, policy=policy, fee_bps=1.0, slippage_bps=1.0,
-        paper=venue or ReplayVenue(windows=windows, fee_bps=1.0, slippage_bps=1.0),
+        paper=venue or ReplayVenue(windows=windows, fee_bps=1.0, slippage_bps=1.0, strategies=BUILT_IN_STRATEGIES),
+        strategies=BUILT_IN_STRATEGIES,
     )
 
 
@@ -140,7 +142,7 @@ def test_gate_one_needs_the_study_context(windows, scenarios) -> None:
 
 
 def test_the_replay_venue_trades_the_whole_forward_window(windows) -> None:
-    venue = ReplayVenue(windows=windows, fee_bps=1.0, slippage_bps=1.0)
+    venue = ReplayVenue(windows=windows, fee_bps=1.0, slippage_bps=1.0, strategies=BUILT_IN_STRATEGIES)
     progress = venue.advance(trial_key="k", strategy_name="momentum", params=PARAMS)
     bars = venue.bars(trial_key="k")
     assert bars.height == windows.forward.n_bars

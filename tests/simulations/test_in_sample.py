@@ -18,6 +18,7 @@ from simulations.in_sample import in_sample_fingerprint, in_sample_sharpe
 from simulations.market import MarketWindows, generate_synthetic_market, split_windows
 from simulations.train import make_objective
 from simulations.trial import TrialSnapshot, TrialState
+from simulations.strategies import BUILT_IN_STRATEGIES
 
 PARAMS = [
     {"lookback": 240, "vol_lookback": 168, "target_bar_vol": 0.003},
@@ -35,7 +36,7 @@ def _trial(number: int, params: dict, *, value: float, strategy: str = "momentum
 
 
 def _sharpe(trial: TrialCase, windows: MarketWindows, fee_bps: float = DEFAULT_FEE_BPS) -> float:
-    return in_sample_sharpe(trial=trial, windows=windows, fee_bps=fee_bps, slippage_bps=DEFAULT_SLIPPAGE_BPS)
+    return in_sample_sharpe(trial=trial, windows=windows, fee_bps=fee_bps, slippage_bps=DEFAULT_SLIPPAGE_BPS, strategies=BUILT_IN_STRATEGIES)
 
 
 def test_the_in_sample_sharpe_is_the_demo_trainers_objective(windows: MarketWindows) -> None:
@@ -56,11 +57,11 @@ def test_a_trial_that_cannot_be_backtested_has_no_sharpe(windows: MarketWindows)
 
 
 def test_the_fingerprint_follows_the_data_and_the_costs(windows: MarketWindows) -> None:
-    base = in_sample_fingerprint(windows=windows, fee_bps=2.0, slippage_bps=1.0)
-    assert base == in_sample_fingerprint(windows=windows, fee_bps=2.0, slippage_bps=1.0)
-    assert base != in_sample_fingerprint(windows=windows, fee_bps=3.0, slippage_bps=1.0)
+    base = in_sample_fingerprint(windows=windows, fee_bps=2.0, slippage_bps=1.0, strategies=BUILT_IN_STRATEGIES)
+    assert base == in_sample_fingerprint(windows=windows, fee_bps=2.0, slippage_bps=1.0, strategies=BUILT_IN_STRATEGIES)
+    assert base != in_sample_fingerprint(windows=windows, fee_bps=3.0, slippage_bps=1.0, strategies=BUILT_IN_STRATEGIES)
     other = split_windows(frame=generate_synthetic_market(seed=11))
-    assert base != in_sample_fingerprint(windows=other, fee_bps=2.0, slippage_bps=1.0)
+    assert base != in_sample_fingerprint(windows=other, fee_bps=2.0, slippage_bps=1.0, strategies=BUILT_IN_STRATEGIES)
 
 
 def test_only_trials_up_to_the_evaluated_one_count() -> None:

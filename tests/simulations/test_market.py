@@ -36,7 +36,7 @@ from simulations.market import (
     window_hash,
 )
 from simulations.metrics import sharpe_ratio
-from simulations.strategies import build_strategy, get_strategy
+from simulations.strategies import BUILT_IN_STRATEGIES
 
 HOUR_US = 3_600_000_000
 
@@ -92,7 +92,7 @@ def test_synthetic_market_rejects_bad_arguments(kwargs: dict, message: str) -> N
 
 
 def _momentum(lookback: int, vol_lookback: int = 168) -> tuple:
-    return build_strategy(
+    return BUILT_IN_STRATEGIES.build(
         name="momentum", params={"lookback": lookback, "vol_lookback": vol_lookback, "target_bar_vol": 0.004}
     )
 
@@ -112,7 +112,7 @@ def test_momentum_chosen_on_train_has_positive_backtest_sharpe_with_default_seed
 
 def _random_params(rng: np.random.Generator, name: str) -> dict:
     params = {}
-    for key, (kind, low, high, log) in get_strategy(name=name).search_space().items():
+    for key, (kind, low, high, log) in BUILT_IN_STRATEGIES.get(name=name).search_space().items():
         u = rng.random()
         value = np.exp(np.log(low) + u * (np.log(high) - np.log(low))) if log else low + u * (high - low)
         params[key] = int(round(value)) if kind == "int" else float(value)
@@ -138,7 +138,7 @@ def test_calibration_momentum_edge_and_no_edge_for_random_params() -> None:
     gross, net = [], []
     for draw in range(20):
         name = ("momentum", "mean_reversion")[draw % 2]
-        strategy, params = build_strategy(name=name, params=_random_params(rng, name))
+        strategy, params = BUILT_IN_STRATEGIES.build(name=name, params=_random_params(rng, name))
         positions = strategy.positions(close=closes, params=params)
         gross.append(mean_sharpe(positions, fee_bps=0.0))
         net.append(mean_sharpe(positions, fee_bps=2.0))

@@ -35,7 +35,7 @@ from simulations.metrics import (
     total_return,
     win_rate,
 )
-from simulations.strategies import build_strategy
+from simulations.strategies import BUILT_IN_STRATEGIES
 
 PHI = NormalDist().cdf
 RETURNS = np.array([0.01, -0.02, 0.03, 0.00])
@@ -247,7 +247,7 @@ def test_metrics_model_refuses_nan_and_is_frozen(random_walk_close: np.ndarray) 
 
 
 def _default_metrics(windows: MarketWindows) -> BacktestMetrics:
-    strategy, params = build_strategy(name="momentum", params={"lookback": 240, "vol_lookback": 168, "target_bar_vol": 0.004})
+    strategy, params = BUILT_IN_STRATEGIES.build(name="momentum", params={"lookback": 240, "vol_lookback": 168, "target_bar_vol": 0.004})
     window = windows.backtest
     result = backtest_strategy(strategy=strategy, params=params, close=window.close, history=windows.history_before(name="backtest"))
     return compute_metrics(result=result, periods_per_year=window.periods_per_year)

@@ -24,7 +24,7 @@ from simulations.paper import (
     empty_bars,
     paper_metrics,
 )
-from simulations.strategies import build_strategy
+from simulations.strategies import BUILT_IN_STRATEGIES
 
 FEE_BPS, SLIPPAGE_BPS = 2.0, 1.0
 STRATEGIES = {
@@ -42,7 +42,7 @@ def small_windows() -> MarketWindows:
 
 
 def _advance(windows: MarketWindows, name: str, n_available: int, state: SessionState | None = None, params=None):
-    strategy, model = build_strategy(name=name, params=params or STRATEGIES[name])
+    strategy, model = BUILT_IN_STRATEGIES.build(name=name, params=params or STRATEGIES[name])
     return advance_session(
         state=state or SessionState(),
         history_close=windows.history_before(name="forward"),
@@ -57,7 +57,7 @@ def _advance(windows: MarketWindows, name: str, n_available: int, state: Session
 
 
 def _backtest(windows: MarketWindows, name: str, n_bars: int, params=None):
-    strategy, model = build_strategy(name=name, params=params or STRATEGIES[name])
+    strategy, model = BUILT_IN_STRATEGIES.build(name=name, params=params or STRATEGIES[name])
     return backtest_strategy(
         strategy=strategy,
         params=model,
@@ -256,7 +256,7 @@ def test_invalid_session_inputs_raise(small_windows: MarketWindows) -> None:
     )
     with pytest.raises(PaperTradingError, match="changed under a running session"):
         _advance(small_windows, "momentum", 20, moved)
-    strategy, model = build_strategy(name="momentum", params=STRATEGIES["momentum"])
+    strategy, model = BUILT_IN_STRATEGIES.build(name="momentum", params=STRATEGIES["momentum"])
     with pytest.raises(PaperTradingError, match="slippage_bps"):
         advance_session(
             state=SessionState(), history_close=np.empty(0), forward_close=small_windows.forward.close,

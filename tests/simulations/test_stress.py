@@ -16,7 +16,7 @@ from simulations.gates import CGE_SUMMARY_KEYS, GatePolicy, evaluate_cge_gate
 from simulations.market import generate_synthetic_market, split_windows
 from simulations.metrics import compute_metrics
 from simulations.stress import SUMMARY_KEYS, stress_test
-from simulations.strategies import build_strategy
+from simulations.strategies import BUILT_IN_STRATEGIES
 
 N_SCENARIOS, N_BARS = 200, 4_320
 PERIODS_PER_YEAR = 8_766.0
@@ -96,7 +96,7 @@ def test_flat_strategy_is_never_profitable_nor_catastrophic(cge_paths):
 def test_the_same_strategy_on_two_instruments_gets_different_stress_figures(cge_scenarios):
     # A calm currency pair and a volatile coin, one strategy: the stress figures are the
     # instrument's, not a function of the strategy's parameters alone.
-    strategy, params = build_strategy(name="momentum", params=MOMENTUM)
+    strategy, params = BUILT_IN_STRATEGIES.build(name="momentum", params=MOMENTUM)
     summaries = {}
     for name, volatility in (("fx", 0.07), ("coin", 0.9)):
         paths = _instrument_paths(cge_scenarios, _history(n_bars=6_000, volatility=volatility, seed=1))
@@ -186,7 +186,7 @@ def test_leveraged_long_fails_a_cge_check_on_crash_paths():
 
 
 def test_scores_are_the_backtester_and_metrics_numbers(cge_paths):
-    strategy, params = build_strategy(name="momentum", params=MOMENTUM)
+    strategy, params = BUILT_IN_STRATEGIES.build(name="momentum", params=MOMENTUM)
     positions = strategy.positions(close=cge_paths[:3], params=params)
     report = stress_test(close_paths=cge_paths[:3], positions=positions, fee_bps=5.0, slippage_bps=2.0,
                          periods_per_year=PERIODS_PER_YEAR)  # fmt: skip
@@ -225,7 +225,7 @@ def test_summary_definitions():
 
 
 def test_report_is_deterministic_and_batches_trials(cge_paths):
-    strategy, params = build_strategy(name="momentum", params=MOMENTUM)
+    strategy, params = BUILT_IN_STRATEGIES.build(name="momentum", params=MOMENTUM)
     positions = strategy.positions(close=cge_paths, params=params)
     first = stress_test(close_paths=cge_paths, positions=positions)
     second = stress_test(close_paths=cge_paths, positions=strategy.positions(close=cge_paths, params=params))
