@@ -31,8 +31,14 @@ from collections.abc import Sequence
 
 #: Failed runs read for a trial's last error: the cost stays bounded however long the history is.
 DEFAULT_FAILED_RUNS = 50
-#: Commands that parse their own arguments (`config check` must work on an invalid configuration).
-OWN_PARSERS = ("config", "run", "calibrate")
+#: Commands that parse their own arguments (`config check` must work on an invalid configuration),
+#: as ``module:function``: each imports only what it runs (``calibrate`` the whole calibration,
+#: ``run`` the definitions), and only when it runs.
+OWN_PARSERS = {
+    "config": "gauntlet.config_check:config_main",
+    "run": "gauntlet.run:run_main",
+    "calibrate": "gauntlet.calibrate:calibrate_main",
+}
 
 
 class UsageError(Exception):

@@ -9,6 +9,7 @@ import argparse
 import contextlib
 import datetime as dt
 import gc
+import importlib
 import json
 import os
 import sys
@@ -20,8 +21,7 @@ from typing import Any
 import dagster as dg
 import sqlalchemy.exc
 
-from gauntlet.calibrate import calibrate_main
-from gauntlet.config_check import config_main
+from gauntlet.cli import OWN_PARSERS
 from pipeline_assets.config import CONFIG_ENV, DEFAULT_CONFIG_PATH, GauntletConfig, config_path, load_config
 from pipeline_assets.dagster_private import (
     DEFAULT_HEARTBEAT_INTERVAL_SECONDS,
@@ -36,7 +36,6 @@ from pipeline_assets.dagster_private import (
 )
 from pipeline_assets.environment import build_resources
 from pipeline_assets.partitions import study_key_prefix
-from gauntlet.run import run_main
 from gauntlet.status import (
     STAGES,
     TRIAL_ASSET_KEYS,
@@ -44,11 +43,8 @@ from gauntlet.status import (
     TrialStatus,
     read_status,
 )
-from pipeline_assets.trial_assets import STUDY_TAG
-from gauntlet.windows import read_windows, windows_payload
 from resources.database import translate_db_error
 from resources.registry import ControlState, DecisionRecord
-from sensors.all_sensors import build_sensors
 from simulations.errors import ConfigurationError, PipelineError, StorageNotFoundError
 
 EXIT_OK = 0
@@ -273,6 +269,8 @@ def cmd_retry(ctx: Context, args: argparse.Namespace) -> Output:
     if not args.dry_run and by_prefix:
         # The study's name (not its key prefix) is what the sensor tags runs with for the
         # per-study concurrency limit.
+        from pipeline_assets.trial_assets import STUDY_TAG
+
         names = {study_key_prefix(n): n for n in ctx.resources("optuna_study").optuna_study.list_studies()}
         asset_graph = ctx.definitions().resolve_asset_graph()
         for prefix, keys in by_prefix.items():
@@ -310,6 +308,8 @@ def cmd_retry(ctx: Context, args: argparse.Namespace) -> Output:
 # -- windows ------------------------------------------------------------------------------------
 def cmd_windows(ctx: Context, args: argparse.Namespace) -> Output:
     """Per watched study, the instrument and its train, backtest and forward windows (dates and bars now)."""
+    from gauntlet.windows import read_windows, windows_payload
+
     windows = read_windows(market=ctx.resources("market").market, instance=ctx.instance)
     studies = list(ctx.config.optuna.studies)
     if not studies:
@@ -384,6 +384,8 @@ def cmd_health(ctx: Context, args: argparse.Namespace) -> Output:
     its tolerance for every required daemon). Sensor ticks are read from the instigator
     states the daemon stores (``instance.all_instigator_state``) by origin and selector id.
     """
+    from sensors.all_sensors import build_sensors
+
     res = ctx.resources("optuna_study", "registry", "paper_broker")
     checks = _daemon_checks(ctx.instance)
     states: dict[str, list[InstigatorState]] = defaultdict(list)
@@ -502,12 +504,9 @@ HANDLERS: dict[str, Callable[[Context, argparse.Namespace], Output]] = {
     "health": cmd_health,
     "windows": cmd_windows,
 }
-#: Commands that parse their own arguments.
-OWN_PARSERS: dict[str, Callable[[Sequence[str]], int]] = {
-    "config": config_main,
-    "run": run_main,
-    "calibrate": calibrate_main,
-}
+def _own_parser(command: str) -> Callable[[Sequence[str]], int]:
+    module, function = OWN_PARSERS[command].split(":")
+    return getattr(importlib.import_module(module), function)
 
 
 def run_command(argv: Sequence[str], args: argparse.Namespace | None, *, config: str | None) -> int:
@@ -523,7 +522,7 @@ def run_command(argv: Sequence[str], args: argparse.Namespace | None, *, config:
     with configured(config):
         _say_which_configuration(argv)
         if args is None:
-            return OWN_PARSERS[argv[0]](argv[1:])
+            return _own_parser(argv[0])(argv[1:])
         return _run_handler(HANDLERS[args.handler], args)
 
 

@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import exchange_calendars
 import numpy as np
-import pandas as pd
 
 from simulations.constants import (
     CALENDAR_24_5,
@@ -31,6 +30,11 @@ from simulations.constants import (
     SECONDS_PER_DAY,
 )
 from simulations.errors import ConfigurationError, MarketDataError
+
+# pandas and exchange_calendars cost about 0.6 s to import, and every command and the code
+# location import this module: they are imported where a 24/5 or exchange calendar needs them.
+if TYPE_CHECKING:
+    import pandas as pd
 
 _MICROSECONDS = 1_000_000
 _DAY_US = SECONDS_PER_DAY * _MICROSECONDS
@@ -106,6 +110,8 @@ class MarketCalendar:
         if self.code == CALENDAR_24_7:
             days = np.arange(first_day, last_day + 1, dtype=np.int64)
             return Sessions(opens=days * _DAY_US, closes=(days + 1) * _DAY_US, session=np.arange(days.size))
+        import pandas as pd
+
         first, last = pd.Timestamp(first_day, unit="D"), pd.Timestamp(last_day, unit="D")
         if self.code == CALENDAR_24_5:
             return _fx_sessions(first, last)
@@ -113,6 +119,8 @@ class MarketCalendar:
 
 
 def _fx_sessions(first: pd.Timestamp, last: pd.Timestamp) -> Sessions:
+    import pandas as pd
+
     days = pd.date_range(first, last, freq="D")
     closed = np.isin(days.month * 100 + days.day, [month * 100 + day for month, day in FX_CLOSED_DATES])
     trading = days[(days.day_of_week < 5) & ~closed]
@@ -123,6 +131,8 @@ def _fx_sessions(first: pd.Timestamp, last: pd.Timestamp) -> Sessions:
 
 
 def _exchange_sessions(code: str, first: pd.Timestamp, last: pd.Timestamp) -> Sessions:
+    import exchange_calendars
+
     try:
         calendar = exchange_calendars.get_calendar(code, start=first.date().isoformat(), end=last.date().isoformat())
     except (exchange_calendars.errors.CalendarError, ValueError) as exc:
@@ -174,6 +184,8 @@ def market_calendar(*, code: str) -> MarketCalendar:
     code = code.strip()
     if code in (CALENDAR_24_7, CALENDAR_24_5):
         return MarketCalendar(code=code)
+    import exchange_calendars
+
     names = exchange_calendars.get_calendar_names()
     for candidate in (code, code.upper()):
         if candidate in names:

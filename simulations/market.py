@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-from scipy.signal import lfilter
 
 from simulations.calendars import MarketCalendar, market_calendar
 from simulations.constants import (
@@ -106,6 +105,9 @@ def _bar_volatility(rng: np.random.Generator, n: int) -> np.ndarray:
     drawn from the stationary distribution. The ``-std**2/2`` term makes the mean of the
     variance's square root about :data:`SYNTHETIC_BAR_VOL`.
     """
+    # Imported here: scipy.signal costs about 0.9 s to import, and only the synthetic market needs it.
+    from scipy.signal import lfilter
+
     phi, std = SYNTHETIC_VOL_PERSISTENCE, SYNTHETIC_LOG_VOL_STD
     shocks = rng.standard_normal(n) * std * np.sqrt(1.0 - phi * phi)
     initial = np.array([phi * std * rng.standard_normal()])
@@ -119,6 +121,8 @@ def _reverting_deviation(innovations: np.ndarray, spell_start: np.ndarray) -> np
     One global filter ``y_t = a y_{t-1} + e_t`` is corrected by the part carried over from
     before the spell, ``a**(t - start + 1) * y_{start - 1}``, instead of looping over spells.
     """
+    from scipy.signal import lfilter
+
     persistence = 0.5 ** (1.0 / SYNTHETIC_REVERSION_HALF_LIFE_BARS)
     filtered = lfilter([1.0], [1.0, -persistence], innovations)
     carried = np.where(spell_start > 0, filtered[np.maximum(spell_start - 1, 0)], 0.0)

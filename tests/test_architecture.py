@@ -139,6 +139,20 @@ def test_the_command_line_parses_before_importing_dagster():
     assert result.returncode == 0, result.stderr
 
 
+def test_the_operator_commands_import_only_what_they_run():
+    """What every command imports (`gauntlet.commands`) leaves out the heavy libraries only the
+    calibration, the synthetic market, scenario drawing and exchange calendars use: each costs a
+    person at a terminal half a second or more, on every command."""
+    probe = (
+        "import sys, gauntlet.commands\n"
+        "heavy = ('scipy.stats', 'scipy.signal', 'pandas', 'exchange_calendars', 'pipeline_assets.calibration_assets')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
 def test_only_the_adapter_imports_private_dagster_apis():
     offenders = [
         offence

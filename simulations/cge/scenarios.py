@@ -100,7 +100,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
-from scipy.stats import qmc
 
 from simulations.cge.model import Calibration, Equilibrium, Shocks, solve
 from simulations.cge.sam import CAP, LAB
@@ -316,6 +315,10 @@ def draw_scenarios(
     """
     _require_count(n, "n")
     _require_seed(seed)
+    # Imported here: scipy.stats costs about 0.5 s to import, and every command that reads a
+    # stress report imports this module; only drawing scenarios needs it.
+    from scipy.stats import qmc
+
     design = design or macro_shock_design()
     sectors = calibration.sectors
     k = len(sectors)
