@@ -72,9 +72,7 @@ CONFIG_ENV = "GAUNTLET_CONFIG"
 DEFAULT_CONFIG_PATH = REPO_ROOT / "gauntlet.yaml"
 DEFAULT_HOME = ".gauntlet"
 
-#: Seconds between `optuna_trial_sensor` ticks unless configured. `pipeline_assets` may not
-#: import `sensors`, so this is not the sensor module's DEFAULT_INTERVAL_SECONDS (the default
-#: of its builder); a test keeps the two equal.
+#: Seconds between `optuna_trial_sensor` ticks unless configured (its builder's default too).
 DEFAULT_SENSOR_INTERVAL_SECONDS = 15
 
 

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
+from pipeline_assets.config import DEFAULT_SENSOR_INTERVAL_SECONDS
 from pipeline_assets.dagster_private import (
     NOT_FINISHED_STATUSES,
     RUN_FAILURE_REASON_TAG,
@@ -60,7 +61,6 @@ from resources.optuna_study import StudyCursor, StudySourceResource
 from sensors.paper_session_sensor import in_flight_partitions
 from simulations.errors import PipelineError, TransientError
 
-DEFAULT_INTERVAL_SECONDS = 15
 #: Backoff between re-requests of a trial owed a decision: doubling from the base, capped so
 #: a long outage is retried at least hourly once it ends.
 RETRY_BACKOFF_SECONDS = 60.0
@@ -358,7 +358,7 @@ def build_optuna_trial_sensor(
     *,
     job: UnresolvedAssetJobDefinition,
     shared_job: UnresolvedAssetJobDefinition,
-    interval_seconds: int = DEFAULT_INTERVAL_SECONDS,
+    interval_seconds: int = DEFAULT_SENSOR_INTERVAL_SECONDS,
     max_trials_per_run: int = MAX_TRIALS_PER_RUN,
 ) -> dg.SensorDefinition:
     """The sensor that feeds `job` with new trials every ``interval_seconds``."""

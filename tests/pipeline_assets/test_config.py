@@ -21,7 +21,6 @@ from gauntlet.config_check import config_main
 from pipeline_assets.config import DEFAULT_CONFIG_PATH, GauntletConfig, load_config, location
 from pipeline_assets.environment import build_resources
 from resources.gate_policy import GatePolicyResource
-from sensors.optuna_trial_sensor import DEFAULT_INTERVAL_SECONDS
 from simulations.errors import ConfigurationError
 from simulations.gates import GatePolicy
 from simulations.market import generate_synthetic_market
@@ -68,7 +67,6 @@ def test_the_demo_configuration_is_the_built_in_default():
     # The sections with locations, as the resources built from them.
     assert build_resources(demo) == build_resources(defaults)
     assert location(demo, "optuna.storage") == f"sqlite:///{ROOT / '.gauntlet' / 'optuna.db'}"
-    assert GauntletConfig().sensor.interval_seconds == DEFAULT_INTERVAL_SECONDS
 
 
 def test_without_the_file_the_built_in_defaults_apply(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
