@@ -380,6 +380,48 @@ def _calibration_seconds_per_study(n_studies: int = 25) -> float:
     return run_calibration(settings=settings, policy=GatePolicy(), workers=os.cpu_count() or 1).seconds_per_study
 
 
+def _paper_advance_seconds(n_sessions: int = 1_000) -> float:
+    """Wall time to advance ``n_sessions`` open paper sessions by one new bar each, as the paper
+    sensor does (one `sync` per session, SQLite), on the demo market's forward window.
+
+    The sessions trade on the broker's ``wall`` clock, whose time the bench moves: one market
+    hour after five, so each sync releases exactly one new hourly bar.
+    """
+    import datetime as dt
+
+    from resources.market_data import SyntheticMarketDataResource
+    from resources.paper_broker import LocalPaperBrokerResource
+    from simulations.strategies import BUILT_IN_STRATEGIES
+
+    start = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
+    clock = {"now": start}
+
+    class BenchBroker(LocalPaperBrokerResource):
+        def now(self) -> dt.datetime:
+            return clock["now"]
+
+    market = SyntheticMarketDataResource()
+    windows = market.load_windows()
+    with tempfile.TemporaryDirectory() as tmp:
+        broker = BenchBroker(database_url=f"sqlite:///{tmp}/gauntlet.db", market=market, clock="wall", speed=1.0)
+        for i in range(n_sessions):
+            params = {"lookback": 24 + i % 400, "vol_lookback": 72, "target_bar_vol": 0.003}
+            broker.start_session(
+                trial_key=f"bench__t{i:08d}", strategy_name="momentum", params=params, windows=windows,
+                strategies=BUILT_IN_STRATEGIES,
+            )
+
+        def advance(hours: int) -> float:
+            clock["now"] = start + dt.timedelta(hours=hours)
+            started = time.perf_counter()
+            for session in broker.sessions():
+                broker.sync(trial_key=session.trial_key, windows=windows, strategies=BUILT_IN_STRATEGIES)
+            return time.perf_counter() - started
+
+        advance(5)
+        return advance(6)
+
+
 def _load_1m_hourly_bars_with_calendar_seconds() -> float:
     """Loading and validating a CSV of 1,000,000 hourly FX bars (8 pairs, 2006-2026) on the 24/5 calendar.
 
@@ -435,6 +477,7 @@ FIGURES: dict[str, tuple[Callable[[], float], str, float | None, str]] = {
     "end_to_end_1000_trials_seconds": (lambda: _e2e_batched()["seconds"], "s", 300.0, "lower"),
     "end_to_end_1000_trials_peak_rss_mib": (lambda: _e2e_batched()["peak_rss_mib"], "MiB", 1536.0, "lower"),
     "end_to_end_speedup_vs_one_trial_per_run": (_speedup, "ratio", 10.0, "higher"),
+    "paper_advance_1000_sessions_one_bar_seconds": (_paper_advance_seconds, "s", 1.0, "lower"),
     "market_load_1m_hourly_bars_with_calendar_seconds": (_load_1m_hourly_bars_with_calendar_seconds, "s", 2.0, "lower"),
     # 1,000 studies in 30 minutes.
     "calibration_seconds_per_study": (_calibration_seconds_per_study, "s", 1.8, "lower"),

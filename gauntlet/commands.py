@@ -129,7 +129,7 @@ def _read_report(ctx: Context, failed_runs: int, *, rejection_reasons: bool = Fa
         ctx.instance,
         registry=res.registry,
         paper_broker=res.paper_broker,
-        min_paper_days=res.gate_policy.policy().paper.min_days,
+        paper=res.gate_policy.policy().paper,
         failed_runs=failed_runs,
         rejection_reasons=rejection_reasons,
     )

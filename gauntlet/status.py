@@ -50,6 +50,7 @@ from pipeline_assets.partitions import parse_trial_partition_key, trials_partiti
 from pipeline_assets.stage_table import GATE_CHECKS, TRIAL_ASSET_KEYS, TRIAL_STAGES, trial_stage_labels
 from resources.paper_broker import PaperBrokerResource, SessionInfo
 from resources.registry import ControlState, DecisionRecord, DeploymentRegistryResource
+from simulations.gates import PaperGatePolicy
 
 #: Where a trial can stand, in pipeline order (from the stage table); it stands at the
 #: furthest stage it has reached.
@@ -395,12 +396,14 @@ def _stage(key: str, materialized: Mapping[dg.AssetKey, set[str]], sessions: Map
     return "detected"
 
 
-def _paper_reason(session: SessionInfo, min_days: float) -> str:
+def _paper_reason(session: SessionInfo, paper: PaperGatePolicy) -> str:
     if session.status == "stopped":
         return "paper session stopped"
-    if session.days_elapsed >= min_days:
-        return f"paper trading {session.days_elapsed:.1f} days, waiting for grading"
-    return f"paper trading {session.days_elapsed:.1f} of {min_days:g} days"
+    if session.days_elapsed < paper.min_days:
+        return f"paper trading {session.days_elapsed:.1f} of {paper.min_days:g} days"
+    if paper.sequential.enabled:
+        return f"paper trading {session.days_elapsed:.1f} days, until the sequential test decides or the window ends"
+    return f"paper trading {session.days_elapsed:.1f} days, waiting for grading"
 
 
 def read_status(
@@ -408,7 +411,7 @@ def read_status(
     *,
     registry: DeploymentRegistryResource,
     paper_broker: PaperBrokerResource,
-    min_paper_days: float,
+    paper: PaperGatePolicy,
     failed_runs: int,
     rejection_reasons: bool = False,
 ) -> StatusReport:
@@ -436,7 +439,7 @@ def read_status(
         stage = _stage(key, materialized, sessions)
         pending = list(waiting.get(key, ()))
         if stage == "paper_pending":
-            pending.append(_paper_reason(sessions[key], min_paper_days))
+            pending.append(_paper_reason(sessions[key], paper))
         if stage == "detected" and not pending and key not in failures:
             pending.append("no run in flight")
         trials.append(

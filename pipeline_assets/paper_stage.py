@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
@@ -15,8 +15,10 @@ from pipeline_assets.plots import lines_png
 from pipeline_assets.stages import StageRecord, StageRun, TrialStage, content_hash, parquet_bytes, stage_artifact
 from pipeline_assets.stress_stage import STRESS
 from resources.paper_broker import PaperBrokerResource, SessionInfo
+from simulations.gates import SequentialTestPolicy
 from simulations.gauntlet import PaperOutcome, PaperPending, stage_for_gate
 from simulations.market import MarketWindows
+from simulations.paper import PaperMetrics
 from simulations.strategies import StrategyRegistry
 
 
@@ -27,25 +29,36 @@ class BrokerVenue:
     broker: PaperBrokerResource
     windows: MarketWindows
     strategies: StrategyRegistry
+    #: Each session as its last `advance` left it.
+    synced: dict[str, SessionInfo] = field(default_factory=dict)
 
     def advance(self, *, trial_key: str, strategy_name: str, params: Mapping[str, Any]) -> SessionInfo:
         self.broker.start_session(
             trial_key=trial_key, strategy_name=strategy_name, params=params, windows=self.windows,
             strategies=self.strategies,
         )
-        return self.broker.sync(trial_key=trial_key, windows=self.windows, strategies=self.strategies)
+        info = self.broker.sync(trial_key=trial_key, windows=self.windows, strategies=self.strategies)
+        self.synced[trial_key] = info
+        return info
 
     def bars(self, *, trial_key: str) -> pl.DataFrame:
         return self.broker.report(trial_key=trial_key).bars
+
+    def exhausted(self, *, trial_key: str) -> bool:
+        # Every bar of the forward window this run was handed is traded: a replay releases them
+        # at once, the wall clock by the window's end. Bars appended later reach a new run.
+        info = self.synced[trial_key]
+        return info.clock == "replay" or info.bars_processed >= self.windows.forward.n_bars
 
 
 def pending(run: StageRun, key: str, result: PaperPending) -> dg.AssetObservation:
     """A pending session is neither materialized nor failed: it is observed, with its progress."""
     session = result.session
+    waiting = result.undecided or f"{session.days_elapsed:.2f} of {result.min_days:g} days"
     return dg.AssetObservation(
         asset_key=PAPER.key,
         partition=key,
-        description=f"paper trading pending: {session.days_elapsed:.2f} of {result.min_days:g} days",
+        description=f"paper trading pending: {waiting}",
         metadata={
             "status": "pending",
             "days_elapsed": dg.MetadataValue.float(session.days_elapsed),
@@ -54,6 +67,17 @@ def pending(run: StageRun, key: str, result: PaperPending) -> dg.AssetObservatio
             "clock": session.clock,
         },
     )
+
+
+def sequential_summary(metrics: PaperMetrics, policy: SequentialTestPolicy) -> str:
+    """One line on the session's sequential test, as the UI shows it."""
+    floor = f"Sharpe > {policy.sharpe_floor:g} at {policy.confidence:.0%}"
+    if metrics.sequential_decided_day is not None:
+        found = f"decided on market day {metrics.sequential_decided_day} of {metrics.market_days}"
+    else:
+        found = f"undecided over {metrics.market_days} market days"
+    e_value = f"largest e-value {metrics.sequential_e_value:.3g} of {policy.threshold:g}"
+    return f"{'required' if policy.enabled else 'off (reported only)'}: {floor}, {found}, {e_value}"
 
 
 def record(run: StageRun, key: str, outcome: PaperOutcome) -> StageRecord:
@@ -108,6 +132,8 @@ def record(run: StageRun, key: str, outcome: PaperOutcome) -> StageRecord:
                 else "undefined (no variance)"
             ),
             "reconciliation_tracking_difference": dg.MetadataValue.float(reconciliation.tracking_difference),
+            "market_days": m.market_days,
+            "sequential_test": sequential_summary(m, run.policy.paper.sequential),
             "clock": outcome.session.clock,
             "artifacts": dg.MetadataValue.path(run.artifacts.uri(base)),
         },
@@ -124,7 +150,8 @@ PAPER = TrialStage(
     reached="graded",
     waiting="paper_pending",
     stage=_STAGE,
-    check_description="Gate 3: at least the minimum days of paper trading and a grade in the required grades.",
+    check_description="Gate 3: at least the minimum days of paper trading, a grade in the required grades and, "
+    "when required, the sequential test of the Sharpe ratio decided.",
     record=record,
     pending=pending,
 )

@@ -274,6 +274,38 @@ class PaperGrading(_Frozen):
     min_return: float = 0.0
 
 
+class SequentialTestPolicy(_Frozen):
+    """The paper gate's always-valid test that the session's Sharpe ratio exceeds a floor.
+
+    Off by default while paper sessions replay a fixed holdout window: 60 market days decide a
+    true annualised Sharpe ratio of 2 in only about 5 % of sessions (250 days: about 30 %), so
+    enabling it with the default forward window stops nearly every trial at gate 3. With it on,
+    gate 3 also needs the test's e-value to have reached ``1 / (1 - confidence)`` at some
+    market day of the session; a session on the ``wall`` clock keeps trading until it does or
+    its forward window ends (README, "Paper trading").
+
+    Attributes
+    ----------
+    enabled
+        Whether gate 3 requires the test.
+    sharpe_floor
+        The annualised Sharpe ratio the session must be shown to exceed (>= 0).
+    confidence
+        ``1 - alpha``: the chance that a strategy whose Sharpe ratio is at most the floor is
+        never promoted, however many times and however long its session is looked at.
+    """
+
+    enabled: bool = False
+    sharpe_floor: float = Field(default=0.0, ge=0.0)
+    confidence: float = Field(default=0.95, gt=0.0, lt=1.0)
+
+    @property
+    def threshold(self) -> float:
+        """The e-value that decides: ``1 / alpha``."""
+        # Rounded: 1 / (1 - 0.95) is 19.999999999999982 in floating point, and 20 must decide.
+        return float(f"{1.0 / (1.0 - self.confidence):.12g}")
+
+
 class PaperGatePolicy(_Frozen):
     """Gate 3: paper trading on the forward window.
 
@@ -288,12 +320,15 @@ class PaperGatePolicy(_Frozen):
         default is A only: with B passing too, null strategies' sessions pass too often.
     grading
         The seven grading thresholds.
+    sequential
+        The always-valid test of the session's Sharpe ratio (off by default).
     """
 
     enabled: bool = True
     min_days: float = Field(default=7.0, gt=0.0)
     required_grades: frozenset[Grade] = frozenset({"A"})
     grading: PaperGrading = PaperGrading()
+    sequential: SequentialTestPolicy = SequentialTestPolicy()
 
     @model_validator(mode="after")
     def _top_grades(self) -> PaperGatePolicy:
@@ -604,16 +639,25 @@ def evaluate_paper_gate(
     max_drawdown: float,
     total_return: float,
     policy: GatePolicy,
+    e_value: float = 1.0,
 ) -> GateVerdict:
-    """Gate 3: at least ``min_days`` of paper trading and a grade in ``required_grades``.
+    """Gate 3: at least ``min_days`` of paper trading, a grade in ``required_grades`` and, when
+    the sequential test is enabled, its e-value at the decision threshold.
 
-    Parameters are those of :func:`grade_paper`.
+    Parameters
+    ----------
+    e_value
+        The largest e-value the session's sequential test reached (>= 0; see
+        :func:`simulations.sequential.sharpe_e_values`); read only when the test is enabled.
+    days, n_trades, win_rate, alpha, sharpe, max_drawdown, total_return, policy
+        As for :func:`grade_paper`.
 
     Returns
     -------
     GateVerdict
-        Checks: ``days`` against ``policy.paper.min_days`` and ``grade_checks_passed``
-        against the fewest checks a required grade needs; ``grade`` and the seven
+        Checks: ``days`` against ``policy.paper.min_days``, ``grade_checks_passed``
+        against the fewest checks a required grade needs and, when enabled,
+        ``sequential_e_value`` against ``1 / (1 - confidence)``; ``grade`` and the seven
         ``grading_checks`` are attached.
     """
     grade, grading = grade_paper(
@@ -636,16 +680,19 @@ def evaluate_paper_gate(
         _check("days", float(days), section.min_days, ">="),
         _check("grade_checks_passed", float(passed_checks), float(section.min_checks), ">="),
     )
+    if section.sequential.enabled:
+        e = _finite("e_value", e_value)
+        if e < 0:
+            raise EvaluationError(f"gate input e_value must be >= 0, got {e_value!r}")
+        checks += (_check("sequential_e_value", e, section.sequential.threshold, ">="),)
     passed = all(check.passed for check in checks)
     if passed:
         reason = f"grade {grade} ({passed_checks}/7 checks); all thresholds met"
     else:
-        failed = [check.describe() for check in checks if not check.passed]
-        if not checks[1].passed:
-            weakest = min(section.required_grades, key=lambda g: GRADE_MIN_CHECKS[g])
-            missed = ", ".join(check.describe() for check in grading if not check.passed)
-            failed[-1] = f"grade {grade} ({passed_checks}/7 checks) below {weakest}: {missed}"
-        reason = "; ".join(failed)
+        weakest = min(section.required_grades, key=lambda g: GRADE_MIN_CHECKS[g])
+        missed = ", ".join(check.describe() for check in grading if not check.passed)
+        described = {"grade_checks_passed": f"grade {grade} ({passed_checks}/7 checks) below {weakest}: {missed}"}
+        reason = "; ".join(described.get(c.name, c.describe()) for c in checks if not c.passed)
     return GateVerdict(
         gate="paper_trading_gate",
         passed=passed,

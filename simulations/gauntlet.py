@@ -132,6 +132,9 @@ class PaperVenue(Protocol):
     def bars(self, *, trial_key: str) -> pl.DataFrame:
         """The session's per-bar record so far (:data:`simulations.paper.BAR_SCHEMA`)."""
 
+    def exhausted(self, *, trial_key: str) -> bool:
+        """Whether the session has traded every bar it will get (its clock released them all)."""
+
 
 @dataclass(frozen=True)
 class GauntletInputs:
@@ -181,10 +184,13 @@ class PaperOutcome:
 
 @dataclass(frozen=True)
 class PaperPending:
-    """A session still short of the policy's minimum days: neither passed nor failed yet."""
+    """A session not graded yet: short of the policy's minimum days, or past them with the
+    sequential test undecided and bars still to come. Neither passed nor failed."""
 
     session: PaperProgress
     min_days: float
+    #: Set when the minimum days are traded but the sequential test has not decided.
+    undecided: str | None = None
 
 
 Outcome = BacktestOutcome | StressOutcome | PaperOutcome
@@ -293,6 +299,18 @@ def evaluate_paper(trial: TrialCase, inputs: GauntletInputs) -> PaperOutcome | P
         windows=inputs.windows, policy=inputs.policy,
         fee_bps=session.fee_bps, slippage_bps=session.slippage_bps, bar_seconds=session.bar_seconds,
     )
+    sequential = inputs.policy.paper.sequential
+    if (
+        sequential.enabled
+        and metrics.sequential_e_value < sequential.threshold
+        and not inputs.paper.exhausted(trial_key=trial.key)
+    ):
+        # Undecided, and more bars will come: the session trades on rather than being rejected.
+        undecided = (
+            f"sequential test undecided after {metrics.market_days} market days "
+            f"(e-value {metrics.sequential_e_value:.3g} of {sequential.threshold:g})"
+        )
+        return PaperPending(session=session, min_days=min_days, undecided=undecided)
     forward = inputs.windows.forward
     return PaperOutcome(
         session=session, metrics=metrics, bars=bars, benchmark=forward.close[: bars.height] / forward.close[0],
@@ -453,3 +471,7 @@ class ReplayVenue:
 
     def bars(self, *, trial_key: str) -> pl.DataFrame:
         return self._bars[trial_key]
+
+    def exhausted(self, *, trial_key: str) -> bool:
+        # A replay releases the whole forward window at once.
+        return True

@@ -34,6 +34,7 @@ from simulations.constants import BPS, SECONDS_PER_DAY, ZERO_STD_RELATIVE_TOLERA
 from simulations.errors import EvaluationError, PaperTradingError
 from simulations.gates import GatePolicy, Grade, ThresholdCheck, grade_paper
 from simulations.metrics import compute_metrics, total_return, win_rate
+from simulations.sequential import first_crossing, sharpe_e_values
 from simulations.strategies import Strategy
 
 _TIMESTAMP = pl.Datetime("us", "UTC")
@@ -384,6 +385,15 @@ class PaperMetrics(BaseModel):
         The grade and the seven checks of :func:`simulations.gates.grade_paper`.
     reconciliation
         Against the backtester over the same bars.
+    market_days
+        Market days the session has traded (UTC days with at least one bar): the looks of the
+        sequential test.
+    sequential_e_value
+        The largest e-value the sequential test of the policy's Sharpe floor reached over the
+        session's market days (:func:`simulations.sequential.sharpe_e_values`; 1 before any
+        evidence).
+    sequential_decided_day
+        The first market day (1-based) whose e-value reached the policy's threshold, or None.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
@@ -404,10 +414,14 @@ class PaperMetrics(BaseModel):
     grade: Grade
     grading_checks: tuple[ThresholdCheck, ...]
     reconciliation: Reconciliation
+    market_days: int = Field(ge=1)
+    sequential_e_value: float = Field(ge=0)
+    sequential_decided_day: int | None = Field(ge=1)
 
     def gate_inputs(self) -> dict[str, float | int]:
-        """The seven inputs of :func:`simulations.gates.evaluate_paper_gate` (without ``policy``)."""
+        """The inputs of :func:`simulations.gates.evaluate_paper_gate` (without ``policy``)."""
         return {
+            "e_value": self.sequential_e_value,
             "days": self.days,
             "n_trades": self.n_trades,
             "win_rate": self.win_rate,
@@ -464,6 +478,32 @@ def _correlation(a: np.ndarray, b: np.ndarray) -> float | None:
         return None
     # Rounding can push a perfect correlation a few ulps past 1.
     return min(1.0, max(-1.0, float(centred_a @ centred_b) / (norm_a * norm_b)))
+
+
+def daily_returns(*, timestamps: np.ndarray, net_returns: np.ndarray) -> np.ndarray:
+    """Compounded net return of each UTC day that has bars, in time order (fraction).
+
+    Parameters
+    ----------
+    timestamps
+        Bar timestamps, ``datetime64`` UTC, non-decreasing, shape ``(n,)``.
+    net_returns
+        Net return of each bar (fraction), shape ``(n,)``.
+
+    Raises
+    ------
+    PaperTradingError
+        If the shapes differ or the timestamps go back in time.
+    """
+    stamps = np.asarray(timestamps).astype("datetime64[us]")
+    returns = np.asarray(net_returns, dtype=float)
+    if stamps.shape != returns.shape or stamps.ndim != 1:
+        raise PaperTradingError(f"timestamps {stamps.shape} and net returns {returns.shape} must be the same 1-D shape")
+    days = stamps.astype("datetime64[D]").astype(np.int64)
+    if np.any(np.diff(days) < 0):
+        raise PaperTradingError("session bars go back in time; their timestamps must not decrease")
+    starts = np.flatnonzero(np.r_[True, np.diff(days) != 0])
+    return np.exp(np.add.reduceat(np.log1p(returns), starts)) - 1.0
 
 
 def paper_metrics(
@@ -554,6 +594,18 @@ def paper_metrics(
     except EvaluationError as exc:
         raise PaperTradingError(f"paper metrics over {n} bars cannot be computed: {exc.cause}") from exc
     track_record = metrics.min_track_record_length
+    sequential = policy.paper.sequential
+    # The first bar's return is 0 by construction (nothing held before it): it is no evidence.
+    by_day = daily_returns(timestamps=bars.get_column("timestamp").to_numpy()[1:], net_returns=result.net_returns[1:])
+    try:
+        e_values = sharpe_e_values(
+            returns=by_day,
+            sharpe_floor=sequential.sharpe_floor,
+            periods_per_year=periods_per_year * by_day.size / (n - 1),
+        )
+    except EvaluationError as exc:
+        raise PaperTradingError(f"the sequential test over {by_day.size} market days cannot be computed: {exc.cause}") from exc
+    decided = first_crossing(e_values=e_values, threshold=sequential.threshold)
     try:
         return PaperMetrics(
             bars_processed=n,
@@ -576,6 +628,9 @@ def paper_metrics(
                 tracking_difference=metrics.total_return - backtest_return,
                 backtest_total_return=backtest_return,
             ),
+            market_days=by_day.size,
+            sequential_e_value=float(e_values.max()),
+            sequential_decided_day=None if decided is None else decided + 1,
         )
     except ValidationError as exc:
         raise PaperTradingError(f"paper metrics are invalid (NaN, infinite or out of range): {exc}") from exc

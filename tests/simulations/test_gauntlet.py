@@ -148,3 +148,31 @@ def test_the_replay_venue_trades_the_whole_forward_window(windows) -> None:
     assert bars.height == windows.forward.n_bars
     assert progress.days_elapsed == pytest.approx(windows.forward.n_bars * windows.forward.bar_seconds / 86_400)
     assert np.isfinite(bars["equity"].to_numpy()).all()
+
+
+class _OpenEndedVenue(ReplayVenue):
+    """A venue whose clock has not released the whole forward window yet (the wall clock)."""
+
+    def exhausted(self, *, trial_key: str) -> bool:
+        return False
+
+
+def test_the_sequential_test_keeps_an_undecided_session_trading_and_rejects_it_at_the_end(windows, scenarios) -> None:
+    # A momentum rule on the synthetic market has no edge: over 60 market days the test stays undecided.
+    required = _policy(paper={"min_days": 1.0, "required_grades": list("ABCDF"), "sequential": {"enabled": True}})
+    venue = _OpenEndedVenue(windows=windows, fee_bps=1.0, slippage_bps=1.0, strategies=BUILT_IN_STRATEGIES)
+    waiting = evaluate_trial(_trial(), _inputs(windows, scenarios, required, venue))
+    assert waiting.pending == "paper_trading_gate"
+    pending = waiting.results["paper_trading_gate"]
+    assert isinstance(pending, PaperPending) and "sequential test undecided after 60 market days" in pending.undecided
+
+    # Every bar traded and still undecided: rejected, with the e-value against the threshold.
+    rejected = evaluate_trial(_trial(), _inputs(windows, scenarios, required)).verdicts()["paper_trading_gate"]
+    assert not rejected.passed
+    (check,) = [c for c in rejected.checks if c.name == "sequential_e_value"]
+    assert check.threshold == 20.0 and check.value < 20.0 and rejected.reason.startswith("sequential_e_value")
+
+    # Off (the default), the same session passes on its grade alone, and its e-value is still reported.
+    off = evaluate_trial(_trial(), _inputs(windows, scenarios, _policy())).results["paper_trading_gate"]
+    assert off.verdict.passed and "sequential_e_value" not in [c.name for c in off.verdict.checks]
+    assert off.metrics.sequential_e_value == check.value and off.metrics.sequential_decided_day is None
