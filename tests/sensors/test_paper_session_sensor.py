@@ -9,7 +9,7 @@ import pytest
 from resources.paper_broker import LocalPaperBrokerResource
 from resources.market_data import SyntheticMarketDataResource
 from tests.conftest import add_complete_trials
-from tests.dagster_helpers import Ticker, execute_request, local_definitions, materialized
+from tests.dagster_helpers import Ticker, demo_gate_policy, execute_request, local_definitions, materialized
 
 GOOD = {"lookback": 123, "vol_lookback": 168, "target_bar_vol": 0.003}
 KEY = "demo__t00000000"
@@ -96,3 +96,45 @@ def test_trials_with_a_run_in_flight_are_not_asked_for_again(instance):
     ):
         instance.add_run(dg.DagsterRun(job_name="trial_job", run_id=run_id, status=dg.DagsterRunStatus.STARTED, tags=tags))
     assert in_flight_partitions(instance, "trial_job") == {"other__t00000000", "demo__t00000000", "demo__t00000001"}
+
+
+def test_an_undecided_sequential_test_keeps_the_session_trading_until_its_window_ends(optuna_url, tmp_path, instance):
+    clock = tmp_path / "clock.json"
+    _set_clock(clock, START)
+    broker = ClockedBroker(
+        database_url=f"sqlite:///{tmp_path / 'gauntlet.db'}",
+        clock="wall",
+        speed=3600.0,
+        market=SyntheticMarketDataResource(),
+        clock_file=str(clock),
+    )
+    add_complete_trials(optuna_url, "demo", [0.5], params=[GOOD])
+    policy = demo_gate_policy({"paper": {"sequential": {"enabled": True}}})
+    defs = local_definitions(optuna_url, tmp_path, paper_broker=broker, gate_policy=policy)
+    Ticker(defs, instance).tick_until_idle()
+    sensor = defs.resolve_sensor_def("paper_session_sensor")
+
+    def grade_at(market_days: float) -> dg.ExecuteInProcessResult:
+        _set_clock(clock, START + dt.timedelta(seconds=market_days * 24))
+        with dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources) as context:
+            [request] = sensor(context).run_requests
+        result = execute_request(defs, instance, request)
+        assert result.success
+        return result
+
+    # Mature but undecided (the demo market holds no edge), with bars still to come: pending.
+    grade_at(10)
+    assert materialized(instance, "paper_trading_grade") == set()
+    [observed] = instance.fetch_observations(dg.AssetKey("paper_trading_grade"), limit=1).records
+    assert "sequential test undecided after 10 market days" in observed.asset_observation.description
+
+    # The whole 60-day forward window traded and still undecided: rejected by the test itself.
+    graded = grade_at(61)
+    assert materialized(instance, "paper_trading_grade") == {KEY}
+    [evaluation] = [
+        e for e in graded.get_asset_check_evaluations() if e.check_name == "paper_trading_gate"
+    ]
+    assert not evaluation.passed and "sequential_e_value" in evaluation.description
+    [mat] = [m for m in graded.asset_materializations_for_node("trial_gauntlet") if m.asset_key.path == ["paper_trading_grade"]]
+    assert mat.metadata["market_days"].value == 60
+    assert mat.metadata["sequential_test"].value.startswith("required: Sharpe > 0 at 95%, undecided over 60 market days, largest e-value")
