@@ -278,7 +278,7 @@ class SequentialTestPolicy(_Frozen):
     """The paper gate's always-valid test that the session's Sharpe ratio exceeds a floor.
 
     Off by default while paper sessions replay a fixed holdout window: 60 market days decide a
-    true annualised Sharpe ratio of 2 in only about 5 % of sessions (250 days: about 30 %), so
+    true annualised Sharpe ratio of 2 in only about 4 % of sessions (250 days: about 23 %), so
     enabling it with the default forward window stops nearly every trial at gate 3. With it on,
     gate 3 also needs the test's e-value to have reached ``1 / (1 - confidence)`` at some
     market day of the session; a session on the ``wall`` clock keeps trading until it does or

@@ -29,10 +29,13 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.special import ndtr
+from scipy.special import log_ndtr
 
 from simulations.constants import SEQUENTIAL_BURN_IN_LOOKS, SEQUENTIAL_PRIOR_PRECISION
 from simulations.errors import EvaluationError
+
+#: Largest log e-value kept: beyond it the evidence is overwhelming and ``exp`` would overflow.
+_MAX_LOG_E_VALUE = math.log(np.finfo(float).max) - 1.0
 
 
 def sharpe_e_values(
@@ -63,7 +66,8 @@ def sharpe_e_values(
     Returns
     -------
     numpy.ndarray
-        E-values (>= 0, 1 before any evidence), the shape of ``returns``.
+        E-values (>= 0, 1 before any evidence, finite: overwhelming evidence is capped near
+        the largest float), the shape of ``returns``.
 
     Raises
     ------
@@ -94,7 +98,8 @@ def sharpe_e_values(
     z = np.where(usable, z - floor, 0.0)
     s, v = np.cumsum(z, axis=-1), np.cumsum(z * z, axis=-1)
     d = v + prior_precision
-    return 2.0 * np.sqrt(prior_precision / d) * np.exp(s * s / (2.0 * d)) * ndtr(s / np.sqrt(d))
+    log_e = math.log(2.0) + 0.5 * np.log(prior_precision / d) + s * s / (2.0 * d) + log_ndtr(s / np.sqrt(d))
+    return np.exp(np.minimum(log_e, _MAX_LOG_E_VALUE))
 
 
 def first_crossing(*, e_values: np.ndarray, threshold: float) -> int | None:

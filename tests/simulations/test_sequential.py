@@ -109,3 +109,11 @@ def test_the_gate_requires_the_test_only_when_enabled():
     assert evaluate_paper_gate(**grades, e_value=100.0, policy=on).passed
     with pytest.raises(EvaluationError, match="e_value must be >= 0"):
         evaluate_paper_gate(**grades, e_value=-1.0, policy=on)
+
+
+def test_overwhelming_evidence_stays_finite():
+    # A near-riskless edge over four years of market days: the e-value is capped, never infinite.
+    returns = 0.01 + 1e-6 * np.random.default_rng(3).standard_normal(1_500)
+    e = sharpe_e_values(returns=returns, sharpe_floor=0.0, periods_per_year=DAYS_PER_YEAR)
+    assert np.isfinite(e).all() and e[-1] > 1e300
+    assert 5 <= first_crossing(e_values=e, threshold=20.0) <= 20  # decided within three weeks after the burn-in
