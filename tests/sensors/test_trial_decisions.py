@@ -25,6 +25,7 @@ from pipeline_assets.dagster_private import (
 )
 from gauntlet.run import SOURCE, SOURCE_TAG
 from pipeline_assets.trial_assets import DRY_RUN_TAG
+from sensors import optuna_trial_sensor
 from tests.conftest import add_complete_trials
 from tests.dagster_helpers import Ticker, demo_gate_policy, local_definitions, materialize_shared, partitions
 
@@ -174,7 +175,10 @@ def test_a_failed_run_dagster_will_retry_keeps_its_trials_from_a_second_request(
     assert [r.partition_key for r in ticker.tick(execute=False).run_requests] == [key]
 
 
-def test_the_recovery_scan_reaches_past_the_newest_hundred_failures(optuna_url, tmp_path, instance):
+def test_the_recovery_scan_reaches_past_the_newest_hundred_failures(optuna_url, tmp_path, instance, monkeypatch):
+    # Writing 101 failed runs takes over a minute on a slow disk: a backoff of an hour keeps the
+    # trial waiting through it, so only `_make_due` below makes it due, whatever the machine.
+    monkeypatch.setattr(optuna_trial_sensor, "RETRY_BACKOFF_SECONDS", 3600.0)
     ticker = _ticker(optuna_url, tmp_path, instance)
     add_complete_trials(optuna_url, "demo", [0.1])
     ticker.tick(execute=False)  # requested; its worker dies
