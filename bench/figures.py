@@ -17,8 +17,8 @@ def _sensor_tick_ms(n_trials: int, n_new: int = 10, repeats: int = 5) -> float:
     import dagster as dg
 
     from pipeline_assets.definitions import build_definitions
-    from pipeline_assets.config import GauntletConfig
-    from pipeline_assets.environment import build_resources
+    from gauntlet.config import GauntletConfig
+    from gauntlet.environment import build_resources
     from resources.optuna_study import OptunaStudyResource, StudyCursor
     from sensors.optuna_trial_sensor import SensorCursor, encode_cursor
 
@@ -210,8 +210,8 @@ def _gauntlet_status_seconds(n_trials: int = 10_000, repeats: int = 5) -> dict[s
     from pipeline_assets.stage_table import GATE_CHECKS
     from gauntlet.cli import main
     from pipeline_assets.dagster_private import create_run_for_test
-    from pipeline_assets.config import load_config
-    from pipeline_assets.environment import REPO_ROOT, build_resources
+    from gauntlet.config import load_config
+    from gauntlet.environment import REPO_ROOT, build_resources
     from pipeline_assets.errors import fail_for
     from pipeline_assets.partitions import MAX_TRIALS_PER_RUN, parse_trial_partition_key, trials_partitions_def
     from gauntlet.status import TRIAL_ASSET_KEYS

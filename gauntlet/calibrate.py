@@ -25,8 +25,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from pipeline_assets.calibration_assets import caught_rows, measurement_rows, run_calibration
-from pipeline_assets.config import load_config
-from pipeline_assets.environment import build_resources
+from gauntlet.config import load_config
+from gauntlet.environment import build_resources
 from resources.artifacts import atomic_write_bytes
 from simulations.calibration import STAGES, CalibrationReport, CalibrationSettings, EdgeKind, rate_table
 from simulations.constants import (

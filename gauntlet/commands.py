@@ -22,7 +22,7 @@ import dagster as dg
 import sqlalchemy.exc
 
 from gauntlet.cli import OWN_PARSERS
-from pipeline_assets.config import CONFIG_ENV, DEFAULT_CONFIG_PATH, GauntletConfig, config_path, load_config
+from gauntlet.config import CONFIG_ENV, DEFAULT_CONFIG_PATH, GauntletConfig, config_path, load_config
 from pipeline_assets.dagster_private import (
     DEFAULT_HEARTBEAT_INTERVAL_SECONDS,
     DEFAULT_SENSOR_DAEMON_INTERVAL,
@@ -34,7 +34,7 @@ from pipeline_assets.dagster_private import (
     TickStatus,
     make_new_backfill_id,
 )
-from pipeline_assets.environment import build_resources
+from gauntlet.environment import build_resources
 from pipeline_assets.partitions import study_key_prefix
 from gauntlet.status import (
     STAGES,
@@ -392,7 +392,7 @@ def cmd_health(ctx: Context, args: argparse.Namespace) -> Output:
     for state in ctx.instance.all_instigator_state(instigator_type=InstigatorType.SENSOR):
         states[state.name].append(state)
     # The sensors as the code location builds them, without loading the code location.
-    checks += [_sensor_check(ctx.instance, sensor, states[sensor.name]) for sensor in build_sensors(ctx.config)]
+    checks += [_sensor_check(ctx.instance, sensor, states[sensor.name]) for sensor in build_sensors(**ctx.config.sensor.model_dump())]
 
     def registry() -> str:
         res.registry.ping()

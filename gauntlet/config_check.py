@@ -1,6 +1,6 @@
 """``gauntlet config check``: the configuration as it applies, and the data it points at.
 
-The schema and its loading are `pipeline_assets.config` (the definitions read them too); this
+The schema and its loading are `gauntlet.config` (the definitions read them too); this
 command validates them, loads the market data as `market_data` would, and prints the effective
 configuration with secrets masked and the windows every study is judged on.
 """
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import yaml
 
 from gauntlet.windows import configured_windows, windows_payload
-from pipeline_assets.config import effective_config, load_config
+from gauntlet.config import effective_config, load_config
 from simulations.errors import ConfigurationError, MarketDataError
 
 EXIT_OK = 0

@@ -29,8 +29,8 @@ from typing import Any, Literal, TextIO
 import dagster as dg
 
 from pipeline_assets.dagster_private import PARTITION_NAME_TAG, DagsterHomeNotSetError, SerializableErrorInfo
-from pipeline_assets.config import load_config
-from pipeline_assets.environment import build_resources
+from gauntlet.config import load_config
+from gauntlet.environment import build_resources
 from pipeline_assets.jobs import shared_job, trial_job
 from pipeline_assets.partitions import trial_partition_key, trials_partitions_def
 from pipeline_assets.shared_assets import MARKET_SOURCE, SHARED_ASSET_KEYS

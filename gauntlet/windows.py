@@ -19,8 +19,8 @@ from typing import Any
 
 import dagster as dg
 
-from pipeline_assets.config import GauntletConfig
-from pipeline_assets.environment import market_resource
+from gauntlet.config import GauntletConfig
+from gauntlet.environment import market_resource
 from pipeline_assets.shared_assets import pinned_dates, recorded_window_dates
 from resources.market_data import MarketDataResource
 from simulations.constants import TRAIN_WINDOW_END_ATTR

@@ -6,8 +6,8 @@ from typing import Any
 
 import dagster as dg
 
-from pipeline_assets.config import GauntletConfig, load_config
-from pipeline_assets.environment import build_resources
+from gauntlet.config import GauntletConfig, load_config
+from gauntlet.environment import build_resources
 from pipeline_assets.calibration_assets import gate_calibration
 from pipeline_assets.jobs import shared_job, trial_job
 from pipeline_assets.reporting_assets import reporting_job, study_funnel, study_funnel_schedule
@@ -33,7 +33,9 @@ def build_definitions(
         ],
         jobs=[trial_job, shared_job, reporting_job],
         schedules=[study_funnel_schedule],
-        sensors=build_sensors(config),
+        sensors=build_sensors(
+            interval_seconds=config.sensor.interval_seconds, max_trials_per_run=config.sensor.max_trials_per_run
+        ),
         resources=resources,
     )
 

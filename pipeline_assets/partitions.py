@@ -19,6 +19,8 @@ trials_partitions_def = dg.DynamicPartitionsDefinition(name="trials")
 
 #: Upper bound of trials evaluated in one run (UI backfills and sensor batches alike).
 MAX_TRIALS_PER_RUN = 100
+#: Seconds between `optuna_trial_sensor` ticks unless configured.
+DEFAULT_SENSOR_INTERVAL_SECONDS = 15
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _KEY = re.compile(r"^(?P<prefix>[A-Za-z0-9_~-]+)__t(?P<number>\d{8,})$")

@@ -36,7 +36,6 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from pipeline_assets.config import DEFAULT_SENSOR_INTERVAL_SECONDS
 from pipeline_assets.dagster_private import (
     NOT_FINISHED_STATUSES,
     RUN_FAILURE_REASON_TAG,
@@ -49,6 +48,7 @@ from pipeline_assets.dagster_private import (
 from pipeline_assets.deployment_stage import DEPLOYMENT_RECORD
 from pipeline_assets.paper_stage import PAPER
 from pipeline_assets.partitions import (
+    DEFAULT_SENSOR_INTERVAL_SECONDS,
     MAX_TRIALS_PER_RUN,
     parse_trial_partition_key,
     trial_partition_key,

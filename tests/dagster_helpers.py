@@ -9,8 +9,8 @@ import dagster as dg
 import yaml
 
 from pipeline_assets.definitions import build_definitions
-from pipeline_assets.config import GauntletConfig
-from pipeline_assets.environment import build_resources
+from gauntlet.config import GauntletConfig
+from gauntlet.environment import build_resources
 from pipeline_assets.partitions import trials_partitions_def
 from resources.gate_policy import GatePolicyResource
 from resources.optuna_study import OptunaStudyResource

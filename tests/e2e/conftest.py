@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from pipeline_assets.definitions import build_definitions
-from pipeline_assets.config import load_config
+from gauntlet.config import load_config
 from pipeline_assets.partitions import trials_partitions_def
 from resources.registry import SqlDeploymentRegistryResource
 from sensors.optuna_trial_sensor import ATTEMPT_TAG

@@ -26,7 +26,7 @@ import yaml
 from dagster_celery import celery_executor
 
 from pipeline_assets.definitions import build_definitions
-from pipeline_assets.config import load_config
+from gauntlet.config import load_config
 from pipeline_assets.partitions import trial_partition_key
 from pipeline_assets.trial_assets import STUDY_TAG, trial_gauntlet
 from scripts.up import dagster_pg_environment

@@ -29,8 +29,8 @@ from pipeline_assets.dagster_private import (
     FINISHED_STATUSES,
     DaemonHeartbeat,
 )
-from pipeline_assets.config import GauntletConfig, location
-from pipeline_assets.environment import build_resources
+from gauntlet.config import GauntletConfig, location
+from gauntlet.environment import build_resources
 from pipeline_assets.shared_assets import MARKET_DATA, recorded_window_dates
 from gauntlet.status import attribute_failure, run_partitions
 from resources.database import engine_for

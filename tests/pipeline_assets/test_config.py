@@ -16,10 +16,10 @@ import polars as pl
 import pytest
 import yaml
 
-from pipeline_assets import config
+from gauntlet import config
 from gauntlet.config_check import config_main
-from pipeline_assets.config import DEFAULT_CONFIG_PATH, GauntletConfig, load_config, location
-from pipeline_assets.environment import build_resources
+from gauntlet.config import DEFAULT_CONFIG_PATH, GauntletConfig, load_config, location
+from gauntlet.environment import build_resources
 from resources.gate_policy import GatePolicyResource
 from simulations.errors import ConfigurationError
 from simulations.gates import GatePolicy

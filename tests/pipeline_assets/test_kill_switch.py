@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from gauntlet.cli import main
-from pipeline_assets.config import GauntletConfig
-from pipeline_assets.environment import build_resources
+from gauntlet.config import GauntletConfig
+from gauntlet.environment import build_resources
 
 ROOT = Path(__file__).resolve().parents[2]
 GAUNTLET = Path(sys.executable).parent / "gauntlet"

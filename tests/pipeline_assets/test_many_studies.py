@@ -9,7 +9,7 @@ import pytest
 
 from pipeline_assets.dagster_private import QueuedRunCoordinator, TagConcurrencyLimitsCounter
 from pipeline_assets.definitions import build_definitions
-from pipeline_assets.config import GauntletConfig
+from gauntlet.config import GauntletConfig
 from pipeline_assets.partitions import study_key_prefix, trial_partition_key
 from pipeline_assets.trial_assets import STUDY_TAG
 from tests.conftest import add_complete_trials

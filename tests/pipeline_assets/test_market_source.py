@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from pipeline_assets.dagster_private import DATA_VERSION_TAG, get_input_data_version_tag
-from pipeline_assets.config import GauntletConfig, location
+from gauntlet.config import GauntletConfig, location
 from pipeline_assets.shared_assets import MARKET_DATA, MARKET_SOURCE, SHARED_ASSET_KEYS, recorded_window_dates
 from resources.market_data import FileMarketDataResource
 from resources.paper_broker import LocalPaperBrokerResource

@@ -11,8 +11,8 @@ import dagster as dg
 import optuna
 import pytest
 
-from pipeline_assets.config import MarketConfig, load_config
-from pipeline_assets.environment import market_resource
+from gauntlet.config import MarketConfig, load_config
+from gauntlet.environment import market_resource
 from pipeline_assets.shared_assets import MARKET_DATA, market_data, recorded_window_dates
 from simulations.constants import TRAIN_WINDOW_END_ATTR
 from simulations.errors import ConfigurationError

@@ -16,8 +16,8 @@ import optuna
 import pytest
 
 from gauntlet.cli import main
-from pipeline_assets.config import GauntletConfig, load_config, location
-from pipeline_assets.environment import build_resources
+from gauntlet.config import GauntletConfig, load_config, location
+from gauntlet.environment import build_resources
 from pipeline_assets.partitions import trial_partition_key
 
 ROOT = Path(__file__).resolve().parents[2]

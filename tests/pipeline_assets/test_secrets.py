@@ -98,8 +98,8 @@ def test_a_password_in_a_variable_is_never_shown(
             _assert_no_password(f"run {run.run_id} events", repr(instance.all_logs(run.run_id)))
         # The failure alert, as the daemon's sensor sends it.
         from pipeline_assets.definitions import build_definitions
-        from pipeline_assets.config import load_config
-        from pipeline_assets.environment import build_resources
+        from gauntlet.config import load_config
+        from gauntlet.environment import build_resources
 
         config = load_config().config
         defs = build_definitions(config=config, resources=build_resources(config))

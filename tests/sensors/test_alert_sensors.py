@@ -21,7 +21,7 @@ from pipeline_assets.stress_stage import STRESS
 from resources.notifier import Alert, AlertDeliveryError, NotifierResource
 from simulations.errors import ConfigurationError
 from tests.conftest import add_complete_trials
-from pipeline_assets.environment import build_resources
+from gauntlet.environment import build_resources
 from tests.dagster_helpers import (
     Ticker,
     demo_gate_policy,

@@ -1,10 +1,10 @@
 """The one place where Gauntlet's resources are built, from the validated configuration.
 
-The configuration (`pipeline_assets.config.GauntletConfig`: ``gauntlet.yaml`` with the
+The configuration (`gauntlet.config.GauntletConfig`: ``gauntlet.yaml`` with the
 ``GAUNTLET_*`` overrides applied) is the one schema of every setting; the resources here are
 built from its sections directly. The environment (``local`` or ``production``) only decides
 where the locations the configuration leaves out are: under ``home`` locally, from
-``GAUNTLET_OPTUNA_STORAGE``-style variables in production (`pipeline_assets.config.location`).
+``GAUNTLET_OPTUNA_STORAGE``-style variables in production (`gauntlet.config.location`).
 A location written as ``${VAR}`` is passed to its resource as ``dg.EnvVar("VAR")``, resolved
 when a run starts, never at import.
 """
@@ -16,7 +16,7 @@ from typing import Any
 
 import dagster as dg
 
-from pipeline_assets.config import REPO_ROOT, Environment, GauntletConfig, MarketConfig, location, reference_name
+from gauntlet.config import REPO_ROOT, Environment, GauntletConfig, MarketConfig, location, reference_name
 from resources.artifacts import LocalArtifactStoreResource
 from resources.deployment_policy import DeploymentPolicyResource
 from resources.gate_policy import GatePolicyResource

@@ -41,7 +41,7 @@ from pydantic import (
     model_validator,
 )
 
-from pipeline_assets.partitions import MAX_TRIALS_PER_RUN
+from pipeline_assets.partitions import DEFAULT_SENSOR_INTERVAL_SECONDS, MAX_TRIALS_PER_RUN
 from resources.database import mask_url, url_has_secret
 from resources.gate_policy import GatePolicyResource
 from resources.notifier import GateAlerts
@@ -71,9 +71,6 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_ENV = "GAUNTLET_CONFIG"
 DEFAULT_CONFIG_PATH = REPO_ROOT / "gauntlet.yaml"
 DEFAULT_HOME = ".gauntlet"
-
-#: Seconds between `optuna_trial_sensor` ticks unless configured (its builder's default too).
-DEFAULT_SENSOR_INTERVAL_SECONDS = 15
 
 
 _REFERENCE = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)\}")
