@@ -2,6 +2,7 @@
 
 import datetime as dt
 import json
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -36,16 +37,22 @@ def _set_clock(path, moment: dt.datetime) -> None:
     path.write_text(json.dumps(moment.isoformat()))
 
 
-def test_pending_sessions_are_neither_failed_nor_graded_until_mature(optuna_url, tmp_path, instance):
+def wall_clock_broker(tmp_path) -> tuple[ClockedBroker, Path]:
+    """A paper broker on the wall clock at an hour of market time per second, and its clock file (at START)."""
     clock = tmp_path / "clock.json"
     _set_clock(clock, START)
     broker = ClockedBroker(
         database_url=f"sqlite:///{tmp_path / 'gauntlet.db'}",
         clock="wall",
-        speed=3600.0,  # an hour of market time per second
+        speed=3600.0,
         market=SyntheticMarketDataResource(),
         clock_file=str(clock),
     )
+    return broker, clock
+
+
+def test_pending_sessions_are_neither_failed_nor_graded_until_mature(optuna_url, tmp_path, instance):
+    broker, clock = wall_clock_broker(tmp_path)
     add_complete_trials(optuna_url, "demo", [0.5], params=[GOOD])
     defs = local_definitions(optuna_url, tmp_path, paper_broker=broker)
     ticker = Ticker(defs, instance)
@@ -99,15 +106,7 @@ def test_trials_with_a_run_in_flight_are_not_asked_for_again(instance):
 
 
 def test_an_undecided_sequential_test_keeps_the_session_trading_until_its_window_ends(optuna_url, tmp_path, instance):
-    clock = tmp_path / "clock.json"
-    _set_clock(clock, START)
-    broker = ClockedBroker(
-        database_url=f"sqlite:///{tmp_path / 'gauntlet.db'}",
-        clock="wall",
-        speed=3600.0,
-        market=SyntheticMarketDataResource(),
-        clock_file=str(clock),
-    )
+    broker, clock = wall_clock_broker(tmp_path)
     add_complete_trials(optuna_url, "demo", [0.5], params=[GOOD])
     policy = demo_gate_policy({"paper": {"sequential": {"enabled": True}}})
     defs = local_definitions(optuna_url, tmp_path, paper_broker=broker, gate_policy=policy)

@@ -221,18 +221,9 @@ def _requested_key(request: dg.RunRequest) -> str:
 
 
 def test_a_trial_waiting_in_paper_trading_is_not_requested_again(optuna_url, tmp_path, instance):
-    from tests.sensors.test_paper_session_sensor import GOOD, KEY, START, ClockedBroker, _set_clock
-    from resources.market_data import SyntheticMarketDataResource
+    from tests.sensors.test_paper_session_sensor import GOOD, KEY, wall_clock_broker
 
-    clock = tmp_path / "clock.json"
-    _set_clock(clock, START)
-    broker = ClockedBroker(
-        database_url=f"sqlite:///{tmp_path / 'gauntlet.db'}",
-        clock="wall",
-        speed=3600.0,
-        market=SyntheticMarketDataResource(),
-        clock_file=str(clock),
-    )
+    broker, _ = wall_clock_broker(tmp_path)
     add_complete_trials(optuna_url, "demo", [0.5], params=[GOOD])
     ticker = _ticker(optuna_url, tmp_path, instance, paper_broker=broker)
     assert _requested(ticker.tick()) == [KEY]
