@@ -29,7 +29,7 @@ _NUMBER_DIGITS = 8
 
 def study_key_prefix(study_name: str) -> str:
     """The part of every partition key of ``study_name`` before ``__t``."""
-    if _SAFE_NAME.match(study_name):
+    if _SAFE_NAME.fullmatch(study_name):
         return study_name
     slug = re.sub(r"[^A-Za-z0-9_-]+", "-", study_name).strip("-")[:40] or "study"
     digest = hashlib.sha256(study_name.encode()).hexdigest()[:10]
@@ -45,7 +45,7 @@ def trial_partition_key(study_name: str, number: int) -> str:
 
 def parse_trial_partition_key(key: str) -> tuple[str, int]:
     """Split a key into (study key prefix, trial number); raise ValueError if malformed."""
-    match = _KEY.match(key)
+    match = _KEY.fullmatch(key)
     if match is None:
         raise ValueError(f"{key!r} is not a trial partition key (<study>__t<8+ digits>)")
     return match["prefix"], int(match["number"])
