@@ -32,7 +32,7 @@ def _sensor_tick_ms(n_trials: int, n_new: int = 10, repeats: int = 5) -> float:
         cursor = encode_cursor(SensorCursor(studies={"bench": StudyCursor(watermark=watermark)}, owed={}))
         timings = []
         with dg.instance_for_test(temp_dir=tmp) as instance:
-            assert defs.resolve_job_def("shared_job").execute_in_process(instance=instance).success
+            assert defs.resolve_job_def("shared_job").execute_in_process(instance=instance, partition_key="default").success
             for i in range(repeats + 1):
                 with dg.build_sensor_context(
                     instance=instance, cursor=cursor, definitions=defs, resources=defs.resources
@@ -220,7 +220,7 @@ def _gauntlet_status_seconds(n_trials: int = 10_000, repeats: int = 5) -> dict[s
     BACKTEST_GATE, CGE_GATE, PAPER_GATE = GATE_CHECKS
     from pipeline_assets.trial_assets import trial_gauntlet
     from resources.deployment_policy import DeploymentPolicyResource
-    from resources.market_data import SyntheticMarketDataResource
+    from resources.market_data import DEFAULT_INSTRUMENT, SyntheticMarketDataResource
     from simulations.deployment import Candidate
     from simulations.errors import MarketDataError, TrialDataError
     from simulations.gates import GatePolicy, GateVerdict, evaluate_paper_gate
@@ -259,7 +259,8 @@ def _gauntlet_status_seconds(n_trials: int = 10_000, repeats: int = 5) -> dict[s
     )
     params = {"lookback": 123, "vol_lookback": 168, "target_bar_vol": 0.003}
     # The demo's market_data, as a trial run would hand it to the paper venue.
-    windows = SyntheticMarketDataResource().load_windows()
+    market = SyntheticMarketDataResource()
+    windows = market.load_windows()
 
     @dg.multi_asset(
         name=trial_gauntlet.node_def.name,
@@ -289,7 +290,7 @@ def _gauntlet_status_seconds(n_trials: int = 10_000, repeats: int = 5) -> dict[s
                     break
             else:
                 paper_broker.start_session(
-                    trial_key=key, strategy_name="momentum", params=params, windows=windows,
+                    trial_key=key, strategy_name="momentum", params=params, instrument=DEFAULT_INSTRUMENT, windows=windows, costs_bps=(market.fee_bps, market.slippage_bps),
                     strategies=BUILT_IN_STRATEGIES,
                 )
                 if i % 200 == 100:
@@ -389,7 +390,7 @@ def _paper_advance_seconds(n_sessions: int = 1_000) -> float:
     """
     import datetime as dt
 
-    from resources.market_data import SyntheticMarketDataResource
+    from resources.market_data import DEFAULT_INSTRUMENT, SyntheticMarketDataResource
     from resources.paper_broker import LocalPaperBrokerResource
     from simulations.strategies import BUILT_IN_STRATEGIES
 
@@ -403,11 +404,11 @@ def _paper_advance_seconds(n_sessions: int = 1_000) -> float:
     market = SyntheticMarketDataResource()
     windows = market.load_windows()
     with tempfile.TemporaryDirectory() as tmp:
-        broker = BenchBroker(database_url=f"sqlite:///{tmp}/gauntlet.db", market=market, clock="wall", speed=1.0)
+        broker = BenchBroker(database_url=f"sqlite:///{tmp}/gauntlet.db", clock="wall", speed=1.0)
         for i in range(n_sessions):
             params = {"lookback": 24 + i % 400, "vol_lookback": 72, "target_bar_vol": 0.003}
             broker.start_session(
-                trial_key=f"bench__t{i:08d}", strategy_name="momentum", params=params, windows=windows,
+                trial_key=f"bench__t{i:08d}", strategy_name="momentum", params=params, instrument=DEFAULT_INSTRUMENT, windows=windows, costs_bps=(market.fee_bps, market.slippage_bps),
                 strategies=BUILT_IN_STRATEGIES,
             )
 

@@ -307,10 +307,13 @@ def cmd_retry(ctx: Context, args: argparse.Namespace) -> Output:
 
 # -- windows ------------------------------------------------------------------------------------
 def cmd_windows(ctx: Context, args: argparse.Namespace) -> Output:
-    """Per watched study, the instrument and its train, backtest and forward windows (dates and bars now)."""
-    from gauntlet.windows import read_windows, windows_payload
+    """Per watched study, its instrument and that instrument's train, backtest and forward windows (dates and bars now)."""
+    from gauntlet.windows import every_instrument_windows, windows_lines, windows_payload
 
-    windows = read_windows(market=ctx.resources("market").market, instance=ctx.instance)
+    instruments = ctx.resources("instruments").instruments
+    windows = every_instrument_windows(
+        instruments, ctx.instance, keys={name: ctx.config.market_key(name) for name in instruments.names()}
+    )
     studies = list(ctx.config.optuna.studies)
     if not studies:
         # Every study in the storage is watched; before a trainer creates one, there is none yet.
@@ -318,9 +321,8 @@ def cmd_windows(ctx: Context, args: argparse.Namespace) -> Output:
             studies = ctx.resources("optuna_study").optuna_study.list_studies()
         except StorageNotFoundError:
             studies = []
-    payload = windows_payload(studies, windows)
-    names = ", ".join(entry["study"] for entry in payload["studies"])
-    return Output(lambda: payload, lambda: [f"studies {names}, each judged on:", *windows.lines()])
+    payload = windows_payload(studies, windows, instruments)
+    return Output(lambda: payload, lambda: windows_lines(payload, windows))
 
 
 # -- health -------------------------------------------------------------------------------------

@@ -44,6 +44,7 @@ from pydantic import (
 from pipeline_assets.partitions import DEFAULT_SENSOR_INTERVAL_SECONDS, MAX_TRIALS_PER_RUN
 from resources.database import mask_url, url_has_secret
 from resources.gate_policy import GatePolicyResource
+from resources.market_data import DEFAULT_INSTRUMENT
 from resources.notifier import GateAlerts
 from resources.paper_broker import ClockMode
 from simulations.calendars import market_calendar
@@ -239,6 +240,15 @@ class MarketConfig(_Section):
         return self
 
 
+InstrumentName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
+
+
+class InstrumentConfig(MarketConfig):
+    """Another instrument, as ``market`` describes the default one, and the studies that trade it."""
+
+    studies: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1)
+
+
 class StrategiesConfig(_Section):
     """Users' strategies: import paths, the ``gauntlet.strategies`` entry points, and the one
     directory `linear_model` may read its weights from (left out: it reads none)."""
@@ -289,6 +299,7 @@ class GauntletConfig(_Section):
     optuna: OptunaConfig = OptunaConfig()
     sensor: SensorConfig = SensorConfig()
     market: MarketConfig = MarketConfig()
+    instruments: dict[InstrumentName, InstrumentConfig] = Field(default_factory=dict)
     strategies: StrategiesConfig = StrategiesConfig()
     gates: Annotated[GatePolicy, BeforeValidator(_empty_is_default)] = GatePolicy()
     gates_file: str | None = None
@@ -301,7 +312,19 @@ class GauntletConfig(_Section):
     def _one_gate_policy(self) -> GauntletConfig:
         if self.gates_file is not None and self.gates.model_fields_set:
             raise ValueError("set either gates (thresholds inline) or gates_file (a GatePolicy YAML file), not both")
+        if DEFAULT_INSTRUMENT in self.instruments:
+            raise ValueError(
+                f"instruments.{DEFAULT_INSTRUMENT}: that name is the instrument `market` describes; name it otherwise"
+            )
         return self
+
+    def markets(self) -> dict[str, MarketConfig]:
+        """Every instrument's market by name: `DEFAULT_INSTRUMENT` (``market``), then ``instruments``."""
+        return {DEFAULT_INSTRUMENT: self.market, **self.instruments}
+
+    def market_key(self, instrument: str) -> str:
+        """The dotted key of ``instrument``'s section, for messages that name the key to change."""
+        return "market" if instrument == DEFAULT_INSTRUMENT else f"instruments.{instrument}"
 
 
 #: Locations left out of the configuration: under ``home`` locally; in production the variable
@@ -655,8 +678,10 @@ def _problems(loaded: LoadedConfig, source: str, environ: Mapping[str, str], *, 
     model_dir = config.strategies.model_dir
     if model_dir and reference_name(model_dir) is None and not Path(model_dir).is_dir():
         problems.append(f"{_where('strategies.model_dir', model_dir, source, overrides)}: no such directory")
-    if config.market.file and not Path(config.market.file).is_file():
-        problems.append(f"{_where('market.file', config.market.file, source, overrides)}: no such file")
+    for name, market in config.markets().items():
+        if market.file and not Path(market.file).is_file():
+            key = f"{config.market_key(name)}.file"
+            problems.append(f"{_where(key, market.file, source, overrides)}: no such file")
     for index, import_path in enumerate(config.strategies.plugins if import_plugins else []):
         problem = _plugin_problem(import_path)
         if problem:
@@ -690,6 +715,9 @@ def load_config(environ: Mapping[str, str] | None = None, *, import_plugins: boo
     for key in (*_PATH_KEYS, *_URL_KEYS):
         if _get(raw, key) is not None:
             _set(raw, key, _absolute(key, _get(raw, key), base))
+    for name, section in (raw.get("instruments") or {}).items():
+        if isinstance(section, dict) and section.get("file") is not None:
+            section["file"] = _absolute("market.file", section["file"], base)
     overrides = _apply_overrides(raw, env)
     try:
         config = GauntletConfig.model_validate(raw)

@@ -15,9 +15,10 @@ from collections.abc import Sequence
 
 import yaml
 
-from gauntlet.windows import configured_windows, windows_payload
 from gauntlet.config import effective_config, load_config
-from simulations.errors import ConfigurationError, MarketDataError
+from gauntlet.environment import instruments_resource
+from gauntlet.windows import configured_windows, windows_lines, windows_payload
+from simulations.errors import ConfigurationError
 
 EXIT_OK = 0
 EXIT_INVALID = 1
@@ -39,22 +40,23 @@ def _check(as_json: bool) -> int:
     except ConfigurationError as exc:
         return _invalid(as_json, exc.cause.splitlines())
     try:
-        # The data as market_data would load it: columns, calendar gaps, window fit, bars per window.
+        # Every instrument's data as market_data would load it: columns, calendar gaps, window
+        # fit, bars per window; and every configured study routed to one instrument.
         windows = configured_windows(loaded.config)
-    except (MarketDataError, ConfigurationError) as exc:
-        return _invalid(as_json, [f"market data: {exc.cause}"])
+        payload = windows_payload(loaded.config.optuna.studies, windows, instruments_resource(loaded.config))
+    except ConfigurationError as exc:
+        return _invalid(as_json, [f"market data: {line}" for line in exc.cause.splitlines()])
     data = effective_config(loaded, environ)
     source = str(loaded.path) if loaded.path else "built-in defaults (no gauntlet.yaml)"
     overrides = {variable: key for key, variable in loaded.overrides.items()}
     if as_json:
-        payload = windows_payload(loaded.config.optuna.studies, windows)
         print(json.dumps({"valid": True, "file": source, "overrides": overrides, "config": data, "windows": payload}))
         return EXIT_OK
     print(f"# gauntlet config check: valid\n# file: {source}")
     if overrides:
         print("# overridden by: " + ", ".join(f"{variable} ({key})" for variable, key in overrides.items()))
     print(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), end="")
-    print("\n".join(f"# {line}" for line in ["windows (every study):", *windows.lines()]))
+    print("\n".join(f"# {line}" for line in ["windows:", *windows_lines(payload, windows)]))
     return EXIT_OK
 
 

@@ -21,7 +21,12 @@ from resources.artifacts import LocalArtifactStoreResource
 from resources.deployment_policy import DeploymentPolicyResource
 from resources.gate_policy import GatePolicyResource
 from resources.io_manager import ArtifactIOManager
-from resources.market_data import FileMarketDataResource, MarketDataResource, SyntheticMarketDataResource
+from resources.market_data import (
+    FileMarketDataResource,
+    InstrumentsResource,
+    MarketDataResource,
+    SyntheticMarketDataResource,
+)
 from resources.notifier import (
     CompositeNotifierResource,
     DesktopNotifierResource,
@@ -33,7 +38,7 @@ from resources.paper_broker import LocalPaperBrokerResource
 from resources.registry import SqlDeploymentRegistryResource
 from resources.strategy_plugins import StrategyPluginsResource
 
-__all__ = ["REPO_ROOT", "Environment", "build_resources", "market_resource"]
+__all__ = ["REPO_ROOT", "Environment", "build_resources", "instruments_resource", "market_resource"]
 
 
 def _value(where: str) -> str | dg.EnvVar:
@@ -67,9 +72,18 @@ def market_resource(market: MarketConfig) -> MarketDataResource:
     return SyntheticMarketDataResource(seed=market.synthetic.seed, n_days=market.synthetic.days, **costs_and_windows)
 
 
+def instruments_resource(config: GauntletConfig) -> InstrumentsResource:
+    """Every instrument ``config`` describes (``market`` and ``instruments``), and which study trades which."""
+    markets = {name: market_resource(market) for name, market in config.markets().items()}
+    return InstrumentsResource(
+        files={n: m for n, m in markets.items() if isinstance(m, FileMarketDataResource)},
+        synthetic={n: m for n, m in markets.items() if isinstance(m, SyntheticMarketDataResource)},
+        studies={name: list(instrument.studies) for name, instrument in config.instruments.items()},
+    )
+
+
 def build_resources(config: GauntletConfig) -> dict[str, Any]:
     """Every resource Gauntlet's definitions use, for ``config``."""
-    market = market_resource(config.market)
     database = _value(location(config, "deployment.database"))
     artifacts = location(config, "artifacts.dir")
     log = _value(location(config, "notifier.log"))
@@ -80,12 +94,12 @@ def build_resources(config: GauntletConfig) -> dict[str, Any]:
         ),
         "artifacts": LocalArtifactStoreResource(base_dir=_value(artifacts)),
         "shared_io_manager": ArtifactIOManager(base_dir=_shared_dir(artifacts)),
-        "market": market,
+        "instruments": instruments_resource(config),
         "gate_policy": GatePolicyResource(
             path=config.gates_file, overrides=config.gates.model_dump(mode="json", exclude_unset=True)
         ),
         "paper_broker": LocalPaperBrokerResource(
-            database_url=database, clock=config.paper.clock, speed=config.paper.speed, market=market
+            database_url=database, clock=config.paper.clock, speed=config.paper.speed
         ),
         "registry": SqlDeploymentRegistryResource(database_url=database, live_capacity=deployment.live_capacity),
         "deployment_policy": DeploymentPolicyResource(

@@ -33,7 +33,8 @@ from gauntlet.config import load_config
 from gauntlet.environment import build_resources
 from pipeline_assets.jobs import shared_job, trial_job
 from pipeline_assets.partitions import trial_partition_key, trials_partitions_def
-from pipeline_assets.shared_assets import MARKET_SOURCE, SHARED_ASSET_KEYS
+from pipeline_assets.shared_assets import SHARED_ASSET_KEYS, missing_instruments
+from resources.market_data import InstrumentsResource
 from pipeline_assets.optuna_trial_stage import OPTUNA_TRIAL
 from pipeline_assets.stage_table import GATE_CHECKS, TRIAL_ASSET_KEYS
 from pipeline_assets.trial_assets import DRY_RUN_TAG, STUDY_TAG
@@ -313,28 +314,35 @@ def _requested(
     return sorted(requested, key=lambda pair: pair[1])
 
 
-def _ensure_shared(defs: dg.Definitions, instance: dg.DagsterInstance, out: TextIO) -> bool:
-    """Materialize the shared assets that are missing; False (and why, printed) if that failed."""
-    missing = [key for key in SHARED_ASSET_KEYS if instance.get_latest_materialization_event(key) is None]
-    if not missing:
-        return True
-    result = defs.resolve_job_def(shared_job.name).execute_in_process(
-        instance=instance,
-        # The source observed first, so market_data records the source version it was built from.
-        asset_selection=[MARKET_SOURCE, *missing],
-        run_config=QUIET_RUN_CONFIG,
-        tags={SOURCE_TAG: SOURCE},
-        raise_on_error=False,
-    )
-    reading = read_run(instance, result.run_id, None)
-    print("shared assets (every trial sees the same data):", file=out)
-    for key in missing:
-        if key in reading.stages:
-            print(StepLine(True, key.to_user_string(), reading.stages[key].seconds).render(), file=out)
-    if not result.success:
-        print(StepLine(False, shared_job.name, None, reading.failure or "failed").render(), file=out)
-        print(f"shared assets: failed — {reading.failure} (run {result.run_id})", file=out)
-    return result.success
+def _ensure_shared(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    instruments: InstrumentsResource,
+    studies: set[str],
+    out: TextIO,
+) -> bool:
+    """Materialize the shared assets of the instruments ``studies`` trade where they are missing;
+    False (and why, printed) if that failed."""
+    ok = True
+    needed = {instruments.instrument_of(study) for study in studies}
+    for name in [n for n in missing_instruments(instance, instruments) if n in needed]:
+        result = defs.resolve_job_def(shared_job.name).execute_in_process(
+            instance=instance,
+            partition_key=name,
+            run_config=QUIET_RUN_CONFIG,
+            tags={SOURCE_TAG: SOURCE},
+            raise_on_error=False,
+        )
+        reading = read_run(instance, result.run_id, name)
+        print(f"shared assets of instrument {name} (every trial of its studies sees the same data):", file=out)
+        for key in SHARED_ASSET_KEYS:
+            if key in reading.stages:
+                print(StepLine(True, key.to_user_string(), reading.stages[key].seconds).render(), file=out)
+        if not result.success:
+            print(StepLine(False, shared_job.name, None, reading.failure or "failed").render(), file=out)
+            print(f"shared assets of {name}: failed — {reading.failure} (run {result.run_id})", file=out)
+        ok = ok and result.success
+    return ok
 
 
 def run_trial(
@@ -410,7 +418,8 @@ def _run(args: argparse.Namespace) -> int:
         if not trials:
             print("no new complete trials: every one is materialized already", file=out)
         else:
-            shared_ok = _ensure_shared(defs, instance, out)
+            studies = {study for study, _ in trials}
+            shared_ok = _ensure_shared(defs, instance, resources["instruments"], studies, out)
             if shared_ok:
                 outcomes = _run_trials(defs, instance, trials, until=until, dry_run=args.dry_run, out=out)
     counts = {status: sum(o.status == status for o in outcomes) for status in typing.get_args(Status)}

@@ -1,8 +1,10 @@
 """Where the windows lie: the read model behind ``gauntlet windows`` and ``gauntlet config check``.
 
 A study must be tuned on its train window only, so its author needs the window's dates before
-tuning. They are read, in this order, from the configuration (``market.windows.*_start``), from
-the Dagster instance (the dates `market_data` pinned there under the same window configuration),
+tuning: those of its own instrument (``market``, or the ``instruments`` entry whose ``studies``
+patterns match it). They are read, in this order, from the configuration
+(``<instrument>.windows.*_start``), from the Dagster instance (the dates that instrument's
+`market_data` partition pinned there under the same window configuration),
 or else computed as the next build of `market_data` would pin them now (it has not been built,
 or the window configuration changed since). The bars are counted in the data as it is now: the
 forward window grows as bars arrive. Loading validates the data exactly as `market_data` does
@@ -12,7 +14,7 @@ forward window grows as bars arrive. Loading validates the data exactly as `mark
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -20,13 +22,15 @@ from typing import Any
 import dagster as dg
 
 from gauntlet.config import GauntletConfig
-from gauntlet.environment import market_resource
+from gauntlet.environment import instruments_resource
 from pipeline_assets.shared_assets import pinned_dates, recorded_window_dates
-from resources.market_data import MarketDataResource
+from resources.market_data import InstrumentsResource, MarketDataResource
+from simulations.errors import ConfigurationError, MarketDataError
 from simulations.constants import TRAIN_WINDOW_END_ATTR
 from simulations.market import MarketWindows, WindowDates
 
-#: The study name shown when no study is named or found yet: every study gets these windows.
+#: The study name shown for the default instrument when no study is named or found yet: every
+#: study no pattern routes elsewhere gets its windows.
 ANY_STUDY = "*"
 
 
@@ -40,10 +44,10 @@ class WindowsOrigin(StrEnum):
 
 
 _ORIGIN_TEXT = {
-    WindowsOrigin.CONFIGURED: "dates as configured (market.windows.*_start)",
+    WindowsOrigin.CONFIGURED: "dates as configured (windows.*_start)",
     WindowsOrigin.PINNED: "dates pinned in the Dagster instance by market_data (its window_dates metadata)",
     WindowsOrigin.FIRST_BUILD: "market_data has not been built: dates the first build would pin now",
-    WindowsOrigin.REPINNED: "market.windows changed since market_data pinned its dates: "
+    WindowsOrigin.REPINNED: "the windows' configuration changed since market_data pinned its dates: "
     "dates the next build will pin now",
 }
 
@@ -53,6 +57,7 @@ class InstrumentWindows:
     """One instrument's windows as they stand: where they start, and the bars in them now."""
 
     instrument: str
+    symbol: str
     source: str
     origin: WindowsOrigin
     dates: WindowDates
@@ -69,7 +74,7 @@ class InstrumentWindows:
     def lines(self) -> list[str]:
         """The windows, where their dates come from, and what a study may tune on."""
         return [
-            f"instrument {self.instrument}: {self.source}",
+            f"instrument {self.instrument} ({self.symbol}): {self.source}",
             f"{_ORIGIN_TEXT[self.origin]}: " + ", ".join(f"{k} {v}" for k, v in self.dates.as_dict().items()),
             *(
                 f"  {name:<8}  {window['start']} .. {window['end']}  {window['bars']:>8} bars"
@@ -80,53 +85,102 @@ class InstrumentWindows:
         ]
 
 
-def read_windows(*, market: MarketDataResource, instance: dg.DagsterInstance | None) -> InstrumentWindows:
-    """The market's windows: configured, pinned in ``instance``, or as the next build would pin them.
+def read_windows(*, instrument: str, market: MarketDataResource, instance: dg.DagsterInstance | None) -> InstrumentWindows:
+    """``instrument``'s windows: configured, pinned in ``instance``, or as the next build would pin them.
 
     Raises
     ------
     MarketDataError, ConfigurationError
         As building `market_data` would: the message names the file, row, rule and the key to change.
     """
-    pinned = pinned_dates(instance, market) if instance is not None else None
+    pinned = pinned_dates(instance, instrument, market) if instance is not None else None
     dates, windows = market.load_dated_windows(pinned=pinned)
     if market.configured_dates() is not None:
         origin = WindowsOrigin.CONFIGURED
     elif pinned is not None:
         origin = WindowsOrigin.PINNED
-    elif instance is not None and recorded_window_dates(instance) is not None:
+    elif instance is not None and recorded_window_dates(instance, instrument) is not None:
         origin = WindowsOrigin.REPINNED
     else:
         origin = WindowsOrigin.FIRST_BUILD
     return InstrumentWindows(
-        instrument=windows.train.symbol, source=market.describe(), origin=origin, dates=dates, windows=windows
+        instrument=instrument,
+        symbol=windows.train.symbol,
+        source=market.describe(),
+        origin=origin,
+        dates=dates,
+        windows=windows,
     )
 
 
-def configured_windows(config: GauntletConfig) -> InstrumentWindows:
-    """The windows of a validated configuration's market, with the dates pinned in ``$DAGSTER_HOME``'s
-    instance when that is set (`gauntlet config check` runs without an instance too).
+def every_instrument_windows(
+    instruments: InstrumentsResource, instance: dg.DagsterInstance | None, *, keys: Mapping[str, str] | None = None
+) -> dict[str, InstrumentWindows]:
+    """Every instrument's windows, by name.
 
     Raises
     ------
-    MarketDataError, ConfigurationError
-        As `read_windows`.
+    ConfigurationError
+        One line per instrument whose data does not load, each naming the instrument's section
+        (``keys``: instrument name to its key in gauntlet.yaml) and what `market_data` would say.
     """
-    market = market_resource(config.market)
+    found: dict[str, InstrumentWindows] = {}
+    problems: list[str] = []
+    for name in instruments.names():
+        try:
+            found[name] = read_windows(instrument=name, market=instruments.market(name), instance=instance)
+        except (MarketDataError, ConfigurationError) as exc:
+            where = (keys or {}).get(name, f"instrument {name}")
+            problems.append(f"{where}: {exc.cause}")
+    if problems:
+        raise ConfigurationError("\n".join(problems))
+    return found
+
+
+def configured_windows(config: GauntletConfig) -> dict[str, InstrumentWindows]:
+    """The windows of every instrument of a validated configuration, with the dates pinned in
+    ``$DAGSTER_HOME``'s instance when that is set (`gauntlet config check` runs without an instance too).
+
+    Raises
+    ------
+    ConfigurationError
+        As `every_instrument_windows`.
+    """
+    instruments = instruments_resource(config)
+    keys = {name: config.market_key(name) for name in instruments.names()}
     if not os.environ.get("DAGSTER_HOME"):
-        return read_windows(market=market, instance=None)
+        return every_instrument_windows(instruments, None, keys=keys)
     with dg.DagsterInstance.get() as instance:
-        return read_windows(market=market, instance=instance)
+        return every_instrument_windows(instruments, instance, keys=keys)
 
 
-def windows_payload(studies: Sequence[str], windows: InstrumentWindows) -> dict[str, Any]:
+def windows_payload(
+    studies: Sequence[str], windows: Mapping[str, InstrumentWindows], instruments: InstrumentsResource
+) -> dict[str, Any]:
     """``{"studies": [{"study", "instrument", "windows": {"train": {"start", "end", "bars"}, ...}}]}``.
 
-    Every study is evaluated on the one configured market, so every study has the same windows.
+    Each study gets its own instrument's windows. With no study named or found yet, each
+    instrument is listed under the study patterns that route to it (the default under ``*``).
     """
+    if studies:
+        rows = [(study, instruments.instrument_of(study)) for study in studies]
+    else:
+        rows = [(ANY_STUDY, instruments.default)] + [
+            (pattern, name) for name, patterns in sorted(instruments.studies.items()) for pattern in patterns
+        ]
     return {
         "studies": [
-            {"study": study, "instrument": windows.instrument, "windows": windows.summary}
-            for study in studies or [ANY_STUDY]
+            {"study": study, "instrument": name, "symbol": windows[name].symbol, "windows": windows[name].summary}
+            for study, name in rows
         ]
     }
+
+
+def windows_lines(payload: Mapping[str, Any], windows: Mapping[str, InstrumentWindows]) -> list[str]:
+    """Per instrument, the studies judged on it and its windows."""
+    lines: list[str] = []
+    for name, shown in windows.items():
+        studies = [row["study"] for row in payload["studies"] if row["instrument"] == name]
+        if studies:
+            lines += [f"studies {', '.join(studies)}, each judged on:", *shown.lines()]
+    return lines

@@ -55,7 +55,7 @@ def result_payload(outcome: BacktestOutcome, windows: MarketWindows, snapshot: T
 
 def record(run: StageRun, key: str, outcome: BacktestOutcome) -> StageRecord:
     """Store one trial's backtest (equity, trades, summary) and describe it for the UI."""
-    windows = run.inputs.windows
+    windows = run.inputs_for(key).windows
     window = windows.backtest
     snapshot = run.snapshots[key]
     payload = result_payload(outcome, windows, snapshot)
@@ -88,6 +88,7 @@ def record(run: StageRun, key: str, outcome: BacktestOutcome) -> StageRecord:
         data_version=content_hash(payload),
         metadata={
             "trial": snapshot.label,
+            "instrument": run.instrument_of[key],
             "sharpe": number(outcome.metrics.sharpe),
             "total_return": number(outcome.metrics.total_return),
             "max_drawdown": number(outcome.metrics.max_drawdown),

@@ -11,7 +11,7 @@ from gauntlet.environment import build_resources
 from pipeline_assets.calibration_assets import gate_calibration
 from pipeline_assets.jobs import shared_job, trial_job
 from pipeline_assets.reporting_assets import reporting_job, study_funnel, study_funnel_schedule
-from pipeline_assets.shared_assets import cge_scenarios, market_data, market_source, versioned_by_configuration
+from pipeline_assets.shared_assets import build_shared_assets
 from pipeline_assets.trial_assets import trial_gauntlet
 from sensors.all_sensors import build_sensors
 
@@ -24,9 +24,7 @@ def build_definitions(
     resources = resources if resources is not None else build_resources(config)
     return dg.Definitions(
         assets=[
-            market_source,
-            versioned_by_configuration(market_data, resources["market"]),
-            cge_scenarios,
+            *build_shared_assets(resources["instruments"]),
             trial_gauntlet,
             study_funnel,
             gate_calibration,

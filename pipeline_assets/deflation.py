@@ -145,17 +145,19 @@ def in_sample_sharpes(
 
 def set_study_contexts(run: StageRun, optuna_study: StudySourceResource) -> None:
     """Give every trial of ``run`` its study context: the completed trials up to it and their Sharpe variance."""
-    assert run.inputs is not None
     by_study: dict[str, dict[int, TrialSnapshot]] = defaultdict(dict)
     keys: dict[tuple[str, int], str] = {}
     for key, snapshot in run.snapshots.items():
+        if key not in run.instrument_of:
+            continue  # failed already: its instrument's data is not there
         by_study[snapshot.study_name][snapshot.number] = snapshot
         keys[snapshot.study_name, snapshot.number] = key
     for study, snapshots in by_study.items():
         last = max(snapshots)
         numbers = sorted({n for n in optuna_study.completed_numbers(study) if n <= last} | set(snapshots))
         sharpes = in_sample_sharpes(
-            study=study, numbers=numbers, known=snapshots, inputs=run.inputs, artifacts=run.artifacts,
+            study=study, numbers=numbers, known=snapshots, inputs=run.inputs_for(keys[study, last]),
+            artifacts=run.artifacts,
             optuna_study=optuna_study,
         )
         contexts = study_contexts(sharpes=[(n, sharpes[n]) for n in numbers], numbers=list(snapshots))

@@ -24,18 +24,21 @@ from simulations.strategies import StrategyRegistry
 
 @dataclass(frozen=True)
 class BrokerVenue:
-    """The paper broker as the gauntlet's paper venue, trading the forward window of the run's `market_data`."""
+    """The paper broker as the gauntlet's paper venue, trading the forward window of one instrument's `market_data`."""
 
     broker: PaperBrokerResource
+    instrument: str
     windows: MarketWindows
+    #: Fee and slippage, basis points per unit traded.
+    costs_bps: tuple[float, float]
     strategies: StrategyRegistry
     #: Each session as its last `advance` left it.
     synced: dict[str, SessionInfo] = field(default_factory=dict)
 
     def advance(self, *, trial_key: str, strategy_name: str, params: Mapping[str, Any]) -> SessionInfo:
         self.broker.start_session(
-            trial_key=trial_key, strategy_name=strategy_name, params=params, windows=self.windows,
-            strategies=self.strategies,
+            trial_key=trial_key, strategy_name=strategy_name, params=params, instrument=self.instrument,
+            windows=self.windows, costs_bps=self.costs_bps, strategies=self.strategies,
         )
         info = self.broker.sync(trial_key=trial_key, windows=self.windows, strategies=self.strategies)
         self.synced[trial_key] = info

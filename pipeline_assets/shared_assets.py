@@ -1,8 +1,17 @@
-"""Unpartitioned inputs every trial shares, so the lineage shows all trials faced the same data."""
+"""The inputs a trial shares with every other trial of its instrument, partitioned by instrument.
+
+Each instrument (`resources.market_data.InstrumentsResource`) is a partition of
+`market_source`, `market_data` and `cge_scenarios`; a trial reads its study's instrument's
+partition and records that partition's materializations as its provenance, so a trial's
+lineage shows which instrument, and which build of its data, it was evaluated on. The
+partitions are the configuration's instruments, so the assets are built by
+`build_shared_assets` when the definitions load.
+"""
 
 import hashlib
 import json
 import warnings
+from collections.abc import Sequence
 
 import dagster as dg
 import numpy as np
@@ -10,7 +19,7 @@ from pydantic import Field
 
 from pipeline_assets.metadata import key_value_table, number, png_markdown, records_table
 from pipeline_assets.plots import bars_png, price_windows_png
-from resources.market_data import MarketDataResource
+from resources.market_data import InstrumentsResource, MarketDataResource
 from simulations.cge.model import calibrate
 from simulations.cge.sam import hosoe_sam, read_sam
 from simulations import metrics
@@ -30,9 +39,19 @@ WINDOW_DATES_KEY = "window_dates"
 WINDOW_CONFIG_KEY = "window_config"
 
 
-def recorded_window_dates(instance: dg.DagsterInstance) -> tuple[WindowDates, dict[str, object]] | None:
-    """The window dates of the latest `market_data` build, and the configuration they were pinned under."""
-    records = instance.fetch_materializations(MARKET_DATA, limit=1).records
+def missing_instruments(instance: dg.DagsterInstance, instruments: InstrumentsResource) -> list[str]:
+    """Instruments whose shared assets are not all materialized."""
+    built = [instance.get_materialized_partitions(key) for key in SHARED_ASSET_KEYS]
+    return [name for name in instruments.names() if not all(name in partitions for partitions in built)]
+
+
+def recorded_window_dates(
+    instance: dg.DagsterInstance, instrument: str
+) -> tuple[WindowDates, dict[str, object]] | None:
+    """The window dates of ``instrument``'s latest `market_data` build, and the configuration they were pinned under."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=MARKET_DATA, asset_partitions=[instrument]), limit=1
+    ).records
     if not records:
         return None
     metadata = records[0].asset_materialization.metadata
@@ -41,9 +60,9 @@ def recorded_window_dates(instance: dg.DagsterInstance) -> tuple[WindowDates, di
     return WindowDates.from_dict(metadata[WINDOW_DATES_KEY].value), metadata[WINDOW_CONFIG_KEY].value
 
 
-def pinned_dates(instance: dg.DagsterInstance, market: MarketDataResource) -> WindowDates | None:
-    """The dates pinned at an earlier build under the same window configuration, if any."""
-    recorded = recorded_window_dates(instance)
+def pinned_dates(instance: dg.DagsterInstance, instrument: str, market: MarketDataResource) -> WindowDates | None:
+    """The dates pinned at an earlier build of ``instrument`` under the same window configuration, if any."""
+    recorded = recorded_window_dates(instance, instrument)
     if recorded is None:
         return None
     dates, config = recorded
@@ -54,6 +73,7 @@ def pinned_dates(instance: dg.DagsterInstance, market: MarketDataResource) -> Wi
 # Observable source assets are beta in Dagster 1.13; Gauntlet relies on them knowingly, so the
 # warning would only repeat on every code-location load.
 warnings.filterwarnings("ignore", message=".*observable_source_asset.*", category=dg.BetaWarning)
+warnings.filterwarnings("ignore", message=".*DataVersionsByPartition.*", category=dg.BetaWarning)
 
 MARKET_SOURCE = dg.AssetKey("market_source")
 
@@ -69,23 +89,26 @@ REBUILT_ON_CHANGE = (
 ).with_label("rebuilt when its source or configuration changes")
 
 
-@dg.observable_source_asset(
-    key=MARKET_SOURCE,
-    group_name=SHARED_GROUP,
-    description="Where the bars come from (the market file, or the seeded synthetic generator); its data version "
-    "is a digest of the bars there now, recorded by market_source_sensor when it changes.",
-)
-def market_source(market: MarketDataResource) -> dg.DataVersion:
-    return dg.DataVersion(market.source_version())
+def instruments_partitions_def(instruments: InstrumentsResource) -> dg.StaticPartitionsDefinition:
+    """One partition per configured instrument."""
+    return dg.StaticPartitionsDefinition(list(instruments.names()))
 
 
-def versioned_by_configuration(assets: dg.AssetsDefinition, market: MarketDataResource) -> dg.AssetsDefinition:
-    """``assets`` (`market_data`) with ``market``'s whole configuration as its code version.
+def configuration_version(instruments: InstrumentsResource) -> str:
+    """A digest of every instrument's whole configuration: `market_data`'s code version.
 
     The configuration is read when the definitions load, so this is where a change to it becomes
-    a code version Dagster compares: `market_data` shows as stale and `REBUILT_ON_CHANGE` rebuilds it.
+    a code version Dagster compares: `market_data` shows as stale and `REBUILT_ON_CHANGE` rebuilds
+    it (a code version is the asset's, so every instrument is rebuilt; those whose data did not
+    change keep their data version, and their trials stay fresh).
     """
-    return assets.map_asset_specs(lambda spec: spec.replace_attributes(code_version=market.config_version()))
+    versions = {name: instruments.market(name).config_version() for name in instruments.names()}
+    return hashlib.sha256(json.dumps(versions, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def observe_market_sources(instruments: InstrumentsResource, names: Sequence[str]) -> dg.DataVersionsByPartition:
+    """The data version of the sources of instruments ``names`` as they are now."""
+    return dg.DataVersionsByPartition({name: instruments.market(name).source_version() for name in names})
 
 
 def _volatility(close: np.ndarray, periods_per_year: float) -> np.ndarray | float:
@@ -111,21 +134,18 @@ def window_rows(windows: MarketWindows) -> list[dict[str, object]]:
     return rows
 
 
-@dg.asset(
-    key=MARKET_DATA,
-    deps=[MARKET_SOURCE],
-    group_name=SHARED_GROUP,
-    io_manager_key="shared_io_manager",
-    automation_condition=REBUILT_ON_CHANGE,
-    kinds={"polars"},
-    owners=["team:quant-research"],
-    description="The market every trial is judged on, cut into train, backtest and forward windows at fixed dates.",
-)
-def market_data(context: dg.AssetExecutionContext, market: MarketDataResource) -> dg.Output[MarketWindows]:
-    pinned = pinned_dates(context.instance, market)
+def build_market_data(
+    context: dg.AssetExecutionContext, instruments: InstrumentsResource
+) -> dg.Output[MarketWindows]:
+    """`market_data` of the run's instrument (partition)."""
+    instrument = context.partition_key
+    market = instruments.market(instrument)
+    pinned = pinned_dates(context.instance, instrument, market)
     dates, windows = market.load_dated_windows(pinned=pinned)
     how = "as configured" if market.configured_dates() else ("as pinned before" if pinned else "pinned now")
-    context.log.info(f"loaded {market.describe()}: windows {how} {dates.as_dict()}, hashes {windows.hashes}")
+    context.log.info(
+        f"{instrument}: loaded {market.describe()}: windows {how} {dates.as_dict()}, hashes {windows.hashes}"
+    )
     rows = window_rows(windows)
     chart = price_windows_png([(w.name, w.close) for w in (windows.train, windows.backtest, windows.forward)])
     columns = [
@@ -151,6 +171,7 @@ def market_data(context: dg.AssetExecutionContext, market: MarketDataResource) -
         windows,
         data_version=dg.DataVersion(hashlib.sha256(json.dumps(judged_on, sort_keys=True).encode()).hexdigest()[:24]),
         metadata={
+            "instrument": instrument,
             "source": market.describe(),
             "symbol": windows.backtest.symbol,
             WINDOW_DATES_KEY: dg.MetadataValue.json(dates.as_dict()),
@@ -207,19 +228,10 @@ def build_stress_scenarios(
     return bundle, scenario_set
 
 
-@dg.asset(
-    key=CGE_SCENARIOS,
-    ins={"market_data": dg.AssetIn(MARKET_DATA)},
-    group_name=SHARED_GROUP,
-    io_manager_key="shared_io_manager",
-    automation_condition=REBUILT_ON_CHANGE,
-    kinds={"scipy"},
-    owners=["team:quant-research"],
-    description="200 CGE equilibria under macro shocks, each mapped to a regime and a path of the instrument's own resampled history.",
-)
-def cge_scenarios(
+def build_cge_scenarios(
     context: dg.AssetExecutionContext, config: CgeScenarioConfig, market_data: MarketWindows
 ) -> dg.Output[StressScenarios]:
+    """`cge_scenarios` of the run's instrument (partition)."""
     bundle, scenario_set = build_stress_scenarios(config=config, market_data=market_data)
     paths, table, window = bundle.paths, scenario_set.table, market_data.backtest
     context.log.info(f"solved {len(table)} equilibria in {scenario_set.solve_seconds:.2f}s")
@@ -258,3 +270,54 @@ def cge_scenarios(
             ),
         },
     )
+
+
+def build_shared_assets(instruments: InstrumentsResource) -> list[dg.AssetsDefinition | dg.SourceAsset]:
+    """`market_source`, `market_data` and `cge_scenarios`, one partition per instrument of ``instruments``."""
+    partitions_def = instruments_partitions_def(instruments)
+
+    @dg.observable_source_asset(
+        key=MARKET_SOURCE,
+        group_name=SHARED_GROUP,
+        partitions_def=partitions_def,
+        description="Where each instrument's bars come from (a market file, or the seeded synthetic generator); "
+        "its data version is a digest of the bars there now, recorded by market_source_sensor when it changes.",
+    )
+    def market_source(context: dg.OpExecutionContext, instruments: InstrumentsResource) -> dg.DataVersionsByPartition:
+        # A run for some instruments observes theirs; an observation of the asset, every one.
+        names = context.partition_keys if context.has_partition_key_range or context.has_partition_key else None
+        return observe_market_sources(instruments, names or instruments.names())
+
+    @dg.asset(
+        key=MARKET_DATA,
+        deps=[MARKET_SOURCE],
+        partitions_def=partitions_def,
+        code_version=configuration_version(instruments),
+        group_name=SHARED_GROUP,
+        io_manager_key="shared_io_manager",
+        automation_condition=REBUILT_ON_CHANGE,
+        kinds={"polars"},
+        owners=["team:quant-research"],
+        description="Each instrument's market, cut into train, backtest and forward windows at fixed dates.",
+    )
+    def market_data(context: dg.AssetExecutionContext, instruments: InstrumentsResource) -> dg.Output[MarketWindows]:
+        return build_market_data(context, instruments)
+
+    @dg.asset(
+        key=CGE_SCENARIOS,
+        ins={"market_data": dg.AssetIn(MARKET_DATA)},
+        partitions_def=partitions_def,
+        group_name=SHARED_GROUP,
+        io_manager_key="shared_io_manager",
+        automation_condition=REBUILT_ON_CHANGE,
+        kinds={"scipy"},
+        owners=["team:quant-research"],
+        description="200 CGE equilibria under macro shocks, each mapped to a regime and a path of the "
+        "instrument's own resampled history.",
+    )
+    def cge_scenarios(
+        context: dg.AssetExecutionContext, config: CgeScenarioConfig, market_data: MarketWindows
+    ) -> dg.Output[StressScenarios]:
+        return build_cge_scenarios(context, config, market_data)
+
+    return [market_source, market_data, cge_scenarios]

@@ -39,6 +39,7 @@ from pipeline_assets.dagster_private import (
     get_input_event_pointer_tag,
 )
 from pipeline_assets.metadata import records_table
+from pipeline_assets.shared_assets import SHARED_ASSET_KEYS
 from resources.artifacts import ArtifactStoreResource
 from simulations.errors import PipelineError
 from simulations.gates import GatePolicy, GateVerdict
@@ -81,7 +82,8 @@ class TrialStage:
     description
         The asset's one-line business description (the UI shows it).
     deps
-        The assets it is computed from: the previous stage and the shared inputs it reads.
+        The assets it is computed from: the previous stage and the shared inputs it reads (all
+        their instruments in the lineage; a trial's provenance records its own instrument's).
     kinds
         Kind tags shown on the asset.
     code_version
@@ -125,7 +127,11 @@ class TrialStage:
         return dg.AssetSpec(
             self.key,
             description=self.description,
-            deps=list(self.deps),
+            deps=[
+                # A trial reads its instrument's partition; Dagster maps a trial to no single one.
+                dg.AssetDep(dep, partition_mapping=dg.AllPartitionMapping()) if dep in SHARED_ASSET_KEYS else dep
+                for dep in self.deps
+            ],
             partitions_def=partitions_def,
             group_name=TRIALS_GROUP,
             code_version=self.code_version,
@@ -301,13 +307,17 @@ class StageRun:
     selected: frozenset[dg.AssetKey]
     #: The per-trial assets (their dependencies on each other are per partition).
     trial_assets: frozenset[dg.AssetKey]
-    #: What every trial of the run shares; set once the shared inputs are loaded.
-    inputs: GauntletInputs | None = None
+    #: Per instrument, what the run's trials on it share; set once the shared inputs are loaded.
+    inputs: dict[str, GauntletInputs] = field(default_factory=dict)
+    #: Each trial's instrument (its study's).
+    instrument_of: dict[str, str] = field(default_factory=dict)
     snapshots: dict[str, TrialSnapshot] = field(default_factory=dict)
     contexts: dict[str, StudyContext] = field(default_factory=dict)
     errors: list[PipelineError] = field(default_factory=list)
     #: Per asset, the materialization of each trial that later events refer to.
     pointers: dict[dg.AssetKey, dict[str, Pointer]] = field(default_factory=dict)
+    #: Per shared asset, the newest of its events (any instrument's) when the run read it.
+    shared_cursors: dict[dg.AssetKey, str] = field(default_factory=dict)
     outcomes: Counter = field(default_factory=Counter)
     rejected_by: Counter = field(default_factory=Counter)
     #: The trials still in the gauntlet after the last stage.
@@ -318,24 +328,23 @@ class StageRun:
         self.errors.append(error.for_trial(key, stage))
         self.outcomes["errors"] += 1
 
+    def inputs_for(self, key: str) -> GauntletInputs:
+        """What trial ``key`` is evaluated on: its instrument's windows, scenarios, costs and venue."""
+        return self.inputs[self.instrument_of[key]]
+
     def case(self, key: str) -> TrialCase:
         """The trial as the stages see it, once it is known to have been tuned on the train window only."""
         snapshot = self.snapshots[key]
-        if self.inputs is not None:
-            check_declared_train_end(user_attrs=snapshot.user_attrs, windows=self.inputs.windows)
+        check_declared_train_end(user_attrs=snapshot.user_attrs, windows=self.inputs_for(key).windows)
         return TrialCase(key=key, snapshot=snapshot, context=self.contexts.get(key))
 
     # ------------------------------------------------------------------------------ provenance
-    def _pointers_for(self, asset: dg.AssetKey, keys: Sequence[str], *, partitioned: bool) -> dict[str, Pointer]:
+    def pointer_to(self, asset: dg.AssetKey, partition: str) -> Pointer | None:
+        """The latest materialization of ``asset``'s ``partition`` (a trial, or a shared asset's instrument)."""
         known = self.pointers.setdefault(asset, {})
-        if partitioned:
-            missing = [k for k in keys if k not in known]
-            known.update(latest_materializations(self.instance, asset, missing))
-        elif "" not in known:
-            record = self.instance.fetch_materializations(asset, limit=1).records
-            if record:
-                known[""] = _pointer(record[0])
-        return known
+        if partition not in known:
+            known.update(latest_materializations(self.instance, asset, [partition]))
+        return known.get(partition)
 
     def remember(self, asset: dg.AssetKey, keys: Sequence[str]) -> dict[str, Pointer]:
         """Read back the materializations just written for ``keys`` (one query)."""
@@ -351,12 +360,28 @@ class StageRun:
             CODE_VERSION_TAG: row.code_version,
         }
         for dep in row.deps:
-            partitioned = dep in self.trial_assets
-            pointers = self._pointers_for(dep, [key], partitioned=partitioned)
-            pointer = pointers.get(key if partitioned else "")
+            # The trial's own partition of a trial asset; its instrument's of a shared one.
+            pointer = self.pointer_to(dep, key if dep in self.trial_assets else self.instrument_of[key])
             tags[get_input_data_version_tag(dep)] = pointer.data_version if pointer else _UNVERSIONED
-            tags[get_input_event_pointer_tag(dep)] = str(pointer.storage_id) if pointer else "NULL"
+            if dep in self.trial_assets:
+                tags[get_input_event_pointer_tag(dep)] = str(pointer.storage_id) if pointer else "NULL"
+            else:
+                tags[get_input_event_pointer_tag(dep)] = self.shared_cursor(dep)
         return tags
+
+    def shared_cursor(self, asset: dg.AssetKey) -> str:
+        """The event pointer a trial records for a shared asset: its newest event, whichever instrument's.
+
+        Dagster maps a trial to every instrument's partition and judges each against this one
+        pointer: a partition built after it with a new data version makes the trial stale. The
+        trial's own instrument's build is at or before it, so a trial is fresh when evaluated
+        and goes stale when its instrument gets new data (or, Dagster mapping no trial to one
+        instrument, when another instrument does); its data version tag is its own instrument's.
+        """
+        if asset not in self.shared_cursors:
+            records = self.instance.fetch_materializations(asset, limit=1).records
+            self.shared_cursors[asset] = str(records[0].storage_id) if records else "NULL"
+        return self.shared_cursors[asset]
 
     # ---------------------------------------------------------------------------------- events
     def materializations(self, row: TrialStage, results: Mapping[str, Any]) -> Iterator[dg.AssetMaterialization]:

@@ -29,7 +29,7 @@ SUMMARY_UNITS = {
 def record(run: StageRun, key: str, outcome: StressOutcome) -> StageRecord:
     """Store one trial's per-scenario table and summary and describe it for the UI."""
     snapshot = run.snapshots[key]
-    scenarios = run.inputs.scenarios
+    scenarios = run.inputs_for(key).scenarios
     payload = {
         "trial": snapshot.label,
         "snapshot_hash": snapshot.content_hash,

@@ -10,7 +10,7 @@ then read back from the artifact store, and the gates before it from the instanc
 """
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import dagster as dg
 
@@ -32,11 +32,13 @@ from pipeline_assets.stages import StageRun
 from resources.artifacts import ArtifactStoreResource
 from resources.deployment_policy import DeploymentPolicyResource
 from resources.gate_policy import GatePolicyResource
-from resources.market_data import MarketDataResource
+from resources.io_manager import PartitionValues
+from resources.market_data import InstrumentsResource
 from resources.optuna_study import StudySourceResource
 from resources.paper_broker import PaperBrokerResource
 from resources.registry import DeploymentRegistryResource
 from resources.strategy_plugins import StrategyPluginsResource
+from simulations.errors import ArtifactError, ConfigurationError, MarketDataError, PipelineError
 from simulations.gauntlet import GauntletInputs
 from simulations.market import MarketWindows
 from simulations.stress import StressScenarios
@@ -51,10 +53,44 @@ STUDY_TAG = "gauntlet/study"
 DRY_RUN_TAG = "gauntlet/dry_run"
 
 
+def instruments_of(
+    run: StageRun,
+    instruments: InstrumentsResource,
+    market_data: Mapping[str, MarketWindows],
+    cge_scenarios: Mapping[str, StressScenarios],
+) -> dict[str, str]:
+    """Each trial's instrument, for the trials whose instrument's shared assets are built; the
+    others fail with an error that says which instrument and how to build it."""
+    found: dict[str, str] = {}
+    for key, snapshot in run.snapshots.items():
+        try:
+            name = instruments.instrument_of(snapshot.study_name)
+        except PipelineError as exc:
+            run.fail(key, "instrument", exc)
+            continue
+        try:
+            market_data[name], cge_scenarios[name]
+        except KeyError:
+            run.fail(key, "instrument", ConfigurationError(
+                f"instrument {name!r} (of study {snapshot.study_name!r}) is not a partition of the shared assets "
+                "of this code location: reload the code location after changing instruments"
+            ))
+        except ArtifactError as exc:
+            run.fail(key, "instrument", MarketDataError(
+                f"instrument {name!r} (of study {snapshot.study_name!r}): {exc.cause}; materialize shared_job for "
+                f"partition {name!r} (the UI, or `gauntlet run`) and run the trial again"
+            ))
+        else:
+            found[key] = name
+    return found
+
+
 @dg.multi_asset(
     name="trial_gauntlet",
     specs=[row.spec(trials_partitions_def) for row in TRIAL_STAGES],
     check_specs=[row.check_spec(trials_partitions_def) for row in GATED_STAGES],
+    # Every instrument's partition (the specs map them all), loaded as `PartitionValues`: read only
+    # for the instruments the run's trials trade, so one whose data failed to build stops its own trials only.
     ins={"market_data": dg.AssetIn(MARKET_DATA), "cge_scenarios": dg.AssetIn(CGE_SCENARIOS)},
     can_subset=True,
     backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=MAX_TRIALS_PER_RUN),
@@ -62,11 +98,11 @@ DRY_RUN_TAG = "gauntlet/dry_run"
 )
 def trial_gauntlet(
     context: dg.AssetExecutionContext,
-    market_data: MarketWindows,
-    cge_scenarios: StressScenarios,
+    market_data: PartitionValues,
+    cge_scenarios: PartitionValues,
     optuna_study: StudySourceResource,
     artifacts: ArtifactStoreResource,
-    market: MarketDataResource,
+    instruments: InstrumentsResource,
     gate_policy: GatePolicyResource,
     paper_broker: PaperBrokerResource,
     registry: DeploymentRegistryResource,
@@ -95,22 +131,27 @@ def trial_gauntlet(
         else:
             snapshots_from_artifacts(run)
         strategies = strategy_plugins.registry()
-        run.inputs = GauntletInputs(
-            windows=market_data,
-            scenarios=cge_scenarios,
-            policy=run.policy,
-            fee_bps=market.fee_bps,
-            slippage_bps=market.slippage_bps,
-            paper=BrokerVenue(paper_broker, market_data, strategies),
-            strategies=strategies,
-        )
+        run.instrument_of = instruments_of(run, instruments, market_data, cge_scenarios)
+        for name in sorted(set(run.instrument_of.values())):
+            market = instruments.market(name)
+            run.inputs[name] = GauntletInputs(
+                windows=market_data[name],
+                scenarios=cge_scenarios[name],
+                policy=run.policy,
+                fee_bps=market.fee_bps,
+                slippage_bps=market.slippage_bps,
+                paper=BrokerVenue(
+                    paper_broker, name, market_data[name], (market.fee_bps, market.slippage_bps), strategies
+                ),
+                strategies=strategies,
+            )
+        run.alive = [k for k in run.keys if k in run.instrument_of]
         if GATED_STAGES[0].key in selected:
             set_study_contexts(run, optuna_study)
-        run.alive = [k for k in run.keys if k in run.snapshots]
         for row in GATED_STAGES:
             assert row.stage is not None
             evaluate = row.stage.evaluate
-            yield from run.gate(row, run.alive, lambda key: evaluate(run.case(key), run.inputs), later_stages(row))
+            yield from run.gate(row, run.alive, lambda key: evaluate(run.case(key), run.inputs_for(key)), later_stages(row))
         run.outcomes["passed"] = len(run.alive)
         context.log.info(f"{len(run.alive)} of {len(run.keys)} trial(s) passed every gate evaluated")
 

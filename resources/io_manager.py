@@ -11,6 +11,7 @@ must still not be able to run code on the workers that load it.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,32 @@ from upath import UPath
 from resources.artifacts import read_checksummed, verified, write_checksummed
 from resources.shared_values import decode, encode
 from simulations.errors import ArtifactError
+
+
+class PartitionValues(Mapping[str, Any]):
+    """An asset's value per partition, each read (and verified) the first time it is asked for.
+
+    An input annotated with this type gets it: a run that needs some partitions of an input
+    mapped to all of them (a batch of trials reads its instruments', not every instrument's)
+    reads only those, and a partition that was never built is an `ArtifactError` for whoever
+    asks for it, not for the whole run.
+    """
+
+    def __init__(self, paths: Mapping[str, UPath], load: Callable[[UPath], Any]) -> None:
+        self._paths = dict(paths)
+        self._load = load
+        self._values: dict[str, Any] = {}
+
+    def __getitem__(self, partition: str) -> Any:
+        if partition not in self._values:
+            self._values[partition] = self._load(self._paths[partition])
+        return self._values[partition]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._paths)
+
+    def __len__(self) -> int:
+        return len(self._paths)
 
 
 class ChecksummedUPathIOManager(dg.UPathIOManager):
@@ -66,6 +93,12 @@ class ChecksummedUPathIOManager(dg.UPathIOManager):
             data = verified(raw, expected, where=str(path))
         return decode(data, where=str(path))
 
+    def load_input(self, context: dg.InputContext) -> Any:
+        if context.has_asset_partitions and context.dagster_type.typing_type is PartitionValues:
+            paths = self._get_paths_for_partitions(context)
+            return PartitionValues(paths, lambda path: self.load_from_path(context, path))
+        return super().load_input(context)
+
 
 class ArtifactIOManager(dg.ConfigurableIOManagerFactory):
     """Stores shared assets below ``base_dir`` (a path or an fsspec URL)."""
@@ -74,3 +107,5 @@ class ArtifactIOManager(dg.ConfigurableIOManagerFactory):
 
     def create_io_manager(self, context: dg.InitResourceContext) -> ChecksummedUPathIOManager:
         return ChecksummedUPathIOManager(base_path=UPath(self.base_dir))
+
+

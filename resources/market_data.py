@@ -7,12 +7,18 @@ Dagster instance (its materialization's metadata), so a later build cuts at the 
 Two digests tell Dagster when to rebuild `market_data`: `source_version` changes with the bars
 at the source (observed as `market_source`'s data version), `config_version` with any key of
 the market's configuration (`market_data`'s code version).
+
+Studies trade different instruments: `InstrumentsResource` names every instrument (each a
+market source above) and says which study trades which; the shared assets are partitioned by
+instrument name.
 """
 
 from __future__ import annotations
 
 import abc
+import fnmatch
 import hashlib
+import re
 from pathlib import Path
 
 import dagster as dg
@@ -30,7 +36,7 @@ from simulations.constants import (
     DEFAULT_SYNTHETIC_DAYS,
     DEFAULT_TRAIN_DAYS,
 )
-from simulations.errors import MarketDataError
+from simulations.errors import ConfigurationError, MarketDataError
 from simulations.market import (
     MarketWindows,
     WindowDates,
@@ -154,3 +160,84 @@ class FileMarketDataResource(MarketDataResource):
                 return hashlib.file_digest(handle, "sha256").hexdigest()[:24]
         except OSError as exc:
             raise MarketDataError(f"market file {self.path}: cannot be read ({exc}); check market.file") from exc
+
+
+#: The instrument of every study no pattern routes elsewhere: the configuration's ``market``.
+DEFAULT_INSTRUMENT = "default"
+#: Instrument names are partition keys of the shared assets: short, and safe in a UI backfill.
+_INSTRUMENT_NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+
+
+class InstrumentsResource(dg.ConfigurableResource):
+    """Every instrument trials are evaluated on, and which study trades which.
+
+    An instrument is a market source (a file, or the seeded synthetic market) with its symbol,
+    calendar, windows and costs; its name is its partition of the shared assets. A study trades
+    the instrument whose ``studies`` patterns match its name, else the ``default`` one.
+    """
+
+    default: str = Field(default=DEFAULT_INSTRUMENT, description="Instrument of studies no pattern matches.")
+    files: dict[str, FileMarketDataResource] = Field(
+        default_factory=dict, description="Instruments read from a CSV or Parquet file, by name."
+    )
+    synthetic: dict[str, SyntheticMarketDataResource] = Field(
+        default_factory=dict, description="Instruments of the seeded synthetic market, by name."
+    )
+    studies: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Per instrument, the study names (shell patterns, e.g. 'btc_*') that trade it.",
+    )
+
+    @classmethod
+    def single(cls, market: MarketDataResource) -> InstrumentsResource:
+        """Every study on ``market``, the one `DEFAULT_INSTRUMENT`."""
+        if isinstance(market, FileMarketDataResource):
+            return cls(files={DEFAULT_INSTRUMENT: market})
+        if isinstance(market, SyntheticMarketDataResource):
+            return cls(synthetic={DEFAULT_INSTRUMENT: market})
+        raise TypeError(f"no instrument kind holds a {type(market).__name__}")
+
+    def model_post_init(self, context: object, /) -> None:
+        super().model_post_init(context)
+        problems = [f"two instruments are named {n!r}" for n in set(self.files) & set(self.synthetic)]
+        names = set(self.files) | set(self.synthetic)
+        problems += [
+            f"instrument name {n!r} must be 1-32 letters, digits, '_' or '-' (it is a partition key)"
+            for n in sorted(names)
+            if not _INSTRUMENT_NAME.fullmatch(n)
+        ]
+        if self.default not in names:
+            problems.append(f"the default instrument {self.default!r} is not one of {sorted(names)}")
+        problems += [f"study patterns name an unknown instrument {n!r}" for n in sorted(set(self.studies) - names)]
+        if problems:
+            raise ConfigurationError("instruments: " + "; ".join(problems))
+
+    def names(self) -> tuple[str, ...]:
+        """Every instrument's name, the default first and then in alphabetical order."""
+        others = sorted((set(self.files) | set(self.synthetic)) - {self.default})
+        return (self.default, *others)
+
+    def market(self, name: str) -> MarketDataResource:
+        """The market source of instrument ``name``."""
+        found = self.files.get(name) or self.synthetic.get(name)
+        if found is None:
+            raise ConfigurationError(f"no instrument named {name!r}; instruments: {', '.join(self.names())}")
+        return found
+
+    def instrument_of(self, study: str) -> str:
+        """The instrument study ``study`` trades.
+
+        Raises
+        ------
+        ConfigurationError
+            If patterns of two instruments match the study: which one it trades would be a guess.
+        """
+        matched = sorted(
+            name for name, patterns in self.studies.items() if any(fnmatch.fnmatchcase(study, p) for p in patterns)
+        )
+        if len(matched) > 1:
+            raise ConfigurationError(
+                f"study {study!r} matches the study patterns of instruments {matched}: make the patterns "
+                "under instruments.<name>.studies match it for one instrument only"
+            )
+        return matched[0] if matched else self.default

@@ -39,7 +39,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from resources.database import engine_for, translate_db_error
-from resources.market_data import MarketDataResource
+from resources.market_data import DEFAULT_INSTRUMENT
 from resources.process_cache import SCHEMAS_READY
 from simulations.constants import DEFAULT_PAPER_CLOCK_SPEED, SECONDS_PER_DAY
 from simulations.errors import ConfigurationError, PaperTradingError, PipelineError
@@ -61,6 +61,7 @@ paper_sessions = sa.Table(
     PAPER_METADATA,
     sa.Column("trial_key", sa.String(_TRIAL_KEY_LENGTH), primary_key=True),
     sa.Column("strategy_name", sa.String(255), nullable=False),
+    sa.Column("instrument", sa.String(32), nullable=False, server_default=DEFAULT_INSTRUMENT),
     sa.Column("params_json", sa.Text, nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("clock", sa.String(16), nullable=False),
@@ -120,6 +121,8 @@ class SessionInfo(BaseModel):
     ----------
     trial_key
         The trial's partition key.
+    instrument
+        The instrument it trades (its study's; `resources.market_data.InstrumentsResource`).
     strategy_name, params
         What is traded (validated params, JSON values).
     status
@@ -153,6 +156,7 @@ class SessionInfo(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     trial_key: str
+    instrument: str
     strategy_name: str
     params: dict[str, Any]
     status: SessionStatus
@@ -237,11 +241,12 @@ class PaperBrokerResource(dg.ConfigurableResource, abc.ABC):
 
     @abc.abstractmethod
     def start_session(
-        self, *, trial_key: str, strategy_name: str, params: Mapping[str, Any], windows: MarketWindows,
-        strategies: StrategyRegistry,
+        self, *, trial_key: str, strategy_name: str, params: Mapping[str, Any], instrument: str,
+        windows: MarketWindows, costs_bps: tuple[float, float], strategies: StrategyRegistry,
     ) -> SessionInfo:
         """Start trading ``strategy_name`` (of ``strategies``) with ``params`` for ``trial_key`` on
-        ``windows.forward``; idempotent.
+        ``windows.forward`` of ``instrument``, paying ``costs_bps`` (fee, slippage; basis points
+        per unit traded); idempotent.
 
         Starting a session that exists with the same strategy and params returns it as it
         is; with different ones raises `PaperTradingError`.
@@ -307,6 +312,7 @@ def _aware(moment: object, name: str) -> dt.datetime:
 def _info(row: Mapping[str, Any]) -> SessionInfo:
     return SessionInfo(
         trial_key=row["trial_key"],
+        instrument=row["instrument"],
         strategy_name=row["strategy_name"],
         params=json.loads(row["params_json"]),
         status=row["status"],
@@ -372,7 +378,6 @@ class LocalPaperBrokerResource(PaperBrokerResource):
         gt=0,
         description="'wall' clock only: market seconds released per wall-clock second (1.0 is real time).",
     )
-    market: MarketDataResource = Field(description="The market whose costs every session pays.")
 
     def now(self) -> dt.datetime:
         """Current wall-clock time (UTC); the one place the venue reads the time."""
@@ -397,7 +402,16 @@ class LocalPaperBrokerResource(PaperBrokerResource):
             if not set(PAPER_METADATA.tables) <= present:
                 raise translate_db_error(exc, what="paper broker", url=self.database_url) from exc
         try:
+            columns = {c["name"] for c in sa.inspect(engine).get_columns(paper_sessions.name)}
             with engine.begin() as conn:
+                if "instrument" not in columns:
+                    # Sessions of earlier versions traded the one market there was: the default instrument.
+                    conn.execute(
+                        sa.text(
+                            "ALTER TABLE paper_sessions ADD COLUMN instrument VARCHAR(32) NOT NULL "
+                            f"DEFAULT '{DEFAULT_INSTRUMENT}'"
+                        )
+                    )
                 # Earlier versions ended a session as 'completed' once its fixed forward
                 # window ran out; the window is open-ended now, so such a session goes on.
                 conn.execute(
@@ -463,8 +477,8 @@ class LocalPaperBrokerResource(PaperBrokerResource):
     # ------------------------------------------------------------------ API
 
     def start_session(
-        self, *, trial_key: str, strategy_name: str, params: Mapping[str, Any], windows: MarketWindows,
-        strategies: StrategyRegistry,
+        self, *, trial_key: str, strategy_name: str, params: Mapping[str, Any], instrument: str,
+        windows: MarketWindows, costs_bps: tuple[float, float], strategies: StrategyRegistry,
     ) -> SessionInfo:
         key = _checked_key(trial_key)
         try:
@@ -479,13 +493,14 @@ class LocalPaperBrokerResource(PaperBrokerResource):
                 conn.execute(
                     _insert_ignoring_duplicates(engine, paper_sessions).values(
                         trial_key=key,
+                        instrument=instrument,
                         strategy_name=strategy_name,
                         params_json=params_json,
                         status="running",
                         clock=self.clock,
                         speed=self.speed,
-                        fee_bps=self.market.fee_bps,
-                        slippage_bps=self.market.slippage_bps,
+                        fee_bps=costs_bps[0],
+                        slippage_bps=costs_bps[1],
                         bar_seconds=forward.bar_seconds,
                         n_forward_bars=forward.n_bars,
                         forward_sha256=forward.head_sha256(0),

@@ -1,17 +1,18 @@
-"""`market_source_sensor`: record a new observation of `market_source` whenever its bars change.
+"""`market_source_sensor`: record a new observation of an instrument's `market_source` whenever its bars change.
 
 Why a sensor and not observation runs: Dagster 1.13 counts every observation as an update of the
 source, whatever its data version, so observing the same bars again would rebuild `market_data`
-each time; and a run per look costs a process. Each tick reads `MarketDataResource.source_version`
-(a digest of the file) and records an observation only when it differs from the latest one in
-the instance; the automation condition sensor then rebuilds `market_data` (`REBUILT_ON_CHANGE`).
+each time; and a run per look costs a process. Each tick reads every instrument's
+`MarketDataResource.source_version` (a digest of its file) and records an observation of that
+instrument's partition only when it differs from the latest one in the instance; the automation
+condition sensor then rebuilds that partition of `market_data` (`REBUILT_ON_CHANGE`).
 """
 
 import dagster as dg
 
 from pipeline_assets.dagster_private import DATA_VERSION_TAG
 from pipeline_assets.shared_assets import MARKET_SOURCE, SHARED_ASSET_KEYS
-from resources.market_data import MarketDataResource
+from resources.market_data import InstrumentsResource
 
 DEFAULT_MARKET_SOURCE_INTERVAL_SECONDS = 30
 
@@ -21,13 +22,16 @@ shared_assets_automation_sensor = dg.AutomationConditionSensorDefinition(
     name="shared_assets_automation_sensor",
     target=dg.AssetSelection.assets(*SHARED_ASSET_KEYS),
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Rebuilds market_data and cge_scenarios when the market source or the market's configuration changes.",
+    description="Rebuilds an instrument's market_data and cge_scenarios when its source or the instruments' "
+    "configuration changes.",
 )
 
 
-def latest_source_version(instance: dg.DagsterInstance) -> str | None:
-    """The data version of `market_source`'s latest observation, if it was ever observed."""
-    records = instance.fetch_observations(MARKET_SOURCE, limit=1).records
+def latest_source_version(instance: dg.DagsterInstance, instrument: str) -> str | None:
+    """The data version of ``instrument``'s latest `market_source` observation, if it was ever observed."""
+    records = instance.fetch_observations(
+        dg.AssetRecordsFilter(asset_key=MARKET_SOURCE, asset_partitions=[instrument]), limit=1
+    ).records
     return records[0].asset_observation.tags.get(DATA_VERSION_TAG) if records else None
 
 
@@ -40,16 +44,28 @@ def build_market_source_sensor(
         name="market_source_sensor",
         minimum_interval_seconds=interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description="Observes the market source and records its new data version when its bars change.",
+        description="Observes every instrument's market source and records its new data version when its bars change.",
     )
-    def market_source_sensor(context: dg.SensorEvaluationContext, market: MarketDataResource) -> dg.SensorResult:
-        version = market.source_version()
-        if version == latest_source_version(context.instance):
-            return dg.SensorResult(skip_reason=f"{market.describe()}: unchanged (data version {version})")
-        context.log.info(f"{market.describe()}: new data version {version}")
-        observation = dg.AssetObservation(
-            asset_key=MARKET_SOURCE, tags={DATA_VERSION_TAG: version}, metadata={"source": market.describe()}
-        )
-        return dg.SensorResult(asset_events=[observation])
+    def market_source_sensor(
+        context: dg.SensorEvaluationContext, instruments: InstrumentsResource
+    ) -> dg.SensorResult:
+        observations = []
+        for name in instruments.names():
+            market = instruments.market(name)
+            version = market.source_version()
+            if version == latest_source_version(context.instance, name):
+                continue
+            context.log.info(f"{name}: {market.describe()}: new data version {version}")
+            observations.append(
+                dg.AssetObservation(
+                    asset_key=MARKET_SOURCE,
+                    partition=name,
+                    tags={DATA_VERSION_TAG: version},
+                    metadata={"source": market.describe()},
+                )
+            )
+        if not observations:
+            return dg.SensorResult(skip_reason=f"every instrument's source unchanged ({', '.join(instruments.names())})")
+        return dg.SensorResult(asset_events=observations)
 
     return market_source_sensor

@@ -38,6 +38,7 @@ import dagster as dg
 
 from pipeline_assets.dagster_private import (
     NOT_FINISHED_STATUSES,
+    PARTITION_NAME_TAG,
     RUN_FAILURE_REASON_TAG,
     WILL_RETRY_TAG,
     AssetCheckExecutionRecordStatus,
@@ -54,9 +55,10 @@ from pipeline_assets.partitions import (
     trial_partition_key,
     trials_partitions_def,
 )
-from pipeline_assets.shared_assets import SHARED_ASSET_KEYS
+from pipeline_assets.shared_assets import missing_instruments
 from pipeline_assets.stage_table import GATE_CHECKS, PIPELINE_CODE_VERSION
 from pipeline_assets.trial_assets import DRY_RUN_TAG, STUDY_TAG
+from resources.market_data import InstrumentsResource
 from resources.optuna_study import StudyCursor, StudySourceResource
 from sensors.paper_session_sensor import in_flight_partitions
 from simulations.errors import PipelineError, TransientError
@@ -131,22 +133,27 @@ def decode_cursor(raw: str | None) -> SensorCursor:
     )
 
 
-def _shared_missing(instance: dg.DagsterInstance) -> bool:
-    return any(instance.get_latest_materialization_event(k) is None for k in SHARED_ASSET_KEYS)
-
-
-def _shared_request(instance: dg.DagsterInstance, shared_job_name: str) -> dg.RunRequest | None:
-    """A run of the shared assets if one is missing and none is already on its way."""
-    missing = [k for k in SHARED_ASSET_KEYS if instance.get_latest_materialization_event(k) is None]
+def shared_requests(instance: dg.DagsterInstance, shared_job_name: str, missing: Sequence[str]) -> list[dg.RunRequest]:
+    """A run of the shared assets per missing instrument, unless one is already on its way."""
     if not missing:
-        return None
-    in_flight = instance.get_run_records(
-        dg.RunsFilter(job_name=shared_job_name, statuses=NOT_FINISHED_STATUSES), limit=1
-    )
-    if in_flight:
-        return None
+        return []
+    in_flight = instance.get_run_records(dg.RunsFilter(job_name=shared_job_name, statuses=NOT_FINISHED_STATUSES))
+    flying = {record.dagster_run.tags.get(PARTITION_NAME_TAG) for record in in_flight}
     # No run key: a failed shared run must be retried by the next tick, and run keys are forever.
-    return dg.RunRequest(job_name=shared_job_name, tags={"gauntlet/shared": "missing"})
+    return [
+        dg.RunRequest(job_name=shared_job_name, partition_key=name, tags={"gauntlet/shared": "missing"})
+        for name in missing
+        if name not in flying
+    ]
+
+
+def _waits_for(study: str, instruments: InstrumentsResource, missing: Sequence[str]) -> str | None:
+    """The missing instrument ``study`` trades, if it waits for one."""
+    try:
+        name = instruments.instrument_of(study)
+    except PipelineError:
+        return None  # its trials go on, and fail in the trial step with the reason
+    return name if name in missing else None
 
 
 def _chunks(keys: Iterable[str], size: int) -> Iterable[list[str]]:
@@ -371,16 +378,11 @@ def build_optuna_trial_sensor(
         description="Adds a `trials` partition for every new COMPLETE Optuna trial and runs the gauntlet on it.",
     )
     def optuna_trial_sensor(
-        context: dg.SensorEvaluationContext, optuna_study: StudySourceResource
+        context: dg.SensorEvaluationContext, optuna_study: StudySourceResource, instruments: InstrumentsResource
     ) -> dg.SensorResult:
-        shared = _shared_request(context.instance, shared_job.name)
-        if shared is not None or _shared_missing(context.instance):
-            # Trials wait (cursor unchanged) until the data every trial shares exists.
-            return dg.SensorResult(
-                run_requests=[shared] if shared else [],
-                skip_reason=None if shared else "waiting for the shared assets to be materialized",
-            )
         instance = context.instance
+        missing = missing_instruments(instance, instruments)
+        shared = shared_requests(instance, shared_job.name, missing)
         cursor = decode_cursor(context.cursor)
         order = instance.get_dynamic_partitions(trials_partitions_def.name)
         known = set(order)
@@ -393,6 +395,11 @@ def build_optuna_trial_sensor(
         alone: set[str] = set()
         running = 0
         for study in optuna_study.list_studies():
+            waiting_for = _waits_for(study, instruments, missing)
+            if waiting_for is not None:
+                # Its trials wait (cursor unchanged) until the data of its instrument exists.
+                context.log.info(f"study {study!r} waits for the shared assets of instrument {waiting_for!r}")
+                continue
             try:
                 batch = optuna_study.read_new_trials(study, cursor.studies.get(study, StudyCursor()))
             except PipelineError as error:
@@ -435,9 +442,10 @@ def build_optuna_trial_sensor(
             owed[key].not_before = now + backoff_seconds(owed[key].attempts)
         encoded = encode_cursor(SensorCursor(studies=cursor.studies, owed=owed, failures_after=failures.after))
         waiting = len(owed) - len(due)
-        if not requests:
+        if not requests and not shared:
+            why = f"waiting for the shared assets of {', '.join(missing)}; " if missing else ""
             return dg.SensorResult(
-                skip_reason=f"no new complete trials ({running} still running, {waiting} owed a decision waiting)",
+                skip_reason=f"{why}no new complete trials ({running} still running, {waiting} owed a decision waiting)",
                 cursor=encoded,
             )
         context.log.info(
@@ -445,7 +453,7 @@ def build_optuna_trial_sensor(
             f"{waiting} owed a decision waiting (run in flight or backoff); {running} still running"
         )
         return dg.SensorResult(
-            run_requests=requests,
+            run_requests=[*shared, *requests],
             dynamic_partitions_requests=[trials_partitions_def.build_add_request(fresh)] if fresh else [],
             cursor=encoded,
         )

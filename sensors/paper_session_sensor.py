@@ -2,7 +2,7 @@
 
 With the ``wall`` clock a session matures days after its trial's run, and with either clock
 the forward window grows as bars arrive; this sensor advances every running session on the
-forward window of the latest `market_data` (bars released by the clock are processed and
+forward window of its instrument's latest `market_data` (bars released by the clock are processed and
 persisted) and asks for grading — `paper_trading_grade` and `deployment_record` of that trial
 — once it has traded the policy's minimum days. The run key carries the bars processed, so a failed grading run is
 asked for again at the next tick that saw more bars, never twice for the same state.
@@ -95,13 +95,18 @@ def build_paper_session_sensor(
             return dg.SensorResult(skip_reason="no running paper session to grade")
         if context.repository_def is None:
             raise dg.DagsterInvariantViolationError("paper_session_sensor loads market_data from its code location")
-        # The windows every trial run loads: sessions trade the bars their grade is computed on.
-        windows = context.repository_def.load_asset_value(MARKET_DATA, instance=context.instance)
+        # The windows every trial run of an instrument loads: sessions trade the bars their grade is computed on.
+        windows = {
+            name: context.repository_def.load_asset_value(MARKET_DATA, partition_key=name, instance=context.instance)
+            for name in sorted({s.instrument for s in running})
+        }
         strategies = strategy_plugins.registry()
         requests = []
         pending = 0
         for session in running:
-            session = paper_broker.sync(trial_key=session.trial_key, windows=windows, strategies=strategies)
+            session = paper_broker.sync(
+                trial_key=session.trial_key, windows=windows[session.instrument], strategies=strategies
+            )
             if session.days_elapsed < min_days:
                 pending += 1
                 continue

@@ -12,6 +12,8 @@ from pipeline_assets.definitions import build_definitions
 from gauntlet.config import GauntletConfig
 from gauntlet.environment import build_resources
 from pipeline_assets.partitions import trials_partitions_def
+from pipeline_assets.shared_assets import build_shared_assets
+from resources.market_data import DEFAULT_INSTRUMENT, InstrumentsResource, MarketDataResource, SyntheticMarketDataResource
 from resources.gate_policy import GatePolicyResource
 from resources.optuna_study import OptunaStudyResource
 from tests.simulations.previous_system import PREVIOUS_SYSTEM_FILE
@@ -40,9 +42,12 @@ def demo_config(home: str | Path, **sections) -> GauntletConfig:
 
 
 def local_resources(optuna_url: str, home: str | Path, **overrides) -> dict:
-    """The local environment's resources under ``home``, reading ``optuna_url``."""
+    """The local environment's resources under ``home``, reading ``optuna_url``; ``market=`` makes
+    that market the one instrument every study trades."""
     resources = build_resources(demo_config(home))
     resources["optuna_study"] = OptunaStudyResource(storage_url=optuna_url)
+    if "market" in overrides:
+        overrides.update(single_instrument(overrides.pop("market")))
     resources.update(overrides)
     return resources
 
@@ -51,8 +56,18 @@ def local_definitions(optuna_url: str, home: str | Path, **overrides) -> dg.Defi
     return build_definitions(config=demo_config(home), resources=local_resources(optuna_url, home, **overrides))
 
 
-def materialize_shared(defs: dg.Definitions, instance: dg.DagsterInstance) -> None:
-    result = defs.resolve_job_def("shared_job").execute_in_process(instance=instance)
+def shared_assets(market: MarketDataResource | None = None) -> list:
+    """The shared assets with the one `DEFAULT_INSTRUMENT` (the default synthetic market unless ``market``)."""
+    return build_shared_assets(InstrumentsResource.single(market or SyntheticMarketDataResource()))
+
+
+def single_instrument(market: MarketDataResource) -> dict:
+    """Resources making ``market`` the one instrument every study trades."""
+    return {"instruments": InstrumentsResource.single(market)}
+
+
+def materialize_shared(defs: dg.Definitions, instance: dg.DagsterInstance, instrument: str = DEFAULT_INSTRUMENT) -> None:
+    result = defs.resolve_job_def("shared_job").execute_in_process(instance=instance, partition_key=instrument)
     assert result.success
 
 

@@ -305,7 +305,9 @@ def test_a_bad_market_file_fails_the_shared_run_and_no_trial_starts(tmp_path):
     add_complete_trials(url, "demo", [0.4])
     with dg.instance_for_test() as instance:
         defs = local_definitions(url, tmp_path, market=FileMarketDataResource(path=str(path)))
-        result = defs.resolve_job_def("shared_job").execute_in_process(instance=instance, raise_on_error=False)
+        result = defs.resolve_job_def("shared_job").execute_in_process(
+            instance=instance, partition_key="default", raise_on_error=False
+        )
         assert not result.success
         [failure] = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
         assert "MarketDataError" in failure.step_failure_data.error.to_string()
@@ -329,6 +331,7 @@ def test_a_sam_that_does_not_balance_fails_the_scenarios_and_no_trial_starts(tmp
         defs = local_definitions(url, tmp_path)
         result = defs.resolve_job_def("shared_job").execute_in_process(
             instance=instance,
+            partition_key="default",
             raise_on_error=False,
             run_config={"ops": {"cge_scenarios": {"config": {"sam_path": str(path)}}}},
         )

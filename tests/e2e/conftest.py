@@ -208,7 +208,7 @@ def materialize_shared_in_process(deployment: Deployment) -> None:
         defs = build_definitions(config=load_config(deployment.env).config)
         instance = deployment.instance()
         try:
-            result = defs.resolve_job_def("shared_job").execute_in_process(instance=instance)
+            result = defs.resolve_job_def("shared_job").execute_in_process(instance=instance, partition_key="default")
         finally:
             instance.dispose()
     assert result.success

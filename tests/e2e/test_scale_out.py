@@ -233,7 +233,7 @@ def test_celery_workers_run_trial_batches_with_in_process_results(celery_broker,
             )
         ]
 
-        assert build_definitions().resolve_job_def("shared_job").execute_in_process(instance=instance).success
+        assert build_definitions().resolve_job_def("shared_job").execute_in_process(instance=instance, partition_key="default").success
         instance.add_dynamic_partitions("trials", keys)
         for name in ("worker1", "worker2"):
             wait_until(lambda n=name: " ready." in production.log(n), timeout=60, interval=0.5, what=f"Celery {name}")
@@ -252,7 +252,7 @@ def test_celery_workers_run_trial_batches_with_in_process_results(celery_broker,
         # Meanwhile, the reference: the same batches through the in-process `trial_job`, stores of its own.
         with dg.instance_for_test() as reference:
             defs = local_definitions(production.optuna_url, tmp_path / "reference")
-            assert defs.resolve_job_def("shared_job").execute_in_process(instance=reference).success
+            assert defs.resolve_job_def("shared_job").execute_in_process(instance=reference, partition_key="default").success
             reference.add_dynamic_partitions("trials", keys)
             for request in requests:
                 assert execute_request(defs, reference, request).success

@@ -367,15 +367,17 @@ def materialize_market_data(deployment: Deployment, seed: int) -> str:
     import dagster as dg
 
     from pipeline_assets.dagster_private import DATA_VERSION_TAG
-    from pipeline_assets.shared_assets import MARKET_DATA, market_data, versioned_by_configuration
-    from resources.market_data import SyntheticMarketDataResource
-    from tests.dagster_helpers import local_resources
+    from pipeline_assets.shared_assets import MARKET_DATA
+    from resources.market_data import DEFAULT_INSTRUMENT, SyntheticMarketDataResource
+    from tests.dagster_helpers import local_resources, shared_assets
 
     market = SyntheticMarketDataResource(seed=seed)
     resources = local_resources(deployment.optuna_url, deployment.home, market=market)
     with deployment.instance() as instance:
-        assets = [versioned_by_configuration(market_data, market)]
-        assert dg.materialize(assets, instance=instance, resources=resources).success
+        market_data = shared_assets(market)[1]
+        assert dg.materialize(
+            [market_data], instance=instance, resources=resources, partition_key=DEFAULT_INSTRUMENT
+        ).success
         event = instance.get_latest_materialization_event(MARKET_DATA)
         return event.asset_materialization.tags[DATA_VERSION_TAG]
 

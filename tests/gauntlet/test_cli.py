@@ -221,7 +221,7 @@ def test_rollback_undoes_the_live_promotion(home):
 # -- windows ----------------------------------------------------------------------------------------
 def test_windows_shows_each_studys_windows_as_pinned_in_the_instance(home):
     with home.instance() as instance:
-        dates, _ = recorded_window_dates(instance)
+        dates, _ = recorded_window_dates(instance, "default")
         built = instance.get_latest_materialization_event(MARKET_DATA).asset_materialization.metadata
     recorded = {row.data["window"]: row.data for row in built["windows"].value.records}
     windows = {
@@ -229,13 +229,15 @@ def test_windows_shows_each_studys_windows_as_pinned_in_the_instance(home):
         for name in ("train", "backtest", "forward")
     }
     assert home.json("windows") == {
-        "studies": [{"study": study, "instrument": "SYN", "windows": windows} for study in ("alt", "demo")]
+        "studies": [
+            {"study": study, "instrument": "default", "symbol": "SYN", "windows": windows} for study in ("alt", "demo")
+        ]
     }
     code, out, _ = home.run("windows")
     assert code == 0
     assert out.splitlines()[:3] == [
         "studies alt, demo, each judged on:",
-        "instrument SYN: synthetic market, seed 20260101, 605 days of hourly bars",
+        "instrument default (SYN): synthetic market, seed 20260101, 605 days of hourly bars",
         "dates pinned in the Dagster instance by market_data (its window_dates metadata): "
         + ", ".join(f"{k} {v}" for k, v in dates.as_dict().items()),
     ]
@@ -247,7 +249,7 @@ def test_windows_before_the_first_build_and_after_the_windows_change(home, tmp_p
     monkeypatch.setenv("GAUNTLET_CONFIG", str(tmp_path / "gauntlet.yaml"))
     code, out, _ = home.run("windows")
     assert code == 0
-    assert "market.windows changed since market_data pinned its dates: dates the next build will pin now" in out
+    assert "the windows' configuration changed since market_data pinned its dates: dates the next build will pin now" in out
     assert home.json("windows")["studies"][0]["windows"]["backtest"]["bars"] == 170 * 24
 
     # A new instance and a Gauntlet home without a study yet: every study gets these windows.

@@ -5,12 +5,11 @@ import json
 import dagster as dg
 import pytest
 
-from pipeline_assets.shared_assets import cge_scenarios, market_data
 from pipeline_assets.trial_assets import trial_gauntlet
 from resources.artifacts import LocalArtifactStoreResource
 from resources.gate_policy import GatePolicyResource
 from tests.conftest import add_complete_trials
-from tests.dagster_helpers import Ticker, local_definitions, local_resources, materialized
+from tests.dagster_helpers import shared_assets, Ticker, local_definitions, local_resources, materialized
 
 GOOD = {"lookback": 240, "vol_lookback": 168, "target_bar_vol": 0.003}
 
@@ -71,7 +70,7 @@ def test_rematerializing_a_trial_gives_bit_identical_metrics(optuna_url, tmp_pat
     store = LocalArtifactStoreResource(base_dir=str(tmp_path / "artifacts"))
     first = store.read_bytes("trials/demo__t00000001/backtest_results.json")
     result = dg.materialize(
-        [market_data, cge_scenarios, trial_gauntlet],
+        [*shared_assets(), trial_gauntlet],
         selection=["backtest_results"],
         instance=instance,
         partition_key="demo__t00000001",
@@ -123,10 +122,10 @@ def test_a_trial_without_a_strategy_is_a_typed_error(optuna_url, tmp_path, insta
 def test_backtest_alone_needs_the_snapshot_artifact(optuna_url, tmp_path, instance):
     add_complete_trials(optuna_url, "demo", [0.5])
     defs = local_definitions(optuna_url, tmp_path)
-    defs.resolve_job_def("shared_job").execute_in_process(instance=instance)
+    defs.resolve_job_def("shared_job").execute_in_process(instance=instance, partition_key="default")
     instance.add_dynamic_partitions("trials", ["demo__t00000000"])
     result = dg.materialize(
-        [market_data, cge_scenarios, trial_gauntlet],
+        [*shared_assets(), trial_gauntlet],
         selection=["backtest_results"],
         instance=instance,
         partition_key="demo__t00000000",

@@ -24,7 +24,7 @@ from pipeline_assets.calibration_assets import (
 from pipeline_assets.paper_stage import BrokerVenue
 from resources.gate_policy import GatePolicyResource
 from resources.io_manager import ArtifactIOManager
-from resources.market_data import SyntheticMarketDataResource
+from resources.market_data import DEFAULT_INSTRUMENT, SyntheticMarketDataResource
 from resources.paper_broker import LocalPaperBrokerResource
 from simulations.calibration import (
     CalibrationSettings,
@@ -111,7 +111,7 @@ def test_recorded_verdicts_are_the_gate_functions_on_the_recorded_inputs(simulat
 def test_replayed_paper_session_is_graded_like_the_paper_broker(tmp_path: Path) -> None:
     market = SyntheticMarketDataResource()
     windows = market.load_windows()
-    broker = LocalPaperBrokerResource(database_url=f"sqlite:///{tmp_path / 'paper.db'}", clock="replay", market=market)
+    broker = LocalPaperBrokerResource(database_url=f"sqlite:///{tmp_path / 'paper.db'}", clock="replay")
     snapshot = TrialSnapshot.build(
         study_name="demo", number=0, trial_id=0, state="COMPLETE", values=(1.0,), user_attrs={"strategy": "momentum"},
         params={"lookback": 123, "vol_lookback": 168, "target_bar_vol": 0.003},
@@ -127,7 +127,10 @@ def test_replayed_paper_session_is_graded_like_the_paper_broker(tmp_path: Path) 
             ),
         )
         for venue in (
-            BrokerVenue(broker, windows, strategies=BUILT_IN_STRATEGIES),
+            BrokerVenue(
+                broker, DEFAULT_INSTRUMENT, windows, (market.fee_bps, market.slippage_bps),
+                strategies=BUILT_IN_STRATEGIES,
+            ),
             ReplayVenue(windows=windows, fee_bps=market.fee_bps, slippage_bps=market.slippage_bps, strategies=BUILT_IN_STRATEGIES),
         )
     ]

@@ -465,7 +465,7 @@ def test_config_check_names_the_file_and_column_a_file_lacks(tmp_path, monkeypat
     _hourly().drop("volume").write_csv(tmp_path / "prices.csv")
     payload = _check_market(tmp_path, monkeypatch, capsys, {"file": "prices.csv"})
     assert payload["problems"] == [
-        f"market data: market file {tmp_path / 'prices.csv'}: rule missing_columns: missing ['volume']; found "
+        f"market data: market: market file {tmp_path / 'prices.csv'}: rule missing_columns: missing ['volume']; found "
         "['timestamp', 'symbol', 'open', 'high', 'low', 'close']; required ['timestamp', 'open', 'high', 'low', "
         "'close', 'volume'] (plus an optional 'symbol')"
     ]
@@ -489,8 +489,9 @@ def test_config_check_prints_the_windows_a_study_is_tuned_against(tmp_path, monk
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
     assert config_main(["check"]) == 0
     out = capsys.readouterr().out.splitlines()
-    start = out.index("# windows (every study):")
-    assert out[start + 1] == "# instrument SYN: synthetic market, seed 20260101, 605 days of hourly bars"
+    start = out.index("# windows:") + 1
+    assert out[start] == "# studies btc, eth, each judged on:"
+    assert out[start + 1] == "# instrument default (SYN): synthetic market, seed 20260101, 605 days of hourly bars"
     assert out[start + 2].startswith("# market_data has not been built: dates the first build would pin now: "
                                      "train_start 2024-01-01T00:00:00+00:00, ")
     assert out[start + 3].split() == ["#", "train", "2024-01-01T00:00:00+00:00", "..", "2024-12-30T23:00:00+00:00",
@@ -500,4 +501,5 @@ def test_config_check_prints_the_windows_a_study_is_tuned_against(tmp_path, monk
     assert yaml.safe_load("\n".join(out))["market"]["calendar"] == "24/7"  # still one YAML document
     assert config_main(["check", "--json"]) == 0
     studies = json.loads(capsys.readouterr().out)["windows"]["studies"]
-    assert [s["study"] for s in studies] == ["btc", "eth"] and studies[0]["windows"] == studies[1]["windows"]
+    assert [(s["study"], s["instrument"], s["symbol"]) for s in studies] == [("btc", "default", "SYN"), ("eth", "default", "SYN")]
+    assert studies[0]["windows"] == studies[1]["windows"]

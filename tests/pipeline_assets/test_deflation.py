@@ -11,11 +11,10 @@ import pytest
 
 from pipeline_assets import deflation
 from pipeline_assets.deflation import in_sample_artifact
-from pipeline_assets.shared_assets import cge_scenarios, market_data
 from pipeline_assets.trial_assets import trial_gauntlet
 from resources.artifacts import LocalArtifactStoreResource
 from tests.conftest import add_complete_trials
-from tests.dagster_helpers import Ticker, execute_request, local_definitions, local_resources, materialized
+from tests.dagster_helpers import shared_assets, Ticker, execute_request, local_definitions, local_resources, materialized
 
 PARAMS = [
     {"lookback": 240, "vol_lookback": 168, "target_bar_vol": 0.003},
@@ -103,7 +102,7 @@ def test_each_trial_is_backtested_in_sample_once_and_earlier_trials_keep_their_d
 
     # Rematerialized after the study grew: only trials 0 and 1 count, as the first time.
     result = dg.materialize(
-        [market_data, cge_scenarios, trial_gauntlet], selection=["backtest_results"], instance=instance,
+        [*shared_assets(), trial_gauntlet], selection=["backtest_results"], instance=instance,
         partition_key="demo__t00000001", resources=local_resources(optuna_url, tmp_path),
     )
     assert result.success
@@ -114,7 +113,7 @@ def test_each_trial_is_backtested_in_sample_once_and_earlier_trials_keep_their_d
 def test_trials_never_run_through_the_gauntlet_are_counted_from_the_study(optuna_url, tmp_path, instance, counted):
     add_complete_trials(optuna_url, "demo", [0.1, 0.2, 0.3, 0.4], params=PARAMS)
     defs = local_definitions(optuna_url, tmp_path)
-    defs.resolve_job_def("shared_job").execute_in_process(instance=instance)
+    defs.resolve_job_def("shared_job").execute_in_process(instance=instance, partition_key="default")
     instance.add_dynamic_partitions("trials", ["demo__t00000002"])
     assert execute_request(defs, instance, dg.RunRequest(partition_key="demo__t00000002")).success
     assert sorted(counted) == [0, 1, 2]
@@ -147,7 +146,7 @@ def test_a_cache_left_unreadable_is_rebuilt_with_the_same_values(optuna_url, tmp
     path = tmp_path / "artifacts" / in_sample_artifact("demo")
     path.write_bytes(path.read_bytes().replace(b"fingerprint", b"fingerprinT"))
     result = dg.materialize(
-        [market_data, cge_scenarios, trial_gauntlet], selection=["backtest_results"], instance=instance,
+        [*shared_assets(), trial_gauntlet], selection=["backtest_results"], instance=instance,
         partition_key="demo__t00000001", resources=local_resources(optuna_url, tmp_path),
     )
     assert result.success

@@ -3,13 +3,12 @@
 import dagster as dg
 import pytest
 
-from pipeline_assets.shared_assets import cge_scenarios, market_data
 from pipeline_assets.trial_assets import trial_gauntlet
 from resources.deployment_policy import DeploymentPolicyResource
 from resources.gate_policy import GatePolicyResource
 from resources.registry import SqlDeploymentRegistryResource
 from tests.conftest import add_complete_trials
-from tests.dagster_helpers import Ticker, local_definitions, local_resources, materialized
+from tests.dagster_helpers import shared_assets, Ticker, local_definitions, local_resources, materialized
 
 # Passes all three gates on the default market and scenarios (paper grade A).
 GOOD = {"lookback": 123, "vol_lookback": 168, "target_bar_vol": 0.003}
@@ -52,7 +51,7 @@ def test_rematerializing_with_unchanged_inputs_never_duplicates_a_decision(optun
     Ticker(local_definitions(optuna_url, tmp_path), instance).tick_until_idle()
     for _ in range(2):
         result = dg.materialize(
-            [market_data, cge_scenarios, trial_gauntlet],
+            [*shared_assets(), trial_gauntlet],
             selection=["backtest_results", "cge_stress_report", "paper_trading_grade", "deployment_record"],
             instance=instance,
             partition_key=KEY,

@@ -3,10 +3,10 @@
 import dagster as dg
 import pytest
 
-from pipeline_assets.shared_assets import cge_scenarios, market_data
 from pipeline_assets.trial_assets import trial_gauntlet
 from tests.conftest import add_complete_trials
 from tests.dagster_helpers import (
+    shared_assets,
     Ticker,
     demo_gate_policy,
     execute_request,
@@ -76,7 +76,7 @@ def test_batched_and_one_per_run_outcomes_are_identical(optuna_url, tmp_path, in
 
     with dg.instance_for_test() as single_instance:
         defs = local_definitions(optuna_url, tmp_path / "b", gate_policy=MIN_100_TRADES)
-        defs.resolve_job_def("shared_job").execute_in_process(instance=single_instance)
+        defs.resolve_job_def("shared_job").execute_in_process(instance=single_instance, partition_key="default")
         single_instance.add_dynamic_partitions("trials", KEYS)
         for key in KEYS:
             assert execute_request(defs, single_instance, dg.RunRequest(partition_key=key)).success
@@ -114,7 +114,7 @@ def test_changing_thresholds_and_rematerializing_flips_the_verdict(optuna_url, t
     Ticker(local_definitions(optuna_url, tmp_path, gate_policy=MIN_100_TRADES), instance).tick_until_idle()
     assert _check_results(instance, "backtest_gate") == {KEYS[0]: False}
     result = dg.materialize(
-        [market_data, cge_scenarios, trial_gauntlet],
+        [*shared_assets(), trial_gauntlet],
         selection=["backtest_results", "cge_stress_report"],
         instance=instance,
         partition_key=KEYS[0],

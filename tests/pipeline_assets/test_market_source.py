@@ -10,10 +10,10 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from pipeline_assets.dagster_private import DATA_VERSION_TAG, get_input_data_version_tag
+from pipeline_assets.dagster_private import DATA_VERSION_TAG
 from gauntlet.config import GauntletConfig, location
 from pipeline_assets.shared_assets import MARKET_DATA, MARKET_SOURCE, SHARED_ASSET_KEYS, recorded_window_dates
-from resources.market_data import FileMarketDataResource
+from resources.market_data import DEFAULT_INSTRUMENT, FileMarketDataResource
 from resources.paper_broker import LocalPaperBrokerResource
 from sensors.market_source_sensor import latest_source_version
 from simulations.market import generate_synthetic_market
@@ -39,7 +39,7 @@ defs = market_definitions({optuna_url!r}, Path({home!r}), backtest_days={backtes
 def market_definitions(optuna_url: str, home: Path, *, backtest_days: float = 180) -> dg.Definitions:
     """The local definitions on the CSV market under ``home``, with the windows given."""
     market = FileMarketDataResource(path=str(home / "prices.csv"), backtest_days=backtest_days)
-    broker = LocalPaperBrokerResource(database_url=location(GauntletConfig(home=home), "deployment.database"), market=market)
+    broker = LocalPaperBrokerResource(database_url=location(GauntletConfig(home=home), "deployment.database"))
     policy = demo_gate_policy({"paper": {"min_days": MIN_PAPER_DAYS}})
     return local_definitions(optuna_url, home, market=market, paper_broker=broker, gate_policy=policy)
 
@@ -58,8 +58,11 @@ def _automate(defs: dg.Definitions, instance: dg.DagsterInstance, cursor) -> tup
     """One tick of the automation condition sensor; what it requests is built in one run, as the daemon would."""
     result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
     requested = {key for key in SHARED_ASSET_KEYS if result.get_num_requested(key)}
-    if requested:
-        run = defs.resolve_job_def("shared_job").execute_in_process(instance=instance, asset_selection=list(requested))
+    for instrument in sorted({p for key in requested for p in result.get_requested_partitions(key)}):
+        selection = [key for key in requested if instrument in result.get_requested_partitions(key)]
+        run = defs.resolve_job_def("shared_job").execute_in_process(
+            instance=instance, asset_selection=selection, partition_key=instrument
+        )
         assert run.success
     return requested, result.cursor
 
@@ -67,7 +70,7 @@ def _automate(defs: dg.Definitions, instance: dg.DagsterInstance, cursor) -> tup
 def _built(instance: dg.DagsterInstance) -> tuple[str, dict[str, str], dict[str, dict]]:
     """market_data's latest data version, window dates and per-window metadata rows."""
     materialization = instance.get_latest_materialization_event(MARKET_DATA).asset_materialization
-    dates, _ = recorded_window_dates(instance)
+    dates, _ = recorded_window_dates(instance, DEFAULT_INSTRUMENT)
     rows = {row.data["window"]: row.data for row in materialization.metadata["windows"].value.records}
     return materialization.tags[DATA_VERSION_TAG], dates.as_dict(), rows
 
@@ -91,18 +94,24 @@ def test_appended_bars_rebuild_market_data_and_the_session_trades_them_with_tria
         assert (session.trial_key, session.bars_processed) == (KEY, 60 * 24)  # pending: 60 of 62 days
         version, dates, rows = _built(instance)
 
-        # The shared run observed the source before building market_data from it.
-        provenance = instance.get_latest_materialization_event(MARKET_DATA).asset_materialization.tags
-        assert provenance[get_input_data_version_tag(MARKET_SOURCE)] == latest_source_version(instance)
+        # The shared run observed the instrument's source, as it is, before building market_data from it.
+        [observed] = instance.fetch_observations(
+            dg.AssetRecordsFilter(asset_key=MARKET_SOURCE, asset_partitions=[DEFAULT_INSTRUMENT]), limit=1
+        ).records
+        [built] = instance.fetch_materializations(MARKET_DATA, limit=1).records
+        assert observed.storage_id < built.storage_id and observed.run_id == built.run_id
+        assert latest_source_version(instance, DEFAULT_INSTRUMENT) == defs.resources["instruments"].market(
+            DEFAULT_INSTRUMENT
+        ).source_version()
         assert _tick(defs, instance, "market_source_sensor").asset_events == []  # the same bars: nothing new
         requests, cursor = _automate(defs, instance, None)
         assert requests == set()  # the shared assets were just built for the trial
 
         bars.write_csv(tmp_path / "prices.csv")  # four more days arrive
-        before = latest_source_version(instance)
+        before = latest_source_version(instance, DEFAULT_INSTRUMENT)
         observed = _tick(defs, instance, "market_source_sensor")
         assert [e.asset_key for e in observed.asset_events] == [MARKET_SOURCE]
-        assert latest_source_version(instance) != before
+        assert latest_source_version(instance, DEFAULT_INSTRUMENT) != before
         requested, cursor = _automate(defs, instance, cursor)
         assert requested == set(SHARED_ASSET_KEYS)
         again, cursor = _automate(defs, instance, cursor)

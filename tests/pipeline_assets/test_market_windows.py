@@ -13,12 +13,13 @@ import pytest
 
 from gauntlet.config import MarketConfig, load_config
 from gauntlet.environment import market_resource
-from pipeline_assets.shared_assets import MARKET_DATA, market_data, recorded_window_dates
+from pipeline_assets.shared_assets import MARKET_DATA, recorded_window_dates
+from resources.market_data import DEFAULT_INSTRUMENT
 from simulations.constants import TRAIN_WINDOW_END_ATTR
 from simulations.errors import ConfigurationError
 from simulations.market import generate_synthetic_market
 from tests.conftest import add_complete_trials
-from tests.dagster_helpers import Ticker, local_definitions, materialized
+from tests.dagster_helpers import Ticker, local_definitions, materialized, shared_assets, single_instrument
 
 
 @pytest.fixture(autouse=True)
@@ -64,13 +65,16 @@ def test_a_null_tolerance_an_exchange_calendar_and_dated_windows_are_accepted(tm
 
 def _market(path: Path, **windows: float) -> dict[str, object]:
     market = MarketConfig(file=str(path), windows=windows)
-    return {"market": market_resource(market), "shared_io_manager": dg.FilesystemIOManager(
+    return {**single_instrument(market_resource(market)), "shared_io_manager": dg.FilesystemIOManager(
         base_dir=str(path.parent / "shared"))}
 
 
 def _build(instance: dg.DagsterInstance, resources: dict[str, object]) -> dict[str, str]:
-    assert dg.materialize([market_data], instance=instance, resources=resources).success
-    dates, _ = recorded_window_dates(instance)
+    market_data = shared_assets(resources["instruments"].market(DEFAULT_INSTRUMENT))[1]
+    assert dg.materialize(
+        [market_data], instance=instance, resources=resources, partition_key=DEFAULT_INSTRUMENT
+    ).success
+    dates, _ = recorded_window_dates(instance, DEFAULT_INSTRUMENT)
     return dates.as_dict()
 
 

@@ -1,13 +1,13 @@
 import dagster as dg
 import pytest
 
-from pipeline_assets.shared_assets import cge_scenarios, market_data
 from pipeline_assets.optuna_trial_stage import snapshot_artifact_key
 from pipeline_assets.trial_assets import trial_gauntlet
 from resources.artifacts import LocalArtifactStoreResource
 from simulations.trial import TrialSnapshot
 from tests.conftest import add_complete_trials
 from tests.dagster_helpers import (
+    shared_assets,
     Ticker,
     execute_request,
     local_definitions,
@@ -25,7 +25,7 @@ def instance():
 
 def _materialize_optuna_trial(defs, instance, optuna_url, tmp_path, key):
     return dg.materialize(
-        [market_data, cge_scenarios, trial_gauntlet],
+        [*shared_assets(), trial_gauntlet],
         selection=["optuna_trial"],
         instance=instance,
         partition_key=key,

@@ -21,14 +21,14 @@ import pytest
 from pipeline_assets.dagster_private import DATA_VERSION_TAG
 from pipeline_assets.definitions import build_definitions
 from pipeline_assets.partitions import MAX_TRIALS_PER_RUN, trial_partition_key
-from pipeline_assets.shared_assets import MARKET_DATA, market_data
+from pipeline_assets.shared_assets import MARKET_DATA
 from pipeline_assets.trial_assets import trial_gauntlet
 from resources.io_manager import ArtifactIOManager
-from resources.market_data import SyntheticMarketDataResource
+from resources.market_data import DEFAULT_INSTRUMENT, SyntheticMarketDataResource
 from resources.optuna_study import OptunaStudyResource
 from simulations.constants import DEFAULT_MARKET_SEED
 from tests.conftest import add_complete_trials
-from tests.dagster_helpers import Ticker, demo_gate_policy, demo_config, local_resources
+from tests.dagster_helpers import Ticker, demo_gate_policy, demo_config, local_resources, shared_assets
 from tests.graphql_support import UiClient, describe_causes, graphql_workspace, write_code_location
 
 #: Run tags carrying a trial run's true counts: count -> tag key. One line to adapt.
@@ -247,8 +247,12 @@ def test_freshly_evaluated_trial_assets_are_fresh(scenario: Scenario, mode_name:
 def _materialize_market(scenario: Scenario, seed: int) -> str:
     """Rematerialize `market_data` alone from the market with ``seed``; its new data version."""
     home = scenario.modes["batched"].home
-    resources = local_resources(scenario.optuna_url, home, market=SyntheticMarketDataResource(seed=seed))
-    assert dg.materialize([market_data], instance=scenario.instance, resources=resources).success
+    market = SyntheticMarketDataResource(seed=seed)
+    resources = local_resources(scenario.optuna_url, home, market=market)
+    market_data = shared_assets(market)[1]
+    assert dg.materialize(
+        [market_data], instance=scenario.instance, resources=resources, partition_key=DEFAULT_INSTRUMENT
+    ).success
     event = scenario.instance.get_latest_materialization_event(MARKET_DATA)
     return event.asset_materialization.tags[DATA_VERSION_TAG]
 

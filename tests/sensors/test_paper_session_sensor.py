@@ -8,7 +8,6 @@ import dagster as dg
 import pytest
 
 from resources.paper_broker import LocalPaperBrokerResource
-from resources.market_data import SyntheticMarketDataResource
 from tests.conftest import add_complete_trials
 from tests.dagster_helpers import Ticker, demo_gate_policy, execute_request, local_definitions, materialized
 
@@ -45,7 +44,6 @@ def wall_clock_broker(tmp_path) -> tuple[ClockedBroker, Path]:
         database_url=f"sqlite:///{tmp_path / 'gauntlet.db'}",
         clock="wall",
         speed=3600.0,
-        market=SyntheticMarketDataResource(),
         clock_file=str(clock),
     )
     return broker, clock
