@@ -679,9 +679,9 @@ def _problems(loaded: LoadedConfig, source: str, environ: Mapping[str, str], *, 
     if model_dir and reference_name(model_dir) is None and not Path(model_dir).is_dir():
         problems.append(f"{_where('strategies.model_dir', model_dir, source, overrides)}: no such directory")
     for name, market in config.markets().items():
-        if market.file and not Path(market.file).is_file():
+        if market.file and not Path(market.file).exists():
             key = f"{config.market_key(name)}.file"
-            problems.append(f"{_where(key, market.file, source, overrides)}: no such file")
+            problems.append(f"{_where(key, market.file, source, overrides)}: no such file or directory")
     for index, import_path in enumerate(config.strategies.plugins if import_plugins else []):
         problem = _plugin_problem(import_path)
         if problem:

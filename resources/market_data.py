@@ -18,6 +18,7 @@ from __future__ import annotations
 import abc
 import fnmatch
 import hashlib
+import json
 import re
 from pathlib import Path
 
@@ -43,6 +44,7 @@ from simulations.market import (
     cut_windows,
     generate_synthetic_market,
     load_market_file,
+    market_files,
     pin_window_dates,
 )
 
@@ -138,9 +140,9 @@ class SyntheticMarketDataResource(MarketDataResource):
 
 
 class FileMarketDataResource(MarketDataResource):
-    """The user's own OHLCV file (CSV or Parquet), validated on load."""
+    """The user's own OHLCV file (CSV or Parquet), or a directory of them, validated on load."""
 
-    path: str = Field(description="Path of the CSV or Parquet file.")
+    path: str = Field(description="Path of the CSV or Parquet file, or of a directory of them (e.g. one per month).")
     gap_tolerance_bars: float | None = Field(
         default=DEFAULT_GAP_TOLERANCE_BARS,
         ge=1,
@@ -151,15 +153,21 @@ class FileMarketDataResource(MarketDataResource):
         return load_market_file(path=self.path, gap_tolerance=self.gap_tolerance_bars, calendar=self.calendar)
 
     def describe(self) -> str:
-        return f"file {self.path} (calendar {self.calendar})"
+        kind = "directory" if Path(self.path).is_dir() else "file"
+        return f"{kind} {self.path} (calendar {self.calendar})"
 
     def source_version(self) -> str:
-        # The content, not the modification time: a file rewritten with the same bars is the same source.
+        # The content, not the modification times: files rewritten with the same bars are the same source.
         try:
-            with Path(self.path).open("rb") as handle:
-                return hashlib.file_digest(handle, "sha256").hexdigest()[:24]
+            digests = {}
+            for path in market_files(Path(self.path)):
+                with path.open("rb") as handle:
+                    digests[path.name] = hashlib.file_digest(handle, "sha256").hexdigest()
         except OSError as exc:
             raise MarketDataError(f"market file {self.path}: cannot be read ({exc}); check market.file") from exc
+        if not Path(self.path).is_dir():
+            return next(iter(digests.values()))[:24]
+        return hashlib.sha256(json.dumps(digests, sort_keys=True).encode()).hexdigest()[:24]
 
 
 #: The instrument of every study no pattern routes elsewhere: the configuration's ``market``.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,6 +62,9 @@ _TIMESTAMP_DTYPE = pl.Datetime("us", "UTC")
 _MICROSECONDS = 1_000_000
 _YEAR_MICROSECONDS = int(DAYS_PER_YEAR * SECONDS_PER_DAY) * _MICROSECONDS
 _ROW = "__row"
+#: In a directory's bars: the index of the file each bar comes from (messages name the file).
+_FILE = "__file"
+MARKET_FILE_SUFFIXES = (".csv", ".parquet", ".pq")
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 _TREND, _REVERTING, _RANDOM = 0, 1, 2
@@ -278,9 +282,27 @@ def _first_violation(frame: pl.DataFrame, mask: pl.Expr) -> tuple[int, dict[str,
     return int(first[_ROW]), first, hits.height - 1
 
 
+def market_files(path: Path) -> list[Path]:
+    """The files of a market source: ``path`` itself, or a directory's CSV and Parquet files by name.
+
+    Raises
+    ------
+    MarketDataError
+        If ``path`` is a directory holding no such file (rule ``empty_directory``).
+    """
+    if not path.is_dir():
+        return [path]
+    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in MARKET_FILE_SUFFIXES)
+    if not files:
+        raise MarketDataError(
+            f"market directory {path}: rule empty_directory: no {' / '.join(MARKET_FILE_SUFFIXES)} file in it"
+        )
+    return files
+
+
 def _read_raw(path: Path) -> pl.DataFrame:
     suffix = path.suffix.lower()
-    if suffix not in {".csv", ".parquet", ".pq"}:
+    if suffix not in MARKET_FILE_SUFFIXES:
         raise _fail(path, "unsupported_format", f"suffix {path.suffix!r}; use .csv or .parquet")
     if not path.is_file():
         raise _fail(path, "missing_file", "no such file")
@@ -414,8 +436,21 @@ def _check_values(path: Path, frame: pl.DataFrame) -> None:
 
 
 def _check_order_and_gaps(
-    path: Path, frame: pl.DataFrame, gap_tolerance: float | None, calendar: MarketCalendar
+    path: Path,
+    frame: pl.DataFrame,
+    gap_tolerance: float | None,
+    calendar: MarketCalendar,
+    files: Sequence[Path] | None = None,
 ) -> None:
+    """Rows of a symbol strictly increasing in time, and no gap against ``calendar``.
+
+    With ``files``, ``frame`` is a directory's bars from several files (column ``_FILE``
+    indexes ``files``), and a message names the file and row of the offending bar.
+    """
+
+    def where(row: Mapping[str, object]) -> Path:
+        return files[int(row[_FILE])] if files is not None else path
+
     timed = frame.with_columns(
         pl.col("timestamp").dt.epoch("us").diff().over("symbol").alias("__step"),
         pl.col("timestamp").shift(1).over("symbol").alias("__previous"),
@@ -428,7 +463,7 @@ def _check_order_and_gaps(
         if found:
             row, values, more = found
             raise _fail(
-                path,
+                where(values),
                 rule,
                 f"symbol {values['symbol']!r}: timestamp {values['timestamp']} {relation} the previous "
                 f"row's {values['__previous']}; rows of a symbol must be strictly increasing in time",
@@ -440,18 +475,20 @@ def _check_order_and_gaps(
         raise _fail(path, "too_few_bars", f"symbols {sorted(counts['symbol'])} have fewer than 2 bars")
     if gap_tolerance is None:
         return
+    located = ["symbol", "timestamp", _ROW, *([_FILE] if files is not None else [])]
     gaps = [
         gap
-        for symbol, bars in timed.select("symbol", "timestamp", _ROW).partition_by("symbol", as_dict=True).items()
+        for symbol, bars in timed.select(located).partition_by("symbol", as_dict=True).items()
         if (gap := _calendar_gaps(symbol[0], bars, gap_tolerance, calendar)) is not None
     ]
     if gaps:
-        first = min(gaps, key=lambda gap: gap.row)
+        first = min(gaps, key=lambda gap: (gap.file, gap.row))
         raise _fail(
-            path,
+            where({_FILE: first.file}),
             first.rule,
             f"{first.detail}; market.gap_tolerance_bars = {gap_tolerance:g} allows steps of up to {gap_tolerance:g} "
-            f"{first.unit}; {max(g.needed for g in gaps):g} would accept every gap in this file, or fix the data"
+            f"{first.unit}; {max(g.needed for g in gaps):g} would accept every gap in this "
+            f"{'directory' if files is not None else 'file'}, or fix the data"
             f"{first.hint}",
             first.row,
             sum(g.count for g in gaps) - 1,
@@ -461,6 +498,7 @@ def _check_order_and_gaps(
 @dataclass(frozen=True)
 class _Gap:
     rule: str
+    file: int
     row: int
     detail: str
     unit: str
@@ -508,6 +546,7 @@ def _calendar_gaps(symbol: str, bars: pl.DataFrame, tolerance: float, calendar: 
     )
     return _Gap(
         rule=rule,
+        file=int(bars.get_column(_FILE)[i + 1]) if _FILE in bars.columns else 0,
         row=int(bars.get_column(_ROW)[i + 1]),
         detail=f"symbol {symbol!r}: {what} between {before.isoformat()} and {after.isoformat()}",
         unit=unit_name,
@@ -523,11 +562,13 @@ def load_market_file(
     gap_tolerance: float | None = DEFAULT_GAP_TOLERANCE_BARS,
     calendar: str = DEFAULT_CALENDAR,
 ) -> pl.DataFrame:
-    """Load and validate an OHLCV file (CSV or Parquet, chosen by suffix).
+    """Load and validate an OHLCV file (CSV or Parquet, chosen by suffix), or a directory of them.
 
     Column names are matched case-insensitively. Timestamps are datetimes or ISO-8601
     strings in one format; naive ones are taken as UTC. Without a ``symbol`` column the
-    file holds one symbol named after the file stem. Gaps are judged against ``calendar``
+    file holds one symbol named after the file stem (a directory's files: after the
+    directory). A directory's files (e.g. one per month) are validated one by one, then as
+    one series: a bar in two files is a ``duplicate_timestamp`` naming the second file. Gaps are judged against ``calendar``
     (:mod:`simulations.calendars`): weekends, holidays and early closes are no gap; a step
     between consecutive bars is measured in the symbol's typical step of open time (intraday
     bars) or in sessions (daily bars), so any bar frequency works.
@@ -535,7 +576,7 @@ def load_market_file(
     Parameters
     ----------
     path
-        ``.csv``, ``.parquet`` or ``.pq`` file.
+        ``.csv``, ``.parquet`` or ``.pq`` file, or a directory of such files (not recursive).
     gap_tolerance
         Largest allowed step between a symbol's consecutive bars, in bar intervals of the
         calendar's open time (sessions for daily bars), >= 1; ``None`` disables the check.
@@ -551,7 +592,7 @@ def load_market_file(
     ------
     MarketDataError
         Naming the file, the 1-based data row (header excluded) where one exists, and the
-        rule: ``unsupported_format``, ``missing_file``, ``unreadable_file``,
+        rule: ``empty_directory``, ``unsupported_format``, ``missing_file``, ``unreadable_file``,
         ``duplicate_columns``, ``missing_columns``, ``empty_file``, ``null_value``,
         ``unparsable_timestamp``, ``unparsable_number``, ``non_finite_value``,
         ``non_positive_price``, ``negative_volume``, ``high_below_low``,
@@ -570,17 +611,34 @@ def load_market_file(
             f"got {gap_tolerance!r}; e.g. {DEFAULT_GAP_TOLERANCE_BARS:g}"
         )
     market_cal = market_calendar(code=calendar)
-    file_path = Path(path)
+    source = Path(path)
+    files = market_files(source)
+    if not source.is_dir():
+        frame = _validated_file(source, default_symbol=source.stem)
+        _check_order_and_gaps(source, frame, gap_tolerance, market_cal)
+        return frame.select(MARKET_COLUMNS).sort(["symbol", "timestamp"])
+    parts = []
+    for index, file_path in enumerate(files):
+        part = _validated_file(file_path, default_symbol=source.name)
+        _check_order_and_gaps(file_path, part, None, market_cal)
+        parts.append(part.select(*MARKET_COLUMNS, _ROW).with_columns(pl.lit(index, dtype=pl.Int32).alias(_FILE)))
+    # Files in name order, each in time order: the series a symbol's bars make across them.
+    frame = pl.concat(parts).sort(["symbol", "timestamp", _FILE], maintain_order=True)
+    _check_order_and_gaps(source, frame, gap_tolerance, market_cal, files=files)
+    return frame.select(MARKET_COLUMNS)
+
+
+def _validated_file(file_path: Path, *, default_symbol: str) -> pl.DataFrame:
+    """One file's bars, parsed and value-checked, with their data rows (column ``_ROW``)."""
     frame = _normalised_columns(file_path, _read_raw(file_path))
     if "symbol" not in frame.columns:
-        frame = frame.with_columns(pl.lit(file_path.stem, dtype=pl.String).alias("symbol"))
+        frame = frame.with_columns(pl.lit(default_symbol, dtype=pl.String).alias("symbol"))
     else:
         frame = frame.with_columns(pl.col("symbol").cast(pl.String).str.strip_chars())
     _check_nulls(file_path, frame, ["timestamp", "symbol", *VALUE_COLUMNS])
     frame = _parsed_values(file_path, _parsed_timestamps(file_path, frame))
     _check_values(file_path, frame)
-    _check_order_and_gaps(file_path, frame, gap_tolerance, market_cal)
-    return frame.select(MARKET_COLUMNS).sort(["symbol", "timestamp"])
+    return frame
 
 
 # --------------------------------------------------------------------------- fixed windows
