@@ -216,10 +216,19 @@ class WindowsConfig(_Section):
         return self.train_days + self.backtest_days + self.forward_days
 
 
+class TableConfig(_Section):
+    """A database table of bars: the database's URL (secrets through ``${VAR}``) and the table."""
+
+    url: SecretUrl
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+
+
 class MarketConfig(_Section):
-    """Market data every trial is evaluated on, and the trading costs."""
+    """Market data every trial is evaluated on, and the trading costs: a file or directory of
+    files, a database table, or else the seeded synthetic market."""
 
     file: str | None = None
+    table: TableConfig | None = None
     symbol: str | None = None
     calendar: Annotated[str, AfterValidator(_calendar_code)] = DEFAULT_CALENDAR
     gap_tolerance_bars: float | None = Field(default=DEFAULT_GAP_TOLERANCE_BARS, ge=1)
@@ -230,8 +239,10 @@ class MarketConfig(_Section):
 
     @model_validator(mode="after")
     def _windows_fit_the_synthetic_market(self) -> MarketConfig:
-        # A file's length is known only when it is read (market_data validates it then).
-        if self.file is None and self.windows.dates is None and self.windows.total_days > self.synthetic.days:
+        if self.file is not None and self.table is not None:
+            raise ValueError("give file or table, not both: the bars come from one source")
+        # A file's or table's length is known only when it is read (market_data validates it then).
+        if self.file is None and self.table is None and self.windows.dates is None and self.windows.total_days > self.synthetic.days:
             w = self.windows
             raise ValueError(
                 f"the windows need {w.total_days:g} days (train {w.train_days:g} + backtest "
@@ -682,6 +693,10 @@ def _problems(loaded: LoadedConfig, source: str, environ: Mapping[str, str], *, 
         if market.file and not Path(market.file).exists():
             key = f"{config.market_key(name)}.file"
             problems.append(f"{_where(key, market.file, source, overrides)}: no such file or directory")
+        variable = reference_name(market.table.url) if market.table else None
+        if variable and not environ.get(variable):
+            key = f"{config.market_key(name)}.table.url"
+            problems.append(f"{_where(key, market.table.url, source, overrides)}: environment variable {variable} is not set")
     for index, import_path in enumerate(config.strategies.plugins if import_plugins else []):
         problem = _plugin_problem(import_path)
         if problem:

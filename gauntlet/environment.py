@@ -26,6 +26,7 @@ from resources.market_data import (
     InstrumentsResource,
     MarketDataResource,
     SyntheticMarketDataResource,
+    TableMarketDataResource,
 )
 from resources.notifier import (
     CompositeNotifierResource,
@@ -55,7 +56,7 @@ def _shared_dir(artifacts: str) -> str | dg.EnvVar:
 
 
 def market_resource(market: MarketConfig) -> MarketDataResource:
-    """The market source ``market`` configures: its file, else the seeded synthetic market."""
+    """The market source ``market`` configures: its file or table, else the seeded synthetic market."""
     windows = market.windows
     costs_and_windows: dict[str, Any] = {
         "train_days": windows.train_days,
@@ -69,6 +70,13 @@ def market_resource(market: MarketConfig) -> MarketDataResource:
     }
     if market.file:
         return FileMarketDataResource(path=market.file, gap_tolerance_bars=market.gap_tolerance_bars, **costs_and_windows)
+    if market.table:
+        return TableMarketDataResource(
+            database_url=_value(market.table.url),
+            table=market.table.name,
+            gap_tolerance_bars=market.gap_tolerance_bars,
+            **costs_and_windows,
+        )
     return SyntheticMarketDataResource(seed=market.synthetic.seed, n_days=market.synthetic.days, **costs_and_windows)
 
 
@@ -77,6 +85,7 @@ def instruments_resource(config: GauntletConfig) -> InstrumentsResource:
     markets = {name: market_resource(market) for name, market in config.markets().items()}
     return InstrumentsResource(
         files={n: m for n, m in markets.items() if isinstance(m, FileMarketDataResource)},
+        tables={n: m for n, m in markets.items() if isinstance(m, TableMarketDataResource)},
         synthetic={n: m for n, m in markets.items() if isinstance(m, SyntheticMarketDataResource)},
         studies={name: list(instrument.studies) for name, instrument in config.instruments.items()},
     )

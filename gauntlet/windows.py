@@ -146,12 +146,13 @@ def configured_windows(config: GauntletConfig) -> dict[str, InstrumentWindows]:
     ConfigurationError
         As `every_instrument_windows`.
     """
-    instruments = instruments_resource(config)
-    keys = {name: config.market_key(name) for name in instruments.names()}
-    if not os.environ.get("DAGSTER_HOME"):
-        return every_instrument_windows(instruments, None, keys=keys)
-    with dg.DagsterInstance.get() as instance:
-        return every_instrument_windows(instruments, instance, keys=keys)
+    keys = {name: config.market_key(name) for name in config.markets()}
+    # Built as a run builds it: a table's ${VAR} URL is resolved now.
+    with dg.build_resources({"instruments": instruments_resource(config)}) as resources:
+        if not os.environ.get("DAGSTER_HOME"):
+            return every_instrument_windows(resources.instruments, None, keys=keys)
+        with dg.DagsterInstance.get() as instance:
+            return every_instrument_windows(resources.instruments, instance, keys=keys)
 
 
 def windows_payload(

@@ -20,12 +20,18 @@ import fnmatch
 import hashlib
 import json
 import re
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import polars as pl
+import sqlalchemy as sa
+import sqlalchemy.exc
 from pydantic import Field
 
+from resources.database import engine_for, mask_url, translate_db_error
 from simulations.constants import (
     DEFAULT_BACKTEST_DAYS,
     DEFAULT_CALENDAR,
@@ -46,6 +52,7 @@ from simulations.market import (
     load_market_file,
     market_files,
     pin_window_dates,
+    validate_market_bars,
 )
 
 
@@ -170,6 +177,86 @@ class FileMarketDataResource(MarketDataResource):
         return hashlib.sha256(json.dumps(digests, sort_keys=True).encode()).hexdigest()[:24]
 
 
+_TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+
+
+class TableMarketDataResource(MarketDataResource):
+    """Bars in a database table (the production store an ingester writes to), validated on load.
+
+    The table has a file's columns (``timestamp, open, high, low, close, volume`` and an
+    optional ``symbol``); rows are read in time order, so a message's row is the bar's
+    position in time. Its source version is a watermark: the row count and the first and
+    last timestamps, so appended or deleted bars are seen; a bar edited in place is not.
+    """
+
+    database_url: str = Field(description="SQLAlchemy URL of the database (secrets through ${VAR}).")
+    table: str = Field(description="The table, optionally schema-qualified ('market.btc_hourly').")
+    gap_tolerance_bars: float | None = Field(
+        default=DEFAULT_GAP_TOLERANCE_BARS,
+        ge=1,
+        description="Largest step between bars, in bar intervals of the calendar's open time; null: no gap check.",
+    )
+
+    def model_post_init(self, context: object, /) -> None:
+        super().model_post_init(context)
+        if not _TABLE_NAME.fullmatch(self.table):
+            raise ConfigurationError(
+                f"market.table.name {self.table!r} is not a table name: letters, digits and '_', "
+                "optionally 'schema.table'"
+            )
+
+    def _label(self) -> str:
+        return f"market table {self.table}"
+
+    def _reflected(self, conn: sa.Connection) -> sa.Table:
+        schema, _, name = self.table.rpartition(".")
+        try:
+            return sa.Table(name, sa.MetaData(), schema=schema or None, autoload_with=conn)
+        except sqlalchemy.exc.NoSuchTableError as exc:
+            raise MarketDataError(
+                f"{self._label()}: rule missing_table: no such table in {mask_url(self.database_url)}; "
+                "check market.table.name, or let the ingester create it"
+            ) from exc
+
+    def _timestamp(self, table: sa.Table) -> sa.Column:
+        column = {c.name.lower(): c for c in table.columns}.get("timestamp")
+        if column is None:
+            raise MarketDataError(
+                f"{self._label()}: rule missing_columns: no 'timestamp' column; found {[c.name for c in table.columns]}"
+            )
+        return column
+
+    def _read(self, query: Callable[[sa.Connection, sa.Table], Any]) -> Any:
+        try:
+            with engine_for(self.database_url).connect() as conn:
+                return query(conn, self._reflected(conn))
+        except sqlalchemy.exc.SQLAlchemyError as exc:
+            raise translate_db_error(exc, what="market table", url=self.database_url) from exc
+
+    def load_frame(self) -> pl.DataFrame:
+        def bars(conn: sa.Connection, table: sa.Table) -> pl.DataFrame:
+            rows = conn.execute(sa.select(table).order_by(self._timestamp(table))).all()
+            return pl.DataFrame([tuple(r) for r in rows], schema=[c.name for c in table.columns], orient="row")
+
+        return validate_market_bars(
+            raw=self._read(bars),
+            source=self._label(),
+            default_symbol=self.table.rpartition(".")[2],
+            gap_tolerance=self.gap_tolerance_bars,
+            calendar=self.calendar,
+        )
+
+    def describe(self) -> str:
+        return f"table {self.table} in {mask_url(self.database_url)} (calendar {self.calendar})"
+
+    def source_version(self) -> str:
+        def watermark(conn: sa.Connection, table: sa.Table) -> tuple:
+            stamp = self._timestamp(table)
+            return tuple(conn.execute(sa.select(sa.func.count(), sa.func.min(stamp), sa.func.max(stamp))).one())
+
+        return hashlib.sha256(repr(self._read(watermark)).encode()).hexdigest()[:24]
+
+
 #: The instrument of every study no pattern routes elsewhere: the configuration's ``market``.
 DEFAULT_INSTRUMENT = "default"
 #: Instrument names are partition keys of the shared assets: short, and safe in a UI backfill.
@@ -188,6 +275,9 @@ class InstrumentsResource(dg.ConfigurableResource):
     files: dict[str, FileMarketDataResource] = Field(
         default_factory=dict, description="Instruments read from a CSV or Parquet file, by name."
     )
+    tables: dict[str, TableMarketDataResource] = Field(
+        default_factory=dict, description="Instruments read from a database table, by name."
+    )
     synthetic: dict[str, SyntheticMarketDataResource] = Field(
         default_factory=dict, description="Instruments of the seeded synthetic market, by name."
     )
@@ -201,14 +291,18 @@ class InstrumentsResource(dg.ConfigurableResource):
         """Every study on ``market``, the one `DEFAULT_INSTRUMENT`."""
         if isinstance(market, FileMarketDataResource):
             return cls(files={DEFAULT_INSTRUMENT: market})
+        if isinstance(market, TableMarketDataResource):
+            return cls(tables={DEFAULT_INSTRUMENT: market})
         if isinstance(market, SyntheticMarketDataResource):
             return cls(synthetic={DEFAULT_INSTRUMENT: market})
         raise TypeError(f"no instrument kind holds a {type(market).__name__}")
 
     def model_post_init(self, context: object, /) -> None:
         super().model_post_init(context)
-        problems = [f"two instruments are named {n!r}" for n in set(self.files) & set(self.synthetic)]
-        names = set(self.files) | set(self.synthetic)
+        kinds = (self.files, self.tables, self.synthetic)
+        counted = Counter(name for kind in kinds for name in kind)
+        problems = [f"two instruments are named {n!r}" for n, count in sorted(counted.items()) if count > 1]
+        names = set(counted)
         problems += [
             f"instrument name {n!r} must be 1-32 letters, digits, '_' or '-' (it is a partition key)"
             for n in sorted(names)
@@ -222,12 +316,12 @@ class InstrumentsResource(dg.ConfigurableResource):
 
     def names(self) -> tuple[str, ...]:
         """Every instrument's name, the default first and then in alphabetical order."""
-        others = sorted((set(self.files) | set(self.synthetic)) - {self.default})
+        others = sorted({*self.files, *self.tables, *self.synthetic} - {self.default})
         return (self.default, *others)
 
     def market(self, name: str) -> MarketDataResource:
         """The market source of instrument ``name``."""
-        found = self.files.get(name) or self.synthetic.get(name)
+        found = self.files.get(name) or self.tables.get(name) or self.synthetic.get(name)
         if found is None:
             raise ConfigurationError(f"no instrument named {name!r}; instruments: {', '.join(self.names())}")
         return found

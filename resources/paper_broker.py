@@ -285,8 +285,6 @@ class PaperBrokerResource(dg.ConfigurableResource, abc.ABC):
         """
 
 
-
-
 def _to_us(moment: dt.datetime) -> int:
     return (moment - _EPOCH) // dt.timedelta(microseconds=1)
 

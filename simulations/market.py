@@ -267,10 +267,12 @@ def generate_synthetic_market(
 # --------------------------------------------------------------------------- loading files
 
 
-def _fail(path: Path, rule: str, detail: str, row: int | None = None, more: int = 0) -> MarketDataError:
+def _fail(path: Path | str, rule: str, detail: str, row: int | None = None, more: int = 0) -> MarketDataError:
+    """A typed error naming the source (a file's path, or another source's label), the row and the rule."""
+    source = f"market file {path}" if isinstance(path, Path) else path
     where = f"row {row}: " if row is not None else ""
     extra = f" (and {more} more row{'s' if more != 1 else ''})" if more else ""
-    return MarketDataError(f"market file {path}: {where}rule {rule}: {detail}{extra}")
+    return MarketDataError(f"{source}: {where}rule {rule}: {detail}{extra}")
 
 
 def _first_violation(frame: pl.DataFrame, mask: pl.Expr) -> tuple[int, dict[str, object], int] | None:
@@ -320,7 +322,7 @@ def _few(names: list[str], shown: int = 10) -> str:
     return str(names) if len(names) <= shown else f"{names[:shown]} and {len(names) - shown} more"
 
 
-def _normalised_columns(path: Path, raw: pl.DataFrame) -> pl.DataFrame:
+def _normalised_columns(path: Path | str, raw: pl.DataFrame) -> pl.DataFrame:
     names = [str(name).strip().lower() for name in raw.columns]
     # Counted in one pass: a file may have tens of thousands of columns.
     duplicates = sorted(name for name, count in Counter(names).items() if count > 1)
@@ -343,7 +345,7 @@ def _normalised_columns(path: Path, raw: pl.DataFrame) -> pl.DataFrame:
     return frame.with_row_index(_ROW, offset=1)
 
 
-def _check_nulls(path: Path, frame: pl.DataFrame, columns: list[str]) -> None:
+def _check_nulls(path: Path | str, frame: pl.DataFrame, columns: list[str]) -> None:
     for column in columns:
         empty = pl.col(column).is_null()
         if frame.schema[column] == pl.String:
@@ -354,7 +356,7 @@ def _check_nulls(path: Path, frame: pl.DataFrame, columns: list[str]) -> None:
             raise _fail(path, "null_value", f"column {column!r} is empty", row, more)
 
 
-def _parsed_timestamps(path: Path, frame: pl.DataFrame) -> pl.DataFrame:
+def _parsed_timestamps(path: Path | str, frame: pl.DataFrame) -> pl.DataFrame:
     column = frame.get_column("timestamp")
     if column.dtype == pl.String:
         parsed = column.str.strip_chars().str.to_datetime(strict=False, time_zone="UTC", time_unit="us")
@@ -383,7 +385,7 @@ def _parsed_timestamps(path: Path, frame: pl.DataFrame) -> pl.DataFrame:
     return frame.with_columns(parsed.alias("timestamp"))
 
 
-def _parsed_values(path: Path, frame: pl.DataFrame) -> pl.DataFrame:
+def _parsed_values(path: Path | str, frame: pl.DataFrame) -> pl.DataFrame:
     for column in VALUE_COLUMNS:
         raw = frame.get_column(column)
         if raw.dtype == pl.String:
@@ -400,7 +402,7 @@ def _parsed_values(path: Path, frame: pl.DataFrame) -> pl.DataFrame:
     return frame
 
 
-def _check_values(path: Path, frame: pl.DataFrame) -> None:
+def _check_values(path: Path | str, frame: pl.DataFrame) -> None:
     for column in VALUE_COLUMNS:
         found = _first_violation(frame, ~pl.col(column).is_finite())
         if found:
@@ -436,7 +438,7 @@ def _check_values(path: Path, frame: pl.DataFrame) -> None:
 
 
 def _check_order_and_gaps(
-    path: Path,
+    path: Path | str,
     frame: pl.DataFrame,
     gap_tolerance: float | None,
     calendar: MarketCalendar,
@@ -448,7 +450,7 @@ def _check_order_and_gaps(
     indexes ``files``), and a message names the file and row of the offending bar.
     """
 
-    def where(row: Mapping[str, object]) -> Path:
+    def where(row: Mapping[str, object]) -> Path | str:
         return files[int(row[_FILE])] if files is not None else path
 
     timed = frame.with_columns(
@@ -603,13 +605,7 @@ def load_market_file(
         If ``gap_tolerance`` is not ``None`` and not a number >= 1, or ``calendar`` names no
         calendar.
     """
-    if gap_tolerance is not None and (
-        isinstance(gap_tolerance, bool) or not isinstance(gap_tolerance, int | float) or not gap_tolerance >= 1
-    ):
-        raise ConfigurationError(
-            f"market.gap_tolerance_bars must be null (no gap check) or a number >= 1 (bar intervals), "
-            f"got {gap_tolerance!r}; e.g. {DEFAULT_GAP_TOLERANCE_BARS:g}"
-        )
+    _check_tolerance(gap_tolerance)
     market_cal = market_calendar(code=calendar)
     source = Path(path)
     files = market_files(source)
@@ -628,9 +624,62 @@ def load_market_file(
     return frame.select(MARKET_COLUMNS)
 
 
+def validate_market_bars(
+    *,
+    raw: pl.DataFrame,
+    source: str,
+    default_symbol: str,
+    gap_tolerance: float | None = DEFAULT_GAP_TOLERANCE_BARS,
+    calendar: str = DEFAULT_CALENDAR,
+) -> pl.DataFrame:
+    """Validate bars read from a source other than a file (a database table) as a file's are.
+
+    Parameters
+    ----------
+    raw
+        The bars as read: columns as in a file (matched case-insensitively), one row per bar.
+    source
+        How messages name the source, e.g. ``"market table prices"``; rows are counted from 1
+        in ``raw``'s order.
+    default_symbol
+        The symbol of every bar when ``raw`` has no ``symbol`` column.
+    gap_tolerance, calendar
+        As for `load_market_file`.
+
+    Returns
+    -------
+    polars.DataFrame
+        Columns :data:`MARKET_COLUMNS`, sorted by symbol then timestamp.
+
+    Raises
+    ------
+    MarketDataError
+        As `load_market_file`, naming ``source``.
+    """
+    _check_tolerance(gap_tolerance)
+    frame = _validated_frame(source, raw, default_symbol=default_symbol)
+    _check_order_and_gaps(source, frame, gap_tolerance, market_calendar(code=calendar))
+    return frame.select(MARKET_COLUMNS).sort(["symbol", "timestamp"])
+
+
+def _check_tolerance(gap_tolerance: object) -> None:
+    if gap_tolerance is not None and (
+        isinstance(gap_tolerance, bool) or not isinstance(gap_tolerance, int | float) or not gap_tolerance >= 1
+    ):
+        raise ConfigurationError(
+            f"market.gap_tolerance_bars must be null (no gap check) or a number >= 1 (bar intervals), "
+            f"got {gap_tolerance!r}; e.g. {DEFAULT_GAP_TOLERANCE_BARS:g}"
+        )
+
+
 def _validated_file(file_path: Path, *, default_symbol: str) -> pl.DataFrame:
     """One file's bars, parsed and value-checked, with their data rows (column ``_ROW``)."""
-    frame = _normalised_columns(file_path, _read_raw(file_path))
+    return _validated_frame(file_path, _read_raw(file_path), default_symbol=default_symbol)
+
+
+def _validated_frame(file_path: Path | str, raw: pl.DataFrame, *, default_symbol: str) -> pl.DataFrame:
+    """Bars parsed and value-checked, with their data rows (column ``_ROW``)."""
+    frame = _normalised_columns(file_path, raw)
     if "symbol" not in frame.columns:
         frame = frame.with_columns(pl.lit(default_symbol, dtype=pl.String).alias("symbol"))
     else:
