@@ -290,8 +290,8 @@ def _gauntlet_status_seconds(n_trials: int = 10_000, repeats: int = 5) -> dict[s
                     break
             else:
                 paper_broker.start_session(
-                    trial_key=key, strategy_name="momentum", params=params, instrument=DEFAULT_INSTRUMENT, windows=windows, costs_bps=(market.fee_bps, market.slippage_bps),
-                    strategies=BUILT_IN_STRATEGIES,
+                    trial_key=key, strategy_name="momentum", params=params, instrument=DEFAULT_INSTRUMENT,
+                    windows=windows, costs_bps=(market.fee_bps, market.slippage_bps), strategies=BUILT_IN_STRATEGIES,
                 )
                 if i % 200 == 100:
                     continue  # still paper trading
@@ -408,8 +408,8 @@ def _paper_advance_seconds(n_sessions: int = 1_000) -> float:
         for i in range(n_sessions):
             params = {"lookback": 24 + i % 400, "vol_lookback": 72, "target_bar_vol": 0.003}
             broker.start_session(
-                trial_key=f"bench__t{i:08d}", strategy_name="momentum", params=params, instrument=DEFAULT_INSTRUMENT, windows=windows, costs_bps=(market.fee_bps, market.slippage_bps),
-                strategies=BUILT_IN_STRATEGIES,
+                trial_key=f"bench__t{i:08d}", strategy_name="momentum", params=params, instrument=DEFAULT_INSTRUMENT,
+                windows=windows, costs_bps=(market.fee_bps, market.slippage_bps), strategies=BUILT_IN_STRATEGIES,
             )
 
         def advance(hours: int) -> float:

@@ -41,6 +41,8 @@ def small_market(**fields) -> SyntheticMarketDataResource:
 #: The windows `market_data` would hand the venue for `small_market()`, and its costs.
 WINDOWS = small_market().load_windows()
 COSTS_BPS = (small_market().fee_bps, small_market().slippage_bps)
+#: Where every session of these tests trades: the default instrument, at its costs.
+VENUE = {"instrument": DEFAULT_INSTRUMENT, "costs_bps": COSTS_BPS}
 
 
 class FakeClock:
@@ -104,7 +106,7 @@ def test_replay_session_trades_the_whole_forward_window_at_once_and_equals_the_b
     database_url: str, batch
 ) -> None:
     broker = make_broker(database_url, FakeClock(), clock="replay")
-    started = broker.start_session(trial_key="study#1", strategy_name=STRATEGY, params=PARAMS, instrument=DEFAULT_INSTRUMENT, windows=WINDOWS, costs_bps=COSTS_BPS, strategies=BUILT_IN_STRATEGIES)
+    started = broker.start_session(trial_key="study#1", strategy_name=STRATEGY, params=PARAMS, windows=WINDOWS, **VENUE, strategies=BUILT_IN_STRATEGIES)
     assert (started.status, started.bars_processed, started.equity, started.days_elapsed) == ("running", 0, 1.0, 0.0)
 
     info = broker.sync(trial_key="study#1", windows=WINDOWS, strategies=BUILT_IN_STRATEGIES)
@@ -123,22 +125,22 @@ def test_replay_session_trades_the_whole_forward_window_at_once_and_equals_the_b
 def test_start_is_idempotent_and_refuses_other_params(database_url: str) -> None:
     clock = FakeClock()
     broker = make_broker(database_url, clock, clock="wall")
-    first = broker.start_session(trial_key="study#2", strategy_name=STRATEGY, params=PARAMS, instrument=DEFAULT_INSTRUMENT, windows=WINDOWS, costs_bps=COSTS_BPS, strategies=BUILT_IN_STRATEGIES)
+    first = broker.start_session(trial_key="study#2", strategy_name=STRATEGY, params=PARAMS, windows=WINDOWS, **VENUE, strategies=BUILT_IN_STRATEGIES)
     clock.advance(hours=5)
     again = make_broker(database_url, clock, clock="replay").start_session(
-        trial_key="study#2", strategy_name=STRATEGY, params=dict(reversed(list(PARAMS.items()))), instrument=DEFAULT_INSTRUMENT, windows=WINDOWS, costs_bps=COSTS_BPS,
+        trial_key="study#2", strategy_name=STRATEGY, params=dict(reversed(list(PARAMS.items()))), windows=WINDOWS, **VENUE,
         strategies=BUILT_IN_STRATEGIES,
     )
     assert again == first  # same start time and clock: the existing session, not a new one
     assert len(broker.sessions()) == 1
     with pytest.raises(PaperTradingError, match="a trial's params never change") as caught:
         broker.start_session(
-            trial_key="study#2", strategy_name=STRATEGY, params={**PARAMS, "lookback": 13}, instrument=DEFAULT_INSTRUMENT, windows=WINDOWS, costs_bps=COSTS_BPS,
+            trial_key="study#2", strategy_name=STRATEGY, params={**PARAMS, "lookback": 13}, windows=WINDOWS, **VENUE,
             strategies=BUILT_IN_STRATEGIES,
         )
     assert "study#2" in str(caught.value)
     with pytest.raises(TrialDataError, match="unknown|invalid|not registered|known"):
-        broker.start_session(trial_key="study#3", strategy_name="no_such_strategy", params={}, instrument=DEFAULT_INSTRUMENT, windows=WINDOWS, costs_bps=COSTS_BPS, strategies=BUILT_IN_STRATEGIES)
+        broker.start_session(trial_key="study#3", strategy_name="no_such_strategy", params={}, windows=WINDOWS, **VENUE, strategies=BUILT_IN_STRATEGIES)
     assert [info.trial_key for info in broker.sessions()] == ["study#2"]
 
 
@@ -146,7 +148,7 @@ def test_start_is_idempotent_and_refuses_other_params(database_url: str) -> None
 def test_a_wall_session_reaches_seven_days_only_after_seven_days_of_market_time(tmp_path: Path, speed: float) -> None:
     clock = FakeClock()
     broker = make_broker(f"sqlite:///{tmp_path / 'gauntlet.db'}", clock, clock="wall", speed=speed)
-    broker.start_session(trial_key="study#4", strategy_name=STRATEGY, params=PARAMS, instrument=DEFAULT_INSTRUMENT, windows=WINDOWS, costs_bps=COSTS_BPS, strategies=BUILT_IN_STRATEGIES)
+    broker.start_session(trial_key="study#4", strategy_name=STRATEGY, params=PARAMS, windows=WINDOWS, **VENUE, strategies=BUILT_IN_STRATEGIES)
     seven_days = dt.timedelta(days=7) / speed
 
     clock.advance(seconds=(seven_days - dt.timedelta(seconds=1)).total_seconds())
@@ -163,7 +165,7 @@ def test_a_wall_session_reaches_seven_days_only_after_seven_days_of_market_time(
 def test_restarting_the_venue_mid_session_loses_nothing(database_url: str, batch) -> None:
     clock = FakeClock()
     make_broker(database_url, clock, clock="wall").start_session(
-        trial_key="study#5", strategy_name=STRATEGY, params=PARAMS, instrument=DEFAULT_INSTRUMENT, windows=WINDOWS, costs_bps=COSTS_BPS,
+        trial_key="study#5", strategy_name=STRATEGY, params=PARAMS, windows=WINDOWS, **VENUE,
         strategies=BUILT_IN_STRATEGIES,
     )
     clock.advance(days=2, hours=12, minutes=30)
@@ -202,7 +204,7 @@ def test_a_crash_inside_a_sync_commits_nothing_and_the_next_sync_processes_each_
             raise RuntimeError("process killed between the inserts and the commit")
 
     broker = make_broker(database_url, clock, clock="wall")
-    broker.start_session(trial_key="study#6", strategy_name=STRATEGY, params=PARAMS, instrument=DEFAULT_INSTRUMENT, windows=WINDOWS, costs_bps=COSTS_BPS, strategies=BUILT_IN_STRATEGIES)
+    broker.start_session(trial_key="study#6", strategy_name=STRATEGY, params=PARAMS, windows=WINDOWS, **VENUE, strategies=BUILT_IN_STRATEGIES)
     clock.advance(days=3)
     broker.sync(trial_key="study#6", windows=WINDOWS, strategies=BUILT_IN_STRATEGIES)
     clock.advance(days=1)
@@ -220,7 +222,7 @@ def test_a_crash_inside_a_sync_commits_nothing_and_the_next_sync_processes_each_
 def test_concurrent_syncs_of_one_session_never_double_insert(database_url: str, batch) -> None:
     clock = FakeClock()
     brokers = [make_broker(database_url, clock, clock="replay") for _ in range(4)]
-    brokers[0].start_session(trial_key="study#7", strategy_name=STRATEGY, params=PARAMS, instrument=DEFAULT_INSTRUMENT, windows=WINDOWS, costs_bps=COSTS_BPS, strategies=BUILT_IN_STRATEGIES)
+    brokers[0].start_session(trial_key="study#7", strategy_name=STRATEGY, params=PARAMS, windows=WINDOWS, **VENUE, strategies=BUILT_IN_STRATEGIES)
     barrier = threading.Barrier(len(brokers))
     outcomes: list[object] = [None] * len(brokers)
 
@@ -243,7 +245,7 @@ def test_concurrent_syncs_of_one_session_never_double_insert(database_url: str, 
 def test_stop_freezes_a_session(database_url: str) -> None:
     clock = FakeClock()
     broker = make_broker(database_url, clock, clock="wall")
-    broker.start_session(trial_key="study#8", strategy_name=STRATEGY, params=PARAMS, instrument=DEFAULT_INSTRUMENT, windows=WINDOWS, costs_bps=COSTS_BPS, strategies=BUILT_IN_STRATEGIES)
+    broker.start_session(trial_key="study#8", strategy_name=STRATEGY, params=PARAMS, windows=WINDOWS, **VENUE, strategies=BUILT_IN_STRATEGIES)
     clock.advance(days=1)
     assert broker.sync(trial_key="study#8", windows=WINDOWS, strategies=BUILT_IN_STRATEGIES).bars_processed == 24
     stopped = broker.stop(trial_key="study#8")
@@ -258,7 +260,7 @@ def test_sessions_filter_by_market_days_and_update_time(tmp_path: Path) -> None:
     clock = FakeClock()
     broker = make_broker(f"sqlite:///{tmp_path / 'gauntlet.db'}", clock, clock="wall")
     for key in ("study#10", "study#11"):
-        broker.start_session(trial_key=key, strategy_name=STRATEGY, params=PARAMS, instrument=DEFAULT_INSTRUMENT, windows=WINDOWS, costs_bps=COSTS_BPS, strategies=BUILT_IN_STRATEGIES)
+        broker.start_session(trial_key=key, strategy_name=STRATEGY, params=PARAMS, windows=WINDOWS, **VENUE, strategies=BUILT_IN_STRATEGIES)
     clock.advance(days=8)
     checkpoint = clock.now
     broker.sync(trial_key="study#11", windows=WINDOWS, strategies=BUILT_IN_STRATEGIES)
@@ -284,7 +286,7 @@ def test_unknown_sessions_and_bad_keys_raise_naming_the_trial(tmp_path: Path) ->
 def test_market_data_that_changed_under_a_session_is_refused(tmp_path: Path) -> None:
     clock = FakeClock()
     broker = make_broker(f"sqlite:///{tmp_path / 'gauntlet.db'}", clock, clock="wall")
-    broker.start_session(trial_key="study#12", strategy_name=STRATEGY, params=PARAMS, instrument=DEFAULT_INSTRUMENT, windows=WINDOWS, costs_bps=COSTS_BPS, strategies=BUILT_IN_STRATEGIES)
+    broker.start_session(trial_key="study#12", strategy_name=STRATEGY, params=PARAMS, windows=WINDOWS, **VENUE, strategies=BUILT_IN_STRATEGIES)
     clock.advance(days=1)
     assert broker.sync(trial_key="study#12", windows=WINDOWS, strategies=BUILT_IN_STRATEGIES).bars_processed == 24
     other = small_market(seed=7).load_windows()
@@ -304,7 +306,7 @@ def test_bars_appended_between_syncs_are_traded_next_and_once(database_url: str,
     bars.head(36 * 24).write_csv(path)
     dates, before = _csv_market(path).load_dated_windows()
     broker = make_broker(database_url, FakeClock(), clock="replay")
-    broker.start_session(trial_key="study#15", strategy_name=STRATEGY, params=PARAMS, instrument=DEFAULT_INSTRUMENT, windows=before, costs_bps=COSTS_BPS, strategies=BUILT_IN_STRATEGIES)
+    broker.start_session(trial_key="study#15", strategy_name=STRATEGY, params=PARAMS, windows=before, **VENUE, strategies=BUILT_IN_STRATEGIES)
     assert broker.sync(trial_key="study#15", windows=before, strategies=BUILT_IN_STRATEGIES).bars_processed == 10 * 24
 
     bars.write_csv(path)  # four more days arrive
@@ -342,7 +344,7 @@ def test_bars_appended_between_syncs_are_traded_next_and_once(database_url: str,
 def test_a_naive_clock_is_a_configuration_error(tmp_path: Path) -> None:
     broker = make_broker(f"sqlite:///{tmp_path / 'gauntlet.db'}", FakeClock(dt.datetime(2026, 3, 1)))
     with pytest.raises(ConfigurationError, match="timezone-aware"):
-        broker.start_session(trial_key="study#13", strategy_name=STRATEGY, params=PARAMS, instrument=DEFAULT_INSTRUMENT, windows=WINDOWS, costs_bps=COSTS_BPS, strategies=BUILT_IN_STRATEGIES)
+        broker.start_session(trial_key="study#13", strategy_name=STRATEGY, params=PARAMS, windows=WINDOWS, **VENUE, strategies=BUILT_IN_STRATEGIES)
 
 
 def test_an_unreachable_database_is_a_transient_error() -> None:
@@ -355,7 +357,7 @@ def test_an_unreachable_database_is_a_transient_error() -> None:
 def test_the_broker_works_as_a_dagster_resource(tmp_path: Path) -> None:
     @dg.asset
     def paper_session(paper_broker: PaperBrokerResource) -> float:
-        paper_broker.start_session(trial_key="study#14", strategy_name=STRATEGY, params=PARAMS, instrument=DEFAULT_INSTRUMENT, windows=WINDOWS, costs_bps=COSTS_BPS, strategies=BUILT_IN_STRATEGIES)
+        paper_broker.start_session(trial_key="study#14", strategy_name=STRATEGY, params=PARAMS, windows=WINDOWS, **VENUE, strategies=BUILT_IN_STRATEGIES)
         return paper_broker.sync(trial_key="study#14", windows=WINDOWS, strategies=BUILT_IN_STRATEGIES).days_elapsed
 
     broker = LocalPaperBrokerResource(database_url=f"sqlite:///{tmp_path / 'gauntlet.db'}")
@@ -367,7 +369,7 @@ def test_a_session_an_earlier_version_marked_completed_goes_on(tmp_path: Path) -
     """Earlier versions ended a session when its fixed forward window ran out; now it trades what arrives."""
     url = f"sqlite:///{tmp_path / 'gauntlet.db'}"
     make_broker(f"sqlite:///{tmp_path / 'scratch.db'}", FakeClock()).start_session(
-        trial_key="study#16", strategy_name=STRATEGY, params=PARAMS, instrument=DEFAULT_INSTRUMENT, windows=WINDOWS, costs_bps=COSTS_BPS,
+        trial_key="study#16", strategy_name=STRATEGY, params=PARAMS, windows=WINDOWS, **VENUE,
         strategies=BUILT_IN_STRATEGIES,
     )
     engine = sa.create_engine(url)
