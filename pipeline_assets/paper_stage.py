@@ -77,6 +77,10 @@ def sequential_summary(metrics: PaperMetrics, policy: SequentialTestPolicy) -> s
     floor = f"Sharpe > {policy.sharpe_floor:g} at {policy.confidence:.0%}"
     if metrics.sequential_decided_day is not None:
         found = f"decided on market day {metrics.sequential_decided_day} of {metrics.market_days}"
+    elif metrics.sequential_futile_day is not None:
+        found = f"futile on market day {metrics.sequential_futile_day} (Sharpe shown below the floor)"
+    elif policy.max_days is not None and metrics.market_days >= policy.max_days:
+        found = f"undecided after the {policy.max_days} market days allowed"
     else:
         found = f"undecided over {metrics.market_days} market days"
     e_value = f"largest e-value {metrics.sequential_e_value:.3g} of {policy.threshold:g}"

@@ -281,8 +281,9 @@ class SequentialTestPolicy(_Frozen):
     true annualised Sharpe ratio of 2 in only about 4 % of sessions (250 days: about 23 %), so
     enabling it with the default forward window stops nearly every trial at gate 3. With it on,
     gate 3 also needs the test's e-value to have reached ``1 / (1 - confidence)`` at some
-    market day of the session; a session on the ``wall`` clock keeps trading until it does or
-    its forward window ends (README, "Paper trading").
+    market day of the session, before any futility bound; a session on the ``wall`` clock
+    keeps trading until the test decides either way, ``max_days`` pass, or its forward window
+    ends (README, "Paper trading").
 
     Attributes
     ----------
@@ -293,11 +294,20 @@ class SequentialTestPolicy(_Frozen):
     confidence
         ``1 - alpha``: the chance that a strategy whose Sharpe ratio is at most the floor is
         never promoted, however many times and however long its session is looked at.
+    futility
+        Whether the session is rejected as soon as the mirror test shows, at the same
+        confidence, that the Sharpe ratio is below the floor (a strategy at or above the floor
+        is stopped this way with a chance of at most ``1 - confidence``).
+    max_days
+        Market days after which a session still undecided is rejected; ``None``: it trades
+        until its forward window ends.
     """
 
     enabled: bool = False
     sharpe_floor: float = Field(default=0.0, ge=0.0)
     confidence: float = Field(default=0.95, gt=0.0, lt=1.0)
+    futility: bool = True
+    max_days: int | None = Field(default=None, ge=1)
 
     @property
     def threshold(self) -> float:

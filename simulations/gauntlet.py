@@ -300,11 +300,9 @@ def evaluate_paper(trial: TrialCase, inputs: GauntletInputs) -> PaperOutcome | P
         fee_bps=session.fee_bps, slippage_bps=session.slippage_bps, bar_seconds=session.bar_seconds,
     )
     sequential = inputs.policy.paper.sequential
-    if (
-        sequential.enabled
-        and metrics.sequential_e_value < sequential.threshold
-        and not inputs.paper.exhausted(trial_key=trial.key)
-    ):
+    decided = metrics.sequential_e_value >= sequential.threshold or metrics.sequential_futile_day is not None
+    out_of_days = sequential.max_days is not None and metrics.market_days >= sequential.max_days
+    if sequential.enabled and not decided and not out_of_days and not inputs.paper.exhausted(trial_key=trial.key):
         # Undecided, and more bars will come: the session trades on rather than being rejected.
         undecided = (
             f"sequential test undecided after {metrics.market_days} market days "

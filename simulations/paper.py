@@ -394,6 +394,10 @@ class PaperMetrics(BaseModel):
         evidence).
     sequential_decided_day
         The first market day (1-based) whose e-value reached the policy's threshold, or None.
+    sequential_futile_day
+        The first market day (1-based) on which the futility bound showed the Sharpe ratio
+        below the floor, if the policy has one and it came before any decision; then
+        ``sequential_e_value`` is the largest e-value before that day.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
@@ -417,6 +421,7 @@ class PaperMetrics(BaseModel):
     market_days: int = Field(ge=1)
     sequential_e_value: float = Field(ge=0)
     sequential_decided_day: int | None = Field(ge=1)
+    sequential_futile_day: int | None = Field(default=None, ge=1)
 
     def gate_inputs(self) -> dict[str, float | int]:
         """The inputs of :func:`simulations.gates.evaluate_paper_gate` (without ``policy``)."""
@@ -597,15 +602,24 @@ def paper_metrics(
     sequential = policy.paper.sequential
     # The first bar's return is 0 by construction (nothing held before it): it is no evidence.
     by_day = daily_returns(timestamps=bars.get_column("timestamp").to_numpy()[1:], net_returns=result.net_returns[1:])
+    looks_per_year = periods_per_year * by_day.size / (n - 1)
     try:
-        e_values = sharpe_e_values(
-            returns=by_day,
-            sharpe_floor=sequential.sharpe_floor,
-            periods_per_year=periods_per_year * by_day.size / (n - 1),
+        e_values, futility = (
+            sharpe_e_values(
+                returns=by_day, sharpe_floor=sequential.sharpe_floor, periods_per_year=looks_per_year,
+                alternative=alternative,
+            )
+            for alternative in ("greater", "less")
         )
     except EvaluationError as exc:
         raise PaperTradingError(f"the sequential test over {by_day.size} market days cannot be computed: {exc.cause}") from exc
     decided = first_crossing(e_values=e_values, threshold=sequential.threshold)
+    futile = first_crossing(e_values=futility, threshold=sequential.threshold) if sequential.futility else None
+    if futile is not None and (decided is None or futile < decided):
+        # The futility bound came first: the test is over, and it did not promote.
+        decided, e_values = None, e_values[: futile + 1]
+    else:
+        futile = None
     try:
         return PaperMetrics(
             bars_processed=n,
@@ -631,6 +645,7 @@ def paper_metrics(
             market_days=by_day.size,
             sequential_e_value=float(e_values.max()),
             sequential_decided_day=None if decided is None else decided + 1,
+            sequential_futile_day=None if futile is None else futile + 1,
         )
     except ValidationError as exc:
         raise PaperTradingError(f"paper metrics are invalid (NaN, infinite or out of range): {exc}") from exc

@@ -19,14 +19,20 @@ mixture)::
 
     e_t = 2 sqrt(rho / (V_t + rho)) exp(S_t**2 / (2 (V_t + rho))) Phi(S_t / sqrt(V_t + rho))
 
+The same construction with the increments' sign flipped (``alternative="less"``) tests the
+opposite null, "the Sharpe ratio is at least the floor": reaching ``1 / alpha`` there shows
+the strategy is below the floor (a futility bound), with the same guarantee for a strategy
+that is in fact at or above it.
+
 Returns are not exactly symmetric and the scale is estimated, so the guarantee is
 approximate; ``tests/simulations/test_sequential.py`` measures the false positive rate at
-every look on heavy-tailed nulls at the floor.
+every look on heavy-tailed nulls at the floor, in both directions.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import numpy as np
 from scipy.special import log_ndtr
@@ -45,8 +51,10 @@ def sharpe_e_values(
     periods_per_year: float,
     burn_in: int = SEQUENTIAL_BURN_IN_LOOKS,
     prior_precision: float = SEQUENTIAL_PRIOR_PRECISION,
+    alternative: Literal["greater", "less"] = "greater",
 ) -> np.ndarray:
-    """The e-value after each look of the test "annualised Sharpe ratio > ``sharpe_floor``".
+    """The e-value after each look of the test "annualised Sharpe ratio > ``sharpe_floor``"
+    (or, with ``alternative="less"``, "< ``sharpe_floor``").
 
     Parameters
     ----------
@@ -62,6 +70,9 @@ def sharpe_e_values(
     prior_precision
         Precision of the half-normal mixing distribution, in units of the standardised
         increments' squared sum: larger waits longer and then decides more sharply.
+    alternative
+        ``"greater"``: evidence that the Sharpe ratio exceeds the floor (promotion);
+        ``"less"``: evidence that it is below the floor (futility).
 
     Returns
     -------
@@ -84,6 +95,8 @@ def sharpe_e_values(
             raise EvaluationError(f"{name} must be {'>= 0' if low is not None else '> 0'}, got {value!r}")
     if isinstance(periods_per_year, bool) or not isinstance(periods_per_year, int | float) or not periods_per_year > 0:
         raise EvaluationError(f"periods_per_year must be > 0, got {periods_per_year!r}")
+    if alternative not in ("greater", "less"):
+        raise EvaluationError(f"alternative must be 'greater' or 'less', got {alternative!r}")
     if isinstance(burn_in, bool) or not isinstance(burn_in, int) or burn_in < 1:
         raise EvaluationError(f"burn_in must be an integer >= 1 (the first look has no scale yet), got {burn_in!r}")
     n = r.shape[-1]
@@ -96,6 +109,8 @@ def sharpe_e_values(
     floor = sharpe_floor / math.sqrt(periods_per_year)
     np.divide(r, previous, out=z, where=usable)
     z = np.where(usable, z - floor, 0.0)
+    if alternative == "less":
+        z = -z
     s, v = np.cumsum(z, axis=-1), np.cumsum(z * z, axis=-1)
     d = v + prior_precision
     log_e = math.log(2.0) + 0.5 * np.log(prior_precision / d) + s * s / (2.0 * d) + log_ndtr(s / np.sqrt(d))

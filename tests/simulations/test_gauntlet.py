@@ -176,3 +176,23 @@ def test_the_sequential_test_keeps_an_undecided_session_trading_and_rejects_it_a
     off = evaluate_trial(_trial(), _inputs(windows, scenarios, _policy())).results["paper_trading_gate"]
     assert off.verdict.passed and "sequential_e_value" not in [c.name for c in off.verdict.checks]
     assert off.metrics.sequential_e_value == check.value and off.metrics.sequential_decided_day is None
+
+
+def test_a_futile_or_overlong_session_is_rejected_while_bars_remain(windows, scenarios) -> None:
+    venue = _OpenEndedVenue(windows=windows, fee_bps=1.0, slippage_bps=1.0, strategies=BUILT_IN_STRATEGIES)
+    paper = {"min_days": 1.0, "required_grades": list("ABCDF")}
+    # No edge against a floor of 10: the futility bound shows the Sharpe ratio is below it long
+    # before the window ends, so the session stops there instead of trading on.
+    futile = _policy(paper={**paper, "sequential": {"enabled": True, "sharpe_floor": 10.0}})
+    outcome = evaluate_trial(_trial(), _inputs(windows, scenarios, futile, venue)).results["paper_trading_gate"]
+    assert not isinstance(outcome, PaperPending) and not outcome.verdict.passed
+    m = outcome.metrics
+    assert m.sequential_decided_day is None and 5 < m.sequential_futile_day < m.market_days
+    # Without the futility bound the same session is still waiting for the test to decide.
+    patient = _policy(paper={**paper, "sequential": {"enabled": True, "sharpe_floor": 10.0, "futility": False}})
+    assert isinstance(evaluate_trial(_trial(), _inputs(windows, scenarios, patient, venue)).results["paper_trading_gate"], PaperPending)
+    # Undecided after the market days allowed: rejected, although bars remain.
+    capped = _policy(paper={**paper, "sequential": {"enabled": True, "max_days": 30}})
+    outcome = evaluate_trial(_trial(), _inputs(windows, scenarios, capped, venue)).results["paper_trading_gate"]
+    assert not isinstance(outcome, PaperPending) and not outcome.verdict.passed
+    assert outcome.metrics.sequential_futile_day is None and outcome.metrics.market_days >= 30
