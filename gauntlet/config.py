@@ -44,7 +44,7 @@ from pydantic import (
 from pipeline_assets.partitions import DEFAULT_SENSOR_INTERVAL_SECONDS, MAX_TRIALS_PER_RUN
 from resources.database import mask_url, url_has_secret
 from resources.gate_policy import GatePolicyResource
-from resources.market_data import DEFAULT_INSTRUMENT
+from resources.market_data import DEFAULT_INSTRUMENT, INSTRUMENT_NAME_PATTERN, TABLE_NAME_PATTERN
 from resources.notifier import GateAlerts
 from resources.paper_broker import ClockMode
 from simulations.calendars import market_calendar
@@ -220,7 +220,7 @@ class TableConfig(_Section):
     """A database table of bars: the database's URL (secrets through ``${VAR}``) and the table."""
 
     url: SecretUrl
-    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+    name: str = Field(pattern=TABLE_NAME_PATTERN)
 
 
 class MarketConfig(_Section):
@@ -251,7 +251,7 @@ class MarketConfig(_Section):
         return self
 
 
-InstrumentName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
+InstrumentName = Annotated[str, Field(pattern=INSTRUMENT_NAME_PATTERN)]
 
 
 class InstrumentConfig(MarketConfig):

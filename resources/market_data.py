@@ -177,7 +177,8 @@ class FileMarketDataResource(MarketDataResource):
         return hashlib.sha256(json.dumps(digests, sort_keys=True).encode()).hexdigest()[:24]
 
 
-_TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+#: A table name, optionally schema-qualified: identifiers only, so it is never SQL text.
+TABLE_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$"
 
 
 class TableMarketDataResource(MarketDataResource):
@@ -199,7 +200,7 @@ class TableMarketDataResource(MarketDataResource):
 
     def model_post_init(self, context: object, /) -> None:
         super().model_post_init(context)
-        if not _TABLE_NAME.fullmatch(self.table):
+        if not re.fullmatch(TABLE_NAME_PATTERN, self.table):
             raise ConfigurationError(
                 f"market.table.name {self.table!r} is not a table name: letters, digits and '_', "
                 "optionally 'schema.table'"
@@ -260,15 +261,16 @@ class TableMarketDataResource(MarketDataResource):
 #: The instrument of every study no pattern routes elsewhere: the configuration's ``market``.
 DEFAULT_INSTRUMENT = "default"
 #: Instrument names are partition keys of the shared assets: short, and safe in a UI backfill.
-_INSTRUMENT_NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+INSTRUMENT_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,32}$"
 
 
 class InstrumentsResource(dg.ConfigurableResource):
     """Every instrument trials are evaluated on, and which study trades which.
 
-    An instrument is a market source (a file, or the seeded synthetic market) with its symbol,
-    calendar, windows and costs; its name is its partition of the shared assets. A study trades
-    the instrument whose ``studies`` patterns match its name, else the ``default`` one.
+    An instrument is a market source (a file or directory of files, a database table, or the
+    seeded synthetic market) with its symbol, calendar, windows and costs; its name is its
+    partition of the shared assets. A study trades the instrument whose ``studies`` patterns
+    match its name, else the ``default`` one.
     """
 
     default: str = Field(default=DEFAULT_INSTRUMENT, description="Instrument of studies no pattern matches.")
@@ -306,7 +308,7 @@ class InstrumentsResource(dg.ConfigurableResource):
         problems += [
             f"instrument name {n!r} must be 1-32 letters, digits, '_' or '-' (it is a partition key)"
             for n in sorted(names)
-            if not _INSTRUMENT_NAME.fullmatch(n)
+            if not re.fullmatch(INSTRUMENT_NAME_PATTERN, n)
         ]
         if self.default not in names:
             problems.append(f"the default instrument {self.default!r} is not one of {sorted(names)}")
