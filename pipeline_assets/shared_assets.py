@@ -2,8 +2,9 @@
 
 Each instrument (`resources.market_data.InstrumentsResource`) is a partition of
 `market_source`, `market_data` and `cge_scenarios`; a trial reads its study's instrument's
-partition and records that partition's materializations as its provenance, so a trial's
-lineage shows which instrument, and which build of its data, it was evaluated on. The
+partition and records that partition's data versions as its provenance, and `backtest_results`
+names the instrument, so a trial shows which instrument, and which build of its data, it was
+evaluated on. The
 partitions are the configuration's instruments, so the assets are built by
 `build_shared_assets` when the definitions load.
 """
@@ -134,7 +135,7 @@ def window_rows(windows: MarketWindows) -> list[dict[str, object]]:
     return rows
 
 
-def build_market_data(
+def market_data_output(
     context: dg.AssetExecutionContext, instruments: InstrumentsResource
 ) -> dg.Output[MarketWindows]:
     """`market_data` of the run's instrument (partition)."""
@@ -228,7 +229,7 @@ def build_stress_scenarios(
     return bundle, scenario_set
 
 
-def build_cge_scenarios(
+def cge_scenarios_output(
     context: dg.AssetExecutionContext, config: CgeScenarioConfig, market_data: MarketWindows
 ) -> dg.Output[StressScenarios]:
     """`cge_scenarios` of the run's instrument (partition)."""
@@ -301,7 +302,7 @@ def build_shared_assets(instruments: InstrumentsResource) -> list[dg.AssetsDefin
         description="Each instrument's market, cut into train, backtest and forward windows at fixed dates.",
     )
     def market_data(context: dg.AssetExecutionContext, instruments: InstrumentsResource) -> dg.Output[MarketWindows]:
-        return build_market_data(context, instruments)
+        return market_data_output(context, instruments)
 
     @dg.asset(
         key=CGE_SCENARIOS,
@@ -318,6 +319,6 @@ def build_shared_assets(instruments: InstrumentsResource) -> list[dg.AssetsDefin
     def cge_scenarios(
         context: dg.AssetExecutionContext, config: CgeScenarioConfig, market_data: MarketWindows
     ) -> dg.Output[StressScenarios]:
-        return build_cge_scenarios(context, config, market_data)
+        return cge_scenarios_output(context, config, market_data)
 
     return [market_source, market_data, cge_scenarios]
