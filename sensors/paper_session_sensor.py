@@ -25,6 +25,7 @@ from pipeline_assets.partitions import trials_partitions_def
 from resources.gate_policy import GatePolicyResource
 from resources.paper_broker import PaperBrokerResource
 from resources.strategy_plugins import StrategyPluginsResource
+from simulations.errors import PipelineError
 
 DEFAULT_PAPER_INTERVAL_SECONDS = 60
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
@@ -96,10 +97,16 @@ def build_paper_session_sensor(
         if context.repository_def is None:
             raise dg.DagsterInvariantViolationError("paper_session_sensor loads market_data from its code location")
         # The windows every trial run of an instrument loads: sessions trade the bars their grade is computed on.
-        windows = {
-            name: context.repository_def.load_asset_value(MARKET_DATA, partition_key=name, instance=context.instance)
-            for name in sorted({s.instrument for s in running})
-        }
+        windows = {}
+        for name in sorted({s.instrument for s in running}):
+            try:
+                windows[name] = context.repository_def.load_asset_value(
+                    MARKET_DATA, partition_key=name, instance=context.instance
+                )
+            except (PipelineError, dg.DagsterError) as exc:
+                # One instrument's missing or removed data holds back its own sessions only.
+                context.log.warning(f"paper sessions on instrument {name!r} wait: its market_data cannot be loaded: {exc}")
+        running = [s for s in running if s.instrument in windows]
         strategies = strategy_plugins.registry()
         requests = []
         pending = 0

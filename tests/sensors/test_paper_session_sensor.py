@@ -7,7 +7,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from resources.market_data import SyntheticMarketDataResource
 from resources.paper_broker import LocalPaperBrokerResource
+from simulations.strategies import BUILT_IN_STRATEGIES
 from tests.conftest import add_complete_trials
 from tests.dagster_helpers import Ticker, demo_gate_policy, execute_request, local_definitions, materialized
 
@@ -135,3 +137,23 @@ def test_an_undecided_sequential_test_keeps_the_session_trading_until_its_window
     [mat] = [m for m in graded.asset_materializations_for_node("trial_gauntlet") if m.asset_key.path == ["paper_trading_grade"]]
     assert mat.metadata["market_days"].value == 60
     assert mat.metadata["sequential_test"].value.startswith("required: Sharpe > 0 at 95%, undecided over 60 market days, largest e-value")
+
+
+def test_a_session_on_an_instrument_without_data_waits_and_the_others_are_graded(optuna_url, tmp_path, instance):
+    broker, clock = wall_clock_broker(tmp_path)
+    add_complete_trials(optuna_url, "demo", [0.5], params=[GOOD])
+    defs = local_definitions(optuna_url, tmp_path, paper_broker=broker)
+    Ticker(defs, instance).tick_until_idle()
+    # A session left from an instrument that was removed from the configuration since.
+    market = SyntheticMarketDataResource()
+    broker.start_session(
+        trial_key="gone__t00000000", strategy_name="momentum", params=GOOD, instrument="gone",
+        windows=market.load_windows(), costs_bps=(market.fee_bps, market.slippage_bps), strategies=BUILT_IN_STRATEGIES,
+    )
+    _set_clock(clock, START + dt.timedelta(seconds=7 * 24 + 1))
+    sensor = defs.resolve_sensor_def("paper_session_sensor")
+    with dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources) as context:
+        result = sensor(context)
+    assert [r.partition_key for r in result.run_requests] == [KEY]
+    sessions = {s.trial_key: s for s in broker.sessions()}
+    assert sessions["gone__t00000000"].bars_processed == 0 and sessions[KEY].days_elapsed > 7
