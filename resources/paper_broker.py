@@ -400,16 +400,8 @@ class LocalPaperBrokerResource(PaperBrokerResource):
             if not set(PAPER_METADATA.tables) <= present:
                 raise translate_db_error(exc, what="paper broker", url=self.database_url) from exc
         try:
-            columns = {c["name"] for c in sa.inspect(engine).get_columns(paper_sessions.name)}
+            self._add_instrument_column(engine)
             with engine.begin() as conn:
-                if "instrument" not in columns:
-                    # Sessions of earlier versions traded the one market there was: the default instrument.
-                    conn.execute(
-                        sa.text(
-                            "ALTER TABLE paper_sessions ADD COLUMN instrument VARCHAR(32) NOT NULL "
-                            f"DEFAULT '{DEFAULT_INSTRUMENT}'"
-                        )
-                    )
                 # Earlier versions ended a session as 'completed' once its fixed forward
                 # window ran out; the window is open-ended now, so such a session goes on.
                 conn.execute(
@@ -418,6 +410,29 @@ class LocalPaperBrokerResource(PaperBrokerResource):
         except sqlalchemy.exc.SQLAlchemyError as exc:
             raise translate_db_error(exc, what="paper broker", url=self.database_url) from exc
         return True
+
+    @staticmethod
+    def _add_instrument_column(engine: sa.Engine) -> None:
+        """Give a table of an earlier version its instrument column: its sessions traded the one
+        market there was, the default instrument."""
+
+        def has_it() -> bool:
+            return "instrument" in {c["name"] for c in sa.inspect(engine).get_columns(paper_sessions.name)}
+
+        if has_it():
+            return
+        try:
+            with engine.begin() as conn:
+                conn.execute(
+                    sa.text(
+                        "ALTER TABLE paper_sessions ADD COLUMN instrument VARCHAR(32) NOT NULL "
+                        f"DEFAULT '{DEFAULT_INSTRUMENT}'"
+                    )
+                )
+        except sqlalchemy.exc.SQLAlchemyError:
+            # Another process (a code server, the daemon) added it between the look and the change.
+            if not has_it():
+                raise
 
     def _now(self) -> dt.datetime:
         return _aware(self.now(), "now()")

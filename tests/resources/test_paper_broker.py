@@ -383,3 +383,28 @@ def test_a_session_an_earlier_version_marked_completed_goes_on(tmp_path: Path) -
     broker = make_broker(url, FakeClock())
     assert [s.status for s in broker.sessions()] == ["running"]
     assert broker.sync(trial_key="study#16", windows=WINDOWS, strategies=BUILT_IN_STRATEGIES).bars_processed == FORWARD_BARS
+
+
+def test_sessions_of_a_database_from_before_instruments_trade_the_default_instrument(database_url):
+    # The paper_sessions table as earlier versions created it: no instrument column.
+    old = sa.MetaData()
+    sa.Table(
+        paper_sessions.name, old,
+        *(sa.Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable)
+          for c in paper_sessions.columns if c.name != "instrument"),
+    )
+    engine = sa.create_engine(database_url)
+    try:
+        old.create_all(engine)
+        row = {
+            "trial_key": "old__t00000000", "strategy_name": STRATEGY, "params_json": "{}", "status": "running",
+            "clock": "replay", "speed": 1.0, "fee_bps": 1.0, "slippage_bps": 1.0, "bar_seconds": 3600.0,
+            "n_forward_bars": 0, "forward_sha256": "0" * 64, "started_at_us": 0, "updated_at_us": 0,
+            "bars_processed": 0, "held": 0.0, "pending_target": 0.0, "equity": 1.0, "last_close": None, "n_fills": 0,
+        }
+        with engine.begin() as conn:
+            conn.execute(old.tables[paper_sessions.name].insert().values(**row))
+    finally:
+        engine.dispose()
+    [session] = make_broker(database_url, FakeClock()).sessions()
+    assert (session.trial_key, session.instrument) == ("old__t00000000", DEFAULT_INSTRUMENT)
