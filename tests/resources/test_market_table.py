@@ -3,7 +3,6 @@ watched through a watermark, and every failure a typed error naming the table an
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import dagster as dg
 import polars as pl
@@ -18,13 +17,6 @@ from simulations.market import generate_synthetic_market
 
 N_DAYS = 40
 WINDOWS = {"train_days": 20.0, "backtest_days": 10.0, "forward_days": 5.0}
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "postgres":
-        return request.getfixturevalue("pg_database")
-    return f"sqlite:///{tmp_path / 'bars.db'}"
 
 
 @pytest.fixture(scope="module")

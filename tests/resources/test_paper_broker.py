@@ -65,13 +65,6 @@ def make_broker(url: str, fake: FakeClock, **fields) -> LocalPaperBrokerResource
     return ClockedBroker(database_url=url, **fields)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "postgres":
-        return request.getfixturevalue("pg_database")
-    return f"sqlite:///{tmp_path / 'gauntlet.db'}"
-
-
 @pytest.fixture(scope="module")
 def batch():
     """The whole forward window processed at once by the pure engine, and the backtester's run."""

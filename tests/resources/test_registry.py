@@ -32,14 +32,6 @@ PROCESS_CAPACITY = 1
 WORKER_JOIN_SECONDS = 120
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The registry database: a fresh SQLite file, or a fresh PostgreSQL database."""
-    if request.param == "postgres":
-        return request.getfixturevalue("pg_database")
-    return f"sqlite:///{tmp_path / 'registry.db'}"
-
-
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'registry.db'}"
