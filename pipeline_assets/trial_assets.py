@@ -69,6 +69,7 @@ def instruments_of(
             run.fail(key, "instrument", exc)
             continue
         try:
+            # Read here: an instrument whose data is missing or damaged fails its own trials only.
             market_data[name], cge_scenarios[name]
         except KeyError:
             run.fail(key, "instrument", ConfigurationError(

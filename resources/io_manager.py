@@ -107,5 +107,3 @@ class ArtifactIOManager(dg.ConfigurableIOManagerFactory):
 
     def create_io_manager(self, context: dg.InitResourceContext) -> ChecksummedUPathIOManager:
         return ChecksummedUPathIOManager(base_path=UPath(self.base_dir))
-
-
