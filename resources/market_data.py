@@ -288,17 +288,6 @@ class InstrumentsResource(dg.ConfigurableResource):
         description="Per instrument, the study names (shell patterns, e.g. 'btc_*') that trade it.",
     )
 
-    @classmethod
-    def single(cls, market: MarketDataResource) -> InstrumentsResource:
-        """Every study on ``market``, the one `DEFAULT_INSTRUMENT`."""
-        if isinstance(market, FileMarketDataResource):
-            return cls(files={DEFAULT_INSTRUMENT: market})
-        if isinstance(market, TableMarketDataResource):
-            return cls(tables={DEFAULT_INSTRUMENT: market})
-        if isinstance(market, SyntheticMarketDataResource):
-            return cls(synthetic={DEFAULT_INSTRUMENT: market})
-        raise TypeError(f"no instrument kind holds a {type(market).__name__}")
-
     def model_post_init(self, context: object, /) -> None:
         super().model_post_init(context)
         kinds = (self.files, self.tables, self.synthetic)

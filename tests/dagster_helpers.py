@@ -13,7 +13,14 @@ from gauntlet.config import GauntletConfig
 from gauntlet.environment import build_resources
 from pipeline_assets.partitions import trials_partitions_def
 from pipeline_assets.shared_assets import build_shared_assets
-from resources.market_data import DEFAULT_INSTRUMENT, InstrumentsResource, MarketDataResource, SyntheticMarketDataResource
+from resources.market_data import (
+    DEFAULT_INSTRUMENT,
+    FileMarketDataResource,
+    InstrumentsResource,
+    MarketDataResource,
+    SyntheticMarketDataResource,
+    TableMarketDataResource,
+)
 from resources.gate_policy import GatePolicyResource
 from resources.optuna_study import OptunaStudyResource
 from tests.simulations.previous_system import PREVIOUS_SYSTEM_FILE
@@ -56,14 +63,20 @@ def local_definitions(optuna_url: str, home: str | Path, **overrides) -> dg.Defi
     return build_definitions(config=demo_config(home), resources=local_resources(optuna_url, home, **overrides))
 
 
+def one_instrument(market: MarketDataResource) -> InstrumentsResource:
+    """``market`` as the one instrument, `DEFAULT_INSTRUMENT`, every study trades."""
+    kind = {FileMarketDataResource: "files", TableMarketDataResource: "tables", SyntheticMarketDataResource: "synthetic"}
+    return InstrumentsResource(**{kind[type(market)]: {DEFAULT_INSTRUMENT: market}})
+
+
 def shared_assets(market: MarketDataResource | None = None) -> list:
     """The shared assets with the one `DEFAULT_INSTRUMENT` (the default synthetic market unless ``market``)."""
-    return build_shared_assets(InstrumentsResource.single(market or SyntheticMarketDataResource()))
+    return build_shared_assets(one_instrument(market or SyntheticMarketDataResource()))
 
 
 def single_instrument(market: MarketDataResource) -> dict:
     """Resources making ``market`` the one instrument every study trades."""
-    return {"instruments": InstrumentsResource.single(market)}
+    return {"instruments": one_instrument(market)}
 
 
 def materialize_shared(defs: dg.Definitions, instance: dg.DagsterInstance, instrument: str = DEFAULT_INSTRUMENT) -> None:
