@@ -52,6 +52,12 @@ positive when any of them passes (per stage: that gate alone, the whole chain, t
 promotion); a planted study is a false negative when none does. The planted strategy
 itself is also judged in every planted study (``candidates="planted_strategy"``), which
 separates the gates' power from the search's. Rates carry Clopper-Pearson intervals.
+
+Forward paper trading
+---------------------
+:func:`horizon_curve` measures the paper gate's sequential test alone on simulated forward
+sessions: after how many market days a strategy of the planted Sharpe ratio is promoted, and
+how often one at the test's floor is, per horizon.
 """
 
 from __future__ import annotations
@@ -97,9 +103,15 @@ from simulations.constants import (
     DEFAULT_SLIPPAGE_BPS,
     DEFAULT_TRACK_RECORD_CONFIDENCE,
     DEFAULT_TRAIN_DAYS,
+    HORIZON_CONFIDENCE,
+    HORIZON_DAYS,
+    HORIZON_PLANTED_SHARPE,
+    HORIZON_SESSIONS,
     SYNTHETIC_BAR_SECONDS,
+    SYNTHETIC_BAR_VOL,
     SYNTHETIC_BARS_PER_DAY,
     SYNTHETIC_BASE_VOLUME,
+    SYNTHETIC_NOISE_DOF,
     SYNTHETIC_PERIODS_PER_YEAR,
     SYNTHETIC_START_ISO,
     SYNTHETIC_START_PRICE,
@@ -111,6 +123,7 @@ from simulations.errors import ConfigurationError
 from simulations.gates import (
     GatePolicy,
     GateVerdict,
+    SequentialTestPolicy,
     evaluate_backtest_gate,
     evaluate_cge_gate,
     evaluate_paper_gate,
@@ -122,6 +135,7 @@ from simulations.metrics import (
     probabilistic_sharpe_ratio,
     sharpe_ratio,
 )
+from simulations.sequential import sharpe_e_values
 from simulations.strategies import BUILT_IN_STRATEGIES
 
 MarketKind = Literal["null", "planted"]
@@ -158,6 +172,19 @@ _SIGNS_AND_SPELLS = 0x5EED_CA1B
 _FIRST_DRIFT_BRACKET = 0.025
 _MAX_DRIFT_PER_VOL = 1.0
 _DRIFT_TOLERANCE = 1e-6
+
+# Entropy word mixed into the run seed for the horizon curve's sessions, so they are
+# independent of the studies' markets drawn from the same seed.
+_FORWARD_SESSIONS = 0x5E55_10F5
+
+# Hourly innovations drawn at once (about 16 MB): the draws go market day by market day, so
+# how many days one draw holds changes nothing but the memory it takes.
+_VALUES_PER_DRAW = 1 << 21
+
+#: Most sessions times market days per arm of the horizon curve: at this limit the test's
+#: arrays over them (8 bytes a value) peak at about 600 MB (2,000 sessions of 2,500 days).
+MAX_HORIZON_SESSION_DAYS = 5_000_000
+
 _START = dt.datetime.fromisoformat(SYNTHETIC_START_ISO)
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
@@ -684,6 +711,295 @@ def track_record_statement(
         max_false_positive_rate=max_false_positive_rate,
         max_false_negative_rate=max_false_negative_rate,
         achievable=achievable,
+        statement=statement,
+    )
+
+
+# --------------------------------------------------------------------------- forward paper sessions
+
+HORIZON_SEED_RULE = (
+    f"innovations: numpy default_rng(SeedSequence([seed, {_FORWARD_SESSIONS:#x}])).standard_t(dof), drawn market "
+    "day after market day in the shape (day, session, bar) and times sqrt((dof - 2) / dof); the planted and null "
+    "arms share them"
+)
+
+
+class SessionRate(_Frozen):
+    """A share of simulated paper sessions, with its Clopper-Pearson interval.
+
+    Attributes
+    ----------
+    errors, sessions
+        Sessions in error and sessions of the arm (counts).
+    rate, ci_low, ci_high
+        ``errors / sessions`` and its interval (fractions).
+    """
+
+    errors: int = Field(ge=0)
+    sessions: int = Field(ge=1)
+    rate: float = Field(ge=0.0, le=1.0)
+    ci_low: float = Field(ge=0.0, le=1.0)
+    ci_high: float = Field(ge=0.0, le=1.0)
+
+
+class HorizonRow(_Frozen):
+    """The sequential test's error rates once the sessions have traded ``days`` market days.
+
+    Attributes
+    ----------
+    days
+        Market days of forward paper trading (each day's close is one look of the test).
+    false_negative
+        Sessions of the planted arm not promoted by then.
+    false_positive
+        Sessions of the null arm (Sharpe ratio at the floor) promoted by then.
+    """
+
+    days: int = Field(ge=1)
+    false_negative: SessionRate
+    false_positive: SessionRate
+
+
+class HorizonCurve(_Frozen):
+    """How long forward paper trading takes to promote a strategy of the planted Sharpe ratio.
+
+    Attributes
+    ----------
+    rows
+        One per horizon, ascending in days.
+    planted_sharpe
+        Annualised Sharpe ratio of the planted arm's sessions (per year).
+    sequential
+        The test as run: the given floor, futility bound and ``max_days``, at the curve's
+        ``confidence``.
+    threshold
+        The e-value that promotes, ``1 / (1 - confidence)``.
+    alpha
+        ``1 - confidence``: the bound on the false-positive rate, at every horizon at once.
+    n_sessions
+        Simulated sessions per arm.
+    bars_per_day, looks_per_year
+        Hourly bars per market day and market days (looks) per year: the market trades
+        around the clock.
+    bar_vol
+        Per-bar standard deviation of the sessions' net returns (fraction; the test is scale-free).
+    tail_dof
+        Degrees of freedom of the Student-t innovations.
+    seed, seed_rule
+        The seed, and how the sessions derive from it.
+    interval_confidence
+        Confidence of the Clopper-Pearson intervals.
+    statement
+        The curve in two sentences.
+    """
+
+    rows: tuple[HorizonRow, ...]
+    planted_sharpe: float
+    sequential: SequentialTestPolicy
+    threshold: float
+    alpha: float
+    n_sessions: int
+    bars_per_day: int
+    looks_per_year: float
+    bar_vol: float
+    tail_dof: float
+    seed: int
+    seed_rule: str
+    interval_confidence: float
+    statement: str
+
+
+def _is_real(value: object) -> bool:
+    numeric = isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
+    return numeric and math.isfinite(value)
+
+
+def _is_count(value: object, low: int) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | np.integer) and value >= low
+
+
+def _validated_horizons(horizons: object) -> tuple[int, ...]:
+    if isinstance(horizons, str | bytes) or not isinstance(horizons, Sequence) or not horizons:
+        raise ConfigurationError(
+            f"horizons must be a non-empty sequence of market days, e.g. {HORIZON_DAYS}; got {horizons!r}"
+        )
+    bad = [h for h in horizons if not _is_count(h, 1)]
+    if bad:
+        raise ConfigurationError(f"horizons must be whole market days >= 1, got {bad[0]!r} in {list(horizons)}")
+    days = tuple(int(h) for h in horizons)
+    if any(later <= earlier for earlier, later in zip(days, days[1:])):
+        raise ConfigurationError(
+            f"horizons must be strictly ascending market days, got {list(days)}; did you mean {sorted(set(days))}?"
+        )
+    return days
+
+
+def _promotion_days(daily: np.ndarray, test: SequentialTestPolicy, looks_per_year: float) -> np.ndarray:
+    """The market day (1-based) each session's test promotes it, as the paper gate decides
+    (:func:`simulations.paper.paper_metrics`); ``n_days + 1`` for a session never promoted."""
+    never = daily.shape[-1] + 1
+
+    def first_day(alternative: Literal["greater", "less"]) -> np.ndarray:
+        e = sharpe_e_values(
+            returns=daily, sharpe_floor=test.sharpe_floor, periods_per_year=looks_per_year, alternative=alternative
+        )
+        reached = e >= test.threshold
+        return np.where(reached.any(axis=-1), reached.argmax(axis=-1) + 1, never)
+
+    decided = first_day("greater")
+    if test.futility:
+        # A futility bound reached on an earlier day ends the session unpromoted; on the same
+        # day the promotion stands.
+        decided = np.where(first_day("less") < decided, never, decided)
+    if test.max_days is not None:
+        decided = np.where(decided > test.max_days, never, decided)
+    return decided
+
+
+def _session_rate(errors: int, sessions: int) -> SessionRate:
+    low, high = binomial_interval(successes=errors, trials=sessions)
+    return SessionRate(errors=errors, sessions=sessions, rate=errors / sessions, ci_low=low, ci_high=high)
+
+
+def horizon_curve(
+    *,
+    horizons: Sequence[int] = HORIZON_DAYS,
+    n_sessions: int = HORIZON_SESSIONS,
+    planted_sharpe: float = HORIZON_PLANTED_SHARPE,
+    confidence: float = HORIZON_CONFIDENCE,
+    sequential: SequentialTestPolicy = SequentialTestPolicy(),
+    seed: int = CALIBRATION_SEED,
+) -> HorizonCurve:
+    """False negatives at the planted Sharpe ratio and false positives at the floor of the paper
+    gate's sequential test, after each horizon of forward paper trading.
+
+    Simulates ``n_sessions`` forward paper sessions per arm on a market open around the
+    clock, as hourly per-bar net returns ``SYNTHETIC_BAR_VOL * (sharpe / sqrt(bars per year) +
+    e_t)``, with ``e_t`` Student-t with ``SYNTHETIC_NOISE_DOF`` degrees of freedom scaled to
+    unit variance: fat tails, and an annualised Sharpe ratio of exactly ``sharpe``. The
+    planted arm has ``planted_sharpe``; the null arm the test's floor, the boundary of the
+    null hypothesis where false positives are likeliest. Both arms use the same innovations
+    (common random numbers, as the studies' null and planted markets do). Each session's bars
+    compound into market-day returns (as :func:`simulations.paper.daily_returns` does), and
+    the test runs as the paper gate runs it: :func:`simulations.sequential.sharpe_e_values` at
+    every market day's close, promoted on the first day the e-value reaches the threshold
+    unless the futility bound (when on) reached it on an earlier day, and never after
+    ``max_days``.
+
+    Only the sequential test is simulated: the gate also needs ``paper.min_days`` of trading
+    and a passing grade, so its false negatives are at least these.
+
+    Parameters
+    ----------
+    horizons
+        Market days of forward trading after which the rates are read (whole days >= 1,
+        strictly ascending); the sessions trade the last one.
+    n_sessions
+        Simulated sessions per arm (>= 1).
+    planted_sharpe
+        Annualised Sharpe ratio of the planted arm (per year, finite, above the floor).
+    confidence
+        Confidence of the test, in (0, 1); it replaces ``sequential.confidence``. The default,
+        0.99, bounds the false-positive rate by 1 % at every horizon.
+    sequential
+        The paper gate's test (``gates.paper.sequential``): its ``sharpe_floor`` (annualised),
+        ``futility`` and ``max_days`` (market days) are run; ``enabled`` is not read.
+    seed
+        Seed of the sessions (non-negative integer; :data:`HORIZON_SEED_RULE`).
+
+    Returns
+    -------
+    HorizonCurve
+        One row per horizon with both rates and their 95 % Clopper-Pearson intervals; false
+        negatives never rise and false positives never fall with the horizon. The same
+        arguments give the same curve, and a curve over fewer horizons repeats the first rows
+        of a longer one.
+
+    Raises
+    ------
+    ConfigurationError
+        If an argument is out of range, or the sessions times the last horizon exceed
+        :data:`MAX_HORIZON_SESSION_DAYS`; the message says what to pass instead.
+    """
+    days = _validated_horizons(horizons)
+    if not _is_count(n_sessions, 1):
+        raise ConfigurationError(
+            f"n_sessions must be a whole number >= 1 (simulated sessions per arm), got {n_sessions!r}"
+        )
+    if not (_is_real(confidence) and 0.0 < confidence < 1.0):
+        raise ConfigurationError(
+            "confidence must be a number strictly between 0 and 1 (0.99: at most 1 % false positives), "
+            f"got {confidence!r}"
+        )
+    if not isinstance(sequential, SequentialTestPolicy):
+        raise ConfigurationError(
+            f"sequential must be a SequentialTestPolicy (gates.paper.sequential), got {type(sequential).__name__}"
+        )
+    floor = sequential.sharpe_floor
+    if not (_is_real(planted_sharpe) and planted_sharpe > floor):
+        raise ConfigurationError(
+            f"planted_sharpe must be a finite annualised Sharpe ratio above the test's floor {floor:g} "
+            f"(a missed edge above the floor is a false negative), got {planted_sharpe!r}"
+        )
+    if not _is_count(seed, 0):
+        raise ConfigurationError(f"seed must be a non-negative integer, got {seed!r}")
+    n_days = days[-1]
+    if n_sessions * n_days > MAX_HORIZON_SESSION_DAYS:
+        raise ConfigurationError(
+            f"{n_sessions:,} sessions of {n_days:,} market days are more than {MAX_HORIZON_SESSION_DAYS:,} session "
+            f"days: use at most {MAX_HORIZON_SESSION_DAYS // n_days:,} sessions, or a shorter last horizon"
+        )
+    n_sessions = int(n_sessions)
+    test = SequentialTestPolicy.model_validate({**sequential.model_dump(), "enabled": True, "confidence": confidence})
+    bars = SYNTHETIC_BARS_PER_DAY
+    looks_per_year = SYNTHETIC_PERIODS_PER_YEAR / bars
+    dof = SYNTHETIC_NOISE_DOF
+    drifts = np.array([planted_sharpe, floor]) / math.sqrt(SYNTHETIC_PERIODS_PER_YEAR)
+
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), _FORWARD_SESSIONS]))
+    daily = np.empty((2, n_sessions, n_days))
+    step = max(1, _VALUES_PER_DRAW // (n_sessions * bars))
+    for start in range(0, n_days, step):
+        stop = min(n_days, start + step)
+        noise = rng.standard_t(dof, size=(stop - start, n_sessions, bars)) * math.sqrt((dof - 2.0) / dof)
+        for arm, drift in enumerate(drifts):
+            growth = np.log1p(SYNTHETIC_BAR_VOL * (drift + noise)).sum(axis=-1)
+            daily[arm, :, start:stop] = np.expm1(growth).T
+    planted, null = (_promotion_days(arm, test, looks_per_year) for arm in daily)
+
+    rows = tuple(
+        HorizonRow(
+            days=h,
+            false_negative=_session_rate(int(np.count_nonzero(planted > h)), n_sessions),
+            false_positive=_session_rate(int(np.count_nonzero(null <= h)), n_sessions),
+        )
+        for h in days
+    )
+    alpha = float(f"{1.0 - confidence:.12g}")
+    last = rows[-1]
+    missed = ", ".join(f"{row.false_negative.rate:.1%}" for row in rows)
+    statement = (
+        f"At confidence {confidence:g} (promoted once the e-value reaches {test.threshold:g}), a strategy whose "
+        f"Sharpe ratio is at the floor {floor:g} is promoted in at most {alpha * 100:.3g} % of sessions however long it "
+        f"trades (Ville's inequality; approximate with fat tails and a scale estimated as it goes): measured "
+        f"{last.false_positive.rate:.2%} [{last.false_positive.ci_low:.2%}, {last.false_positive.ci_high:.2%}] by "
+        f"market day {last.days}. A true annualised Sharpe ratio of {planted_sharpe:g} is still not promoted after "
+        f"{', '.join(map(str, days))} market days in {missed} of sessions respectively."
+    )
+    return HorizonCurve(
+        rows=rows,
+        planted_sharpe=float(planted_sharpe),
+        sequential=test,
+        threshold=test.threshold,
+        alpha=alpha,
+        n_sessions=n_sessions,
+        bars_per_day=bars,
+        looks_per_year=looks_per_year,
+        bar_vol=SYNTHETIC_BAR_VOL,
+        tail_dof=dof,
+        seed=int(seed),
+        seed_rule=HORIZON_SEED_RULE,
+        interval_confidence=CALIBRATION_CONFIDENCE,
         statement=statement,
     )
 

@@ -272,6 +272,18 @@ CALIBRATION_MAX_FALSE_NEGATIVE_RATE = 0.05
 #: Confidence of the reported error-rate intervals (Clopper-Pearson).
 CALIBRATION_CONFIDENCE = 0.95
 
+#: The forward paper-trading horizon curve (simulations.calibration.horizon_curve): the
+#: market days of trading after which it reads whether a session has been promoted, the
+#: planted annualised Sharpe ratio whose false negatives it counts (the target's), the
+#: confidence of the sequential test it runs (1 - the target false-positive rate: a strategy
+#: at the floor is promoted in at most 1 % of sessions, at any look), and the simulated sessions per
+#: arm (about a second; a false-positive rate near 0.2 % then has an interval under half a
+#: point wide).
+HORIZON_DAYS = (7, 30, 60, 120, 250)
+HORIZON_PLANTED_SHARPE = CALIBRATION_PLANTED_SHARPES[0]
+HORIZON_CONFIDENCE = 1.0 - CALIBRATION_MAX_FALSE_POSITIVE_RATE
+HORIZON_SESSIONS = 2_000
+
 #: Threshold grid of the recommendation sweep: a backtest Sharpe floor in every phase
 #: (annualised), the paper grading's Sharpe floor (annualised), win-rate floor (0 drops
 #: the check: trend followers win a quarter to a third of their trades whatever their

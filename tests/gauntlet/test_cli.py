@@ -440,3 +440,35 @@ def test_run_partitions_follow_the_dynamic_partition_order():
     assert run_partitions({"dagster/partition": "b__t00000000"}, keys, position) == ["b__t00000000"]
     assert run_partitions({"dagster/partition": "gone__t00000000"}, keys, position) == []
     assert run_partitions({}, keys, position) == []
+
+
+# -- calibrate --------------------------------------------------------------------------------------
+def test_calibrate_reports_the_forward_paper_trading_horizon_curve(tmp_path, monkeypatch, capsys):
+    for name in [n for n in os.environ if n.startswith("GAUNTLET_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("GAUNTLET_HOME", str(tmp_path / "gauntlet"))
+    chart = tmp_path / "horizon_curve.png"
+    argv = ["calibrate", "--horizons-only", "--horizon-sessions", "300", "--seed", "3"]
+    assert main([*argv, "--chart", str(chart)]) == 0
+    text = capsys.readouterr().out
+    heading, header, *table = text.splitlines()[:7]
+    assert heading.startswith("Forward paper trading: the sequential test at confidence 0.99 (promoted once the e-value")
+    assert header.split() == [
+        "days", "false", "negatives:", "SR", "2", "not", "promoted",
+        "false", "positives:", "SR", "0", "(the", "floor)", "promoted",
+    ]
+    assert [int(line.split()[0]) for line in table] == [7, 30, 60, 120, 250]
+    assert all(line.split()[1].endswith("%") and line.split()[4].endswith("%") for line in table)
+    assert "promoted in at most 1 % of sessions however long it trades" in text
+    assert chart.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+    assert main([*argv, "--json"]) == 0
+    curve = json.loads(capsys.readouterr().out)["horizon_curve"]
+    assert [row["days"] for row in curve["rows"]] == [7, 30, 60, 120, 250]
+    assert {row["false_negative"]["sessions"] for row in curve["rows"]} == {300}
+    assert (curve["sequential"]["confidence"], curve["threshold"], curve["seed"]) == (0.99, 100.0, 3)
+
+    code = main([*argv, "--horizons", "30", "7"])
+    assert code == 2 and "horizons must be strictly ascending market days, got [30, 7]; did you mean [7, 30]?" in (
+        capsys.readouterr().err
+    )
