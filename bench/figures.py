@@ -307,7 +307,7 @@ def _gauntlet_status_seconds(n_trials: int = 10_000, repeats: int = 5) -> dict[s
                     }
                     candidate = Candidate(
                         study="bench", number=i, partition_key=key, params_hash="bench", code_version="bench",
-                        data_hashes={}, verdicts=verdicts,
+                        data_hashes={}, verdicts=verdicts, paper_mode="forward",
                     )
                     record = registry.decide_and_record(candidate=candidate, settings=settings, decided_by="pipeline")
                     yield dg.AssetMaterialization(TRIAL_ASSET_KEYS[4], partition=key, metadata={"decision": record.decision})

@@ -47,6 +47,7 @@ from resources.gate_policy import GatePolicyResource
 from resources.market_data import DEFAULT_INSTRUMENT, INSTRUMENT_NAME_PATTERN, TABLE_NAME_PATTERN
 from resources.notifier import GateAlerts
 from resources.paper_broker import ClockMode
+from simulations.paper import PaperMode
 from simulations.calendars import market_calendar
 from simulations.constants import (
     DEFAULT_BACKTEST_DAYS,
@@ -270,10 +271,20 @@ class StrategiesConfig(_Section):
 
 
 class PaperConfig(_Section):
-    """The paper venue's clock."""
+    """How paper sessions meet the market: forward from the newest bar, or a labelled holdout replay at its clock."""
 
+    mode: PaperMode = "forward"
     clock: ClockMode = "replay"
     speed: float = Field(default=DEFAULT_PAPER_CLOCK_SPEED, gt=0)
+
+    @model_validator(mode="after")
+    def _clock_of_a_holdout(self) -> PaperConfig:
+        if self.mode == "forward" and self.model_fields_set & {"clock", "speed"} and self.clock != "replay":
+            raise ValueError(
+                "paper.clock paces a holdout replay; a forward session trades bars as they arrive: "
+                "leave clock out, or set mode: holdout"
+            )
+        return self
 
 
 class DeploymentConfig(_Section):
@@ -285,6 +296,7 @@ class DeploymentConfig(_Section):
     at_capacity: AtCapacity = "keep_incumbent"
     ranking_metric: RankingMetric = "sharpe"
     dry_run: bool = False
+    paper_modes: list[PaperMode] = Field(default_factory=lambda: ["forward"], min_length=1)
 
 
 class ArtifactsConfig(_Section):
@@ -399,11 +411,13 @@ ENV_OVERRIDES: tuple[Override, ...] = (
     Override("GAUNTLET_STRATEGY_PLUGINS", "strategies.plugins", "list"),
     Override("GAUNTLET_MODEL_DIR", "strategies.model_dir", "path"),
     Override("GAUNTLET_GATE_POLICY", "gates_file", "path"),
+    Override("GAUNTLET_PAPER_MODE", "paper.mode", "value"),
     Override("GAUNTLET_PAPER_CLOCK", "paper.clock", "value"),
     Override("GAUNTLET_PAPER_SPEED", "paper.speed", "value"),
     Override("GAUNTLET_DATABASE_URL", "deployment.database", "reference"),
     Override("GAUNTLET_LIVE_CAPACITY", "deployment.live_capacity", "value"),
     Override("GAUNTLET_DRY_RUN", "deployment.dry_run", "value"),
+    Override("GAUNTLET_DEPLOY_PAPER_MODES", "deployment.paper_modes", "list"),
     Override("GAUNTLET_ARTIFACT_DIR", "artifacts.dir", "reference"),
     Override("GAUNTLET_ALERT_LOG", "notifier.log", "reference"),
     Override("GAUNTLET_ALERT_WEBHOOK", "notifier.webhook", "reference"),

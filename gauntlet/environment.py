@@ -108,7 +108,7 @@ def build_resources(config: GauntletConfig) -> dict[str, Any]:
             path=config.gates_file, overrides=config.gates.model_dump(mode="json", exclude_unset=True)
         ),
         "paper_broker": LocalPaperBrokerResource(
-            database_url=database, clock=config.paper.clock, speed=config.paper.speed
+            database_url=database, mode=config.paper.mode, clock=config.paper.clock, speed=config.paper.speed
         ),
         "registry": SqlDeploymentRegistryResource(database_url=database, live_capacity=deployment.live_capacity),
         "deployment_policy": DeploymentPolicyResource(
@@ -116,6 +116,7 @@ def build_resources(config: GauntletConfig) -> dict[str, Any]:
             at_capacity=deployment.at_capacity,
             ranking_metric=deployment.ranking_metric,
             dry_run=deployment.dry_run,
+            paper_modes=deployment.paper_modes,
         ),
         "strategy_plugins": StrategyPluginsResource(
             import_paths=strategies.plugins,

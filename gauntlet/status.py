@@ -120,6 +120,8 @@ class TrialStatus:
     decision: DecisionRecord | None
     in_flight: bool
     rejection: Rejection | None = None
+    #: Its paper session, if gate 2 passed it.
+    paper: SessionInfo | None = None
 
     @property
     def errored(self) -> bool:
@@ -142,10 +144,12 @@ class TrialStatus:
             "in_flight": self.in_flight,
             "last_error": self.last_error.to_json() if self.last_error else None,
             "rejection": self.rejection.to_json() if self.rejection else None,
+            "paper": self._paper_json(),
             "decision": (
                 {
                     "id": self.decision.id,
                     "decision": self.decision.decision,
+                    "paper_mode": self.decision.paper_mode,
                     "reason": self.decision.reason,
                     "decided_by": self.decision.decided_by,
                     "decided_at": self.decision.decided_at.isoformat(),
@@ -153,6 +157,30 @@ class TrialStatus:
                 if self.decision
                 else None
             ),
+        }
+
+    def _paper_json(self) -> dict[str, Any] | None:
+        session = self.paper
+        if session is None:
+            return None
+        if session.status == "stopped":
+            state = "stopped"
+        elif self.stage in ("graded", "decided"):
+            state = "graded"
+        else:
+            state = "trading" if session.bars_processed else "awaiting_bars"
+
+        def moment(value: dt.datetime | None) -> str | None:
+            return value.isoformat() if value is not None else None
+
+        return {
+            "mode": session.mode,
+            "started_after": moment(session.origin_bar),
+            "first_bar": moment(session.first_bar),
+            "last_bar": moment(session.last_bar),
+            "market_days": session.market_days,
+            "bars": session.bars_processed,
+            "state": state,
         }
 
 
@@ -399,6 +427,9 @@ def _stage(key: str, materialized: Mapping[dg.AssetKey, set[str]], sessions: Map
 def _paper_reason(session: SessionInfo, paper: PaperGatePolicy) -> str:
     if session.status == "stopped":
         return "paper session stopped"
+    if session.mode == "forward" and not session.bars_processed:
+        after = session.origin_bar.isoformat() if session.origin_bar else "the newest bar"
+        return f"paper trading forward: waiting for bars after {after}"
     if session.days_elapsed < paper.min_days:
         return f"paper trading {session.days_elapsed:.1f} of {paper.min_days:g} days"
     if paper.sequential.enabled:
@@ -454,6 +485,7 @@ def read_status(
                 decision=decisions.get(key),
                 in_flight=key in waiting,
                 rejection=rejections.get(key),
+                paper=sessions.get(key),
             )
         )
     # Keys made by hand in the UI (no study, no number) last, in partition order.

@@ -26,6 +26,8 @@ def candidate_for(run: StageRun, key: str, *, code_version: str) -> Candidate:
     snapshot = run.snapshots[key]
     verdicts: dict[str, GateVerdict] = {}
     data_hashes: dict[str, str] = {}
+    # A paper grade recorded before sessions had modes came from a replay of the held-out window.
+    paper_mode = "holdout"
     for stage in STAGES:
         payload = json.loads(run.artifacts.read_bytes(stage_artifact(key, dg.AssetKey(stage.asset))))
         verdicts[stage.gate] = GateVerdict.model_validate(payload["verdict"])
@@ -34,6 +36,7 @@ def candidate_for(run: StageRun, key: str, *, code_version: str) -> Candidate:
             data_hashes["cge_sam"] = payload["sam_sha256"]
         if "forward_sha256" in payload:
             data_hashes["paper_forward"] = payload["forward_sha256"]
+            paper_mode = payload.get("mode", paper_mode)
     params = json.dumps(snapshot.params, sort_keys=True, separators=(",", ":"))
     return Candidate(
         study=snapshot.study_name,
@@ -43,6 +46,7 @@ def candidate_for(run: StageRun, key: str, *, code_version: str) -> Candidate:
         code_version=code_version,
         data_hashes=data_hashes,
         verdicts=verdicts,
+        paper_mode=paper_mode,
     )
 
 
@@ -82,6 +86,7 @@ def record(run: StageRun, key: str, decision: tuple[DecisionRecord, list[str]]) 
             "decided_by": decided.decided_by,
             "decided_at": decided.decided_at.isoformat(),
             "grade": decided.grade or "—",
+            "paper_mode": decided.paper_mode or "—",
             "replaced": decided.replaced or "—",
             "would_have": decided.would_have or "—",
             "params_hash": decided.params_hash,

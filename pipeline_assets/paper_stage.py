@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -48,10 +49,13 @@ class BrokerVenue:
         return self.broker.report(trial_key=trial_key).bars
 
     def exhausted(self, *, trial_key: str) -> bool:
-        # Every bar of the forward window this run was handed is traded: a replay releases them
-        # at once, the wall clock by the window's end. Bars appended later reach a new run.
+        # A forward session is never out of bars: the feed brings more. A holdout has traded every
+        # bar of the window this run was handed once its clock released them all (a replay at
+        # once, the wall clock by the window's end); bars appended later reach a new run.
         info = self.synced[trial_key]
-        return info.clock == "replay" or info.bars_processed >= self.windows.forward.n_bars
+        if info.mode == "forward":
+            return False
+        return info.clock == "replay" or info.bars_processed >= info.n_forward_bars
 
 
 def pending(run: StageRun, key: str, result: PaperPending) -> dg.AssetObservation:
@@ -67,9 +71,25 @@ def pending(run: StageRun, key: str, result: PaperPending) -> dg.AssetObservatio
             "days_elapsed": dg.MetadataValue.float(session.days_elapsed),
             "min_days": dg.MetadataValue.float(result.min_days),
             "bars_processed": session.bars_processed,
-            "clock": session.clock,
+            **session_metadata(session),
         },
     )
+
+
+def session_metadata(session: SessionInfo) -> dict[str, Any]:
+    """Where a session stands in the market, as the UI shows it on pending and graded sessions."""
+
+    def moment(value: dt.datetime | None) -> str:
+        return value.isoformat() if value is not None else "none yet"
+
+    return {
+        "paper_mode": session.mode,
+        "started_after_bar": moment(session.origin_bar) if session.mode == "forward" else "holdout: from the window's start",
+        "first_bar": moment(session.first_bar),
+        "last_bar": moment(session.last_bar),
+        "market_days": session.market_days,
+        "clock": session.clock if session.mode == "holdout" else "bars as they arrive",
+    }
 
 
 def sequential_summary(metrics: PaperMetrics, policy: SequentialTestPolicy) -> str:
@@ -95,6 +115,8 @@ def record(run: StageRun, key: str, outcome: PaperOutcome) -> StageRecord:
         "trial": snapshot.label,
         "snapshot_hash": snapshot.content_hash,
         "forward_sha256": outcome.session.forward_sha256,
+        "mode": outcome.session.mode,
+        "origin": outcome.session.origin,
         "metrics": m.model_dump(mode="json"),
         "verdict": outcome.verdict.model_dump(mode="json"),
     }
@@ -114,7 +136,8 @@ def record(run: StageRun, key: str, outcome: PaperOutcome) -> StageRecord:
     )
     reconciliation = m.reconciliation
     return StageRecord(
-        description=f"{snapshot.label}: grade {m.grade}; {outcome.verdict.reason}\n\n"
+        description=f"{snapshot.label}: grade {m.grade} ({outcome.session.mode} paper trading); "
+        f"{outcome.verdict.reason}\n\n"
         f"{png_inline(png, alt='paper equity against buy and hold')}",
         data_version=content_hash(payload),
         metadata={
@@ -139,9 +162,8 @@ def record(run: StageRun, key: str, outcome: PaperOutcome) -> StageRecord:
                 else "undefined (no variance)"
             ),
             "reconciliation_tracking_difference": dg.MetadataValue.float(reconciliation.tracking_difference),
-            "market_days": m.market_days,
             "sequential_test": sequential_summary(m, run.policy.paper.sequential),
-            "clock": outcome.session.clock,
+            **session_metadata(outcome.session),
             "artifacts": dg.MetadataValue.path(run.artifacts.uri(base)),
         },
     )

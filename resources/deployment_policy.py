@@ -23,6 +23,12 @@ class DeploymentPolicyResource(dg.ConfigurableResource):
         default="sharpe", description="Paper metric that ranks live deployments for replace_weakest."
     )
     dry_run: bool = Field(default=False, description="Record what would have been done; change nothing live.")
+    # Strings, not PaperMode: Dagster's config schema has no list of literals; `settings` validates them.
+    paper_modes: list[str] = Field(
+        default=["forward"],
+        description="Paper modes whose grades may promote: 'forward' (bars that arrived after the trial); "
+        "'holdout' too to promote grades of a replayed held-out window.",
+    )
 
     def settings(self, *, policy: GatePolicy, live_capacity: int) -> DeploymentSettings:
         """The decision settings for the current gate policy and registry capacity."""
@@ -33,4 +39,5 @@ class DeploymentPolicyResource(dg.ConfigurableResource):
             at_capacity=self.at_capacity,
             ranking_metric=self.ranking_metric,
             dry_run=self.dry_run,
+            paper_modes=frozenset(self.paper_modes),
         )

@@ -1,17 +1,23 @@
 """The paper venue as a resource: `PaperBrokerResource` and its local, persistent implementation.
 
 `PaperBrokerResource` is what a broker's paper-trading API would provide: sessions keyed by
-trial, advanced by `sync` as the venue's clock releases forward bars, and reported as
-frames. `LocalPaperBrokerResource` runs `simulations.paper.advance_session` against the
-forward window it is handed: the windows `market_data` built, so that the venue trades the
-bars, and cuts at the dates, that every trial is judged on (one source of truth; the dates
-are pinned in the Dagster instance). The forward window is open-ended: bars appended to the
-market source join it when `market_data` is rebuilt, and a session trades them next. It keeps
-every session in three tables of Gauntlet's own database (the deployment registry's; tables
-prefixed ``paper_``):
+trial, advanced by `sync` as bars arrive, and reported as frames. `LocalPaperBrokerResource`
+runs `simulations.paper.advance_session` against the forward window it is handed: the windows
+`market_data` built, so that the venue trades the bars, and cuts at the dates, that every trial
+is judged on (one source of truth; the dates are pinned in the Dagster instance). The forward
+window is open-ended: bars appended to the market source join it when `market_data` is
+rebuilt, and a session trades them next.
 
-* ``paper_sessions`` — one row per trial: strategy, params, clock, costs, the hash of the
-  forward bars it has traded so far and the `SessionState`;
+A session has a `simulations.paper.PaperMode`, fixed when it starts. A ``forward`` session
+(paper trading) starts at the newest bar of the window it is first handed and trades only the
+bars that arrive after it; a ``holdout`` session replays the forward window from its first bar,
+released by its clock (``replay``: at once; ``wall``: at a pace). The venue keeps every session
+in three tables of Gauntlet's own database (the deployment registry's; tables prefixed
+``paper_``):
+
+* ``paper_sessions`` — one row per trial: strategy, params, mode, origin (forward bars before
+  its first), clock, costs, the hash of the forward bars up to its last traded one and the
+  `SessionState`;
 * ``paper_fills`` and ``paper_bars`` — one row per (trial_key, bar_index), the primary
   key, so re-processing a bar can never add a second fill or equity row.
 
@@ -44,7 +50,7 @@ from resources.process_cache import SCHEMAS_READY
 from simulations.constants import DEFAULT_PAPER_CLOCK_SPEED, SECONDS_PER_DAY
 from simulations.errors import ConfigurationError, PaperTradingError, PipelineError
 from simulations.market import MarketWindow, MarketWindows
-from simulations.paper import BAR_SCHEMA, FILL_SCHEMA, SessionState, SessionStep, advance_session
+from simulations.paper import BAR_SCHEMA, FILL_SCHEMA, PaperMode, SessionState, SessionStep, advance_session
 from simulations.strategies import StrategyRegistry
 
 SessionStatus = Literal["running", "stopped"]
@@ -56,6 +62,19 @@ _TRIAL_KEY_LENGTH = 255
 
 PAPER_METADATA = sa.MetaData()
 
+#: Columns added after the first version, as ``ALTER TABLE`` gives them to an existing table: its
+#: sessions traded the one market there was (the default instrument), replaying the held-out
+#: forward window from its start.
+_ADDED_COLUMNS = {
+    "instrument": f"VARCHAR(32) NOT NULL DEFAULT '{DEFAULT_INSTRUMENT}'",
+    "mode": "VARCHAR(16) NOT NULL DEFAULT 'holdout'",
+    "origin": "INTEGER NOT NULL DEFAULT 0",
+    "origin_bar_us": "BIGINT",
+    "first_bar_us": "BIGINT",
+    "last_bar_us": "BIGINT",
+    "market_days": "INTEGER NOT NULL DEFAULT 0",
+}
+
 paper_sessions = sa.Table(
     "paper_sessions",
     PAPER_METADATA,
@@ -64,6 +83,12 @@ paper_sessions = sa.Table(
     sa.Column("instrument", sa.String(32), nullable=False, server_default=DEFAULT_INSTRUMENT),
     sa.Column("params_json", sa.Text, nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("mode", sa.String(16), nullable=False),
+    sa.Column("origin", sa.Integer, nullable=False),
+    sa.Column("origin_bar_us", sa.BigInteger, nullable=True),
+    sa.Column("first_bar_us", sa.BigInteger, nullable=True),
+    sa.Column("last_bar_us", sa.BigInteger, nullable=True),
+    sa.Column("market_days", sa.Integer, nullable=False),
     sa.Column("clock", sa.String(16), nullable=False),
     sa.Column("speed", sa.Double, nullable=False),
     sa.Column("fee_bps", sa.Double, nullable=False),
@@ -81,6 +106,8 @@ paper_sessions = sa.Table(
     sa.Column("n_fills", sa.Integer, nullable=False),
     sa.CheckConstraint("status in ('running', 'stopped')", name="paper_sessions_status"),
     sa.CheckConstraint("clock in ('replay', 'wall')", name="paper_sessions_clock"),
+    sa.CheckConstraint("mode in ('forward', 'holdout')", name="paper_sessions_mode"),
+    sa.CheckConstraint("origin >= 0", name="paper_sessions_origin"),
     sa.CheckConstraint("bars_processed >= 0 and bars_processed <= n_forward_bars", name="paper_sessions_bars"),
 )
 
@@ -128,22 +155,34 @@ class SessionInfo(BaseModel):
     status
         ``running`` (the forward window is open-ended: a session that has traded every bar
         there is waits for the next); ``stopped`` by `stop`.
+    mode
+        ``forward``: the session trades only bars after the newest one it was first handed;
+        ``holdout``: it replays the forward window from its start (`simulations.paper.PaperMode`).
+    origin, origin_bar
+        Forward bars before the session's first (0 for a holdout), and the newest of them when
+        a forward session started (None for a holdout).
+    first_bar, last_bar
+        Timestamps of the first and last bar traded (None before the first).
+    market_days
+        UTC days on which the session has traded a bar after its first (the looks of the
+        sequential test, `simulations.paper.PaperMetrics.market_days`).
     clock, speed
-        How the session's bars are released (fixed when it starts): ``replay`` releases the
-        whole forward window at once; ``wall`` releases ``speed`` market seconds per
-        wall-clock second since ``started_at``.
+        How a holdout session's bars are released (fixed when it starts): ``replay`` releases
+        the whole forward window at once; ``wall`` releases ``speed`` market seconds per
+        wall-clock second since ``started_at``. A forward session trades bars as they arrive.
     started_at, updated_at
         Wall-clock times (UTC) of the start and of the last sync that processed bars.
     bars_processed, n_forward_bars
-        Forward bars processed, and in the forward window at the last sync that processed bars.
+        The session's bars processed, and available to it at the last sync that processed
+        bars (forward bars from ``origin`` on).
     bar_seconds
         Bar length (seconds).
     fee_bps, slippage_bps
         Costs of the session, fixed when it starts (basis points).
     forward_sha256
-        Hash of the forward bars the session has traded, ``0..bars_processed-1``
-        (`MarketWindow.head_sha256`): a sync goes on only if the forward window it is handed
-        starts with exactly these bars.
+        Hash of the forward bars up to the last one the session traded,
+        ``0..origin+bars_processed-1`` (`MarketWindow.head_sha256`): a sync goes on only if the
+        forward window it is handed starts with exactly these bars.
     held, pending_target
         Position held during the last processed bar, and the target waiting for the next
         bar (fractions of equity).
@@ -160,6 +199,12 @@ class SessionInfo(BaseModel):
     strategy_name: str
     params: dict[str, Any]
     status: SessionStatus
+    mode: PaperMode
+    origin: int = Field(ge=0)
+    origin_bar: dt.datetime | None
+    first_bar: dt.datetime | None
+    last_bar: dt.datetime | None
+    market_days: int = Field(ge=0)
     clock: ClockMode
     speed: float = Field(gt=0)
     started_at: dt.datetime
@@ -293,6 +338,23 @@ def _from_us(micros: int) -> dt.datetime:
     return _EPOCH + dt.timedelta(microseconds=int(micros))
 
 
+def _from_us_or_none(micros: int | None) -> dt.datetime | None:
+    return None if micros is None else _from_us(micros)
+
+
+def _to_datetime64_iso(stamp: np.datetime64) -> str:
+    return _from_us(int(stamp.astype("datetime64[us]").astype(np.int64))).isoformat()
+
+
+def _new_market_days(stamps_us: np.ndarray, *, after_us: int | None) -> int:
+    """UTC days among ``stamps_us`` (a session's newly traded bars after its first, increasing), not
+    counting the day of ``after_us``, the last bar counted before."""
+    days = np.unique(stamps_us // (SECONDS_PER_DAY * _MICROSECONDS))
+    if after_us is not None:
+        days = days[days != after_us // (SECONDS_PER_DAY * _MICROSECONDS)]
+    return int(days.size)
+
+
 def _checked_key(trial_key: object) -> str:
     if not isinstance(trial_key, str) or not trial_key.strip() or len(trial_key) > _TRIAL_KEY_LENGTH:
         raise PaperTradingError(
@@ -314,6 +376,12 @@ def _info(row: Mapping[str, Any]) -> SessionInfo:
         strategy_name=row["strategy_name"],
         params=json.loads(row["params_json"]),
         status=row["status"],
+        mode=row["mode"],
+        origin=row["origin"],
+        origin_bar=_from_us_or_none(row["origin_bar_us"]),
+        first_bar=_from_us_or_none(row["first_bar_us"]),
+        last_bar=_from_us_or_none(row["last_bar_us"]),
+        market_days=row["market_days"],
         clock=row["clock"],
         speed=row["speed"],
         started_at=_from_us(row["started_at_us"]),
@@ -367,9 +435,14 @@ class LocalPaperBrokerResource(PaperBrokerResource):
         description="SQLAlchemy URL of Gauntlet's database (the deployment registry's): "
         "sqlite:///path locally, postgresql+psycopg2://... in production.",
     )
+    mode: PaperMode = Field(
+        default="forward",
+        description="How new sessions meet the market: 'forward' from the newest bar on, trading only bars that "
+        "arrive afterwards (paper trading); 'holdout' replaying the forward window from its start.",
+    )
     clock: ClockMode = Field(
         default="replay",
-        description="How new sessions release bars: 'replay' the whole forward window at once (demo); "
+        description="How new holdout sessions release bars: 'replay' the whole forward window at once; "
         "'wall' as wall-clock time passes since the session started.",
     )
     speed: float = Field(
@@ -401,7 +474,7 @@ class LocalPaperBrokerResource(PaperBrokerResource):
             if not set(PAPER_METADATA.tables) <= present:
                 raise translate_db_error(exc, what="paper broker", url=self.database_url) from exc
         try:
-            self._add_instrument_column(engine)
+            self._add_columns(engine)
             with engine.begin() as conn:
                 # Earlier versions ended a session as 'completed' once its fixed forward
                 # window ran out; the window is open-ended now, so such a session goes on.
@@ -413,50 +486,91 @@ class LocalPaperBrokerResource(PaperBrokerResource):
         return True
 
     @staticmethod
-    def _add_instrument_column(engine: sa.Engine) -> None:
-        """Give a table of an earlier version its instrument column: its sessions traded the one
-        market there was, the default instrument."""
+    def _add_columns(engine: sa.Engine) -> None:
+        """Give a table of an earlier version the columns added since, with what its sessions were."""
 
-        def has_it() -> bool:
-            return "instrument" in {c["name"] for c in sa.inspect(engine).get_columns(paper_sessions.name)}
+        def missing() -> list[str]:
+            present = {c["name"] for c in sa.inspect(engine).get_columns(paper_sessions.name)}
+            return [name for name in _ADDED_COLUMNS if name not in present]
 
-        if has_it():
-            return
-        try:
-            with engine.begin() as conn:
-                conn.execute(
-                    sa.text(
-                        "ALTER TABLE paper_sessions ADD COLUMN instrument VARCHAR(32) NOT NULL "
-                        f"DEFAULT '{DEFAULT_INSTRUMENT}'"
-                    )
+        added = missing()
+        for name in added:
+            try:
+                with engine.begin() as conn:
+                    conn.execute(sa.text(f"ALTER TABLE paper_sessions ADD COLUMN {name} {_ADDED_COLUMNS[name]}"))
+            except sqlalchemy.exc.SQLAlchemyError:
+                # Another process (a code server, the daemon) added it between the look and the change.
+                if name in missing():
+                    raise
+        if "first_bar_us" in added:
+            LocalPaperBrokerResource._backfill_bars(engine)
+
+    @staticmethod
+    def _backfill_bars(engine: sa.Engine) -> None:
+        """First and last bar and market days of sessions recorded before those columns existed."""
+        with engine.begin() as conn:
+            keys = conn.execute(
+                sa.select(paper_sessions.c.trial_key).where(
+                    paper_sessions.c.bars_processed > 0, paper_sessions.c.first_bar_us.is_(None)
                 )
-        except sqlalchemy.exc.SQLAlchemyError:
-            # Another process (a code server, the daemon) added it between the look and the change.
-            if not has_it():
-                raise
+            ).scalars().all()
+            for key in keys:
+                stamps = np.asarray(
+                    conn.execute(
+                        sa.select(paper_bars.c.timestamp_us)
+                        .where(paper_bars.c.trial_key == key)
+                        .order_by(paper_bars.c.bar_index)
+                    ).scalars().all(),
+                    dtype=np.int64,
+                )
+                if stamps.size:
+                    conn.execute(
+                        sa.update(paper_sessions)
+                        .where(paper_sessions.c.trial_key == key)
+                        .values(
+                            first_bar_us=int(stamps[0]), last_bar_us=int(stamps[-1]),
+                            market_days=_new_market_days(stamps[1:], after_us=None),
+                        )
+                    )
 
     def _now(self) -> dt.datetime:
         return _aware(self.now(), "now()")
 
     @staticmethod
-    def _released(row: Mapping[str, Any], forward: MarketWindow, now: dt.datetime) -> int:
-        """Forward bars the session's clock has released by ``now``."""
-        if row["clock"] == "replay":
-            return forward.n_bars
-        stamps = forward.timestamps.astype(np.int64)
-        # Microseconds after the forward window's start at which each bar has closed.
-        closes_at_us = stamps - stamps[0] + round(forward.bar_seconds * _MICROSECONDS)
+    def _released(row: Mapping[str, Any], timestamps: np.ndarray, bar_seconds: float, now: dt.datetime) -> int:
+        """Of the session's bars (``timestamps``), how many it may trade by ``now``: a forward session
+        every bar that has arrived; a holdout session those its clock has released."""
+        if row["mode"] == "forward" or row["clock"] == "replay":
+            return int(timestamps.size)
+        stamps = timestamps.astype(np.int64)
+        # Microseconds after the session's first bar at which each bar has closed.
+        closes_at_us = stamps - stamps[0] + round(bar_seconds * _MICROSECONDS)
         elapsed_us = _to_us(now) - row["started_at_us"]
         market_us = np.floor(elapsed_us * row["speed"])
         return int(np.searchsorted(closes_at_us, market_us, side="right"))
 
     @staticmethod
     def _check_traded(row: Mapping[str, Any], forward: MarketWindow, key: str) -> None:
-        """Refuse a forward window that does not start with the bars the session has traded."""
-        traded = row["bars_processed"]
+        """Refuse a forward window that does not start with the bars up to the session's last traded one."""
+        traded = row["origin"] + row["bars_processed"]
+        for index, recorded, which in (
+            (row["origin"], row["first_bar_us"], "first"),
+            (traded - 1, row["last_bar_us"], "last"),
+        ):
+            if (
+                recorded is not None
+                and index < forward.n_bars
+                and int(forward.timestamps[index].astype(np.int64)) != recorded
+            ):
+                raise PaperTradingError(
+                    f"the session's {which} bar was {_from_us(recorded).isoformat()} but forward bar {index} of the "
+                    f"market is now {_to_datetime64_iso(forward.timestamps[index])}: a bar was inserted or removed "
+                    "before it; restore the market data the session traded, or stop the session",
+                    trial=key,
+                )
         if traded > forward.n_bars:
             raise PaperTradingError(
-                f"the session has traded {traded} forward bars but the forward window it was handed holds "
+                f"the session has traded up to forward bar {traded} but the forward window it was handed holds "
                 f"{forward.n_bars}: that market_data is older than the session; run again on the latest market_data",
                 trial=key,
             )
@@ -499,6 +613,8 @@ class LocalPaperBrokerResource(PaperBrokerResource):
             _, model = strategies.build(name=strategy_name, params=params)
             params_json = json.dumps(model.model_dump(mode="json"), sort_keys=True)
             forward = windows.forward
+            # A forward session starts after the newest bar there is: it trades only bars to come.
+            origin = forward.n_bars if self.mode == "forward" else 0
             engine = self._engine()
             now_us = _to_us(self._now())
             with engine.begin() as conn:
@@ -511,13 +627,19 @@ class LocalPaperBrokerResource(PaperBrokerResource):
                         strategy_name=strategy_name,
                         params_json=params_json,
                         status="running",
+                        mode=self.mode,
+                        origin=origin,
+                        origin_bar_us=int(forward.timestamps[origin - 1].astype(np.int64)) if origin else None,
+                        first_bar_us=None,
+                        last_bar_us=None,
+                        market_days=0,
                         clock=self.clock,
                         speed=self.speed,
                         fee_bps=costs_bps[0],
                         slippage_bps=costs_bps[1],
                         bar_seconds=forward.bar_seconds,
-                        n_forward_bars=forward.n_bars,
-                        forward_sha256=forward.head_sha256(0),
+                        n_forward_bars=forward.n_bars - origin,
+                        forward_sha256=forward.head_sha256(origin),
                         started_at_us=now_us,
                         updated_at_us=now_us,
                         bars_processed=0,
@@ -573,12 +695,13 @@ class LocalPaperBrokerResource(PaperBrokerResource):
             last_close=row["last_close"],
         )
         strategy, params = strategies.build(name=row["strategy_name"], params=json.loads(row["params_json"]))
+        history, close, timestamps = windows.forward_from(origin=row["origin"])
         step = advance_session(
             state=state,
-            history_close=windows.history_before(name="forward"),
-            forward_close=forward.close,
-            forward_timestamps=forward.timestamps,
-            n_available=self._released(row, forward, now),
+            history_close=history,
+            forward_close=close,
+            forward_timestamps=timestamps,
+            n_available=self._released(row, timestamps, forward.bar_seconds, now),
             strategy=strategy,
             params=params,
             fee_bps=row["fee_bps"],
@@ -587,6 +710,8 @@ class LocalPaperBrokerResource(PaperBrokerResource):
         if step.state.bars_processed == state.bars_processed:
             return _info(row)
         new = step.state
+        stamps_us = step.bars.get_column("timestamp").dt.epoch("us").to_numpy()
+        counted = step.bars.get_column("bar_index").to_numpy() >= 1
         values = {
             "bars_processed": new.bars_processed,
             "held": new.held,
@@ -595,8 +720,12 @@ class LocalPaperBrokerResource(PaperBrokerResource):
             "last_close": new.last_close,
             "n_fills": row["n_fills"] + step.fills.height,
             "updated_at_us": max(_to_us(now), row["updated_at_us"]),
-            "n_forward_bars": forward.n_bars,
-            "forward_sha256": forward.head_sha256(new.bars_processed),
+            "n_forward_bars": close.size,
+            "forward_sha256": forward.head_sha256(row["origin"] + new.bars_processed),
+            "first_bar_us": row["first_bar_us"] if row["first_bar_us"] is not None else int(stamps_us[0]),
+            "last_bar_us": int(stamps_us[-1]),
+            "market_days": row["market_days"]
+            + _new_market_days(stamps_us[counted], after_us=row["last_bar_us"] if state.bars_processed >= 2 else None),
         }
         if not self._write_step(conn, key, state, step, values):
             return None

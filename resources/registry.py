@@ -89,6 +89,7 @@ from simulations.deployment import (
     decide,
     ranking_metrics_of,
 )
+from simulations.paper import PaperMode
 from simulations.errors import (
     ConfigurationError,
     PipelineError,
@@ -131,6 +132,7 @@ decisions_table = sa.Table(
     sa.Column("data_hashes", sa.JSON),
     sa.Column("verdicts", sa.JSON),
     sa.Column("grade", sa.String(1)),
+    sa.Column("paper_mode", sa.String(16)),
     sa.Column("settings", sa.JSON),
     sa.Column("context", sa.JSON, nullable=False),
     sa.Column("decision", sa.String(32), nullable=False),
@@ -216,9 +218,10 @@ class DecisionRecord(_Frozen):
         Position in the log (increasing).
     study, number, partition_key
         The trial.
-    params_hash, code_version, data_hashes, verdicts, grade
-        What was evaluated; for ``retired`` and ``rolled_back``, copied from the live
-        decision taken down.
+    params_hash, code_version, data_hashes, verdicts, grade, paper_mode
+        What was evaluated, and how its paper grade was earned (``forward`` or ``holdout``;
+        ``None`` for decisions recorded before modes); for ``retired`` and ``rolled_back``,
+        copied from the live decision taken down.
     settings
         Deployment settings of the decision (``None`` for retire and rollback).
     context
@@ -248,6 +251,7 @@ class DecisionRecord(_Frozen):
     data_hashes: dict[str, str] | None
     verdicts: dict[GateName, GateVerdict] | None
     grade: Grade | None
+    paper_mode: PaperMode | None = None
     settings: DeploymentSettings | None
     context: RegistryContext
     decision: DecisionKind
@@ -521,6 +525,11 @@ class SqlDeploymentRegistryResource(DeploymentRegistryResource):
 
     def _create_schema(self, conn: sa.Connection) -> None:
         metadata.create_all(conn, checkfirst=True)
+        columns = {c["name"] for c in sa.inspect(conn).get_columns(decisions_table.name)}
+        if "paper_mode" not in columns:
+            # A registry of an earlier version: its decisions keep no mode (None), new ones record theirs.
+            # The schema lock held by this transaction makes the change once, whatever process comes first.
+            conn.execute(sa.text(f"ALTER TABLE {decisions_table.name} ADD COLUMN paper_mode VARCHAR(16)"))
         if conn.execute(sa.select(controls_table.c.id)).first() is None:
             conn.execute(controls_table.insert().values(id=CONTROL_ROW_ID, stopped=False))
         if conn.execute(sa.select(sa.func.count()).select_from(slots_table)).scalar_one() == 0:
@@ -670,6 +679,7 @@ class SqlDeploymentRegistryResource(DeploymentRegistryResource):
                     data_hashes=candidate.data_hashes,
                     verdicts={gate: v.model_dump(mode="json") for gate, v in candidate.verdicts.items()},
                     grade=candidate.grade,
+                    paper_mode=candidate.paper_mode,
                     settings=settings.model_dump(mode="json"),
                     context=context.model_dump(mode="json"),
                     decision=decision.decision,
@@ -838,6 +848,7 @@ class SqlDeploymentRegistryResource(DeploymentRegistryResource):
                 data_hashes=source.data_hashes,
                 verdicts={gate: v.model_dump(mode="json") for gate, v in (source.verdicts or {}).items()},
                 grade=source.grade,
+                paper_mode=source.paper_mode,
                 context=context.model_dump(mode="json"),
                 decision=kind,
                 reason=reason,

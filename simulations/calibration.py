@@ -1113,6 +1113,8 @@ def deployment_decision(
         code_version="calibration",
         data_hashes={},
         verdicts=dict(verdicts),
+        # The calibration's forward window is drawn after its study and never seen by it: forward bars.
+        paper_mode="forward",
     )
     settings = DeploymentSettings(required_grades=policy.paper.required_grades)
     return decide(candidate=candidate, settings=settings, live=[], emergency_stop=False).decision

@@ -12,7 +12,9 @@ The rules, in the order they are applied:
 1. ``rejected`` unless every gate passed and the paper grade is in ``required_grades``
    (the reason names each failed gate and why);
 2. ``held_emergency_stop`` while the emergency stop is set;
-3. ``held_manual`` when ``auto_promote`` is off (a person promotes by hand);
+3. ``held_manual`` when the paper grade comes from a mode ``paper_modes`` does not admit (by
+   default only ``forward``: a ``holdout`` replay traded bars that existed before the study),
+   or when ``auto_promote`` is off (a person promotes by hand);
 4. ``promoted`` (a refresh) when the trial is already live: its live entry now records
    this evaluation, and ``replaces`` is the trial's own key;
 5. ``promoted`` into a free slot while fewer than ``live_capacity`` trials are live;
@@ -33,11 +35,12 @@ import re
 from collections.abc import Mapping
 from typing import Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_serializer, field_validator, model_validator
 
 from simulations.constants import DEFAULT_LIVE_CAPACITY
 from simulations.gates import GRADES, GateName, GateVerdict, Grade, PaperGatePolicy
 from simulations.gauntlet import GATE_ORDER
+from simulations.paper import PaperMode
 
 DecisionKind = Literal[
     "promoted",
@@ -135,6 +138,9 @@ class DeploymentSettings(_Frozen):
         the annualised paper Sharpe ratio, the one risk-adjusted measure every grade uses.
     dry_run
         Record what would have happened as a ``dry_run`` decision and change nothing live.
+    paper_modes
+        Paper modes whose grades may promote (`simulations.paper.PaperMode`): by default
+        ``forward`` only, bars that arrived after the trial; a ``holdout`` grade is held.
     """
 
     auto_promote: bool = True
@@ -143,18 +149,20 @@ class DeploymentSettings(_Frozen):
     at_capacity: AtCapacity = "keep_incumbent"
     ranking_metric: RankingMetric = "sharpe"
     dry_run: bool = False
+    paper_modes: frozenset[PaperMode] = frozenset({"forward"})
 
-    @field_validator("required_grades")
+    @field_validator("required_grades", "paper_modes")
     @classmethod
-    def _some_grade(cls, grades: frozenset[str]) -> frozenset[str]:
-        if not grades:
-            raise ValueError(f"required_grades must name at least one of {list(GRADES)}")
-        return grades
+    def _some(cls, values: frozenset[str], info: ValidationInfo) -> frozenset[str]:
+        if not values:
+            choices = list(GRADES) if info.field_name == "required_grades" else list(get_args(PaperMode))
+            raise ValueError(f"{info.field_name} must name at least one of {choices}")
+        return values
 
-    @field_serializer("required_grades")
-    def _sorted_grades(self, grades: frozenset[str]) -> list[str]:
+    @field_serializer("required_grades", "paper_modes")
+    def _sorted(self, values: frozenset[str]) -> list[str]:
         # Sorted so the settings serialise identically in every process (idempotency keys).
-        return sorted(grades)
+        return sorted(values)
 
 
 class Candidate(_Frozen):
@@ -175,6 +183,8 @@ class Candidate(_Frozen):
     verdicts
         One verdict per gate, keyed by gate name: ``backtest_gate``, ``cge_gate``,
         ``paper_trading_gate``.
+    paper_mode
+        How the paper grade was earned: ``forward`` or ``holdout`` (`simulations.paper.PaperMode`).
     """
 
     study: str = Field(min_length=1)
@@ -184,6 +194,7 @@ class Candidate(_Frozen):
     code_version: str = Field(min_length=1)
     data_hashes: dict[str, str]
     verdicts: dict[GateName, GateVerdict]
+    paper_mode: PaperMode
 
     @field_validator("partition_key")
     @classmethod
@@ -327,6 +338,12 @@ def _rule_outcome(
     if emergency_stop:
         return Decision(
             decision="held_emergency_stop", reason=f"{grade}, but the emergency stop is set; clear it to promote"
+        )
+    if candidate.paper_mode not in settings.paper_modes:
+        return Decision(
+            decision="held_manual",
+            reason=f"{grade} in {candidate.paper_mode} paper trading, which deployment.paper_modes "
+            f"{sorted(settings.paper_modes)} does not admit; grade it forward, or promote by hand",
         )
     if not settings.auto_promote:
         return Decision(decision="held_manual", reason=f"{grade}; auto_promote is off, promote by hand")

@@ -31,7 +31,7 @@ from simulations.gates import (
 )
 from simulations.market import MarketWindows
 from simulations.metrics import BacktestMetrics, compute_metrics, deflated_sharpe_ratio
-from simulations.paper import PaperMetrics, SessionState, advance_session, paper_metrics
+from simulations.paper import PaperMetrics, PaperMode, SessionState, advance_session, paper_metrics
 from simulations.strategies import StrategyRegistry
 from simulations.stress import StressReport, StressScenarios, stress_test
 from simulations.trial import TrialSnapshot
@@ -113,7 +113,7 @@ class TrialCase:
 
 
 class PaperProgress(Protocol):
-    """How far a paper session has traded, and the costs it trades with."""
+    """How far a paper session has traded, where it started, and the costs it trades with."""
 
     @property
     def days_elapsed(self) -> float: ...
@@ -121,6 +121,9 @@ class PaperProgress(Protocol):
     fee_bps: float
     slippage_bps: float
     bar_seconds: float
+    #: Forward bars before the session's first (the newest bar when a forward session started; 0 for a holdout).
+    origin: int
+    mode: PaperMode
 
 
 class PaperVenue(Protocol):
@@ -255,33 +258,37 @@ def evaluate_stress(trial: TrialCase, inputs: GauntletInputs) -> StressOutcome:
 def grade_session(
     *, bars: pl.DataFrame, strategy_name: str, params: Mapping[str, Any], strategies: StrategyRegistry,
     windows: MarketWindows, policy: GatePolicy, fee_bps: float, slippage_bps: float, bar_seconds: float,
+    origin: int,
 ) -> tuple[PaperMetrics, GateVerdict]:
     """Grade a paper session's per-bar record and apply gate 3.
 
-    The session is reconciled with the backtester over the same forward bars, warmed up on
-    every bar before the forward window.
+    The session is reconciled with the backtester over the same bars, warmed up on every bar
+    before the session's first.
 
     Parameters
     ----------
     bars
-        The session's per-bar record, bars ``0..n-1`` of the forward window.
+        The session's per-bar record: forward bars ``origin..origin+n-1``.
     strategies
         Where ``strategy_name`` is looked up.
     fee_bps, slippage_bps
         The session's costs (basis points).
     bar_seconds
         Bar length (seconds).
+    origin
+        Forward bars before the session's first (`MarketWindows.forward_from`).
     """
     n = bars.height
-    forward = windows.forward
+    history, close, _ = windows.forward_from(origin=origin)
     strategy, model = strategies.build(name=strategy_name, params=params)
     backtest = backtest_strategy(
-        strategy=strategy, params=model, close=forward.close[:n], history=windows.history_before(name="forward"),
+        strategy=strategy, params=model, close=close[:n], history=history,
         fee_bps=fee_bps, slippage_bps=slippage_bps, bar_seconds=bar_seconds,
     )
     metrics = paper_metrics(
         bars=bars, fee_bps=fee_bps, slippage_bps=slippage_bps, bar_seconds=bar_seconds,
-        periods_per_year=forward.periods_per_year, policy=policy, backtest=backtest, benchmark_close=forward.close[:n],
+        periods_per_year=windows.forward.periods_per_year, policy=policy, backtest=backtest,
+        benchmark_close=close[:n],
     )
     return metrics, evaluate_paper_gate(**metrics.gate_inputs(), policy=policy)
 
@@ -298,6 +305,7 @@ def evaluate_paper(trial: TrialCase, inputs: GauntletInputs) -> PaperOutcome | P
         bars=bars, strategy_name=name, params=trial.snapshot.params, strategies=inputs.strategies,
         windows=inputs.windows, policy=inputs.policy,
         fee_bps=session.fee_bps, slippage_bps=session.slippage_bps, bar_seconds=session.bar_seconds,
+        origin=session.origin,
     )
     sequential = inputs.policy.paper.sequential
     decided = metrics.sequential_e_value >= sequential.threshold or metrics.sequential_futile_day is not None
@@ -309,10 +317,9 @@ def evaluate_paper(trial: TrialCase, inputs: GauntletInputs) -> PaperOutcome | P
             f"(e-value {metrics.sequential_e_value:.3g} of {sequential.threshold:g})"
         )
         return PaperPending(session=session, min_days=min_days, undecided=undecided)
-    forward = inputs.windows.forward
+    _, close, _ = inputs.windows.forward_from(origin=session.origin)
     return PaperOutcome(
-        session=session, metrics=metrics, bars=bars, benchmark=forward.close[: bars.height] / forward.close[0],
-        verdict=verdict,
+        session=session, metrics=metrics, bars=bars, benchmark=close[: bars.height] / close[0], verdict=verdict
     )
 
 
@@ -443,6 +450,8 @@ class ReplayVenue:
         fee_bps: float
         slippage_bps: float
         bar_seconds: float
+        origin: int = 0
+        mode: PaperMode = "holdout"
 
     def advance(self, *, trial_key: str, strategy_name: str, params: Mapping[str, Any]) -> ReplayVenue.Progress:
         if trial_key not in self._bars:

@@ -801,6 +801,34 @@ class MarketWindows:
         before = (self.train, self.backtest, self.forward)[: WINDOW_NAMES.index(name)]
         return np.concatenate([np.empty(0), *(window.close for window in before)])
 
+    def forward_from(self, *, origin: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """What a paper session that starts after forward bar ``origin - 1`` trades on.
+
+        A forward session starts at the newest bar available when its trial passed gate 2 and
+        trades only the bars after it; ``origin`` is the number of forward bars that existed
+        then (0 for a holdout replay of the whole forward window).
+
+        Returns
+        -------
+        history_close, close, timestamps
+            Closes of every bar before the session's first (indicator warm-up), and the closes
+            (price units) and timestamps (``datetime64[us]`` UTC) of the bars from ``origin`` on.
+
+        Raises
+        ------
+        MarketDataError
+            If ``origin`` is not an integer in ``[0, forward.n_bars]``: the forward window is
+            shorter than when the session started, so the market data is older than it.
+        """
+        forward = self.forward
+        if isinstance(origin, bool) or not isinstance(origin, int | np.integer) or not 0 <= origin <= forward.n_bars:
+            raise MarketDataError(
+                f"a paper session starting after forward bar {origin!r} cannot trade a forward window of "
+                f"{forward.n_bars} bars: this market data is older than the session; rebuild market_data"
+            )
+        history = np.concatenate([self.history_before(name="forward"), forward.close[:origin]])
+        return history, forward.close[origin:], forward.timestamps[origin:]
+
 
 def _to_datetime(value: np.datetime64) -> dt.datetime:
     micros = int(value.astype("datetime64[us]").astype(np.int64))

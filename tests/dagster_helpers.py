@@ -42,10 +42,18 @@ def write_demo_gate_policy(path: Path, overrides: dict) -> Path:
     return path
 
 
+#: Paper trading as most pipeline tests run it: holdout sessions replaying a forward window the
+#: test built beforehand, grades that may promote. Tests of forward sessions feed bars themselves.
+HOLDOUT_SECTIONS: dict = {"paper": {"mode": "holdout"}, "deployment": {"paper_modes": ["forward", "holdout"]}}
+#: The same, as the GAUNTLET_* variables a daemon started by a test reads.
+HOLDOUT_ENVIRONMENT = {"GAUNTLET_PAPER_MODE": "holdout", "GAUNTLET_DEPLOY_PAPER_MODES": "forward,holdout"}
+
+
 def demo_config(home: str | Path, **sections) -> GauntletConfig:
-    """The local configuration under ``home`` with the demo's gate thresholds, as `make up` runs;
-    ``sections`` as in gauntlet.yaml (e.g. ``sensor={"max_trials_per_run": 5}``)."""
-    return GauntletConfig(home=Path(home), gates_file=DEMO_GATE_POLICY_FILE, **sections)
+    """The local configuration under ``home`` with the demo's gate thresholds, as `make up` runs,
+    paper-trading holdout sessions (`HOLDOUT_SECTIONS`); ``sections`` as in gauntlet.yaml (e.g.
+    ``sensor={"max_trials_per_run": 5}``), replacing those."""
+    return GauntletConfig(home=Path(home), gates_file=DEMO_GATE_POLICY_FILE, **{**HOLDOUT_SECTIONS, **sections})
 
 
 def local_resources(optuna_url: str, home: str | Path, **overrides) -> dict:

@@ -25,6 +25,7 @@ from gauntlet.config import load_config
 from pipeline_assets.partitions import trials_partitions_def
 from resources.registry import SqlDeploymentRegistryResource
 from sensors.optuna_trial_sensor import ATTEMPT_TAG
+from tests.dagster_helpers import HOLDOUT_ENVIRONMENT
 
 T = TypeVar("T")
 
@@ -160,6 +161,7 @@ def deployment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Depl
         "DAGSTER_HOME": str(dagster_home),
         "GAUNTLET_SENSOR_INTERVAL": "2",
         "PYTHONUNBUFFERED": "1",
+        **HOLDOUT_ENVIRONMENT,
     }
     # dagster.yaml reads DAGSTER_HOME: the test process opens the same instance.
     monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))

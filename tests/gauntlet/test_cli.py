@@ -8,6 +8,7 @@ process with ``DAGSTER_HOME`` and ``GAUNTLET_HOME`` pointing at the copy.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
@@ -137,6 +138,15 @@ def test_status_shows_each_trials_stage_verdicts_decision_and_last_error(home):
     assert trials[REJECTED]["last_error"] is None  # a rejection is a result, not a failure
     assert set(trials[PROMOTED]["gates"].values()) == {"passed"}
     assert trials[PROMOTED]["decision"]["decision"] == "promoted"
+    # Its paper session: a holdout replay of the 60-day forward window (these tests' setting).
+    paper = trials[PROMOTED]["paper"]
+    assert {k: paper[k] for k in ("mode", "started_after", "market_days", "bars", "state")} == {
+        "mode": "holdout", "started_after": None, "market_days": 60, "bars": 60 * 24, "state": "graded"
+    }
+    first, last = (dt.datetime.fromisoformat(paper[k]) for k in ("first_bar", "last_bar"))
+    assert last - first == dt.timedelta(days=60) - dt.timedelta(hours=1)
+    assert trials[PROMOTED]["decision"]["paper_mode"] == "holdout"
+    assert trials[REJECTED]["paper"] is None  # gate 1 stopped it: no session
     broken = trials[BROKEN]
     assert broken["stage"] == "snapshot" and broken["decision"] is None
     # The batch run failed because of this trial alone: its neighbours carry no error.

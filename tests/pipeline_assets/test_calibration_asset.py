@@ -111,7 +111,7 @@ def test_recorded_verdicts_are_the_gate_functions_on_the_recorded_inputs(simulat
 def test_replayed_paper_session_is_graded_like_the_paper_broker(tmp_path: Path) -> None:
     market = SyntheticMarketDataResource()
     windows = market.load_windows()
-    broker = LocalPaperBrokerResource(database_url=f"sqlite:///{tmp_path / 'paper.db'}", clock="replay")
+    broker = LocalPaperBrokerResource(database_url=f"sqlite:///{tmp_path / 'paper.db'}", mode="holdout", clock="replay")
     snapshot = TrialSnapshot.build(
         study_name="demo", number=0, trial_id=0, state="COMPLETE", values=(1.0,), user_attrs={"strategy": "momentum"},
         params={"lookback": 123, "vol_lookback": 168, "target_bar_vol": 0.003},

@@ -33,6 +33,7 @@ def test_a_trial_passing_every_gate_is_promoted_and_recorded(optuna_url, tmp_pat
     registry = _registry(tmp_path)
     [record] = registry.decisions(partition_key=KEY)
     assert record.decision == "promoted" and record.decided_by == "pipeline"
+    assert record.paper_mode == "holdout"  # these tests replay the forward window (HOLDOUT_SECTIONS)
     assert set(record.verdicts) == {"backtest_gate", "cge_gate", "paper_trading_gate"}
     assert {"train", "backtest", "forward", "cge_sam", "paper_forward"} <= set(record.data_hashes)
     assert [e.partition_key for e in registry.live()] == [KEY]
@@ -63,11 +64,30 @@ def test_rematerializing_with_unchanged_inputs_never_duplicates_a_decision(optun
 
 def test_dry_run_records_what_it_would_do_and_changes_nothing_live(optuna_url, tmp_path, instance):
     add_complete_trials(optuna_url, "demo", [0.5], params=[GOOD])
-    dry = DeploymentPolicyResource(dry_run=True)
+    dry = DeploymentPolicyResource(dry_run=True, paper_modes=["forward", "holdout"])
     Ticker(local_definitions(optuna_url, tmp_path, deployment_policy=dry), instance).tick_until_idle()
     [record] = _registry(tmp_path).decisions(partition_key=KEY)
     assert record.decision == "dry_run" and record.would_have == "promoted"
     assert _registry(tmp_path).live() == []
+
+
+def test_a_holdout_grade_is_held_by_default_and_the_record_says_so(optuna_url, tmp_path, instance):
+    add_complete_trials(optuna_url, "demo", [0.5], params=[GOOD])
+    forward_only = DeploymentPolicyResource()
+    Ticker(local_definitions(optuna_url, tmp_path, deployment_policy=forward_only), instance).tick_until_idle()
+    [record] = _registry(tmp_path).decisions(partition_key=KEY)
+    assert (record.decision, record.paper_mode, record.grade) == ("held_manual", "holdout", "A")
+    assert "in holdout paper trading, which deployment.paper_modes ['forward'] does not admit" in record.reason
+    assert _registry(tmp_path).live() == []
+    [event] = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("deployment_record"), asset_partitions=[KEY]), limit=1
+    ).records
+    metadata = event.asset_materialization.metadata
+    assert metadata["paper_mode"].value == "holdout" and metadata["decision"].value == "held_manual"
+    [grade] = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("paper_trading_grade"), asset_partitions=[KEY]), limit=1
+    ).records
+    assert grade.asset_materialization.metadata["paper_mode"].value == "holdout"
 
 
 def test_the_emergency_stop_holds_every_promotion(optuna_url, tmp_path, instance):

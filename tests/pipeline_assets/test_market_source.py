@@ -1,6 +1,8 @@
 """The market source observed, and market_data rebuilt by Dagster's automation when it or the
 market's configuration changes: appended bars reach the paper session without moving train or
-backtest (trials stay fresh); changed windows are a new data version (trials show as stale)."""
+backtest (trials stay fresh); a forward session trades only the bars that arrive after its trial
+passed gate 2; bad bars in the feed reach no session; changed windows are a new data version
+(trials show as stale)."""
 
 from __future__ import annotations
 
@@ -36,11 +38,16 @@ defs = market_definitions({optuna_url!r}, Path({home!r}), backtest_days={backtes
 """
 
 
-def market_definitions(optuna_url: str, home: Path, *, backtest_days: float = 180) -> dg.Definitions:
-    """The local definitions on the CSV market under ``home``, with the windows given."""
+def market_definitions(
+    optuna_url: str, home: Path, *, backtest_days: float = 180, mode: str = "holdout", min_days: float = MIN_PAPER_DAYS
+) -> dg.Definitions:
+    """The local definitions on the CSV market under ``home``, with the windows, paper mode and
+    minimum paper days given."""
     market = FileMarketDataResource(path=str(home / "prices.csv"), backtest_days=backtest_days)
-    broker = LocalPaperBrokerResource(database_url=location(GauntletConfig(home=home), "deployment.database"))
-    policy = demo_gate_policy({"paper": {"min_days": MIN_PAPER_DAYS}})
+    broker = LocalPaperBrokerResource(
+        database_url=location(GauntletConfig(home=home), "deployment.database"), mode=mode
+    )
+    policy = demo_gate_policy({"paper": {"min_days": min_days}})
     return local_definitions(optuna_url, home, market=market, paper_broker=broker, gate_policy=policy)
 
 
@@ -137,6 +144,65 @@ def test_appended_bars_rebuild_market_data_and_the_session_trades_them_with_tria
         assert _automate(defs, instance, cursor)[0] == set(SHARED_ASSET_KEYS)
         corrected, corrected_dates, _ = _built(instance)
         assert corrected != version and corrected_dates == dates
+
+
+def test_a_forward_session_trades_only_bars_that_arrive_after_gate_two_and_bad_bars_reach_no_session(
+    optuna_url: str, tmp_path: Path, bars
+):
+    bars.head(DAYS * 24).write_csv(tmp_path / "prices.csv")
+    add_complete_trials(optuna_url, "demo", [0.5], params=[GOOD])
+    defs = market_definitions(optuna_url, tmp_path, mode="forward", min_days=3)
+    broker = defs.resources["paper_broker"]
+    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
+        Ticker(defs, instance).tick_until_idle()
+        # Gate 2 passed: the session starts after the newest bar, and has nothing to trade yet.
+        [session] = broker.sessions()
+        newest = bars["timestamp"][DAYS * 24 - 1]
+        assert (session.mode, session.origin_bar, session.bars_processed) == ("forward", newest, 0)
+        assert materialized(instance, "paper_trading_grade") == set()
+        assert _tick(defs, instance, "paper_session_sensor").run_requests == []
+        cursor = _automate(defs, instance, None)[1]
+
+        # The feed delivers a day with a duplicated bar: market_data cannot be built, naming the bar,
+        # and the session trades none of it.
+        day = bars.slice(DAYS * 24, 24)
+        pl.concat([bars.head(DAYS * 24), day, day.tail(1)]).write_csv(tmp_path / "prices.csv")
+        assert _tick(defs, instance, "market_source_sensor").asset_events
+        evaluation = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+        failed = defs.resolve_job_def("shared_job").execute_in_process(
+            instance=instance, asset_selection=[MARKET_DATA], partition_key=DEFAULT_INSTRUMENT, raise_on_error=False
+        )
+        assert evaluation.get_num_requested(MARKET_DATA) == 1 and not failed.success
+        [failure] = [e for e in failed.all_events if e.is_step_failure]
+        message = failure.step_failure_data.error.to_string()
+        assert f"prices.csv: row {DAYS * 24 + 25}: rule duplicate_timestamp" in message
+        assert str(day["timestamp"][-1]) in message
+        assert _tick(defs, instance, "paper_session_sensor").run_requests == []
+        assert broker.sessions() == [session]
+        # The daemon's next look: a deterministic failure is not retried until the feed changes.
+        again = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=evaluation.cursor)
+        assert again.total_requested == 0
+        cursor = again.cursor
+
+        # The feed is mended and four days arrive: the session trades exactly them, and is graded.
+        bars.write_csv(tmp_path / "prices.csv")
+        assert _tick(defs, instance, "market_source_sensor").asset_events
+        assert _automate(defs, instance, cursor)[0] == set(SHARED_ASSET_KEYS)
+        [grade] = _tick(defs, instance, "paper_session_sensor").run_requests
+        traded = broker.report(trial_key=KEY).bars
+        assert traded["timestamp"].to_list() == bars["timestamp"].tail(MORE_DAYS * 24).to_list()
+        assert execute_request(defs, instance, grade).success
+        [event] = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey("paper_trading_grade"), asset_partitions=[KEY]), limit=1
+        ).records
+        metadata = event.asset_materialization.metadata
+        assert metadata["paper_mode"].value == "forward"
+        assert metadata["started_after_bar"].value == newest.isoformat()
+        assert metadata["first_bar"].value == bars["timestamp"][DAYS * 24].isoformat()
+        assert metadata["market_days"].value == MORE_DAYS
+        # Four days are too few for this grade's own 14-day check: gate 3 rejects it, on forward bars.
+        assert event.asset_materialization.description.startswith("demo#0: grade D (forward paper trading)")
+        assert defs.resources["registry"].decisions(partition_key=KEY) == []
 
 
 def test_changed_windows_rebuild_market_data_as_a_new_version_and_trials_show_stale(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import threading
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import sqlalchemy as sa
 
 from resources.market_data import DEFAULT_INSTRUMENT, FileMarketDataResource, SyntheticMarketDataResource
 from resources.paper_broker import (
+    _ADDED_COLUMNS as ADDED_COLUMNS,
     PAPER_METADATA,
     LocalPaperBrokerResource,
     PaperBrokerResource,
@@ -56,13 +58,14 @@ class FakeClock:
 
 
 def make_broker(url: str, fake: FakeClock, **fields) -> LocalPaperBrokerResource:
-    """A broker whose `now` reads ``fake``: the venue's only injection point for time."""
+    """A broker whose `now` reads ``fake``: the venue's only injection point for time. Holdout
+    sessions unless ``mode`` says otherwise: they replay a window the tests know in advance."""
 
     class ClockedBroker(LocalPaperBrokerResource):
         def now(self) -> dt.datetime:
             return fake.now
 
-    return ClockedBroker(database_url=url, **fields)
+    return ClockedBroker(database_url=url, **{"mode": "holdout", **fields})
 
 
 @pytest.fixture(scope="module")
@@ -353,7 +356,7 @@ def test_the_broker_works_as_a_dagster_resource(tmp_path: Path) -> None:
         paper_broker.start_session(trial_key="study#14", strategy_name=STRATEGY, params=PARAMS, windows=WINDOWS, **VENUE, strategies=BUILT_IN_STRATEGIES)
         return paper_broker.sync(trial_key="study#14", windows=WINDOWS, strategies=BUILT_IN_STRATEGIES).days_elapsed
 
-    broker = LocalPaperBrokerResource(database_url=f"sqlite:///{tmp_path / 'gauntlet.db'}")
+    broker = LocalPaperBrokerResource(database_url=f"sqlite:///{tmp_path / 'gauntlet.db'}", mode="holdout")
     result = dg.materialize([paper_session], resources={"paper_broker": broker})
     assert result.success and result.output_for_node("paper_session") == 15.0
 
@@ -378,26 +381,122 @@ def test_a_session_an_earlier_version_marked_completed_goes_on(tmp_path: Path) -
     assert broker.sync(trial_key="study#16", windows=WINDOWS, strategies=BUILT_IN_STRATEGIES).bars_processed == FORWARD_BARS
 
 
-def test_sessions_of_a_database_from_before_instruments_trade_the_default_instrument(database_url):
-    # The paper_sessions table as earlier versions created it: no instrument column.
+def test_sessions_of_a_database_from_before_instruments_and_modes_are_holdouts_of_the_default_instrument(
+    database_url,
+):
+    # The paper_sessions table as the first version created it: none of the columns added since.
     old = sa.MetaData()
     sa.Table(
         paper_sessions.name, old,
         *(sa.Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable)
-          for c in paper_sessions.columns if c.name != "instrument"),
+          for c in paper_sessions.columns if c.name not in ADDED_COLUMNS),
     )
+    sa.Table(paper_bars.name, old, *(sa.Column(c.name, c.type, primary_key=c.primary_key) for c in paper_bars.columns))
+    stamps = [int(dt.datetime(2026, 1, 1, hour, tzinfo=dt.UTC).timestamp() * 1e6) for hour in (22, 23)]
+    stamps.append(int(dt.datetime(2026, 1, 2, 0, tzinfo=dt.UTC).timestamp() * 1e6))
     engine = sa.create_engine(database_url)
     try:
         old.create_all(engine)
         row = {
             "trial_key": "old__t00000000", "strategy_name": STRATEGY, "params_json": "{}", "status": "running",
             "clock": "replay", "speed": 1.0, "fee_bps": 1.0, "slippage_bps": 1.0, "bar_seconds": 3600.0,
-            "n_forward_bars": 0, "forward_sha256": "0" * 64, "started_at_us": 0, "updated_at_us": 0,
-            "bars_processed": 0, "held": 0.0, "pending_target": 0.0, "equity": 1.0, "last_close": None, "n_fills": 0,
+            "n_forward_bars": 3, "forward_sha256": "0" * 64, "started_at_us": 0, "updated_at_us": 0,
+            "bars_processed": 3, "held": 0.0, "pending_target": 0.0, "equity": 1.0, "last_close": 1.0, "n_fills": 0,
         }
+        bar = {"close": 1.0, "held": 0.0, "turnover": 0.0, "gross_return": 0.0, "cost": 0.0, "net_return": 0.0, "equity": 1.0}
         with engine.begin() as conn:
             conn.execute(old.tables[paper_sessions.name].insert().values(**row))
+            conn.execute(
+                old.tables[paper_bars.name].insert(),
+                [{"trial_key": row["trial_key"], "bar_index": i, "timestamp_us": t, **bar} for i, t in enumerate(stamps)],
+            )
     finally:
         engine.dispose()
     [session] = make_broker(database_url, FakeClock()).sessions()
-    assert (session.trial_key, session.instrument) == ("old__t00000000", DEFAULT_INSTRUMENT)
+    assert (session.trial_key, session.instrument, session.mode, session.origin) == (
+        "old__t00000000", DEFAULT_INSTRUMENT, "holdout", 0
+    )
+    # Its bars give it a first and last bar, and its market days: bar 0 never trades, so 1 January
+    # counts for its second bar and 2 January for its third.
+    assert (session.first_bar, session.last_bar, session.market_days) == (
+        dt.datetime(2026, 1, 1, 22, tzinfo=dt.UTC), dt.datetime(2026, 1, 2, 0, tzinfo=dt.UTC), 2
+    )
+
+
+def _forward_at_once(windows, origin: int):
+    """The pure engine over every forward bar from ``origin`` at once, warmed up on all bars before."""
+    strategy, params = BUILT_IN_STRATEGIES.build(name=STRATEGY, params=PARAMS)
+    history, close, timestamps = windows.forward_from(origin=origin)
+    return advance_session(
+        state=SessionState(), history_close=history, forward_close=close, forward_timestamps=timestamps,
+        n_available=close.size, strategy=strategy, params=params, fee_bps=2.0, slippage_bps=1.0,
+    )
+
+
+def test_a_forward_session_starts_at_the_newest_bar_and_trades_only_bars_that_arrive(
+    database_url: str, tmp_path: Path
+) -> None:
+    bars = generate_synthetic_market(seed=11, n_days=40)
+    path = tmp_path / "prices.csv"
+    bars.head(36 * 24).write_csv(path)
+    dates, before = _csv_market(path).load_dated_windows()
+    broker = make_broker(database_url, FakeClock(), mode="forward")
+    started = broker.start_session(
+        trial_key="study#20", strategy_name=STRATEGY, params=PARAMS, windows=before, **VENUE,
+        strategies=BUILT_IN_STRATEGIES,
+    )
+    assert (started.mode, started.origin, started.origin_bar, started.first_bar) == (
+        "forward", before.forward.n_bars, before.forward.end, None
+    )
+    # Every bar it was handed existed when it started: it trades none of them, however long it waits.
+    waited = broker.sync(trial_key="study#20", windows=before, strategies=BUILT_IN_STRATEGIES)
+    assert (waited.bars_processed, waited.days_elapsed, waited.market_days) == (0, 0.0, 0)
+
+    bars.write_csv(path)  # four more days arrive
+    _, after = _csv_market(path).load_dated_windows(pinned=dates)
+    info = broker.sync(trial_key="study#20", windows=after, strategies=BUILT_IN_STRATEGIES)
+    new = after.forward.timestamps[before.forward.n_bars :]
+    assert (info.bars_processed, info.n_forward_bars, info.days_elapsed) == (4 * 24, 4 * 24, 4.0)
+    assert (info.first_bar, info.last_bar) == (bars["timestamp"][36 * 24], bars["timestamp"][-1])
+    assert info.market_days == 4  # bar 0 opens day 37 alone; days 37 to 40 have a traded bar after it
+    assert info.forward_sha256 == after.forward.sha256
+
+    # The session is the backtester's run over the new bars, warmed up on every bar before them.
+    at_once = _forward_at_once(after, before.forward.n_bars)
+    report = broker.report(trial_key="study#20")
+    assert report.bars.equals(at_once.bars) and report.fills.equals(at_once.fills)
+    assert report.bars["timestamp"].to_numpy().astype("datetime64[us]").tolist() == new.astype("datetime64[us]").tolist()
+
+    # A restart (a new venue on the same database) trades nothing twice; the mode is the session's own.
+    again = make_broker(database_url, FakeClock(), mode="holdout")
+    assert again.sync(trial_key="study#20", windows=after, strategies=BUILT_IN_STRATEGIES) == info
+    with sa.create_engine(database_url).connect() as conn:
+        rows = conn.execute(sa.select(paper_bars.c.bar_index).where(paper_bars.c.trial_key == "study#20")).scalars()
+        assert sorted(rows) == list(range(4 * 24))
+    with pytest.raises(PaperTradingError, match="that market_data is older than the session"):
+        again.sync(trial_key="study#20", windows=before, strategies=BUILT_IN_STRATEGIES)
+
+
+def test_a_bar_inserted_before_a_forward_session_is_refused_naming_the_bar(tmp_path: Path) -> None:
+    bars = generate_synthetic_market(seed=11, n_days=40)
+    path = tmp_path / "prices.csv"
+    bars.head(36 * 24).write_csv(path)
+    dates, before = _csv_market(path).load_dated_windows()
+    broker = make_broker(f"sqlite:///{tmp_path / 'gauntlet.db'}", FakeClock(), mode="forward")
+    broker.start_session(
+        trial_key="study#21", strategy_name=STRATEGY, params=PARAMS, windows=before, **VENUE,
+        strategies=BUILT_IN_STRATEGIES,
+    )
+    bars.write_csv(path)
+    _, after = _csv_market(path).load_dated_windows(pinned=dates)
+    traded = broker.sync(trial_key="study#21", windows=after, strategies=BUILT_IN_STRATEGIES)
+
+    # The feed drops a bar of the day before the session (within the gap tolerance): every bar
+    # the session traded moves one place earlier in the forward window.
+    bars.filter(pl.col("timestamp") != bars["timestamp"][35 * 24]).write_csv(path)
+    _, edited = _csv_market(path).load_dated_windows(pinned=dates)
+    first = re.escape(traded.first_bar.isoformat())
+    with pytest.raises(PaperTradingError, match=rf"session's first bar was {first} but forward bar {traded.origin} .* "
+                       "a bar was inserted or removed before it"):
+        broker.sync(trial_key="study#21", windows=edited, strategies=BUILT_IN_STRATEGIES)
+    assert broker.report(trial_key="study#21").info == traded

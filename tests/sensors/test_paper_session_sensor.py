@@ -44,6 +44,7 @@ def wall_clock_broker(tmp_path) -> tuple[ClockedBroker, Path]:
     _set_clock(clock, START)
     broker = ClockedBroker(
         database_url=f"sqlite:///{tmp_path / 'gauntlet.db'}",
+        mode="holdout",
         clock="wall",
         speed=3600.0,
         clock_file=str(clock),

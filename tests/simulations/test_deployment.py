@@ -60,6 +60,7 @@ def make_candidate(
     code_version: str = "v1",
     params_hash: str = "params-0",
     data_hashes: dict[str, str] | None = None,
+    paper_mode: str = "forward",
     **paper: float,
 ) -> Candidate:
     """A candidate of ``study`` trial ``number``; gates in ``failed`` fail."""
@@ -73,6 +74,7 @@ def make_candidate(
         verdicts={
             gate: gate_verdict(gate, passed=gate not in failed, grade=grade, **paper) for gate in GATE_ORDER
         },
+        paper_mode=paper_mode,
     )
 
 
@@ -155,6 +157,7 @@ def test_real_gate_verdicts_make_a_candidate() -> None:
         code_version="v1",
         data_hashes={},
         verdicts={"backtest_gate": gate_verdict("backtest_gate"), "cge_gate": cge, "paper_trading_gate": paper},
+        paper_mode="forward",
     )
     assert candidate.grade == "A"
     assert candidate.ranking_metrics["sharpe"] == PAPER_VALUES["sharpe"]
@@ -175,6 +178,21 @@ def test_auto_promote_off_holds_for_a_person() -> None:
         candidate=make_candidate(), settings=DeploymentSettings(auto_promote=False), live=[], emergency_stop=False
     )
     assert decision.decision == "held_manual"
+
+
+def test_a_holdout_grade_is_held_unless_holdout_grades_are_admitted() -> None:
+    holdout = make_candidate(paper_mode="holdout")
+    held = decide(candidate=holdout, settings=SETTINGS, live=[], emergency_stop=False)
+    assert held.decision == "held_manual"
+    assert held.reason == (
+        "every gate passed (grade A) in holdout paper trading, which deployment.paper_modes ['forward'] does not "
+        "admit; grade it forward, or promote by hand"
+    )
+    admitted = DeploymentSettings(paper_modes={"forward", "holdout"})
+    assert decide(candidate=holdout, settings=admitted, live=[], emergency_stop=False).decision == "promoted"
+    # The emergency stop still comes first, and a forward grade is not affected.
+    assert decide(candidate=holdout, settings=SETTINGS, live=[], emergency_stop=True).decision == "held_emergency_stop"
+    assert decide(candidate=make_candidate(), settings=SETTINGS, live=[], emergency_stop=False).decision == "promoted"
 
 
 def test_dry_run_says_what_it_would_have_done() -> None:
@@ -265,6 +283,14 @@ def test_settings_validation_and_stable_serialisation() -> None:
         DeploymentSettings(live_capacity=0)
     with pytest.raises(ValidationError, match="at least one"):
         DeploymentSettings(required_grades=set())
+    with pytest.raises(ValidationError, match="paper_modes must name at least one of \\['forward', 'holdout'\\]"):
+        DeploymentSettings(paper_modes=set())
+    with pytest.raises(ValidationError):
+        DeploymentSettings(paper_modes={"replay"})
+    assert DeploymentSettings(paper_modes={"holdout", "forward"}).model_dump(mode="json")["paper_modes"] == [
+        "forward",
+        "holdout",
+    ]
     with pytest.raises(ValidationError):
         DeploymentSettings(at_capacity="evict_all")
     with pytest.raises(ValidationError):
