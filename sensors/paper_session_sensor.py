@@ -1,11 +1,13 @@
-"""`paper_session_sensor`: grade paper sessions once they have traded long enough.
+"""`paper_session_sensor`: advance paper sessions as bars arrive; grade them once they have traded long enough.
 
-With the ``wall`` clock a session matures days after its trial's run, and with either clock
-the forward window grows as bars arrive; this sensor advances every running session on the
-forward window of its instrument's latest `market_data` (bars released by the clock are processed and
-persisted) and asks for grading — `paper_trading_grade` and `deployment_record` of that trial
-— once it has traded the policy's minimum days. The run key carries the bars processed, so a failed grading run is
-asked for again at the next tick that saw more bars, never twice for the same state.
+A forward session matures as the market feed brings bars (each new version of an instrument's
+source rebuilds its `market_data`, whose forward window grows), a holdout session on the
+``wall`` clock as time passes. This sensor advances every running session on the forward window
+of its instrument's latest `market_data` (bars not traded yet are processed and persisted) and
+asks for grading — `paper_trading_grade` and `deployment_record` of that trial — once it has
+traded the policy's minimum days. The run key carries the bars processed, so a failed grading
+run is asked for again at the next tick that saw more bars, never twice for the same state. A
+session that cannot go on (its market changed under it) is reported and skipped; the others go on.
 """
 
 import datetime as dt
@@ -109,11 +111,20 @@ def build_paper_session_sensor(
         running = [s for s in running if s.instrument in windows]
         strategies = strategy_plugins.registry()
         requests = []
-        pending = 0
+        pending = refused = 0
         for session in running:
-            session = paper_broker.sync(
-                trial_key=session.trial_key, windows=windows[session.instrument], strategies=strategies
-            )
+            try:
+                session = paper_broker.sync(
+                    trial_key=session.trial_key, windows=windows[session.instrument], strategies=strategies
+                )
+            except PipelineError as exc:
+                if exc.transient:
+                    raise
+                # One session's market changed under it (a bar inserted before its last one): it
+                # waits for its data to be restored or for a person to stop it; the others trade on.
+                context.log.error(f"paper session {session.trial_key} cannot trade on: {exc}")
+                refused += 1
+                continue
             if session.days_elapsed < min_days:
                 pending += 1
                 continue
@@ -125,9 +136,10 @@ def build_paper_session_sensor(
                     tags={"gauntlet/stage": "paper_grading"},
                 )
             )
+        held = f"; {refused} refused their market (see the tick's log)" if refused else ""
         if not requests:
-            return dg.SensorResult(skip_reason=f"{pending} paper session(s) still below {min_days:g} days")
-        context.log.info(f"{len(requests)} matured paper session(s) to grade; {pending} still pending")
+            return dg.SensorResult(skip_reason=f"{pending} paper session(s) still below {min_days:g} days{held}")
+        context.log.info(f"{len(requests)} matured paper session(s) to grade; {pending} still pending{held}")
         return dg.SensorResult(run_requests=requests)
 
     return paper_session_sensor

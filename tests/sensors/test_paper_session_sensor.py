@@ -158,3 +158,29 @@ def test_a_session_on_an_instrument_without_data_waits_and_the_others_are_graded
     assert [r.partition_key for r in result.run_requests] == [KEY]
     sessions = {s.trial_key: s for s in broker.sessions()}
     assert sessions["gone__t00000000"].bars_processed == 0 and sessions[KEY].days_elapsed > 7
+
+
+def test_a_session_whose_market_changed_under_it_is_refused_and_the_others_are_graded(
+    optuna_url, tmp_path, instance
+):
+    broker, clock = wall_clock_broker(tmp_path)
+    add_complete_trials(optuna_url, "demo", [0.5], params=[GOOD])
+    defs = local_definitions(optuna_url, tmp_path, paper_broker=broker)
+    Ticker(defs, instance).tick_until_idle()
+    # A session that traded a day of other bars on the same instrument: its market is not this one.
+    other = SyntheticMarketDataResource(seed=7)
+    broker.start_session(
+        trial_key="other__t00000000", strategy_name="momentum", params=GOOD, instrument="default",
+        windows=other.load_windows(), costs_bps=(other.fee_bps, other.slippage_bps), strategies=BUILT_IN_STRATEGIES,
+    )
+    _set_clock(clock, START + dt.timedelta(seconds=24))
+    traded = broker.sync(trial_key="other__t00000000", windows=other.load_windows(), strategies=BUILT_IN_STRATEGIES)
+    assert traded.bars_processed == 24
+
+    _set_clock(clock, START + dt.timedelta(seconds=7 * 24 + 1))
+    sensor = defs.resolve_sensor_def("paper_session_sensor")
+    with dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources) as context:
+        result = sensor(context)
+    assert [r.partition_key for r in result.run_requests] == [KEY]
+    sessions = {s.trial_key: s for s in broker.sessions()}
+    assert sessions["other__t00000000"] == traded and sessions[KEY].days_elapsed > 7
