@@ -382,45 +382,38 @@ def _calibration_seconds_per_study(n_studies: int = 25) -> float:
 
 
 def _paper_advance_seconds(n_sessions: int = 1_000) -> float:
-    """Wall time to advance ``n_sessions`` open paper sessions by one new bar each, as the paper
-    sensor does (one `sync` per session, SQLite), on the demo market's forward window.
+    """Wall time to advance ``n_sessions`` open forward paper sessions by one new bar each, as the
+    paper sensor does (one `sync` per session, SQLite), on the demo market.
 
-    The sessions trade on the broker's ``wall`` clock, whose time the bench moves: one market
-    hour after five, so each sync releases exactly one new hourly bar.
+    The sessions start at the newest bar of the market less two bars; each then trades the next
+    bar as it arrives (a rebuilt `market_data` one bar longer), and the second arrival is timed.
     """
-    import datetime as dt
-
     from resources.market_data import DEFAULT_INSTRUMENT, SyntheticMarketDataResource
     from resources.paper_broker import LocalPaperBrokerResource
+    from simulations.market import cut_windows
     from simulations.strategies import BUILT_IN_STRATEGIES
 
-    start = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
-    clock = {"now": start}
-
-    class BenchBroker(LocalPaperBrokerResource):
-        def now(self) -> dt.datetime:
-            return clock["now"]
-
     market = SyntheticMarketDataResource()
-    windows = market.load_windows()
+    dates, _ = market.load_dated_windows()
+    frame = market.load_frame()
+    arrivals = [cut_windows(frame=frame.head(frame.height - late), dates=dates) for late in (2, 1, 0)]
     with tempfile.TemporaryDirectory() as tmp:
-        broker = BenchBroker(database_url=f"sqlite:///{tmp}/gauntlet.db", clock="wall", speed=1.0)
+        broker = LocalPaperBrokerResource(database_url=f"sqlite:///{tmp}/gauntlet.db", mode="forward")
         for i in range(n_sessions):
             params = {"lookback": 24 + i % 400, "vol_lookback": 72, "target_bar_vol": 0.003}
             broker.start_session(
                 trial_key=f"bench__t{i:08d}", strategy_name="momentum", params=params, instrument=DEFAULT_INSTRUMENT,
-                windows=windows, costs_bps=(market.fee_bps, market.slippage_bps), strategies=BUILT_IN_STRATEGIES,
+                windows=arrivals[0], costs_bps=(market.fee_bps, market.slippage_bps), strategies=BUILT_IN_STRATEGIES,
             )
 
-        def advance(hours: int) -> float:
-            clock["now"] = start + dt.timedelta(hours=hours)
+        def advance(windows) -> float:
             started = time.perf_counter()
             for session in broker.sessions():
                 broker.sync(trial_key=session.trial_key, windows=windows, strategies=BUILT_IN_STRATEGIES)
             return time.perf_counter() - started
 
-        advance(5)
-        return advance(6)
+        advance(arrivals[1])
+        return advance(arrivals[2])
 
 
 def _load_1m_hourly_bars_with_calendar_seconds() -> float:

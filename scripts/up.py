@@ -1,7 +1,12 @@
-"""`make up`: the demo study's trainer plus `dagster dev` (webserver and daemon) on loopback.
+"""`make up`: the demo study's trainer, its market feed and `dagster dev` (webserver and daemon) on loopback.
 
-Both are child processes; Ctrl+C (or SIGTERM) stops both and waits for them. Running it again
-continues the same study and the same Dagster instance: state lives under GAUNTLET_HOME.
+All are child processes; Ctrl+C (or SIGTERM) stops them and waits for them. Running it again
+continues the same study, market and Dagster instance: state lives under GAUNTLET_HOME.
+
+When the configuration's market is the synthetic one (the demo's), the market becomes a directory
+of files under GAUNTLET_HOME that `scripts.feed` seeds with its history and then grows at a
+market hour per second, so forward paper sessions get bars to trade; the trainer trains on that
+history. A configured file or table is left to its own ingester.
 
 `make up-postgres` (``--postgres``) runs the same pipeline in the production environment with
 every store on one PostgreSQL server: the Dagster instance (deploy/dagster-postgres.yaml), the
@@ -21,6 +26,10 @@ import time
 from pathlib import Path
 
 import sqlalchemy as sa
+
+from gauntlet.config import load_config
+from scripts.feed import demo_market, seed_directory
+from simulations.constants import SYNTHETIC_BARS_PER_DAY
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_STUDY = "demo"
@@ -108,6 +117,24 @@ def prepare_home(instance_yaml: Path = LOCAL_INSTANCE_YAML) -> tuple[Path, Path]
     return home, dagster_home
 
 
+def demo_feed(home: Path, python: str) -> tuple[list[str], Path] | None:
+    """The feeder's command line and the history file the trainer reads, when the configured market
+    is the synthetic one; its directory is then this process's (and its children's) market file."""
+    market = load_config(os.environ, import_plugins=False).config.market
+    if market.file is not None or market.table is not None:
+        return None
+    directory = home / "market"
+    history = seed_directory(
+        directory,
+        market=demo_market(seed=market.synthetic.seed, history_days=market.synthetic.days),
+        history_bars=market.synthetic.days * SYNTHETIC_BARS_PER_DAY,
+    )
+    os.environ["GAUNTLET_MARKET_FILE"] = str(directory)
+    command = [python, "-m", "scripts.feed", "--dir", str(directory), "--seed", str(market.synthetic.seed),
+               "--history-days", str(market.synthetic.days)]
+    return command, history
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--postgres", action="store_true", help="every store on PostgreSQL (GAUNTLET_PG_SERVER)")
@@ -123,16 +150,18 @@ def main(argv: list[str] | None = None) -> int:
         where = str(home)
     python = sys.executable
     print(f"Gauntlet: state in {where}; UI on http://{HOST}:{PORT} (Ctrl+C stops everything)")
+    feed = demo_feed(home, python)
+    feeder = subprocess.Popen(feed[0], cwd=ROOT) if feed else None
     trainer = subprocess.Popen(
         [python, "-m", "simulations.train", "--study", DEMO_STUDY, "--trials", str(DEMO_TRIALS),
-         "--storage", storage, "--pace", str(DEMO_PACE_SECONDS)],
+         "--storage", storage, "--pace", str(DEMO_PACE_SECONDS), *(["--market", str(feed[1])] if feed else [])],
         cwd=ROOT,
     )
     dagster = subprocess.Popen(
         [str(Path(python).parent / "dagster"), "dev", "-h", HOST, "-p", str(PORT), "-w", str(ROOT / "workspace.yaml")],
         cwd=ROOT,
     )
-    children = [dagster, trainer]
+    children = [dagster, trainer, *([feeder] if feeder else [])]
 
     def stop(signum: int, _frame: object) -> None:
         for child in children:

@@ -3,7 +3,8 @@
 ``python -m simulations.train --study demo --trials 200 --storage sqlite:///path.db``
 
 Each trial builds the strategy from sampled params, backtests it on the train window of the
-seeded synthetic market (never the backtest or forward windows, which the gates use) and
+seeded synthetic market, or of the bars in ``--market`` (never the backtest or forward windows,
+which the gates use) and
 reports the in-sample annualised Sharpe ratio as the objective. The strategy name and the
 in-sample metrics go to the trial's user_attrs, where Gauntlet reads them. Running it again
 with the same study name continues the same study.
@@ -21,7 +22,7 @@ import optuna
 
 from simulations.backtest import backtest_strategy
 from simulations.constants import DEFAULT_FEE_BPS, DEFAULT_MARKET_SEED, DEFAULT_SLIPPAGE_BPS
-from simulations.market import MarketWindows, generate_synthetic_market, split_windows
+from simulations.market import MarketWindows, generate_synthetic_market, load_market_file, split_windows
 from simulations.metrics import compute_metrics
 from simulations.strategies import BUILT_IN_STRATEGIES
 
@@ -64,9 +65,14 @@ def make_objective(*, windows: MarketWindows, strategy_name: str):
     return objective
 
 
-def run(*, study_name: str, storage: str, n_trials: int, strategy: str, seed: int, pace_seconds: float) -> optuna.Study:
-    """Run (or continue) ``study_name`` until it holds ``n_trials`` finished trials."""
-    windows = split_windows(frame=generate_synthetic_market(seed=DEFAULT_MARKET_SEED))
+def run(
+    *, study_name: str, storage: str, n_trials: int, strategy: str, seed: int, pace_seconds: float,
+    market: Path | None = None,
+) -> optuna.Study:
+    """Run (or continue) ``study_name`` until it holds ``n_trials`` finished trials, on the bars of the
+    ``market`` file (CSV or Parquet) or else the seeded synthetic market."""
+    frame = generate_synthetic_market(seed=DEFAULT_MARKET_SEED) if market is None else load_market_file(path=market)
+    windows = split_windows(frame=frame)
     study = optuna.create_study(
         study_name=study_name, storage=storage, load_if_exists=True, direction="maximize",
         sampler=optuna.samplers.TPESampler(seed=seed + len(_existing(storage, study_name))),
@@ -100,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strategy", default="momentum", help="strategy family to tune (default: momentum)")
     parser.add_argument("--seed", type=int, default=0, help="sampler seed")
     parser.add_argument("--pace", type=float, default=0.0, help="seconds to wait between trials (demo pacing)")
+    parser.add_argument("--market", type=Path, help="train on this CSV or Parquet file's bars (default: synthetic)")
     args = parser.parse_args(argv)
     storage = args.storage
     if storage is None:
@@ -108,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         storage = f"sqlite:///{home / 'optuna.db'}"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     run(study_name=args.study, storage=storage, n_trials=args.trials, strategy=args.strategy,
-        seed=args.seed, pace_seconds=args.pace)
+        seed=args.seed, pace_seconds=args.pace, market=args.market)
     return 0
 
 
