@@ -293,18 +293,21 @@ class PaperBrokerResource(dg.ConfigurableResource, abc.ABC):
         ``windows.forward`` of ``instrument``, paying ``costs_bps`` (fee, slippage; basis points
         per unit traded); idempotent.
 
-        Starting a session that exists with the same strategy and params returns it as it
-        is; with different ones raises `PaperTradingError`.
+        A ``forward`` session trades only the bars after the newest one of ``windows.forward``; a
+        ``holdout`` session the window from its first bar. Starting a session that exists with
+        the same strategy and params returns it as it is (its mode is the one it started with);
+        with different ones raises `PaperTradingError`.
         """
 
     @abc.abstractmethod
     def sync(self, *, trial_key: str, windows: MarketWindows, strategies: StrategyRegistry) -> SessionInfo:
-        """Process the bars of ``windows.forward`` the clock released since the last sync, durably,
-        with the session's strategy as ``strategies`` has it.
+        """Process the session's bars of ``windows.forward`` not traded yet, durably, with the session's
+        strategy as ``strategies`` has it: every one that has arrived (forward), or those the clock
+        released (holdout).
 
-        The session goes on only if ``windows.forward`` starts with the bars it has traded
-        (bars appended since are traded next, once each); a stopped session is returned
-        unchanged.
+        The session goes on only if ``windows.forward`` starts with the bars up to its last
+        traded one (bars appended since are traded next, once each); a stopped session is
+        returned unchanged.
         """
 
     @abc.abstractmethod

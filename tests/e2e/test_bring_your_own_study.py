@@ -29,6 +29,7 @@ from pipeline_assets.dagster_private import FINISHED_STATUSES
 from pipeline_assets.partitions import trial_partition_key
 from gauntlet.run import run_main
 from simulations.market import generate_synthetic_market
+from tests.dagster_helpers import HOLDOUT_SECTIONS
 from tests.e2e.conftest import BIN, ROOT, stop_process, wait_while_the_daemon_works
 
 pytestmark = pytest.mark.e2e
@@ -107,13 +108,15 @@ class Project:
         return f"sqlite:///{self.root / 'optuna.db'}"
 
     def write_config(self, **changes: Any) -> None:
-        """gauntlet.yaml with paths relative to it, as a user writes it; ``changes`` replace sections."""
+        """gauntlet.yaml with paths relative to it, as a user writes it; ``changes`` replace sections.
+        Its data file does not grow, so paper sessions replay its forward window (a holdout)."""
         config = {
             "home": "state",
             "optuna": {"storage": "sqlite:///optuna.db", "studies": [STUDY]},
             "sensor": {"interval_seconds": 2},
             "market": {"file": "data/prices.csv"},
             "strategies": {"plugins": [PLUGIN_PATH], "entry_points": False},
+            **HOLDOUT_SECTIONS,
             **changes,
         }
         self.config.write_text(yaml.safe_dump(config, sort_keys=False))

@@ -32,7 +32,7 @@ from pipeline_assets.trial_assets import STUDY_TAG, trial_gauntlet
 from scripts.up import dagster_pg_environment
 from sensors.optuna_trial_sensor import Owed, batch_run_requests
 from tests.conftest import add_complete_trials, require_service
-from tests.dagster_helpers import Ticker, execute_request, local_definitions, partitions
+from tests.dagster_helpers import HOLDOUT_ENVIRONMENT, Ticker, execute_request, local_definitions, partitions
 from tests.e2e.conftest import BIN, ROOT, stop_process, wait_until, wait_while_the_daemon_works
 
 REDIS_URL = os.environ.get("GAUNTLET_TEST_REDIS_URL", "redis://127.0.0.1:6379")
@@ -138,6 +138,7 @@ def production(
         "GAUNTLET_DATABASE_URL": make_pg_database(),
         "GAUNTLET_ARTIFACT_DIR": str(tmp_path / "artifacts"),
         "GAUNTLET_ALERT_LOG": str(tmp_path / "alerts.jsonl"),
+        **HOLDOUT_ENVIRONMENT,
     }
     for name, value in settings.items():
         monkeypatch.setenv(name, value)

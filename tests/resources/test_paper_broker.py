@@ -291,6 +291,13 @@ def test_market_data_that_changed_under_a_session_is_refused(tmp_path: Path) -> 
     assert broker.report(trial_key="study#12").bars_processed == 24
 
 
+def _bar_indexes(database_url: str, trial_key: str) -> list[int]:
+    """The bar indexes the database holds for ``trial_key``, sorted (each once if no bar was traded twice)."""
+    with sa.create_engine(database_url).connect() as conn:
+        rows = conn.execute(sa.select(paper_bars.c.bar_index).where(paper_bars.c.trial_key == trial_key)).scalars()
+        return sorted(rows)
+
+
 def _csv_market(path: Path) -> FileMarketDataResource:
     return FileMarketDataResource(path=str(path), train_days=20, backtest_days=5, forward_days=10)
 
@@ -329,9 +336,7 @@ def test_bars_appended_between_syncs_are_traded_next_and_once(database_url: str,
     )
     report = broker.report(trial_key="study#15")
     assert report.bars.equals(at_once.bars) and report.fills.equals(at_once.fills)
-    with sa.create_engine(database_url).connect() as conn:
-        rows = conn.execute(sa.select(paper_bars.c.bar_index).where(paper_bars.c.trial_key == "study#15")).scalars()
-        assert sorted(rows) == list(range(14 * 24))
+    assert _bar_indexes(database_url, "study#15") == list(range(14 * 24))
     # A caller holding the windows of an older build cannot rewind the session.
     with pytest.raises(PaperTradingError, match="that market_data is older than the session"):
         broker.sync(trial_key="study#15", windows=before, strategies=BUILT_IN_STRATEGIES)
@@ -470,9 +475,7 @@ def test_a_forward_session_starts_at_the_newest_bar_and_trades_only_bars_that_ar
     # A restart (a new venue on the same database) trades nothing twice; the mode is the session's own.
     again = make_broker(database_url, FakeClock(), mode="holdout")
     assert again.sync(trial_key="study#20", windows=after, strategies=BUILT_IN_STRATEGIES) == info
-    with sa.create_engine(database_url).connect() as conn:
-        rows = conn.execute(sa.select(paper_bars.c.bar_index).where(paper_bars.c.trial_key == "study#20")).scalars()
-        assert sorted(rows) == list(range(4 * 24))
+    assert _bar_indexes(database_url, "study#20") == list(range(4 * 24))
     with pytest.raises(PaperTradingError, match="that market_data is older than the session"):
         again.sync(trial_key="study#20", windows=before, strategies=BUILT_IN_STRATEGIES)
 

@@ -17,6 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from resources.database import engine_for
+from resources.process_cache import SCHEMAS_READY
 from resources.registry import DeploymentRegistryResource, SqlDeploymentRegistryResource
 from simulations.deployment import GATE_ORDER, DeploymentSettings
 from simulations.errors import ConfigurationError, RegistryError, StorageCorruptError, StorageUnavailableError
@@ -85,7 +86,7 @@ def test_record_holds_everything_the_decision_was_made_on(database_url: str) -> 
     )
     assert record.verdicts == candidate.verdicts
     assert record.verdicts["cge_gate"].checks[0].threshold == 0.0
-    assert record.grade == "A" and record.settings == settings()
+    assert record.grade == "A" and record.settings == settings() and record.paper_mode == "forward"
     assert record.decided_by == "user:alice" and record.decided_at.tzinfo is not None
     assert record.context.emergency_stop is False and record.context.live == ()
     assert len(record.idempotency_key) == 64 and len(record.inputs_hash) == 64
@@ -93,6 +94,28 @@ def test_record_holds_everything_the_decision_was_made_on(database_url: str) -> 
     assert reg.decisions(study="other") == []
     entry = reg.live()[0]
     assert entry.ranking_metrics["sharpe"] == 1.0 and entry.code_version == "v1"
+
+
+def test_a_registry_from_before_paper_modes_keeps_its_decisions_and_records_modes_from_then_on(
+    database_url: str,
+) -> None:
+    reg = registry(database_url)
+    old = reg.decide_and_record(candidate=make_candidate(1), settings=settings(), decided_by="pipeline")
+    engine = sa.create_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("ALTER TABLE registry_decisions DROP COLUMN paper_mode"))
+    finally:
+        engine.dispose()
+    # A new process opens the registry of the earlier version.
+    engine_for(database_url).dispose()
+    SCHEMAS_READY.clear()
+    reopened = registry(database_url)
+    [before] = reopened.decisions(partition_key=key(1))
+    assert before.paper_mode is None and before.id == old.id
+    holdout = make_candidate(2, paper_mode="holdout")
+    held = reopened.decide_and_record(candidate=holdout, settings=settings(), decided_by="pipeline")
+    assert (held.decision, held.paper_mode) == ("held_manual", "holdout")
 
 
 def test_dry_run_records_and_changes_nothing_live(database_url: str) -> None:

@@ -34,6 +34,13 @@ def instance():
         yield inst
 
 
+def _paper_tick(defs: dg.Definitions, instance: dg.DagsterInstance) -> dg.SensorResult:
+    """One tick of the paper session sensor."""
+    sensor = defs.resolve_sensor_def("paper_session_sensor")
+    with dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources) as context:
+        return sensor(context)
+
+
 def _set_clock(path, moment: dt.datetime) -> None:
     path.write_text(json.dumps(moment.isoformat()))
 
@@ -67,17 +74,11 @@ def test_pending_sessions_are_neither_failed_nor_graded_until_mature(optuna_url,
     observed = instance.fetch_observations(dg.AssetKey("paper_trading_grade"), limit=1).records
     assert observed[0].asset_observation.metadata["status"].value == "pending"
 
-    sensor = defs.resolve_sensor_def("paper_session_sensor")
-
-    def tick() -> dg.SensorResult:
-        with dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources) as context:
-            return sensor(context)
-
     _set_clock(clock, START + dt.timedelta(seconds=6 * 24))  # 6 days of market time
-    assert tick().run_requests in (None, [])
+    assert _paper_tick(defs, instance).run_requests in (None, [])
 
     _set_clock(clock, START + dt.timedelta(seconds=7 * 24 + 1))  # a little over 7 days
-    result = tick()
+    result = _paper_tick(defs, instance)
     [request] = result.run_requests
     assert request.partition_key == KEY
     graded = execute_request(defs, instance, request)
@@ -85,7 +86,7 @@ def test_pending_sessions_are_neither_failed_nor_graded_until_mature(optuna_url,
     assert materialized(instance, "paper_trading_grade") == {KEY}
     [mat] = [m for m in graded.asset_materializations_for_node("trial_gauntlet") if m.asset_key.path == ["paper_trading_grade"]]
     assert 7.0 <= mat.metadata["days"].value < 7.1
-    assert tick().run_requests in (None, [])  # graded once
+    assert _paper_tick(defs, instance).run_requests in (None, [])  # graded once
 
 
 def test_trials_with_a_run_in_flight_are_not_asked_for_again(instance):
@@ -112,12 +113,10 @@ def test_an_undecided_sequential_test_keeps_the_session_trading_until_its_window
     policy = demo_gate_policy({"paper": {"sequential": {"enabled": True}}})
     defs = local_definitions(optuna_url, tmp_path, paper_broker=broker, gate_policy=policy)
     Ticker(defs, instance).tick_until_idle()
-    sensor = defs.resolve_sensor_def("paper_session_sensor")
 
     def grade_at(market_days: float) -> dg.ExecuteInProcessResult:
         _set_clock(clock, START + dt.timedelta(seconds=market_days * 24))
-        with dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources) as context:
-            [request] = sensor(context).run_requests
+        [request] = _paper_tick(defs, instance).run_requests
         result = execute_request(defs, instance, request)
         assert result.success
         return result
@@ -152,10 +151,7 @@ def test_a_session_on_an_instrument_without_data_waits_and_the_others_are_graded
         windows=market.load_windows(), costs_bps=(market.fee_bps, market.slippage_bps), strategies=BUILT_IN_STRATEGIES,
     )
     _set_clock(clock, START + dt.timedelta(seconds=7 * 24 + 1))
-    sensor = defs.resolve_sensor_def("paper_session_sensor")
-    with dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources) as context:
-        result = sensor(context)
-    assert [r.partition_key for r in result.run_requests] == [KEY]
+    assert [r.partition_key for r in _paper_tick(defs, instance).run_requests] == [KEY]
     sessions = {s.trial_key: s for s in broker.sessions()}
     assert sessions["gone__t00000000"].bars_processed == 0 and sessions[KEY].days_elapsed > 7
 
@@ -178,9 +174,6 @@ def test_a_session_whose_market_changed_under_it_is_refused_and_the_others_are_g
     assert traded.bars_processed == 24
 
     _set_clock(clock, START + dt.timedelta(seconds=7 * 24 + 1))
-    sensor = defs.resolve_sensor_def("paper_session_sensor")
-    with dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources) as context:
-        result = sensor(context)
-    assert [r.partition_key for r in result.run_requests] == [KEY]
+    assert [r.partition_key for r in _paper_tick(defs, instance).run_requests] == [KEY]
     sessions = {s.trial_key: s for s in broker.sessions()}
     assert sessions["other__t00000000"] == traded and sessions[KEY].days_elapsed > 7
