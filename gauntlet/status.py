@@ -433,7 +433,8 @@ def _paper_reason(session: SessionInfo, paper: PaperGatePolicy) -> str:
     if session.days_elapsed < paper.min_days:
         return f"paper trading {session.days_elapsed:.1f} of {paper.min_days:g} days"
     if paper.sequential.enabled:
-        return f"paper trading {session.days_elapsed:.1f} days, until the sequential test decides or the window ends"
+        end = "the window ends" if session.mode == "holdout" else "its grade or max_days stops it"
+        return f"paper trading {session.days_elapsed:.1f} days, until the sequential test decides or {end}"
     return f"paper trading {session.days_elapsed:.1f} days, waiting for grading"
 
 

@@ -187,8 +187,9 @@ class PaperOutcome:
 
 @dataclass(frozen=True)
 class PaperPending:
-    """A session not graded yet: short of the policy's minimum days, or past them with the
-    sequential test undecided and bars still to come. Neither passed nor failed."""
+    """A session not graded yet: short of the policy's minimum days, or past them with a grade
+    the policy requires, the sequential test undecided and bars still to come. Neither passed
+    nor failed."""
 
     session: PaperProgress
     min_days: float
@@ -310,8 +311,13 @@ def evaluate_paper(trial: TrialCase, inputs: GauntletInputs) -> PaperOutcome | P
     sequential = inputs.policy.paper.sequential
     decided = metrics.sequential_e_value >= sequential.threshold or metrics.sequential_futile_day is not None
     out_of_days = sequential.max_days is not None and metrics.market_days >= sequential.max_days
-    if sequential.enabled and not decided and not out_of_days and not inputs.paper.exhausted(trial_key=trial.key):
-        # Undecided, and more bars will come: the session trades on rather than being rejected.
+    graded_out = metrics.grade not in inputs.policy.paper.required_grades
+    if (
+        sequential.enabled
+        and not (decided or out_of_days or graded_out)
+        and not inputs.paper.exhausted(trial_key=trial.key)
+    ):
+        # Undecided, its grade good enough, and more bars will come: the session trades on.
         undecided = (
             f"sequential test undecided after {metrics.market_days} market days "
             f"(e-value {metrics.sequential_e_value:.3g} of {sequential.threshold:g})"

@@ -191,6 +191,14 @@ def test_a_futile_or_overlong_session_is_rejected_while_bars_remain(windows, sce
     # Without the futility bound the same session is still waiting for the test to decide.
     patient = _policy(paper={**paper, "sequential": {"enabled": True, "sharpe_floor": 10.0, "futility": False}})
     assert isinstance(evaluate_trial(_trial(), _inputs(windows, scenarios, patient, venue)).results["paper_trading_gate"], PaperPending)
+    # Undecided, but graded below the required grades: the grade rejects it, although bars remain.
+    strict = _policy(paper={
+        "min_days": 1.0, "required_grades": ["A"], "grading": {"min_trades": 10_000},
+        "sequential": {"enabled": True, "futility": False},
+    })
+    outcome = evaluate_trial(_trial(), _inputs(windows, scenarios, strict, venue)).results["paper_trading_gate"]
+    assert not isinstance(outcome, PaperPending) and not outcome.verdict.passed
+    assert outcome.metrics.grade != "A" and outcome.metrics.sequential_decided_day is None
     # Undecided after the market days allowed: rejected, although bars remain.
     capped = _policy(paper={**paper, "sequential": {"enabled": True, "max_days": 30}})
     outcome = evaluate_trial(_trial(), _inputs(windows, scenarios, capped, venue)).results["paper_trading_gate"]
