@@ -151,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     python = sys.executable
     print(f"Gauntlet: state in {where}; UI on http://{HOST}:{PORT} (Ctrl+C stops everything)")
     feed = demo_feed(home, python)
+    if feed:
+        print(f"Gauntlet: the demo market is fed into {os.environ['GAUNTLET_MARKET_FILE']}; for gauntlet commands "
+              f"in another shell: export GAUNTLET_MARKET_FILE={os.environ['GAUNTLET_MARKET_FILE']}")
     feeder = subprocess.Popen(feed[0], cwd=ROOT) if feed else None
     trainer = subprocess.Popen(
         [python, "-m", "simulations.train", "--study", DEMO_STUDY, "--trials", str(DEMO_TRIALS),
