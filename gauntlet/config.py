@@ -47,7 +47,6 @@ from resources.gate_policy import GatePolicyResource
 from resources.market_data import DEFAULT_INSTRUMENT, INSTRUMENT_NAME_PATTERN, TABLE_NAME_PATTERN
 from resources.notifier import GateAlerts
 from resources.paper_broker import ClockMode
-from simulations.paper import PaperMode
 from simulations.calendars import market_calendar
 from simulations.constants import (
     DEFAULT_BACKTEST_DAYS,
@@ -66,6 +65,7 @@ from simulations.deployment import AtCapacity, RankingMetric
 from simulations.errors import ConfigurationError, TrialDataError
 from simulations.gates import GatePolicy
 from simulations.market import WindowDates
+from simulations.paper import PaperMode
 from simulations.schema import unknown_key_message
 from simulations.strategies import load_strategy_from_import_path
 

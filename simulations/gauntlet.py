@@ -440,8 +440,8 @@ def evaluate_trial(
 class ReplayVenue:
     """A paper venue that has already released the whole forward window (no database).
 
-    What the paper broker's ``replay`` clock does; the gate calibration grades its sessions
-    with it.
+    What the paper broker's holdout sessions on the ``replay`` clock do; the gate calibration
+    grades its sessions with it.
     """
 
     windows: MarketWindows
