@@ -383,7 +383,7 @@ def _calibration_seconds_per_study(n_studies: int = 25) -> float:
 
 def _paper_advance_seconds(n_sessions: int = 1_000) -> float:
     """Wall time to advance ``n_sessions`` open forward paper sessions by one new bar each, as the
-    paper sensor does (one `sync` per session, SQLite), on the demo market.
+    paper sensor does (one `sync_many` of them all, SQLite), on the demo market.
 
     The sessions start at the newest bar of the market less two bars; each then trades the next
     bar as it arrives (a rebuilt `market_data` one bar longer), and the second arrival is timed.
@@ -408,8 +408,8 @@ def _paper_advance_seconds(n_sessions: int = 1_000) -> float:
 
         def advance(windows) -> float:
             started = time.perf_counter()
-            for session in broker.sessions():
-                broker.sync(trial_key=session.trial_key, windows=windows, strategies=BUILT_IN_STRATEGIES)
+            keys = [session.trial_key for session in broker.sessions()]
+            broker.sync_many(windows_of=dict.fromkeys(keys, windows), strategies=BUILT_IN_STRATEGIES)
             return time.perf_counter() - started
 
         advance(arrivals[1])

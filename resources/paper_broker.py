@@ -24,6 +24,9 @@ in three tables of Gauntlet's own database (the deployment registry's; tables pr
 Each sync is one transaction that advances the session row only if it still holds the
 state the sync started from (and locks it on PostgreSQL), so concurrent syncs of one
 session cannot both write, and a crash mid-sync leaves the previous state intact.
+`sync_many` does the same for many sessions in one transaction (a commit per session is
+most of what a sync costs); a session another sync advanced meanwhile is left as that one
+left it.
 """
 
 from __future__ import annotations
@@ -310,6 +313,32 @@ class PaperBrokerResource(dg.ConfigurableResource, abc.ABC):
         returned unchanged.
         """
 
+    def sync_many(
+        self, *, windows_of: Mapping[str, MarketWindows], strategies: StrategyRegistry
+    ) -> dict[str, SessionInfo | PipelineError]:
+        """`sync` every session of ``windows_of`` (trial key to the windows of its instrument).
+
+        Returns
+        -------
+        dict
+            Per trial key, the session as `sync` returns it, or the error that keeps that session
+            from going on (its market changed under it, an unknown session); the others go on.
+
+        Raises
+        ------
+        PipelineError
+            A transient one (storage locked or unreachable): nothing more is synced.
+        """
+        results: dict[str, SessionInfo | PipelineError] = {}
+        for key, windows in windows_of.items():
+            try:
+                results[key] = self.sync(trial_key=key, windows=windows, strategies=strategies)
+            except PipelineError as exc:
+                if exc.transient:
+                    raise
+                results[key] = exc
+        return results
+
     @abc.abstractmethod
     def report(self, *, trial_key: str) -> SessionReport:
         """The session's fills and per-bar positions and equity, as recorded so far."""
@@ -356,6 +385,15 @@ def _new_market_days(stamps_us: np.ndarray, *, after_us: int | None) -> int:
     if after_us is not None:
         days = days[days != after_us // (SECONDS_PER_DAY * _MICROSECONDS)]
     return int(days.size)
+
+
+def _head_sha256(forward: MarketWindow, n: int, hashes: dict) -> str:
+    """``forward.head_sha256(n)``, computed once per window and ``n`` in ``hashes``: the sessions of a
+    batch share their market, and most of them its length."""
+    key = (id(forward), n)
+    if key not in hashes:
+        hashes[key] = forward.head_sha256(n)
+    return hashes[key]
 
 
 def _checked_key(trial_key: object) -> str:
@@ -420,11 +458,11 @@ def _insert_ignoring_duplicates(engine: sa.Engine, table: sa.Table) -> sa.Insert
     raise ConfigurationError(f"the paper broker supports SQLite and PostgreSQL databases, not {dialect}")
 
 
-def _db_rows(frame: pl.DataFrame, trial_key: str) -> list[dict[str, Any]]:
-    # Column by column: a sync writes a few rows, and a frame expression costs more than they do.
-    columns = {name: frame.get_column(name).to_list() for name in frame.columns if name != "timestamp"}
-    columns["timestamp_us"] = frame.get_column("timestamp").dt.epoch("us").to_list()
-    return [{"trial_key": trial_key, **dict(zip(columns, values, strict=True))} for values in zip(*columns.values())]
+def _db_rows(columns: Mapping[str, np.ndarray], trial_key: str) -> list[dict[str, Any]]:
+    """A step's columns (`simulations.paper.SessionStep`) as database rows: a sync writes a few rows,
+    and building a frame for them would cost more than they do."""
+    lists = {"timestamp_us" if name == "timestamp" else name: values.tolist() for name, values in columns.items()}
+    return [{"trial_key": trial_key, **dict(zip(lists, values, strict=True))} for values in zip(*lists.values())]
 
 
 class LocalPaperBrokerResource(PaperBrokerResource):
@@ -553,7 +591,7 @@ class LocalPaperBrokerResource(PaperBrokerResource):
         return int(np.searchsorted(closes_at_us, market_us, side="right"))
 
     @staticmethod
-    def _check_traded(row: Mapping[str, Any], forward: MarketWindow, key: str) -> None:
+    def _check_traded(row: Mapping[str, Any], forward: MarketWindow, key: str, hashes: dict) -> None:
         """Refuse a forward window that does not start with the bars up to the session's last traded one."""
         traded = row["origin"] + row["bars_processed"]
         for index, recorded, which in (
@@ -577,9 +615,9 @@ class LocalPaperBrokerResource(PaperBrokerResource):
                 f"{forward.n_bars}: that market_data is older than the session; run again on the latest market_data",
                 trial=key,
             )
-        if forward.head_sha256(traded) != row["forward_sha256"]:
+        if _head_sha256(forward, traded, hashes) != row["forward_sha256"]:
             raise PaperTradingError(
-                f"the first {traded} forward bars of the market (sha256 {forward.head_sha256(traded)[:12]}…) are not "
+                f"the first {traded} forward bars of the market (sha256 {_head_sha256(forward, traded, hashes)[:12]}…) are not "
                 f"the ones this session traded ({row['forward_sha256'][:12]}…): the market data or the window dates "
                 "changed under it; restore the market data the session traded, or stop the session",
                 trial=key,
@@ -681,15 +719,79 @@ class LocalPaperBrokerResource(PaperBrokerResource):
         except (PipelineError, sqlalchemy.exc.SQLAlchemyError) as exc:
             raise self._fail(exc, key) from exc
 
+    def sync_many(
+        self, *, windows_of: Mapping[str, MarketWindows], strategies: StrategyRegistry
+    ) -> dict[str, SessionInfo | PipelineError]:
+        # One transaction for every session: a commit per session is most of what a sync costs.
+        keys = [_checked_key(key) for key in windows_of]
+        results: dict[str, SessionInfo | PipelineError] = {}
+        hashes: dict = {}
+        try:
+            now = self._now()
+            engine = self._engine()
+            with engine.connect() as conn:
+                moved = []
+                with conn.begin():
+                    query = sa.select(paper_sessions).where(paper_sessions.c.trial_key.in_(keys)).with_for_update()
+                    rows = {row["trial_key"]: row for row in conn.execute(query).mappings()}
+                    bars: list[dict[str, Any]] = []
+                    fills: list[dict[str, Any]] = []
+                    for key in keys:
+                        row = rows.get(key)
+                        if row is None:
+                            results[key] = PaperTradingError("no paper session for this trial", trial=key)
+                            continue
+                        try:
+                            advanced = self._advance(row, windows_of[key], strategies, now, key, hashes)
+                        except PipelineError as exc:
+                            if exc.transient:
+                                raise
+                            results[key] = self._fail(exc, key)
+                            continue
+                        if advanced is None:
+                            results[key] = _info(row)
+                            continue
+                        before, step, values = advanced
+                        if not self._guarded_update(conn, key, before, values):
+                            moved.append(key)
+                            continue
+                        bars += _db_rows(step.bar_columns, key)
+                        fills += _db_rows(step.fill_columns, key)
+                        results[key] = _info({**row, **values})
+                    if bars:
+                        conn.execute(sa.insert(paper_bars), bars)
+                    if fills:
+                        conn.execute(sa.insert(paper_fills), fills)
+                for key in moved:
+                    # Another sync advanced it between the read and the update: it stands as that one left it.
+                    results[key] = _info(self._existing(conn, key))
+        except (PipelineError, sqlalchemy.exc.SQLAlchemyError) as exc:
+            raise self._fail(exc, None) from exc
+        return results
+
     def _sync_in(
         self, conn: sa.Connection, key: str, windows: MarketWindows, strategies: StrategyRegistry, now: dt.datetime
     ) -> SessionInfo | None:
         """Advance the session inside the caller's transaction; ``None`` if another sync won."""
         row = self._existing(conn, key, lock=True)
-        if row["status"] != "running":
+        advanced = self._advance(row, windows, strategies, now, key, {})
+        if advanced is None:
             return _info(row)
+        before, step, values = advanced
+        if not self._write_step(conn, key, before, step, values):
+            return None
+        return _info({**row, **values})
+
+    def _advance(
+        self, row: Mapping[str, Any], windows: MarketWindows, strategies: StrategyRegistry, now: dt.datetime,
+        key: str, hashes: dict,
+    ) -> tuple[SessionState, SessionStep, dict[str, Any]] | None:
+        """The session's state before, its new bars and fills, and its row's new values; ``None`` when
+        it is stopped or has nothing new to trade."""
+        if row["status"] != "running":
+            return None
         forward = windows.forward
-        self._check_traded(row, forward, key)
+        self._check_traded(row, forward, key, hashes)
         state = SessionState(
             bars_processed=row["bars_processed"],
             held=row["held"],
@@ -711,33 +813,30 @@ class LocalPaperBrokerResource(PaperBrokerResource):
             slippage_bps=row["slippage_bps"],
         )
         if step.state.bars_processed == state.bars_processed:
-            return _info(row)
+            return None
         new = step.state
-        stamps_us = step.bars.get_column("timestamp").dt.epoch("us").to_numpy()
-        counted = step.bars.get_column("bar_index").to_numpy() >= 1
+        stamps_us = step.bar_columns["timestamp"]
+        counted = step.bar_columns["bar_index"] >= 1
         values = {
             "bars_processed": new.bars_processed,
             "held": new.held,
             "pending_target": new.pending_target,
             "equity": new.equity,
             "last_close": new.last_close,
-            "n_fills": row["n_fills"] + step.fills.height,
+            "n_fills": row["n_fills"] + step.fill_columns["bar_index"].size,
             "updated_at_us": max(_to_us(now), row["updated_at_us"]),
             "n_forward_bars": close.size,
-            "forward_sha256": forward.head_sha256(row["origin"] + new.bars_processed),
+            "forward_sha256": _head_sha256(forward, row["origin"] + new.bars_processed, hashes),
             "first_bar_us": row["first_bar_us"] if row["first_bar_us"] is not None else int(stamps_us[0]),
             "last_bar_us": int(stamps_us[-1]),
             "market_days": row["market_days"]
             + _new_market_days(stamps_us[counted], after_us=row["last_bar_us"] if state.bars_processed >= 2 else None),
         }
-        if not self._write_step(conn, key, state, step, values):
-            return None
-        return _info({**row, **values})
+        return state, step, values
 
-    def _write_step(
-        self, conn: sa.Connection, key: str, before: SessionState, step: SessionStep, values: Mapping[str, Any]
-    ) -> bool:
-        """Write one processed chunk; ``False`` (nothing written) if the session moved meanwhile."""
+    @staticmethod
+    def _guarded_update(conn: sa.Connection, key: str, before: SessionState, values: Mapping[str, Any]) -> bool:
+        """Advance the session row only if it still holds ``before``; ``False`` if it moved meanwhile."""
         moved = conn.execute(
             sa.update(paper_sessions)
             .where(
@@ -747,11 +846,17 @@ class LocalPaperBrokerResource(PaperBrokerResource):
             )
             .values(**values)
         )
-        if moved.rowcount != 1:
+        return moved.rowcount == 1
+
+    def _write_step(
+        self, conn: sa.Connection, key: str, before: SessionState, step: SessionStep, values: Mapping[str, Any]
+    ) -> bool:
+        """Write one processed chunk; ``False`` (nothing written) if the session moved meanwhile."""
+        if not self._guarded_update(conn, key, before, values):
             return False
-        conn.execute(sa.insert(paper_bars), _db_rows(step.bars, key))
-        if step.fills.height:
-            conn.execute(sa.insert(paper_fills), _db_rows(step.fills, key))
+        conn.execute(sa.insert(paper_bars), _db_rows(step.bar_columns, key))
+        if step.fill_columns["bar_index"].size:
+            conn.execute(sa.insert(paper_fills), _db_rows(step.fill_columns, key))
         return True
 
     def report(self, *, trial_key: str) -> SessionReport:

@@ -112,17 +112,14 @@ def build_paper_session_sensor(
         strategies = strategy_plugins.registry()
         requests = []
         pending = refused = 0
-        for session in running:
-            try:
-                session = paper_broker.sync(
-                    trial_key=session.trial_key, windows=windows[session.instrument], strategies=strategies
-                )
-            except PipelineError as exc:
-                if exc.transient:
-                    raise
+        synced = paper_broker.sync_many(
+            windows_of={s.trial_key: windows[s.instrument] for s in running}, strategies=strategies
+        )
+        for key, session in synced.items():
+            if isinstance(session, PipelineError):
                 # One session's market changed under it (a bar inserted before its last one): it
                 # waits for its data to be restored or for a person to stop it; the others trade on.
-                context.log.error(f"paper session {session.trial_key} cannot trade on: {exc}")
+                context.log.error(f"paper session {key} cannot trade on: {session}")
                 refused += 1
                 continue
             if session.days_elapsed < min_days:

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from functools import cached_property
+from typing import Literal
 
 import numpy as np
 import polars as pl
@@ -135,22 +136,44 @@ class SessionState:
             raise PaperTradingError(f"last_close must be a price > 0, got {self.last_close!r}")
 
 
-class SessionStep(NamedTuple):
-    """Outcome of :func:`advance_session`.
+@dataclass(frozen=True, eq=False)
+class SessionStep:
+    """Outcome of :func:`advance_session`: the new state, and the new bars and fills as columns
+    and, built when first read, as frames.
 
     Attributes
     ----------
     state
         The state after the newly released bars.
-    fills
-        Fills on the new bars (:data:`FILL_SCHEMA`).
-    bars
-        Per-bar record of the new bars (:data:`BAR_SCHEMA`).
+    bar_columns, fill_columns
+        The new bars' and fills' columns by the names of :data:`BAR_SCHEMA` and
+        :data:`FILL_SCHEMA`, one array each; ``timestamp`` in integer microseconds since the
+        epoch (UTC). A venue that stores them needs no frame.
     """
 
     state: SessionState
-    fills: pl.DataFrame
-    bars: pl.DataFrame
+    bar_columns: dict[str, np.ndarray]
+    fill_columns: dict[str, np.ndarray]
+
+    @cached_property
+    def bars(self) -> pl.DataFrame:
+        """Per-bar record of the new bars (:data:`BAR_SCHEMA`)."""
+        return _columns_frame(self.bar_columns, BAR_SCHEMA)
+
+    @cached_property
+    def fills(self) -> pl.DataFrame:
+        """Fills on the new bars (:data:`FILL_SCHEMA`)."""
+        return _columns_frame(self.fill_columns, FILL_SCHEMA)
+
+
+def _columns_frame(columns: dict[str, np.ndarray], schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    timestamps = pl.Series(columns["timestamp"], dtype=pl.Int64).cast(_TIMESTAMP)
+    return pl.DataFrame({**columns, "timestamp": timestamps}, schema=schema)
+
+
+def _no_columns(schema: dict[str, pl.DataType]) -> dict[str, np.ndarray]:
+    kinds = {pl.Int64(): np.int64, pl.Float64(): np.float64, pl.String(): np.str_}
+    return {name: np.empty(0, dtype=np.int64 if name == "timestamp" else kinds[dtype]) for name, dtype in schema.items()}
 
 
 def empty_fills() -> pl.DataFrame:
@@ -183,10 +206,6 @@ def _cost_rate(fee_bps: float, slippage_bps: float) -> float:
             raise PaperTradingError(f"{name} must be >= 0 (basis points), got {rate!r}")
     # Same expression as run_backtest, so costs agree to the last bit.
     return (float(fee_bps) + float(slippage_bps)) * BPS
-
-
-def _timestamp_series(stamps: np.ndarray) -> pl.Series:
-    return pl.Series(stamps.astype("datetime64[us]").astype(np.int64), dtype=pl.Int64).cast(_TIMESTAMP)
 
 
 def advance_session(
@@ -264,7 +283,7 @@ def advance_session(
             "the forward window changed under a running session"
         )
     if stop <= start:
-        return SessionStep(state, empty_fills(), empty_bars())
+        return SessionStep(state, _no_columns(BAR_SCHEMA), _no_columns(FILL_SCHEMA))
 
     seen = np.concatenate([history, forward[:stop]])
     targets = np.asarray(strategy.positions(close=seen, params=params), dtype=np.float64)
@@ -294,34 +313,29 @@ def advance_session(
     equity = np.multiply.accumulate(np.concatenate([[state.equity], net + 1.0]))[1:]
 
     index = np.arange(start, stop, dtype=np.int64)
-    bars = pl.DataFrame(
-        {
-            "bar_index": index,
-            "timestamp": _timestamp_series(stamps[start:stop]),
-            "close": close,
-            "held": held,
-            "turnover": turnover,
-            "gross_return": gross,
-            "cost": costs,
-            "net_return": net,
-            "equity": equity,
-        },
-        schema=BAR_SCHEMA,
-    )
+    stamps_us = stamps[start:stop].astype("datetime64[us]").astype(np.int64)
+    bars = {
+        "bar_index": index,
+        "timestamp": stamps_us,
+        "close": close,
+        "held": held,
+        "turnover": turnover,
+        "gross_return": gross,
+        "cost": costs,
+        "net_return": net,
+        "equity": equity,
+    }
     traded = np.flatnonzero(turnover != 0.0)
     change = (held - previous_held)[traded]
-    fills = pl.DataFrame(
-        {
-            "bar_index": index[traded],
-            "timestamp": _timestamp_series(stamps[start:stop][traded]),
-            "side": np.where(change > 0, "buy", "sell"),
-            "quantity": change,
-            "position": held[traded],
-            "price": previous_close[traded],
-            "cost": costs[traded],
-        },
-        schema=FILL_SCHEMA,
-    )
+    fills = {
+        "bar_index": index[traded],
+        "timestamp": stamps_us[traded],
+        "side": np.where(change > 0, "buy", "sell"),
+        "quantity": change,
+        "position": held[traded],
+        "price": previous_close[traded],
+        "cost": costs[traded],
+    }
     new_state = SessionState(
         bars_processed=stop,
         held=float(held[-1]),
@@ -329,7 +343,7 @@ def advance_session(
         equity=float(equity[-1]),
         last_close=float(close[-1]),
     )
-    return SessionStep(new_state, fills, bars)
+    return SessionStep(new_state, bars, fills)
 
 
 # --------------------------------------------------------------------------- grading inputs

@@ -503,3 +503,69 @@ def test_a_bar_inserted_before_a_forward_session_is_refused_naming_the_bar(tmp_p
                        "a bar was inserted or removed before it"):
         broker.sync(trial_key="study#21", windows=edited, strategies=BUILT_IN_STRATEGIES)
     assert broker.report(trial_key="study#21").info == traded
+
+
+def test_sync_many_advances_every_session_in_one_go_as_sync_does_and_keeps_errors_to_their_session(
+    database_url: str, tmp_path: Path
+) -> None:
+    bars = generate_synthetic_market(seed=11, n_days=40)
+    path = tmp_path / "prices.csv"
+    bars.head(36 * 24).write_csv(path)
+    dates, before = _csv_market(path).load_dated_windows()
+    batched = make_broker(database_url, FakeClock(), mode="forward")
+    alone = make_broker(f"sqlite:///{tmp_path / 'alone.db'}", FakeClock(), mode="forward")
+    keys = [f"study#{n}" for n in range(30, 34)]
+    for broker in (batched, alone):
+        for n, key in enumerate(keys):
+            broker.start_session(
+                trial_key=key, strategy_name=STRATEGY, params={**PARAMS, "lookback": 12 + n}, windows=before,
+                **VENUE, strategies=BUILT_IN_STRATEGIES,
+            )
+    bars.write_csv(path)
+    _, after = _csv_market(path).load_dated_windows(pinned=dates)
+    other = small_market(seed=7).load_windows()  # another market: its bars before the origin differ
+    windows_of = {**dict.fromkeys(keys, after), "study#99": after, keys[1]: other}
+    results = batched.sync_many(windows_of=windows_of, strategies=BUILT_IN_STRATEGIES)
+    # What a broker without a batched sync does: one sync per session, errors kept per session.
+    one_by_one = PaperBrokerResource.sync_many(alone, windows_of=windows_of, strategies=BUILT_IN_STRATEGIES)
+    for outcome in (results, one_by_one):
+        assert isinstance(outcome["study#99"], PaperTradingError) and "no paper session" in str(outcome["study#99"])
+        assert "not the ones this session traded" in str(outcome[keys[1]])
+    for key in (keys[0], *keys[2:]):
+        expected = one_by_one[key]
+        assert results[key].bars_processed == expected.bars_processed == 4 * 24
+        assert results[key].model_dump(exclude={"started_at", "updated_at"}) == expected.model_dump(
+            exclude={"started_at", "updated_at"}
+        )
+        assert batched.report(trial_key=key).bars.equals(alone.report(trial_key=key).bars)
+        assert batched.report(trial_key=key).fills.equals(alone.report(trial_key=key).fills)
+        assert _bar_indexes(database_url, key) == list(range(4 * 24))
+    assert batched.report(trial_key=keys[1]).bars_processed == 0  # refused, nothing recorded
+    # Again: nothing new to trade, nothing written twice.
+    again = batched.sync_many(windows_of=dict.fromkeys(keys, after), strategies=BUILT_IN_STRATEGIES)
+    assert again[keys[0]] == results[keys[0]] and again[keys[1]].bars_processed == 4 * 24
+
+
+def test_a_session_another_sync_advanced_during_sync_many_is_returned_as_that_sync_left_it(tmp_path: Path) -> None:
+    # SQLite: on PostgreSQL the batch holds the session's row lock, so another sync waits for it
+    # (test_concurrent_syncs_of_one_session_never_double_insert).
+    database_url = f"sqlite:///{tmp_path / 'gauntlet.db'}"
+    other = make_broker(database_url, FakeClock(), clock="replay")
+
+    class Interrupted(LocalPaperBrokerResource):
+        """Reads the session, then another process syncs it before this one writes."""
+
+        def _advance(self, row, windows, strategies, now, key, hashes):
+            advanced = super()._advance(row, windows, strategies, now, key, hashes)
+            other.sync(trial_key=key, windows=windows, strategies=strategies)
+            return advanced
+
+    other.start_session(
+        trial_key="study#40", strategy_name=STRATEGY, params=PARAMS, windows=WINDOWS, **VENUE,
+        strategies=BUILT_IN_STRATEGIES,
+    )
+    [result] = Interrupted(database_url=database_url, mode="holdout").sync_many(
+        windows_of={"study#40": WINDOWS}, strategies=BUILT_IN_STRATEGIES
+    ).values()
+    assert result.bars_processed == FORWARD_BARS
+    assert _bar_indexes(database_url, "study#40") == list(range(FORWARD_BARS))

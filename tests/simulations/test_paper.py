@@ -188,9 +188,10 @@ def test_any_chunking_of_the_stream_equals_the_batch(small_windows: MarketWindow
     # Unsorted boundaries include clocks that release nothing new; those must be no-ops.
     state, fills, bars = SessionState(), [], []
     for n_available in [*boundaries, n]:
-        state, new_fills, new_bars = _advance(small_windows, name, n_available, state)
-        fills.append(new_fills)
-        bars.append(new_bars)
+        step = _advance(small_windows, name, n_available, state)
+        state = step.state
+        fills.append(step.fills)
+        bars.append(step.bars)
     assert state == batch.state
     assert pl.concat(bars).equals(batch.bars)
     assert pl.concat(fills).equals(batch.fills)
