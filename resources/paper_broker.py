@@ -144,6 +144,25 @@ paper_bars = sa.Table(
 )
 
 
+#: The session row's columns a sync changes (`LocalPaperBrokerResource._advance`).
+_STEP_COLUMNS = (
+    "bars_processed", "held", "pending_target", "equity", "last_close", "n_fills", "updated_at_us",
+    "n_forward_bars", "forward_sha256", "first_bar_us", "last_bar_us", "market_days",
+)
+
+#: A sync's write of the session row, only if it still holds the bars it was read with: one
+#: statement with parameters, compiled once, whatever the number of sessions synced.
+_GUARDED_UPDATE = (
+    sa.update(paper_sessions)
+    .where(
+        paper_sessions.c.trial_key == sa.bindparam("session_key"),
+        paper_sessions.c.bars_processed == sa.bindparam("bars_before"),
+        paper_sessions.c.status == "running",
+    )
+    .values({name: sa.bindparam(f"new_{name}") for name in _STEP_COLUMNS})
+)
+
+
 class SessionInfo(BaseModel):
     """A paper session's summary; independent of any maturity threshold (the gate policy's).
 
@@ -837,15 +856,8 @@ class LocalPaperBrokerResource(PaperBrokerResource):
     @staticmethod
     def _guarded_update(conn: sa.Connection, key: str, before: SessionState, values: Mapping[str, Any]) -> bool:
         """Advance the session row only if it still holds ``before``; ``False`` if it moved meanwhile."""
-        moved = conn.execute(
-            sa.update(paper_sessions)
-            .where(
-                paper_sessions.c.trial_key == key,
-                paper_sessions.c.bars_processed == before.bars_processed,
-                paper_sessions.c.status == "running",
-            )
-            .values(**values)
-        )
+        parameters = {f"new_{name}": values[name] for name in _STEP_COLUMNS}
+        moved = conn.execute(_GUARDED_UPDATE, {"session_key": key, "bars_before": before.bars_processed, **parameters})
         return moved.rowcount == 1
 
     def _write_step(
