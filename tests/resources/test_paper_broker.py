@@ -438,13 +438,22 @@ def _forward_at_once(windows, origin: int):
     )
 
 
-def test_a_forward_session_starts_at_the_newest_bar_and_trades_only_bars_that_arrive(
-    database_url: str, tmp_path: Path
-) -> None:
+def _four_days_arrive(tmp_path: Path):
+    """A CSV market of 36 days, its windows pinned (``before``), and its windows once four more days
+    have arrived (``after``): the bars, the file (holding all 40 days on return) and the dates."""
     bars = generate_synthetic_market(seed=11, n_days=40)
     path = tmp_path / "prices.csv"
     bars.head(36 * 24).write_csv(path)
     dates, before = _csv_market(path).load_dated_windows()
+    bars.write_csv(path)
+    _, after = _csv_market(path).load_dated_windows(pinned=dates)
+    return bars, path, dates, before, after
+
+
+def test_a_forward_session_starts_at_the_newest_bar_and_trades_only_bars_that_arrive(
+    database_url: str, tmp_path: Path
+) -> None:
+    bars, _, _, before, after = _four_days_arrive(tmp_path)
     broker = make_broker(database_url, FakeClock(), mode="forward")
     started = broker.start_session(
         trial_key="study#20", strategy_name=STRATEGY, params=PARAMS, windows=before, **VENUE,
@@ -457,9 +466,7 @@ def test_a_forward_session_starts_at_the_newest_bar_and_trades_only_bars_that_ar
     waited = broker.sync(trial_key="study#20", windows=before, strategies=BUILT_IN_STRATEGIES)
     assert (waited.bars_processed, waited.days_elapsed, waited.market_days) == (0, 0.0, 0)
 
-    bars.write_csv(path)  # four more days arrive
-    _, after = _csv_market(path).load_dated_windows(pinned=dates)
-    info = broker.sync(trial_key="study#20", windows=after, strategies=BUILT_IN_STRATEGIES)
+    info = broker.sync(trial_key="study#20", windows=after, strategies=BUILT_IN_STRATEGIES)  # four more days
     new = after.forward.timestamps[before.forward.n_bars :]
     assert (info.bars_processed, info.n_forward_bars, info.days_elapsed) == (4 * 24, 4 * 24, 4.0)
     assert (info.first_bar, info.last_bar) == (bars["timestamp"][36 * 24], bars["timestamp"][-1])
@@ -481,17 +488,12 @@ def test_a_forward_session_starts_at_the_newest_bar_and_trades_only_bars_that_ar
 
 
 def test_a_bar_inserted_before_a_forward_session_is_refused_naming_the_bar(tmp_path: Path) -> None:
-    bars = generate_synthetic_market(seed=11, n_days=40)
-    path = tmp_path / "prices.csv"
-    bars.head(36 * 24).write_csv(path)
-    dates, before = _csv_market(path).load_dated_windows()
+    bars, path, dates, before, after = _four_days_arrive(tmp_path)
     broker = make_broker(f"sqlite:///{tmp_path / 'gauntlet.db'}", FakeClock(), mode="forward")
     broker.start_session(
         trial_key="study#21", strategy_name=STRATEGY, params=PARAMS, windows=before, **VENUE,
         strategies=BUILT_IN_STRATEGIES,
     )
-    bars.write_csv(path)
-    _, after = _csv_market(path).load_dated_windows(pinned=dates)
     traded = broker.sync(trial_key="study#21", windows=after, strategies=BUILT_IN_STRATEGIES)
 
     # The feed drops a bar of the day before the session (within the gap tolerance): every bar
@@ -508,10 +510,7 @@ def test_a_bar_inserted_before_a_forward_session_is_refused_naming_the_bar(tmp_p
 def test_sync_many_advances_every_session_in_one_go_as_sync_does_and_keeps_errors_to_their_session(
     database_url: str, tmp_path: Path
 ) -> None:
-    bars = generate_synthetic_market(seed=11, n_days=40)
-    path = tmp_path / "prices.csv"
-    bars.head(36 * 24).write_csv(path)
-    dates, before = _csv_market(path).load_dated_windows()
+    _, _, _, before, after = _four_days_arrive(tmp_path)
     batched = make_broker(database_url, FakeClock(), mode="forward")
     alone = make_broker(f"sqlite:///{tmp_path / 'alone.db'}", FakeClock(), mode="forward")
     keys = [f"study#{n}" for n in range(30, 34)]
@@ -521,8 +520,6 @@ def test_sync_many_advances_every_session_in_one_go_as_sync_does_and_keeps_error
                 trial_key=key, strategy_name=STRATEGY, params={**PARAMS, "lookback": 12 + n}, windows=before,
                 **VENUE, strategies=BUILT_IN_STRATEGIES,
             )
-    bars.write_csv(path)
-    _, after = _csv_market(path).load_dated_windows(pinned=dates)
     other = small_market(seed=7).load_windows()  # another market: its bars before the origin differ
     windows_of = {**dict.fromkeys(keys, after), "study#99": after, keys[1]: other}
     results = batched.sync_many(windows_of=windows_of, strategies=BUILT_IN_STRATEGIES)
