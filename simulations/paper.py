@@ -176,16 +176,6 @@ def _no_columns(schema: dict[str, pl.DataType]) -> dict[str, np.ndarray]:
     return {name: np.empty(0, dtype=np.int64 if name == "timestamp" else kinds[dtype]) for name, dtype in schema.items()}
 
 
-def empty_fills() -> pl.DataFrame:
-    """A fills frame without rows (:data:`FILL_SCHEMA`)."""
-    return pl.DataFrame(schema=FILL_SCHEMA)
-
-
-def empty_bars() -> pl.DataFrame:
-    """A per-bar frame without rows (:data:`BAR_SCHEMA`)."""
-    return pl.DataFrame(schema=BAR_SCHEMA)
-
-
 def _prices(values: np.ndarray, name: str) -> np.ndarray:
     array = np.asarray(values)
     if array.ndim != 1 or not np.issubdtype(array.dtype, np.number):

@@ -18,10 +18,10 @@ from simulations.market import MarketWindows, generate_synthetic_market, split_w
 from simulations.metrics import compute_metrics, win_rate
 from simulations.paper import (
     BAR_COLUMNS,
+    BAR_SCHEMA,
     FILL_COLUMNS,
     SessionState,
     advance_session,
-    empty_bars,
     paper_metrics,
 )
 from simulations.strategies import BUILT_IN_STRATEGIES
@@ -201,6 +201,8 @@ def test_a_clock_that_releases_nothing_returns_the_state_unchanged(small_windows
     first = _advance(small_windows, "momentum", 50)
     again = _advance(small_windows, "momentum", 40, first.state)
     assert again.state is first.state and again.bars.height == 0 and again.fills.height == 0
+    # Its empty record has the schema of a full one, so chunks concatenate whatever they hold.
+    assert (again.bars.schema, again.fills.schema) == (first.bars.schema, first.fills.schema)
 
 
 def test_a_session_that_never_trades_has_an_undefined_correlation_not_zero(small_windows: MarketWindows) -> None:
@@ -241,7 +243,7 @@ def test_metrics_of_damaged_or_short_records_raise(small_windows: MarketWindows)
     with pytest.raises(PaperTradingError, match="over the session's 100 bars"):
         _metrics(small_windows, bars, "momentum", backtest=_backtest(small_windows, "momentum", 99))
     with pytest.raises(PaperTradingError, match="lack columns"):
-        _metrics(small_windows, empty_bars().drop("equity"), "momentum", backtest=_backtest(small_windows, "momentum", 2))
+        _metrics(small_windows, pl.DataFrame(schema=BAR_SCHEMA).drop("equity"), "momentum", backtest=_backtest(small_windows, "momentum", 2))
 
 
 def test_invalid_session_inputs_raise(small_windows: MarketWindows) -> None:
