@@ -124,6 +124,17 @@ def test_variables_override_the_file_and_relative_paths_follow_their_source(tmp_
             "gauntlet.yaml: gates.cge.min_share_profitable = 1.5: expected a value ≤ 1",
         ),
         ("paper:\n  clock: fast\n", {}, "gauntlet.yaml: paper.clock = 'fast': expected 'replay' or 'wall'"),
+        ("paper:\n  mode: replay\n", {}, "gauntlet.yaml: paper.mode = 'replay': expected 'forward' or 'holdout'"),
+        (
+            "paper:\n  clock: wall\n",
+            {},
+            "gauntlet.yaml: paper: paper.clock paces a holdout replay; a forward session trades bars as they arrive",
+        ),
+        (
+            "",
+            {"GAUNTLET_DEPLOY_PAPER_MODES": "forward,live"},
+            "GAUNTLET_DEPLOY_PAPER_MODES = 'live' (deployment.paper_modes[1]): expected 'forward' or 'holdout'",
+        ),
         (
             "",
             {"GAUNTLET_SENSOR_INTERVAL": "soon"},

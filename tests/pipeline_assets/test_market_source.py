@@ -14,6 +14,7 @@ import pytest
 
 from pipeline_assets.dagster_private import DATA_VERSION_TAG
 from gauntlet.config import GauntletConfig, location
+from gauntlet.status import read_status
 from pipeline_assets.shared_assets import MARKET_DATA, MARKET_SOURCE, SHARED_ASSET_KEYS, recorded_window_dates
 from resources.market_data import DEFAULT_INSTRUMENT, FileMarketDataResource
 from resources.paper_broker import LocalPaperBrokerResource
@@ -59,6 +60,16 @@ def _tick(defs: dg.Definitions, instance: dg.DagsterInstance, name: str) -> dg.S
     for event in result.asset_events:
         instance.report_runless_asset_event(event)
     return result
+
+
+def _paper_status(defs: dg.Definitions, instance: dg.DagsterInstance) -> dict:
+    """The trial's ``paper`` in `gauntlet status --json`, from the read model the command uses."""
+    report = read_status(
+        instance, registry=defs.resources["registry"], paper_broker=defs.resources["paper_broker"],
+        paper=defs.resources["gate_policy"].policy().paper, failed_runs=10,
+    )
+    [trial] = [t.to_json() for t in report.trials if t.partition_key == KEY]
+    return trial["paper"]
 
 
 def _automate(defs: dg.Definitions, instance: dg.DagsterInstance, cursor) -> tuple[set[dg.AssetKey], object]:
@@ -161,6 +172,10 @@ def test_a_forward_session_trades_only_bars_that_arrive_after_gate_two_and_bad_b
         assert (session.mode, session.origin_bar, session.bars_processed) == ("forward", newest, 0)
         assert materialized(instance, "paper_trading_grade") == set()
         assert _tick(defs, instance, "paper_session_sensor").run_requests == []
+        assert _paper_status(defs, instance) == {
+            "mode": "forward", "started_after": newest.isoformat(), "first_bar": None, "last_bar": None,
+            "market_days": 0, "bars": 0, "state": "awaiting_bars",
+        }
         cursor = _automate(defs, instance, None)[1]
 
         # The feed delivers a day with a duplicated bar: market_data cannot be built, naming the bar,
@@ -191,7 +206,14 @@ def test_a_forward_session_trades_only_bars_that_arrive_after_gate_two_and_bad_b
         [grade] = _tick(defs, instance, "paper_session_sensor").run_requests
         traded = broker.report(trial_key=KEY).bars
         assert traded["timestamp"].to_list() == bars["timestamp"].tail(MORE_DAYS * 24).to_list()
+        trading = _paper_status(defs, instance)
+        assert (trading["state"], trading["bars"], trading["market_days"]) == ("trading", MORE_DAYS * 24, MORE_DAYS)
+        assert trading["first_bar"] == bars["timestamp"][DAYS * 24].isoformat()
+        assert trading["last_bar"] == bars["timestamp"][-1].isoformat()
         assert execute_request(defs, instance, grade).success
+        assert _paper_status(defs, instance)["state"] == "graded"
+        broker.stop(trial_key=KEY)
+        assert _paper_status(defs, instance)["state"] == "stopped"
         [event] = instance.fetch_materializations(
             dg.AssetRecordsFilter(asset_key=dg.AssetKey("paper_trading_grade"), asset_partitions=[KEY]), limit=1
         ).records
