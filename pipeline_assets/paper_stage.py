@@ -99,7 +99,7 @@ def sequential_summary(metrics: PaperMetrics, policy: SequentialTestPolicy) -> s
         found = f"decided on market day {metrics.sequential_decided_day} of {metrics.market_days}"
     elif metrics.sequential_futile_day is not None:
         found = f"futile on market day {metrics.sequential_futile_day} (Sharpe shown below the floor)"
-    elif policy.max_days is not None and metrics.market_days >= policy.max_days:
+    elif policy.out_of_days(metrics.market_days):
         found = f"undecided after the {policy.max_days} market days allowed"
     else:
         found = f"undecided over {metrics.market_days} market days"

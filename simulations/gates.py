@@ -309,6 +309,10 @@ class SequentialTestPolicy(_Frozen):
     futility: bool = True
     max_days: int | None = Field(default=None, ge=1)
 
+    def out_of_days(self, market_days: int) -> bool:
+        """Whether a session that has traded ``market_days`` has had all the days ``max_days`` allows."""
+        return self.max_days is not None and market_days >= self.max_days
+
     @property
     def threshold(self) -> float:
         """The e-value that decides: ``1 / alpha``."""

@@ -310,7 +310,7 @@ def evaluate_paper(trial: TrialCase, inputs: GauntletInputs) -> PaperOutcome | P
     )
     sequential = inputs.policy.paper.sequential
     decided = metrics.sequential_e_value >= sequential.threshold or metrics.sequential_futile_day is not None
-    out_of_days = sequential.max_days is not None and metrics.market_days >= sequential.max_days
+    out_of_days = sequential.out_of_days(metrics.market_days)
     graded_out = metrics.grade not in inputs.policy.paper.required_grades
     if (
         sequential.enabled
@@ -323,7 +323,8 @@ def evaluate_paper(trial: TrialCase, inputs: GauntletInputs) -> PaperOutcome | P
             f"(e-value {metrics.sequential_e_value:.3g} of {sequential.threshold:g})"
         )
         return PaperPending(session=session, min_days=min_days, undecided=undecided)
-    _, close, _ = inputs.windows.forward_from(origin=session.origin)
+    # grade_session checked the origin against the window.
+    close = inputs.windows.forward.close[session.origin :]
     return PaperOutcome(
         session=session, metrics=metrics, bars=bars, benchmark=close[: bars.height] / close[0], verdict=verdict
     )

@@ -610,9 +610,7 @@ def load_market_file(
     source = Path(path)
     files = market_files(source)
     if not source.is_dir():
-        frame = _validated_file(source, default_symbol=source.stem)
-        _check_order_and_gaps(source, frame, gap_tolerance, market_cal)
-        return frame.select(MARKET_COLUMNS).sort(["symbol", "timestamp"])
+        return _validated_bars(source, _read_raw(source), source.stem, gap_tolerance, market_cal)
     parts = []
     for index, file_path in enumerate(files):
         part = _validated_file(file_path, default_symbol=source.name)
@@ -657,8 +655,15 @@ def validate_market_bars(
         As `load_market_file`, naming ``source``.
     """
     _check_tolerance(gap_tolerance)
+    return _validated_bars(source, raw, default_symbol, gap_tolerance, market_calendar(code=calendar))
+
+
+def _validated_bars(
+    source: Path | str, raw: pl.DataFrame, default_symbol: str, gap_tolerance: float | None, calendar: MarketCalendar
+) -> pl.DataFrame:
+    """One source's bars validated whole: values, then order and gaps; columns :data:`MARKET_COLUMNS`."""
     frame = _validated_frame(source, raw, default_symbol=default_symbol)
-    _check_order_and_gaps(source, frame, gap_tolerance, market_calendar(code=calendar))
+    _check_order_and_gaps(source, frame, gap_tolerance, calendar)
     return frame.select(MARKET_COLUMNS).sort(["symbol", "timestamp"])
 
 

@@ -613,18 +613,20 @@ def paper_metrics(
     # The first bar's return is 0 by construction (nothing held before it): it is no evidence.
     by_day = daily_returns(timestamps=bars.get_column("timestamp").to_numpy()[1:], net_returns=result.net_returns[1:])
     looks_per_year = periods_per_year * by_day.size / (n - 1)
-    try:
-        e_values, futility = (
-            sharpe_e_values(
+    def e_process(alternative: str) -> np.ndarray:
+        try:
+            return sharpe_e_values(
                 returns=by_day, sharpe_floor=sequential.sharpe_floor, periods_per_year=looks_per_year,
                 alternative=alternative,
             )
-            for alternative in ("greater", "less")
-        )
-    except EvaluationError as exc:
-        raise PaperTradingError(f"the sequential test over {by_day.size} market days cannot be computed: {exc.cause}") from exc
+        except EvaluationError as exc:
+            raise PaperTradingError(
+                f"the sequential test over {by_day.size} market days cannot be computed: {exc.cause}"
+            ) from exc
+
+    e_values = e_process("greater")
     decided = first_crossing(e_values=e_values, threshold=sequential.threshold)
-    futile = first_crossing(e_values=futility, threshold=sequential.threshold) if sequential.futility else None
+    futile = first_crossing(e_values=e_process("less"), threshold=sequential.threshold) if sequential.futility else None
     if futile is not None and (decided is None or futile < decided):
         # The futility bound came first: the test is over, and it did not promote.
         decided, e_values = None, e_values[: futile + 1]
