@@ -33,7 +33,7 @@ from gauntlet.config import load_config
 from gauntlet.environment import build_resources
 from pipeline_assets.jobs import shared_job, trial_job
 from pipeline_assets.partitions import trial_partition_key, trials_partitions_def
-from pipeline_assets.shared_assets import SHARED_ASSET_KEYS, missing_instruments
+from pipeline_assets.shared_assets import SHARED_ASSET_KEYS, awaited_instrument, missing_instruments
 from resources.market_data import InstrumentsResource
 from pipeline_assets.optuna_trial_stage import OPTUNA_TRIAL
 from pipeline_assets.stage_table import GATE_CHECKS, TRIAL_ASSET_KEYS
@@ -324,8 +324,9 @@ def _ensure_shared(
     """Materialize the shared assets of the instruments ``studies`` trade where they are missing;
     False (and why, printed) if that failed."""
     ok = True
-    needed = {instruments.instrument_of(study) for study in studies}
-    for name in [n for n in missing_instruments(instance, instruments) if n in needed]:
+    missing = missing_instruments(instance, instruments)
+    needed = {awaited_instrument(study, instruments, missing) for study in studies}
+    for name in [n for n in missing if n in needed]:
         result = defs.resolve_job_def(shared_job.name).execute_in_process(
             instance=instance,
             partition_key=name,

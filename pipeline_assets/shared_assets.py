@@ -26,6 +26,7 @@ from simulations.cge.sam import hosoe_sam, read_sam
 from simulations import metrics
 from simulations.cge.scenarios import ScenarioSet, draw_scenarios, solve_scenarios
 from simulations.constants import CGE_PATH_SEED, CGE_SCENARIO_SEED, N_CGE_SCENARIOS, STRESS_WARMUP_BARS
+from simulations.errors import PipelineError
 from simulations.market import MarketWindows, WindowDates
 from simulations.stress import StressScenarios, market_scenarios
 
@@ -44,6 +45,16 @@ def missing_instruments(instance: dg.DagsterInstance, instruments: InstrumentsRe
     """Instruments whose shared assets are not all materialized."""
     built = [instance.get_materialized_partitions(key) for key in SHARED_ASSET_KEYS]
     return [name for name in instruments.names() if not all(name in partitions for partitions in built)]
+
+
+def awaited_instrument(study: str, instruments: InstrumentsResource, missing: Sequence[str]) -> str | None:
+    """The instrument of ``missing`` that ``study`` trades, if its trials wait for one (the trial
+    sensor and `gauntlet run` build it first)."""
+    try:
+        name = instruments.instrument_of(study)
+    except PipelineError:
+        return None  # its trials go on, and fail in the trial step with the reason
+    return name if name in missing else None
 
 
 def recorded_window_dates(

@@ -55,7 +55,7 @@ from pipeline_assets.partitions import (
     trial_partition_key,
     trials_partitions_def,
 )
-from pipeline_assets.shared_assets import missing_instruments
+from pipeline_assets.shared_assets import awaited_instrument, missing_instruments
 from pipeline_assets.stage_table import GATE_CHECKS, PIPELINE_CODE_VERSION
 from pipeline_assets.trial_assets import DRY_RUN_TAG, STUDY_TAG
 from resources.market_data import InstrumentsResource
@@ -145,15 +145,6 @@ def shared_requests(instance: dg.DagsterInstance, shared_job_name: str, missing:
         for name in missing
         if name not in flying
     ]
-
-
-def _waits_for(study: str, instruments: InstrumentsResource, missing: Sequence[str]) -> str | None:
-    """The missing instrument ``study`` trades, if it waits for one."""
-    try:
-        name = instruments.instrument_of(study)
-    except PipelineError:
-        return None  # its trials go on, and fail in the trial step with the reason
-    return name if name in missing else None
 
 
 def _chunks(keys: Iterable[str], size: int) -> Iterable[list[str]]:
@@ -395,7 +386,7 @@ def build_optuna_trial_sensor(
         alone: set[str] = set()
         running = 0
         for study in optuna_study.list_studies():
-            waiting_for = _waits_for(study, instruments, missing)
+            waiting_for = awaited_instrument(study, instruments, missing)
             if waiting_for is not None:
                 # Its trials wait (cursor unchanged) until the data of its instrument exists.
                 context.log.info(f"study {study!r} waits for the shared assets of instrument {waiting_for!r}")
@@ -433,7 +424,10 @@ def build_optuna_trial_sensor(
 
         now = time.time()
         busy = in_flight_partitions(instance, job.name)
-        due = [k for k, entry in owed.items() if k not in busy and entry.not_before <= now]
+        # A trial owed from an earlier tick (a retry, a study whose instrument changed) waits for
+        # its instrument's shared data as new trials do, rather than failing in the trial step.
+        held = {study for study in {e.study for e in owed.values()} if awaited_instrument(study, instruments, missing)}
+        due = [k for k, entry in owed.items() if k not in busy and entry.not_before <= now and entry.study not in held]
         position = {key: i for i, key in enumerate([*order, *fresh])}
         requests = batch_run_requests(due, owed, position, max_trials_per_run, job_name=job.name, alone=alone)
         for key in due:
