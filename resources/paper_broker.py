@@ -393,26 +393,14 @@ def _from_us_or_none(micros: int | None) -> dt.datetime | None:
     return None if micros is None else _from_us(micros)
 
 
-def _to_datetime64_iso(stamp: np.datetime64) -> str:
-    return _from_us(int(stamp.astype("datetime64[us]").astype(np.int64))).isoformat()
-
-
 def _new_market_days(stamps_us: np.ndarray, *, after_us: int | None) -> int:
     """UTC days among ``stamps_us`` (a session's newly traded bars after its first, increasing), not
     counting the day of ``after_us``, the last bar counted before."""
-    days = np.unique(stamps_us // (SECONDS_PER_DAY * _MICROSECONDS))
+    # UTC days as `simulations.paper.daily_returns` buckets them for the sequential test.
+    days = np.unique(stamps_us.astype("datetime64[us]").astype("datetime64[D]"))
     if after_us is not None:
-        days = days[days != after_us // (SECONDS_PER_DAY * _MICROSECONDS)]
+        days = days[days != np.datetime64(after_us, "us").astype("datetime64[D]")]
     return int(days.size)
-
-
-def _head_sha256(forward: MarketWindow, n: int, hashes: dict) -> str:
-    """``forward.head_sha256(n)``, computed once per window and ``n`` in ``hashes``: the sessions of a
-    batch share their market, and most of them its length."""
-    key = (id(forward), n)
-    if key not in hashes:
-        hashes[key] = forward.head_sha256(n)
-    return hashes[key]
 
 
 def _checked_key(trial_key: object) -> str:
@@ -553,8 +541,7 @@ class LocalPaperBrokerResource(PaperBrokerResource):
             present = {c["name"] for c in sa.inspect(engine).get_columns(paper_sessions.name)}
             return [name for name in _ADDED_COLUMNS if name not in present]
 
-        added = missing()
-        for name in added:
+        for name in missing():
             try:
                 with engine.begin() as conn:
                     conn.execute(sa.text(f"ALTER TABLE paper_sessions ADD COLUMN {name} {_ADDED_COLUMNS[name]}"))
@@ -562,8 +549,9 @@ class LocalPaperBrokerResource(PaperBrokerResource):
                 # Another process (a code server, the daemon) added it between the look and the change.
                 if name in missing():
                     raise
-        if "first_bar_us" in added:
-            LocalPaperBrokerResource._backfill_bars(engine)
+        # Every time, not only by the process that added the columns: one that died between the two
+        # leaves sessions to fill, and the query selects only those.
+        LocalPaperBrokerResource._backfill_bars(engine)
 
     @staticmethod
     def _backfill_bars(engine: sa.Engine) -> None:
@@ -610,21 +598,20 @@ class LocalPaperBrokerResource(PaperBrokerResource):
         return int(np.searchsorted(closes_at_us, market_us, side="right"))
 
     @staticmethod
-    def _check_traded(row: Mapping[str, Any], forward: MarketWindow, key: str, hashes: dict) -> None:
+    def _check_traded(row: Mapping[str, Any], forward: MarketWindow, key: str) -> None:
         """Refuse a forward window that does not start with the bars up to the session's last traded one."""
         traded = row["origin"] + row["bars_processed"]
         for index, recorded, which in (
             (row["origin"], row["first_bar_us"], "first"),
             (traded - 1, row["last_bar_us"], "last"),
         ):
-            if (
-                recorded is not None
-                and index < forward.n_bars
-                and int(forward.timestamps[index].astype(np.int64)) != recorded
-            ):
+            if recorded is None or index >= forward.n_bars:
+                continue
+            now_us = int(forward.timestamps[index].astype("datetime64[us]").astype(np.int64))
+            if now_us != recorded:
                 raise PaperTradingError(
                     f"the session's {which} bar was {_from_us(recorded).isoformat()} but forward bar {index} of the "
-                    f"market is now {_to_datetime64_iso(forward.timestamps[index])}: a bar was inserted or removed "
+                    f"market is now {_from_us(now_us).isoformat()}: a bar was inserted or removed "
                     "before it; restore the market data the session traded, or stop the session",
                     trial=key,
                 )
@@ -634,9 +621,9 @@ class LocalPaperBrokerResource(PaperBrokerResource):
                 f"{forward.n_bars}: that market_data is older than the session; run again on the latest market_data",
                 trial=key,
             )
-        if _head_sha256(forward, traded, hashes) != row["forward_sha256"]:
+        if forward.head_sha256(traded) != row["forward_sha256"]:
             raise PaperTradingError(
-                f"the first {traded} forward bars of the market (sha256 {_head_sha256(forward, traded, hashes)[:12]}…) are not "
+                f"the first {traded} forward bars of the market (sha256 {forward.head_sha256(traded)[:12]}…) are not "
                 f"the ones this session traded ({row['forward_sha256'][:12]}…): the market data or the window dates "
                 "changed under it; restore the market data the session traded, or stop the session",
                 trial=key,
@@ -744,7 +731,6 @@ class LocalPaperBrokerResource(PaperBrokerResource):
         # One transaction for every session: a commit per session is most of what a sync costs.
         keys = [_checked_key(key) for key in windows_of]
         results: dict[str, SessionInfo | PipelineError] = {}
-        hashes: dict = {}
         try:
             now = self._now()
             engine = self._engine()
@@ -761,7 +747,7 @@ class LocalPaperBrokerResource(PaperBrokerResource):
                             results[key] = PaperTradingError("no paper session for this trial", trial=key)
                             continue
                         try:
-                            advanced = self._advance(row, windows_of[key], strategies, now, key, hashes)
+                            advanced = self._advance(row, windows_of[key], strategies, now, key)
                         except PipelineError as exc:
                             if exc.transient:
                                 raise
@@ -793,7 +779,7 @@ class LocalPaperBrokerResource(PaperBrokerResource):
     ) -> SessionInfo | None:
         """Advance the session inside the caller's transaction; ``None`` if another sync won."""
         row = self._existing(conn, key, lock=True)
-        advanced = self._advance(row, windows, strategies, now, key, {})
+        advanced = self._advance(row, windows, strategies, now, key)
         if advanced is None:
             return _info(row)
         before, step, values = advanced
@@ -803,14 +789,14 @@ class LocalPaperBrokerResource(PaperBrokerResource):
 
     def _advance(
         self, row: Mapping[str, Any], windows: MarketWindows, strategies: StrategyRegistry, now: dt.datetime,
-        key: str, hashes: dict,
+        key: str,
     ) -> tuple[SessionState, SessionStep, dict[str, Any]] | None:
         """The session's state before, its new bars and fills, and its row's new values; ``None`` when
         it is stopped or has nothing new to trade."""
         if row["status"] != "running":
             return None
         forward = windows.forward
-        self._check_traded(row, forward, key, hashes)
+        self._check_traded(row, forward, key)
         state = SessionState(
             bars_processed=row["bars_processed"],
             held=row["held"],
@@ -845,7 +831,7 @@ class LocalPaperBrokerResource(PaperBrokerResource):
             "n_fills": row["n_fills"] + step.fill_columns["bar_index"].size,
             "updated_at_us": max(_to_us(now), row["updated_at_us"]),
             "n_forward_bars": close.size,
-            "forward_sha256": _head_sha256(forward, row["origin"] + new.bars_processed, hashes),
+            "forward_sha256": forward.head_sha256(row["origin"] + new.bars_processed),
             "first_bar_us": row["first_bar_us"] if row["first_bar_us"] is not None else int(stamps_us[0]),
             "last_bar_us": int(stamps_us[-1]),
             "market_days": row["market_days"]

@@ -11,14 +11,14 @@ with a longer forward window, and the paper session sensor trades the new bars i
 forward session. Only this feeder is the demo's; a real feed is whatever ingester appends files
 to the directory or rows to the table.
 
-Each file is written under a name the market source ignores and then renamed, so Gauntlet never
-reads half a file. Started again, the feeder goes on after the newest bar in the directory.
+Each file is written atomically (`resources.artifacts.atomic_write_bytes`: a temporary file the
+market source ignores, then a rename), so Gauntlet never reads half a file. Started again, the feeder goes on after the newest bar in the directory.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import io
 import sys
 import time
 from pathlib import Path
@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from resources.artifacts import atomic_write_bytes
 from simulations.constants import DEFAULT_MARKET_SEED, DEFAULT_SYNTHETIC_DAYS, SYNTHETIC_BAR_SECONDS, SYNTHETIC_BARS_PER_DAY
 from simulations.errors import MarketDataError
 from simulations.market import generate_synthetic_market, market_files
@@ -36,7 +37,6 @@ HISTORY_FILE = "0000-history.parquet"
 DEFAULT_FUTURE_DAYS = 600
 #: Market seconds fed per wall-clock second: a market hour per second.
 DEFAULT_PACE = float(SYNTHETIC_BAR_SECONDS)
-_PARTIAL_SUFFIX = ".partial"
 
 
 def demo_market(*, seed: int = DEFAULT_MARKET_SEED, history_days: int = DEFAULT_SYNTHETIC_DAYS,
@@ -46,9 +46,9 @@ def demo_market(*, seed: int = DEFAULT_MARKET_SEED, history_days: int = DEFAULT_
 
 
 def _write(path: Path, bars: pl.DataFrame) -> None:
-    partial = path.with_name(path.name + _PARTIAL_SUFFIX)
-    bars.write_parquet(partial)
-    os.replace(partial, path)
+    buffer = io.BytesIO()
+    bars.write_parquet(buffer)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def _newest_bar(directory: Path) -> np.datetime64:

@@ -764,10 +764,16 @@ class MarketWindow:
         """
         if isinstance(n, bool) or not isinstance(n, int | np.integer) or not 0 <= n <= self.n_bars:
             raise MarketDataError(f"the {self.name} window holds {self.n_bars} bars; cannot hash its first {n!r}")
-        return window_hash(
-            timestamps_us=self.timestamps[:n].astype(np.int64),
-            values={column: getattr(self, column)[:n] for column in VALUE_COLUMNS},
-        )
+        # Remembered per window (its arrays are read-only): the sessions a paper sync advances on
+        # one build share it and mostly the same prefixes. In __dict__, so windows pickled before
+        # this memo existed load with it too.
+        heads = self.__dict__.setdefault("_head_sha256", {})
+        if n not in heads:
+            heads[n] = window_hash(
+                timestamps_us=self.timestamps[:n].astype(np.int64),
+                values={column: getattr(self, column)[:n] for column in VALUE_COLUMNS},
+            )
+        return heads[n]
 
     def to_frame(self) -> pl.DataFrame:
         """The window as a market frame (columns :data:`MARKET_COLUMNS`)."""

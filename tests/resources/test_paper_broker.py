@@ -552,8 +552,8 @@ def test_a_session_another_sync_advanced_during_sync_many_is_returned_as_that_sy
     class Interrupted(LocalPaperBrokerResource):
         """Reads the session, then another process syncs it before this one writes."""
 
-        def _advance(self, row, windows, strategies, now, key, hashes):
-            advanced = super()._advance(row, windows, strategies, now, key, hashes)
+        def _advance(self, row, windows, strategies, now, key):
+            advanced = super()._advance(row, windows, strategies, now, key)
             other.sync(trial_key=key, windows=windows, strategies=strategies)
             return advanced
 
