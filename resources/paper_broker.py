@@ -60,6 +60,7 @@ SessionStatus = Literal["running", "stopped"]
 ClockMode = Literal["replay", "wall"]
 
 _MICROSECONDS = 1_000_000
+_NO_SESSION = "no paper session for this trial; call start_session first"
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _TRIAL_KEY_LENGTH = 255
 
@@ -637,16 +638,11 @@ class LocalPaperBrokerResource(PaperBrokerResource):
         return error.for_trial(trial_key) if trial_key and error.trial is None else error
 
     @staticmethod
-    def _row(conn: sa.Connection, trial_key: str, *, lock: bool = False) -> Mapping[str, Any] | None:
+    def _existing(conn: sa.Connection, trial_key: str) -> Mapping[str, Any]:
         query = sa.select(paper_sessions).where(paper_sessions.c.trial_key == trial_key)
-        # FOR UPDATE serialises syncs on PostgreSQL; SQLite ignores it and relies on the
-        # guarded update in _write_step.
-        return conn.execute(query.with_for_update() if lock else query).mappings().first()
-
-    def _existing(self, conn: sa.Connection, trial_key: str, *, lock: bool = False) -> Mapping[str, Any]:
-        row = self._row(conn, trial_key, lock=lock)
+        row = conn.execute(query).mappings().first()
         if row is None:
-            raise PaperTradingError("no paper session for this trial; call start_session first", trial=trial_key)
+            raise PaperTradingError(_NO_SESSION, trial=trial_key)
         return row
 
     # ------------------------------------------------------------------ API
@@ -711,19 +707,12 @@ class LocalPaperBrokerResource(PaperBrokerResource):
     def sync(self, *, trial_key: str, windows: MarketWindows, strategies: StrategyRegistry) -> SessionInfo:
         key = _checked_key(trial_key)
         try:
-            now = self._now()
-            engine = self._engine()
-            with engine.connect() as conn:
-                with conn.begin() as transaction:
-                    info = self._sync_in(conn, key, windows, strategies, now)
-                    if info is None:
-                        transaction.rollback()
-                if info is None:
-                    # A concurrent sync advanced the session first and processed these bars.
-                    info = _info(self._existing(conn, key))
-                return info
-        except (PipelineError, sqlalchemy.exc.SQLAlchemyError) as exc:
+            synced = self.sync_many(windows_of={key: windows}, strategies=strategies)[key]
+        except PipelineError as exc:
             raise self._fail(exc, key) from exc
+        if isinstance(synced, PipelineError):
+            raise synced
+        return synced
 
     def sync_many(
         self, *, windows_of: Mapping[str, MarketWindows], strategies: StrategyRegistry
@@ -737,6 +726,8 @@ class LocalPaperBrokerResource(PaperBrokerResource):
             with engine.connect() as conn:
                 moved = []
                 with conn.begin():
+                    # FOR UPDATE serialises syncs on PostgreSQL; SQLite ignores it and relies on the
+                    # guarded update.
                     query = sa.select(paper_sessions).where(paper_sessions.c.trial_key.in_(keys)).with_for_update()
                     rows = {row["trial_key"]: row for row in conn.execute(query).mappings()}
                     bars: list[dict[str, Any]] = []
@@ -744,7 +735,7 @@ class LocalPaperBrokerResource(PaperBrokerResource):
                     for key in keys:
                         row = rows.get(key)
                         if row is None:
-                            results[key] = PaperTradingError("no paper session for this trial", trial=key)
+                            results[key] = PaperTradingError(_NO_SESSION, trial=key)
                             continue
                         try:
                             advanced = self._advance(row, windows_of[key], strategies, now, key)
@@ -763,29 +754,13 @@ class LocalPaperBrokerResource(PaperBrokerResource):
                         bars += _db_rows(step.bar_columns, key)
                         fills += _db_rows(step.fill_columns, key)
                         results[key] = _info({**row, **values})
-                    if bars:
-                        conn.execute(sa.insert(paper_bars), bars)
-                    if fills:
-                        conn.execute(sa.insert(paper_fills), fills)
+                    self._insert_rows(conn, bars, fills)
                 for key in moved:
                     # Another sync advanced it between the read and the update: it stands as that one left it.
                     results[key] = _info(self._existing(conn, key))
         except (PipelineError, sqlalchemy.exc.SQLAlchemyError) as exc:
             raise self._fail(exc, None) from exc
         return results
-
-    def _sync_in(
-        self, conn: sa.Connection, key: str, windows: MarketWindows, strategies: StrategyRegistry, now: dt.datetime
-    ) -> SessionInfo | None:
-        """Advance the session inside the caller's transaction; ``None`` if another sync won."""
-        row = self._existing(conn, key, lock=True)
-        advanced = self._advance(row, windows, strategies, now, key)
-        if advanced is None:
-            return _info(row)
-        before, step, values = advanced
-        if not self._write_step(conn, key, before, step, values):
-            return None
-        return _info({**row, **values})
 
     def _advance(
         self, row: Mapping[str, Any], windows: MarketWindows, strategies: StrategyRegistry, now: dt.datetime,
@@ -846,16 +821,13 @@ class LocalPaperBrokerResource(PaperBrokerResource):
         moved = conn.execute(_GUARDED_UPDATE, {"session_key": key, "bars_before": before.bars_processed, **parameters})
         return moved.rowcount == 1
 
-    def _write_step(
-        self, conn: sa.Connection, key: str, before: SessionState, step: SessionStep, values: Mapping[str, Any]
-    ) -> bool:
-        """Write one processed chunk; ``False`` (nothing written) if the session moved meanwhile."""
-        if not self._guarded_update(conn, key, before, values):
-            return False
-        conn.execute(sa.insert(paper_bars), _db_rows(step.bar_columns, key))
-        if step.fill_columns["bar_index"].size:
-            conn.execute(sa.insert(paper_fills), _db_rows(step.fill_columns, key))
-        return True
+    @staticmethod
+    def _insert_rows(conn: sa.Connection, bars: list[dict[str, Any]], fills: list[dict[str, Any]]) -> None:
+        """The bars and fills of every session a sync advanced, in its transaction."""
+        if bars:
+            conn.execute(sa.insert(paper_bars), bars)
+        if fills:
+            conn.execute(sa.insert(paper_fills), fills)
 
     def report(self, *, trial_key: str) -> SessionReport:
         key = _checked_key(trial_key)

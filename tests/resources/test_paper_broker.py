@@ -195,8 +195,8 @@ def test_a_crash_inside_a_sync_commits_nothing_and_the_next_sync_processes_each_
         def now(self) -> dt.datetime:
             return clock.now
 
-        def _write_step(self, conn, key, before, step, values):
-            super()._write_step(conn, key, before, step, values)
+        def _insert_rows(self, conn, bars, fills):
+            super()._insert_rows(conn, bars, fills)
             raise RuntimeError("process killed between the inserts and the commit")
 
     broker = make_broker(database_url, clock, clock="wall")
