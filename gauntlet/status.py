@@ -169,15 +169,9 @@ class TrialStatus:
             state = "graded"
         else:
             state = "trading" if session.bars_processed else "awaiting_bars"
-
-        def moment(value: dt.datetime | None) -> str | None:
-            return value.isoformat() if value is not None else None
-
         return {
             "mode": session.mode,
-            "started_after": moment(session.origin_bar),
-            "first_bar": moment(session.first_bar),
-            "last_bar": moment(session.last_bar),
+            **session.bar_times(),
             "market_days": session.market_days,
             "bars": session.bars_processed,
             "state": state,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -78,15 +77,12 @@ def pending(run: StageRun, key: str, result: PaperPending) -> dg.AssetObservatio
 
 def session_metadata(session: SessionInfo) -> dict[str, Any]:
     """Where a session stands in the market, as the UI shows it on pending and graded sessions."""
-
-    def moment(value: dt.datetime | None) -> str:
-        return value.isoformat() if value is not None else "none yet"
-
+    times = {name: value or "none yet" for name, value in session.bar_times().items()}
     return {
         "paper_mode": session.mode,
-        "started_after_bar": moment(session.origin_bar) if session.mode == "forward" else "holdout: from the window's start",
-        "first_bar": moment(session.first_bar),
-        "last_bar": moment(session.last_bar),
+        "started_after_bar": times["started_after"] if session.mode == "forward" else "holdout: from the window's start",
+        "first_bar": times["first_bar"],
+        "last_bar": times["last_bar"],
         "market_days": session.market_days,
         "clock": session.clock if session.mode == "holdout" else "bars as they arrive",
     }

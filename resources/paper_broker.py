@@ -249,6 +249,12 @@ class SessionInfo(BaseModel):
         """Market time traded: ``bars_processed * bar_seconds / 86400`` (days)."""
         return self.bars_processed * self.bar_seconds / SECONDS_PER_DAY
 
+    def bar_times(self) -> dict[str, str | None]:
+        """``started_after`` (the newest bar when a forward session started), ``first_bar`` and
+        ``last_bar`` traded, as ISO timestamps; None where there is none (yet)."""
+        moments = {"started_after": self.origin_bar, "first_bar": self.first_bar, "last_bar": self.last_bar}
+        return {name: value.isoformat() if value is not None else None for name, value in moments.items()}
+
 
 @dataclass(frozen=True, eq=False)
 class SessionReport:
