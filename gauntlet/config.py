@@ -369,7 +369,9 @@ REFERENCE_KEYS = (*_LOCAL_LOCATIONS, "notifier.webhook", "strategies.model_dir")
 #: References whose values are secrets: `config check` never prints them.
 SECRET_KEYS = ("optuna.storage", "deployment.database", "notifier.webhook")
 _PATH_KEYS = frozenset({"home", "market.file", "gates_file", "artifacts.dir", "notifier.log", "strategies.model_dir"})
-_URL_KEYS = frozenset({"optuna.storage", "deployment.database"})
+_URL_KEYS = frozenset({"optuna.storage", "deployment.database", "market.table.url"})
+#: Keys of every instrument's section that are made absolute as the same key of `market` is.
+_INSTRUMENT_LOCATION_KEYS = ("file", "table.url")
 _FILE_URL_PREFIXES = ("sqlite:///", "journal:")
 
 
@@ -741,12 +743,13 @@ def load_config(environ: Mapping[str, str] | None = None, *, import_plugins: boo
     raw = _read(path, source) if path else {}
     raw.setdefault("home", DEFAULT_HOME)
     base = path.parent if path else REPO_ROOT
-    for key in (*_PATH_KEYS, *_URL_KEYS):
+    located = [(key, key) for key in (*_PATH_KEYS, *_URL_KEYS)]
+    instruments = raw.get("instruments")
+    for name in instruments if isinstance(instruments, dict) else ():
+        located += [(f"instruments.{name}.{key}", f"market.{key}") for key in _INSTRUMENT_LOCATION_KEYS]
+    for key, like in located:
         if _get(raw, key) is not None:
-            _set(raw, key, _absolute(key, _get(raw, key), base))
-    for name, section in (raw.get("instruments") or {}).items():
-        if isinstance(section, dict) and section.get("file") is not None:
-            section["file"] = _absolute("market.file", section["file"], base)
+            _set(raw, key, _absolute(like, _get(raw, key), base))
     overrides = _apply_overrides(raw, env)
     try:
         config = GauntletConfig.model_validate(raw)

@@ -514,3 +514,19 @@ def test_config_check_prints_the_windows_a_study_is_tuned_against(tmp_path, monk
     studies = json.loads(capsys.readouterr().out)["windows"]["studies"]
     assert [(s["study"], s["instrument"], s["symbol"]) for s in studies] == [("btc", "default", "SYN"), ("eth", "default", "SYN")]
     assert studies[0]["windows"] == studies[1]["windows"]
+
+
+def test_relative_table_urls_and_instrument_files_follow_the_file_as_market_file_does(tmp_path: Path):
+    (tmp_path / "project" / "data").mkdir(parents=True)
+    (tmp_path / "project" / "data" / "eurusd.csv").write_text("")
+    environ = _config(
+        tmp_path / "project",
+        "market: {table: {url: 'sqlite:///bars.db', name: bars}}\n"
+        "instruments:\n"
+        "  eurusd: {file: data/eurusd.csv, studies: [fx*]}\n"
+        "  btc: {table: {url: 'sqlite:///crypto/btc.db', name: btc_hourly}, studies: [btc*]}\n",
+    )
+    loaded = load_config(environ).config
+    assert str(loaded.market.table.url) == f"sqlite:///{tmp_path / 'project' / 'bars.db'}"
+    assert loaded.instruments["eurusd"].file == str(tmp_path / "project" / "data" / "eurusd.csv")
+    assert str(loaded.instruments["btc"].table.url) == f"sqlite:///{tmp_path / 'project' / 'crypto' / 'btc.db'}"
