@@ -21,6 +21,7 @@ from resources.optuna_study import OptunaStudyResource
 from simulations.errors import ConfigurationError
 from simulations.market import generate_synthetic_market
 from tests.conftest import add_complete_trials
+from sensors.optuna_trial_sensor import decode_cursor, encode_cursor
 from tests.dagster_helpers import Ticker
 from tests.graphql_support import graphql_workspace, write_code_location
 
@@ -216,3 +217,23 @@ def test_every_instrument_is_a_partition_of_the_shared_assets(tmp_path):
     graph = defs.resolve_asset_graph()
     for key in (MARKET_DATA, CGE_SCENARIOS, dg.AssetKey("market_source")):
         assert graph.get(key).partitions_def.get_partition_keys() == [DEFAULT_INSTRUMENT, "alt"]
+
+
+def test_owed_trials_of_a_study_moved_to_an_unbuilt_instrument_wait_for_its_data(optuna_url, tmp_path):
+    """A trial owed from an earlier tick is held back, like a new one, while its instrument's data is missing."""
+    add_complete_trials(optuna_url, "alt_fx", [0.1], params=[GOOD])
+    before = GauntletConfig(home=tmp_path, gates={"backtest": {"enabled": False}, "cge": {"enabled": False}})
+    with dg.instance_for_test() as instance:
+        ticker = Ticker(_definitions(optuna_url, before), instance)
+        ticker.tick()  # the default instrument's shared assets
+        first = ticker.tick(execute=False)  # the trial is requested, on the default instrument, but never runs
+        assert [r.partition_key for r in first.run_requests] == ["alt_fx__t00000000"]
+        # Its backoff has passed when the study moves to instrument alt, whose data is not built yet.
+        cursor = decode_cursor(ticker.cursor)
+        for entry in cursor.owed.values():
+            entry.not_before = 0.0
+        ticker.cursor = encode_cursor(cursor)
+        ticker.defs = _definitions(optuna_url, _config(tmp_path))
+        held = ticker.tick(execute=False)
+        assert [(r.job_name, r.partition_key) for r in held.run_requests] == [("shared_job", "alt")]
+        assert "alt_fx__t00000000" in decode_cursor(held.cursor).owed  # still owed, not dropped
