@@ -255,8 +255,10 @@ def _gauntlet_status_seconds(n_trials: int = 10_000, repeats: int = 5) -> dict[s
     policy = GatePolicy()
     passed = GateVerdict(gate="backtest_gate", passed=True, reason="all thresholds met")
     paper_passed = evaluate_paper_gate(
-        days=20.0, n_trades=60, win_rate=0.6, alpha=0.03, sharpe=2.0, max_drawdown=0.04, total_return=0.05, policy=policy
+        days=20.0, n_trades=60, win_rate=0.6, alpha=0.03, sharpe=2.0, max_drawdown=0.04, total_return=0.05,
+        e_value=policy.paper.sequential.threshold, policy=policy,
     )
+    assert paper_passed.passed
     params = {"lookback": 123, "vol_lookback": 168, "target_bar_vol": 0.003}
     # The demo's market_data, as a trial run would hand it to the paper venue.
     market = SyntheticMarketDataResource()

@@ -207,12 +207,15 @@ DEFAULT_TRACK_RECORD_CONFIDENCE = 0.95
 
 #: The paper gate's sequential test (simulations/sequential.py): looks (market days) that only
 #: estimate the returns' scale before any evidence counts, and the precision of its mixing
-#: distribution. With 10, a true annualised Sharpe ratio of 2 on a market open every day is
-#: decided in about 4 % of sessions within 60 market days and 23 % within 250 (Sharpe 3: 8 % and
-#: 48 %), with at most 2.5 % false positives at any look for a 5 % level
-#: (tests/simulations/test_sequential.py).
+#: distribution. With these, at most 2.5 % of sessions at the floor are promoted at any look
+#: for a 5 % level (tests/simulations/test_sequential.py), and a true annualised Sharpe ratio
+#: of 2 on a market open every day is promoted in about a fifth of sessions within 250 market
+#: days (`gauntlet calibrate --horizons-only --horizon-confidence 0.95`).
 SEQUENTIAL_BURN_IN_LOOKS = 5
 SEQUENTIAL_PRIOR_PRECISION = 10.0
+#: Market days after which a paper session the sequential test has not decided is rejected by
+#: default: about a year of an exchange's sessions, so no trial waits at gate 3 for ever.
+SEQUENTIAL_MAX_DAYS = 250
 
 #: Bars of market history before the backtest window that precede every stress path, so a
 #: trial's indicators start warm on the scenarios as they do in its backtest (60 days hourly).

@@ -25,7 +25,7 @@ from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from simulations.constants import STRESS_CATASTROPHIC_LOSS
+from simulations.constants import SEQUENTIAL_MAX_DAYS, STRESS_CATASTROPHIC_LOSS
 from simulations.errors import EvaluationError
 from simulations.metrics import BacktestMetrics
 
@@ -277,13 +277,14 @@ class PaperGrading(_Frozen):
 class SequentialTestPolicy(_Frozen):
     """The paper gate's always-valid test that the session's Sharpe ratio exceeds a floor.
 
-    Off by default while paper sessions replay a fixed holdout window: 60 market days decide a
-    true annualised Sharpe ratio of 2 in only about 4 % of sessions (250 days: about 23 %), so
-    enabling it with the default forward window stops nearly every trial at gate 3. With it on,
-    gate 3 also needs the test's e-value to have reached ``1 / (1 - confidence)`` at some
-    market day of the session, before any futility bound; a session on the ``wall`` clock
-    keeps trading until the test decides either way, ``max_days`` pass, or its forward window
-    ends (README, "Paper trading").
+    Required by default: gate 3 passes only once the test's e-value has reached
+    ``1 / (1 - confidence)`` on some market day of the session, before any futility bound, so
+    a worthless strategy is promoted in at most ``1 - confidence`` of sessions however often
+    and however long its session is looked at. A session that has traded ``min_days`` with a
+    required grade keeps trading until the test decides either way or ``max_days`` pass (a
+    holdout: or its window ends). The evidence takes long to come: a true annualised Sharpe
+    ratio of 2 on a market open every day is promoted in about a fifth of sessions within 250
+    market days (README, "Forward paper trading").
 
     Attributes
     ----------
@@ -299,15 +300,16 @@ class SequentialTestPolicy(_Frozen):
         confidence, that the Sharpe ratio is below the floor (a strategy at or above the floor
         is stopped this way with a chance of at most ``1 - confidence``).
     max_days
-        Market days after which a session still undecided is rejected; ``None``: it trades
-        until its forward window ends.
+        Market days after which a session still undecided is rejected (default 250, about a
+        year of an exchange's sessions); ``None``: a forward session trades until the test
+        decides, a holdout until its window ends.
     """
 
-    enabled: bool = False
+    enabled: bool = True
     sharpe_floor: float = Field(default=0.0, ge=0.0)
     confidence: float = Field(default=0.95, gt=0.0, lt=1.0)
     futility: bool = True
-    max_days: int | None = Field(default=None, ge=1)
+    max_days: int | None = Field(default=SEQUENTIAL_MAX_DAYS, ge=1)
 
     def out_of_days(self, market_days: int) -> bool:
         """Whether a session that has traded ``market_days`` has had all the days ``max_days`` allows."""
@@ -335,7 +337,7 @@ class PaperGatePolicy(_Frozen):
     grading
         The seven grading thresholds.
     sequential
-        The always-valid test of the session's Sharpe ratio (off by default).
+        The always-valid test of the session's Sharpe ratio (required by default).
     """
 
     enabled: bool = True

@@ -25,7 +25,7 @@ from simulations.calibration import (
 )
 from simulations.calibration_train import run_study
 from simulations.constants import SYNTHETIC_PERIODS_PER_YEAR
-from simulations.gates import GatePolicy
+from simulations.gates import GatePolicy, SequentialTestPolicy
 from simulations.metrics import minimum_track_record_length, sharpe_ratio
 from simulations.strategies import BUILT_IN_STRATEGIES
 from tests.simulations.previous_system import previous_system_policy
@@ -164,11 +164,15 @@ def test_swept_policy_changes_only_the_swept_thresholds() -> None:
 
 
 def test_the_default_policy_is_the_previous_systems_with_the_recommended_thresholds() -> None:
-    """README's measured "closest" policy, applied to DESIGN.md's thresholds, is what ships."""
+    """README's measured "closest" policy, applied to DESIGN.md's thresholds and with the paper
+    gate's sequential test required, is what ships."""
     previous = previous_system_policy()
+    assert not previous.paper.sequential.enabled
     # DESIGN.md's stress floors; the demo's file lowers them so that its trials reach paper trading.
     design_cge = previous.cge.model_copy(update={"min_share_profitable": 0.40, "min_median_sharpe": 0.0})
-    design = previous.model_copy(update={"cge": design_cge})
+    design_paper = previous.paper.model_copy(update={"sequential": SequentialTestPolicy()})
+    design = previous.model_copy(update={"cge": design_cge, "paper": design_paper})
+    assert design.paper.sequential.enabled and design.paper.sequential.max_days == 250
     recommended = SweptThresholds(backtest_min_sharpe=3.0, paper_max_drawdown=0.25, required_grades=("A",))
     assert swept_policy(base=design, thresholds=recommended) == GatePolicy()
 

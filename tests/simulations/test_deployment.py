@@ -148,7 +148,9 @@ def test_real_gate_verdicts_make_a_candidate() -> None:
         },
         policy=policy,
     )
-    paper = evaluate_paper_gate(**{**PAPER_VALUES, "n_trades": 12}, policy=policy)
+    paper = evaluate_paper_gate(
+        **{**PAPER_VALUES, "n_trades": 12}, e_value=policy.paper.sequential.threshold, policy=policy
+    )
     candidate = Candidate(
         study="demo",
         number=3,

@@ -75,7 +75,7 @@ def test_the_previous_system_policy_follows_the_design() -> None:
     assert (cge.min_share_profitable, cge.min_median_sharpe, cge.max_drawdown_multiple, cge.catastrophic_loss,
             cge.max_catastrophic) == (0.20, -1.5, 1.5, 0.90, 0)  # fmt: skip
     assert POLICY.paper.min_days == 7 and POLICY.paper.required_grades == {"A", "B"}
-    assert POLICY.paper.grading.max_drawdown == 0.10
+    assert POLICY.paper.grading.max_drawdown == 0.10 and not POLICY.paper.sequential.enabled
     assert POLICY.backtest.enabled and POLICY.cge.enabled and POLICY.paper.enabled
 
 
@@ -88,6 +88,7 @@ def test_defaults_are_the_design_with_the_calibrated_floors() -> None:
         phase["min_sharpe"] = CALIBRATED_MIN_BACKTEST_SHARPE
     calibrated["paper"]["required_grades"] = frozenset({"A"})
     calibrated["paper"]["grading"]["max_drawdown"] = 0.25
+    calibrated["paper"]["sequential"]["enabled"] = True  # the previous system (the demo's) had none
     calibrated["cge"] |= {"min_share_profitable": 0.40, "min_median_sharpe": 0.0}  # DESIGN.md's; the demo's are lower
     assert GatePolicy.model_validate(calibrated) == DEFAULT
 

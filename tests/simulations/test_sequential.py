@@ -125,7 +125,11 @@ def test_daily_returns_compound_each_utc_day_in_order():
 
 def test_the_gate_requires_the_test_only_when_enabled():
     grades = {"days": 30.0, "n_trades": 40, "win_rate": 0.6, "alpha": 0.2, "sharpe": 3.0, "max_drawdown": 0.05, "total_return": 0.1}
-    off = evaluate_paper_gate(**grades, e_value=1.0, policy=GatePolicy())
+    default = GatePolicy().paper.sequential
+    assert default.enabled and default.threshold == pytest.approx(20.0) and default.max_days == 250
+    assert not evaluate_paper_gate(**grades, e_value=1.0, policy=GatePolicy()).passed
+    off_policy = GatePolicy.model_validate({"paper": {"sequential": {"enabled": False}}})
+    off = evaluate_paper_gate(**grades, e_value=1.0, policy=off_policy)
     assert off.passed and [c.name for c in off.checks] == ["days", "grade_checks_passed"]
     on = GatePolicy.model_validate({"paper": {"sequential": {"enabled": True, "confidence": 0.99}}})
     assert on.paper.sequential.threshold == pytest.approx(100.0)
