@@ -74,7 +74,7 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from scipy import optimize, stats
+from scipy.special import ndtri
 
 from simulations.backtest import run_backtest
 from simulations.constants import (
@@ -507,7 +507,7 @@ def plant_edge(
             raise ConfigurationError(
                 f"planted Sharpe {sharpe} is not reachable with a drift below {_MAX_DRIFT_PER_VOL}"
             )
-    drift = float(optimize.brentq(excess, 0.0, high, xtol=_DRIFT_TOLERANCE))
+    drift = _root(excess, 0.0, high, xtol=_DRIFT_TOLERANCE)
     blocks = np.array_split(_planted_net_returns(null, unit, drift, edge), CALIBRATION_EDGE_BLOCKS)
     block_sharpes = [float(sharpe_ratio(returns=b, periods_per_year=SYNTHETIC_PERIODS_PER_YEAR)) for b in blocks]
     return PlantedEdge(
@@ -523,6 +523,17 @@ def plant_edge(
 
 
 # --------------------------------------------------------------------------- statistics
+
+
+def _root(f: Callable[[float], float], low: float, high: float, **options: float) -> float:
+    """A root of ``f`` bracketed by ``[low, high]`` (``scipy.optimize.brentq``).
+
+    scipy.optimize and scipy.stats are imported when a calibration needs them: every process
+    that loads the definitions (each run worker among them) would otherwise pay for them.
+    """
+    from scipy import optimize
+
+    return float(optimize.brentq(f, low, high, **options))
 
 
 def binomial_interval(
@@ -551,6 +562,9 @@ def binomial_interval(
     """
     if not (0 <= successes <= trials and trials >= 1):
         raise ConfigurationError(f"need 0 <= successes <= trials and trials >= 1, got {successes}/{trials}")
+    # Imported here, as in _root: scipy.stats costs about 0.5 s to import.
+    from scipy import stats
+
     interval = stats.binomtest(successes, trials).proportion_ci(
         confidence_level=confidence, method="exact" if method == "clopper-pearson" else "wilson"
     )
@@ -621,7 +635,7 @@ def _best_test_fn(per_period_sharpe: float, n_bars: int, max_fp: float) -> float
     test's threshold is ``z_(1 - max_fp) / sqrt(n - 1)``; the probabilistic Sharpe ratio
     against that threshold is the test's power.
     """
-    threshold = float(stats.norm.ppf(1.0 - max_fp)) / math.sqrt(n_bars - 1)
+    threshold = float(ndtri(1.0 - max_fp)) / math.sqrt(n_bars - 1)
     power = probabilistic_sharpe_ratio(
         sharpe=per_period_sharpe, n_observations=n_bars, skew=0.0, kurtosis=3.0, benchmark_sharpe=threshold
     )
@@ -668,10 +682,10 @@ def track_record_statement(
     fn_oos = _best_test_fn(per_period, out_of_sample_bars, max_false_positive_rate)
     # The test separates at both rates once the per-period Sharpe ratio covers both normal
     # quantiles: s sqrt(n - 1) = z_fp + sigma(s) z_fn with sigma(s) = sqrt(1 + s**2 / 2).
-    z_fp = float(stats.norm.ppf(1.0 - max_false_positive_rate))
-    z_fn = float(stats.norm.ppf(1.0 - max_false_negative_rate))
+    z_fp = float(ndtri(1.0 - max_false_positive_rate))
+    z_fn = float(ndtri(1.0 - max_false_negative_rate))
     separating = 1.0 + ((z_fp + math.sqrt(1.0 + per_period**2 / 2.0) * z_fn) / per_period) ** 2
-    separating_sharpe = optimize.brentq(
+    separating_sharpe = _root(
         lambda s: _best_test_fn(s, window_bars, max_false_positive_rate) - max_false_negative_rate, 1e-9, 1.0
     ) * math.sqrt(periods_per_year)
     achievable = fn_oos <= max_false_negative_rate

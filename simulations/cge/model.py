@@ -39,7 +39,6 @@ from dataclasses import dataclass, fields
 from typing import Annotated
 
 import numpy as np
-import scipy.optimize
 from pydantic import BaseModel, ConfigDict, Field
 
 from simulations.cge.sam import CAP, EXT, FACTORS, GOV, HOH, IDT, INV, LAB, TRF, Sam
@@ -550,6 +549,10 @@ def solve(
     if np.all(np.isfinite(residual)) and np.max(np.abs(residual)) <= CGE_SOLVER_TOLERANCE:
         solution, evaluations, message = start, 0, "the starting point solves the system"
     else:
+        # Imported here: only building the scenarios solves the model, and every process that
+        # loads the definitions (each run worker among them) would pay for scipy.optimize.
+        import scipy.optimize
+
         result = scipy.optimize.root(
             system.residual,
             start,
