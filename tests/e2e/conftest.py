@@ -332,18 +332,29 @@ def materializing_runs(instance: dg.DagsterInstance, asset: str) -> dict[str, li
         cursor = page.cursor
 
 
+def step_attempts(instance: dg.DagsterInstance, run_id: str) -> int:
+    """How many times ``run_id`` executed its trial step: once, plus each retry its RetryPolicy
+    made in the same run (Dagster retries an interrupted step, e.g. a run worker sent SIGTERM)."""
+    return 1 + len(instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_RESTARTED).records)
+
+
 def duplicated_trials(instance: dg.DagsterInstance) -> dict[str, list[str]]:
-    """Trials processed more than once: snapshot by two run groups, or twice by one run.
+    """Trials processed more than once: snapshot by two run groups, or by one run more often
+    than it executed its step.
 
     A run group is a run the sensor launched plus its retries (which legitimately
-    rematerialize its trials), identified by the group's root run id.
+    rematerialize its trials), identified by the group's root run id; a step retried within a
+    run rematerializes the trials its failed attempt had reached, legitimately too.
     """
     roots = group_roots(trial_runs(instance))
-    return {
-        key: run_ids
-        for key, run_ids in materializing_runs(instance, "optuna_trial").items()
-        if len(set(run_ids)) != len(run_ids) or len({roots.get(r, r) for r in run_ids}) != 1
-    }
+    duplicated = {}
+    for key, run_ids in materializing_runs(instance, "optuna_trial").items():
+        per_run = Counter(run_ids)
+        if len({roots.get(r, r) for r in run_ids}) != 1 or any(
+            count > 1 and count > step_attempts(instance, run_id) for run_id, count in per_run.items()
+        ):
+            duplicated[key] = run_ids
+    return duplicated
 
 
 def sensor_ticks(instance: dg.DagsterInstance, name: str = TRIAL_SENSOR) -> list:

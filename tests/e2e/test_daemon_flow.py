@@ -5,7 +5,7 @@ import pytest
 
 from pipeline_assets.dagster_private import FINISHED_STATUSES
 from tests.conftest import add_complete_trials
-from tests.e2e.conftest import stop_process, wait_while_the_daemon_works
+from tests.e2e.conftest import run_partitions, stop_process, wait_while_the_daemon_works
 
 pytestmark = pytest.mark.e2e
 
@@ -34,8 +34,10 @@ def test_daemon_takes_every_trial_through_the_gates_exactly_once(deployment):
         assert instance.get_materialized_partitions(dg.AssetKey("backtest_results")) == keys
         runs = _trial_runs(instance)
         assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs), deployment.log("daemon")
-        first_keys = [r.tags.get("dagster/partition") or r.tags.get("dagster/asset_partition_range_start") for r in runs]
-        assert len(first_keys) == len(set(first_keys)) == 2  # one run per tick's batch, none repeated
+        # One run per tick's batch, none repeated: a tick may land while the trials of one
+        # addition are still being written, so the runs are at least the two additions.
+        covered = [key for run in runs for key in run_partitions(instance, run)]
+        assert sorted(covered) == sorted(keys) and len(runs) >= 2
         shared = instance.get_run_records(dg.RunsFilter(job_name="shared_job"))
         assert len(shared) == 1 and shared[0].dagster_run.status == dg.DagsterRunStatus.SUCCESS
     finally:
