@@ -32,6 +32,7 @@ import sqlalchemy.exc
 from pydantic import Field
 
 from resources.database import engine_for, mask_url, translate_db_error
+from resources.process_cache import FILE_DIGESTS
 from simulations.constants import (
     DEFAULT_BACKTEST_DAYS,
     DEFAULT_CALENDAR,
@@ -164,17 +165,27 @@ class FileMarketDataResource(MarketDataResource):
         return f"{kind} {self.path} (calendar {self.calendar})"
 
     def source_version(self) -> str:
-        # The content, not the modification times: files rewritten with the same bars are the same source.
+        # The content, not the modification times: files rewritten with the same bars are the same
+        # source. A file whose size, times and inode are as last seen is not read again.
         try:
-            digests = {}
-            for path in market_files(Path(self.path)):
-                with path.open("rb") as handle:
-                    digests[path.name] = hashlib.file_digest(handle, "sha256").hexdigest()
+            digests = {path.name: _file_digest(path) for path in market_files(Path(self.path))}
         except OSError as exc:
             raise MarketDataError(f"market file {self.path}: cannot be read ({exc}); check market.file") from exc
         if not Path(self.path).is_dir():
             return next(iter(digests.values()))[:24]
         return hashlib.sha256(json.dumps(digests, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def _file_digest(path: Path) -> str:
+    """SHA-256 of ``path``'s bytes, read again only when its size, times or inode changed."""
+    stat = path.stat()
+
+    def read() -> str:
+        with path.open("rb") as handle:
+            return hashlib.file_digest(handle, "sha256").hexdigest()
+
+    version = (stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
+    return FILE_DIGESTS.get_current(str(path.resolve()), version, read)
 
 
 #: A table name, optionally schema-qualified: identifiers only, so it is never SQL text.

@@ -63,3 +63,23 @@ def test_every_cache_of_the_resources_is_declared_here():
             if empty:
                 offenders.append(f"{path.name}:{node.lineno}")
     assert offenders == []
+
+
+def test_a_current_value_is_made_again_only_when_its_version_changes_and_only_the_latest_is_kept():
+    cache: ProcessCache[str, str] = ProcessCache("test values")
+    made: list[tuple[str, int]] = []
+
+    def make(key: str, version: int) -> str:
+        made.append((key, version))
+        return f"{key}@{version}"
+
+    assert cache.get_current("f", 1, lambda: make("f", 1)) == "f@1"
+    assert cache.get_current("f", 1, lambda: make("f", 1)) == "f@1" and made == [("f", 1)]
+    assert cache.get_current("f", 2, lambda: make("f", 2)) == "f@2"
+    # Version 1 was replaced, not kept beside version 2: asking for it makes it again.
+    assert cache.get_current("f", 1, lambda: make("f", 1)) == "f@1" and made == [("f", 1), ("f", 2), ("f", 1)]
+    with pytest.raises(RuntimeError):
+        cache.get_current("g", 1, lambda: (_ for _ in ()).throw(RuntimeError("unreadable")))
+    assert cache.get_current("g", 1, lambda: "g@1") == "g@1"
+    cache.clear()
+    assert cache.get_current("f", 1, lambda: "again") == "again"
