@@ -7,6 +7,8 @@ failing at once (``busy_timeout``) and use WAL so readers never block the writer
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Any
 
 import sqlalchemy as sa
 import sqlalchemy.exc
@@ -110,6 +112,34 @@ def engine_for(url: str) -> sa.Engine:
         return sa.create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 5})
 
     return ENGINES.get(url, create)
+
+
+def missing_columns(bind: sa.Engine | sa.Connection, table: sa.Table) -> list[str]:
+    """Columns ``table`` defines that the database's table lacks (it was made by an earlier version)."""
+    present = {column["name"] for column in sa.inspect(bind).get_columns(table.name)}
+    return [column.name for column in table.columns if column.name not in present]
+
+
+def add_column(conn: sa.Connection, table: sa.Table, name: str, *, existing_rows: Mapping[str, Any]) -> None:
+    """``ALTER TABLE ... ADD COLUMN`` with the column's type and nullability as ``table`` defines them.
+
+    Parameters
+    ----------
+    existing_rows
+        Per column, the value the rows already in the table get: required for a column that is
+        not nullable, which the database fills with it as the column's default.
+
+    Raises
+    ------
+    KeyError
+        If the column is not nullable and ``existing_rows`` has no value for it.
+    """
+    column, dialect = table.c[name], conn.dialect
+    ddl = f"{column.name} {column.type.compile(dialect=dialect)}"
+    if not column.nullable:
+        value = sa.literal(existing_rows[name]).compile(dialect=dialect, compile_kwargs={"literal_binds": True})
+        ddl += f" NOT NULL DEFAULT {value}"
+    conn.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN {ddl}"))
 
 
 def translate_db_error(exc: BaseException, *, what: str, url: str) -> PipelineError:

@@ -47,7 +47,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
-from resources.database import engine_for, translate_db_error
+from resources.database import add_column, engine_for, missing_columns, translate_db_error
 from resources.market_data import DEFAULT_INSTRUMENT
 from resources.process_cache import SCHEMAS_READY
 from simulations.constants import DEFAULT_PAPER_CLOCK_SPEED, SECONDS_PER_DAY
@@ -66,18 +66,10 @@ _TRIAL_KEY_LENGTH = 255
 
 PAPER_METADATA = sa.MetaData()
 
-#: Columns added after the first version, as ``ALTER TABLE`` gives them to an existing table: its
-#: sessions traded the one market there was (the default instrument), replaying the held-out
-#: forward window from its start.
-_ADDED_COLUMNS = {
-    "instrument": f"VARCHAR(32) NOT NULL DEFAULT '{DEFAULT_INSTRUMENT}'",
-    "mode": "VARCHAR(16) NOT NULL DEFAULT 'holdout'",
-    "origin": "INTEGER NOT NULL DEFAULT 0",
-    "origin_bar_us": "BIGINT",
-    "first_bar_us": "BIGINT",
-    "last_bar_us": "BIGINT",
-    "market_days": "INTEGER NOT NULL DEFAULT 0",
-}
+#: What the sessions of a table from before a column existed get in that column: they traded the
+#: one market there was (the default instrument), replaying the held-out forward window from its
+#: start (their bars and market days are filled in from the stored bars).
+_EARLIER_SESSIONS = {"instrument": DEFAULT_INSTRUMENT, "mode": "holdout", "origin": 0, "market_days": 0}
 
 paper_sessions = sa.Table(
     "paper_sessions",
@@ -544,17 +536,13 @@ class LocalPaperBrokerResource(PaperBrokerResource):
     def _add_columns(engine: sa.Engine) -> None:
         """Give a table of an earlier version the columns added since, with what its sessions were."""
 
-        def missing() -> list[str]:
-            present = {c["name"] for c in sa.inspect(engine).get_columns(paper_sessions.name)}
-            return [name for name in _ADDED_COLUMNS if name not in present]
-
-        for name in missing():
+        for name in missing_columns(engine, paper_sessions):
             try:
                 with engine.begin() as conn:
-                    conn.execute(sa.text(f"ALTER TABLE paper_sessions ADD COLUMN {name} {_ADDED_COLUMNS[name]}"))
+                    add_column(conn, paper_sessions, name, existing_rows=_EARLIER_SESSIONS)
             except sqlalchemy.exc.SQLAlchemyError:
                 # Another process (a code server, the daemon) added it between the look and the change.
-                if name in missing():
+                if name in missing_columns(engine, paper_sessions):
                     raise
         # Every time, not only by the process that added the columns: one that died between the two
         # leaves sessions to fill, and the query selects only those.

@@ -76,7 +76,7 @@ import sqlalchemy as sa
 import sqlalchemy.exc
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from resources.database import engine_for, mask_url, translate_db_error
+from resources.database import add_column, engine_for, mask_url, missing_columns, translate_db_error
 from resources.process_cache import SCHEMAS_READY
 from simulations.constants import DEFAULT_LIVE_CAPACITY
 from simulations.deployment import (
@@ -525,11 +525,11 @@ class SqlDeploymentRegistryResource(DeploymentRegistryResource):
 
     def _create_schema(self, conn: sa.Connection) -> None:
         metadata.create_all(conn, checkfirst=True)
-        columns = {c["name"] for c in sa.inspect(conn).get_columns(decisions_table.name)}
-        if "paper_mode" not in columns:
-            # A registry of an earlier version: its decisions keep no mode (None), new ones record theirs.
-            # The schema lock held by this transaction makes the change once, whatever process comes first.
-            conn.execute(sa.text(f"ALTER TABLE {decisions_table.name} ADD COLUMN paper_mode VARCHAR(16)"))
+        # A registry of an earlier version: its decisions keep no paper mode (None), new ones record
+        # theirs. The schema lock held by this transaction makes the change once, whatever process
+        # comes first.
+        for name in missing_columns(conn, decisions_table):
+            add_column(conn, decisions_table, name, existing_rows={})
         if conn.execute(sa.select(controls_table.c.id)).first() is None:
             conn.execute(controls_table.insert().values(id=CONTROL_ROW_ID, stopped=False))
         if conn.execute(sa.select(sa.func.count()).select_from(slots_table)).scalar_one() == 0:

@@ -15,7 +15,6 @@ import sqlalchemy as sa
 
 from resources.market_data import DEFAULT_INSTRUMENT, FileMarketDataResource, SyntheticMarketDataResource
 from resources.paper_broker import (
-    _ADDED_COLUMNS as ADDED_COLUMNS,
     PAPER_METADATA,
     LocalPaperBrokerResource,
     PaperBrokerResource,
@@ -33,6 +32,8 @@ STRATEGY = "momentum"
 PARAMS = {"lookback": 12, "vol_lookback": 24, "target_bar_vol": 0.003}
 T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 FORWARD_BARS = 360  # 15 days of hourly bars
+#: Columns of `paper_sessions` that its first version did not have.
+FIRST_VERSION_LACKED = ("instrument", "mode", "origin", "origin_bar_us", "first_bar_us", "last_bar_us", "market_days")
 
 
 def small_market(**fields) -> SyntheticMarketDataResource:
@@ -394,7 +395,7 @@ def test_sessions_of_a_database_from_before_instruments_and_modes_are_holdouts_o
     sa.Table(
         paper_sessions.name, old,
         *(sa.Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable)
-          for c in paper_sessions.columns if c.name not in ADDED_COLUMNS),
+          for c in paper_sessions.columns if c.name not in FIRST_VERSION_LACKED),
     )
     sa.Table(paper_bars.name, old, *(sa.Column(c.name, c.type, primary_key=c.primary_key) for c in paper_bars.columns))
     stamps = [int(dt.datetime(2026, 1, 1, hour, tzinfo=dt.UTC).timestamp() * 1e6) for hour in (22, 23)]
