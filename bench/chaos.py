@@ -44,7 +44,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from pipeline_assets.dagster_private import FINISHED_STATUSES
+from resources.dagster_private import FINISHED_STATUSES
 from sensors.optuna_trial_sensor import RETRY_BACKOFF_SECONDS, settled as decided
 from tests.conftest import add_complete_trials
 from tests.e2e.conftest import (

@@ -24,7 +24,7 @@ from pathlib import Path
 import dagster as dg
 import optuna
 
-from pipeline_assets.dagster_private import FINISHED_STATUSES
+from resources.dagster_private import FINISHED_STATUSES
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

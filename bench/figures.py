@@ -209,7 +209,7 @@ def _gauntlet_status_seconds(n_trials: int = 10_000, repeats: int = 5) -> dict[s
 
     from pipeline_assets.stage_table import GATE_CHECKS
     from gauntlet.cli import main
-    from pipeline_assets.dagster_private import create_run_for_test
+    from resources.dagster_private import create_run_for_test
     from gauntlet.config import load_config
     from gauntlet.environment import REPO_ROOT, build_resources
     from pipeline_assets.errors import fail_for

@@ -23,7 +23,7 @@ import sqlalchemy.exc
 
 from gauntlet.cli import OWN_PARSERS
 from gauntlet.config import CONFIG_ENV, DEFAULT_CONFIG_PATH, GauntletConfig, config_path, load_config
-from pipeline_assets.dagster_private import (
+from resources.dagster_private import (
     DEFAULT_HEARTBEAT_INTERVAL_SECONDS,
     DEFAULT_SENSOR_DAEMON_INTERVAL,
     DagsterHomeNotSetError,

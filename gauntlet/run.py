@@ -28,7 +28,7 @@ from typing import Any, Literal, TextIO
 
 import dagster as dg
 
-from pipeline_assets.dagster_private import PARTITION_NAME_TAG, DagsterHomeNotSetError, SerializableErrorInfo
+from resources.dagster_private import PARTITION_NAME_TAG, DagsterHomeNotSetError, SerializableErrorInfo
 from gauntlet.config import load_config
 from gauntlet.environment import build_resources
 from pipeline_assets.jobs import shared_job, trial_job

@@ -35,7 +35,7 @@ from typing import Any, Literal
 
 import dagster as dg
 
-from pipeline_assets.dagster_private import (
+from resources.dagster_private import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
     NOT_FINISHED_STATUSES,

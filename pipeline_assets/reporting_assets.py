@@ -6,7 +6,7 @@ from collections import Counter, defaultdict
 import dagster as dg
 import polars as pl
 
-from pipeline_assets.dagster_private import AssetCheckExecutionRecordStatus
+from resources.dagster_private import AssetCheckExecutionRecordStatus
 from pipeline_assets.metadata import png_markdown, records_table
 from pipeline_assets.partitions import parse_trial_partition_key, trials_partitions_def
 from pipeline_assets.plots import funnel_png

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import dagster as dg
 import psutil
 
-from pipeline_assets.dagster_private import GRPC_INFO_TAG, CheckRunHealthResult, WorkerStatus
+from resources.dagster_private import GRPC_INFO_TAG, CheckRunHealthResult, WorkerStatus
 
 # The engine event the run worker writes as its first act (dagster/_grpc/impl.py); its metadata
 # holds the worker's pid.

@@ -29,7 +29,7 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from pipeline_assets.dagster_private import (
+from resources.dagster_private import (
     CODE_VERSION_TAG,
     DATA_VERSION_IS_USER_PROVIDED_TAG,
     DATA_VERSION_TAG,

@@ -20,6 +20,7 @@ from pydantic import Field
 from upath import UPath
 
 from resources.artifacts import read_checksummed, verified, write_checksummed
+from resources.dagster_private import upath_partition_paths
 from resources.shared_values import decode, encode
 from simulations.errors import ArtifactError
 
@@ -95,7 +96,7 @@ class ChecksummedUPathIOManager(dg.UPathIOManager):
 
     def load_input(self, context: dg.InputContext) -> Any:
         if context.has_asset_partitions and context.dagster_type.typing_type is PartitionValues:
-            paths = self._get_paths_for_partitions(context)
+            paths = upath_partition_paths(self, context)
             return PartitionValues(paths, lambda path: self.load_from_path(context, path))
         return super().load_input(context)
 

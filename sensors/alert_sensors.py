@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import dagster as dg
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter, ValidationError
 
-from pipeline_assets.dagster_private import (
+from resources.dagster_private import (
     AssetCheckExecutionRecord,
     AssetCheckExecutionRecordStatus,
     EventLogStorage,

@@ -10,7 +10,7 @@ condition sensor then rebuilds that partition of `market_data` (`REBUILT_ON_CHAN
 
 import dagster as dg
 
-from pipeline_assets.dagster_private import DATA_VERSION_TAG
+from resources.dagster_private import DATA_VERSION_TAG
 from pipeline_assets.shared_assets import MARKET_SOURCE, SHARED_ASSET_KEYS
 from resources.market_data import InstrumentsResource
 

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from pipeline_assets.dagster_private import (
+from resources.dagster_private import (
     NOT_FINISHED_STATUSES,
     PARTITION_NAME_TAG,
     RUN_FAILURE_REASON_TAG,

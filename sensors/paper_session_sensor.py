@@ -14,7 +14,7 @@ import datetime as dt
 
 import dagster as dg
 
-from pipeline_assets.dagster_private import (
+from resources.dagster_private import (
     NOT_FINISHED_STATUSES,
     PARENT_RUN_ID_TAG,
     WILL_RETRY_TAG,

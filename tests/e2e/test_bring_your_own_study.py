@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from gauntlet.config_check import config_main
-from pipeline_assets.dagster_private import FINISHED_STATUSES
+from resources.dagster_private import FINISHED_STATUSES
 from pipeline_assets.partitions import trial_partition_key
 from gauntlet.run import run_main
 from simulations.market import generate_synthetic_market

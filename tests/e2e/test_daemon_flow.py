@@ -3,7 +3,7 @@
 import dagster as dg
 import pytest
 
-from pipeline_assets.dagster_private import FINISHED_STATUSES
+from resources.dagster_private import FINISHED_STATUSES
 from tests.conftest import add_complete_trials
 from tests.e2e.conftest import run_partitions, stop_process, wait_while_the_daemon_works
 

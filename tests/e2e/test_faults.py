@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from dagster_postgres.utils import DagsterPostgresException
 
 from pipeline_assets.backtest_stage import BACKTEST
-from pipeline_assets.dagster_private import FINISHED_STATUSES, TickStatus
+from resources.dagster_private import FINISHED_STATUSES, TickStatus
 from pipeline_assets.stages import passed_in_instance
 from resources.optuna_study import OptunaStudyResource
 from simulations.errors import StorageUnavailableError

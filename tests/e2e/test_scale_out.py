@@ -324,7 +324,7 @@ def test_two_optuna_workers_one_study_every_trial_processed_once(production):
 
 @pytest.mark.e2e
 def test_daemon_takes_trials_through_the_gates_with_every_store_on_postgres(production):
-    from pipeline_assets.dagster_private import FINISHED_STATUSES
+    from resources.dagster_private import FINISHED_STATUSES
 
     add_complete_trials(production.optuna_url, "pg_demo", [0.3, 0.2, 0.1], params=[FAILS_CGE, GRADE_C, PASSES])
     instance = production.instance()

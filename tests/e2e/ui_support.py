@@ -366,7 +366,7 @@ def materialize_market_data(deployment: Deployment, seed: int) -> str:
     version is the market's configuration (as in the code location), the original code version."""
     import dagster as dg
 
-    from pipeline_assets.dagster_private import DATA_VERSION_TAG
+    from resources.dagster_private import DATA_VERSION_TAG
     from pipeline_assets.shared_assets import MARKET_DATA
     from resources.market_data import DEFAULT_INSTRUMENT, SyntheticMarketDataResource
     from tests.dagster_helpers import local_resources, shared_assets

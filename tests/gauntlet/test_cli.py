@@ -24,7 +24,7 @@ import sqlalchemy as sa
 
 from gauntlet.cli import main
 from gauntlet.commands import DAEMON_HEARTBEAT_SLACK_SECONDS
-from pipeline_assets.dagster_private import (
+from resources.dagster_private import (
     BACKFILL_ID_TAG,
     DEFAULT_HEARTBEAT_INTERVAL_SECONDS,
     FINISHED_STATUSES,

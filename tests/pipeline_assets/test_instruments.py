@@ -13,7 +13,7 @@ import pytest
 from gauntlet.config import GauntletConfig, load_config
 from gauntlet.config_check import config_main
 from gauntlet.environment import build_resources, instruments_resource
-from pipeline_assets.dagster_private import DATA_VERSION_TAG, get_input_data_version_tag
+from resources.dagster_private import DATA_VERSION_TAG, get_input_data_version_tag
 from pipeline_assets.definitions import build_definitions
 from pipeline_assets.shared_assets import CGE_SCENARIOS, MARKET_DATA
 from resources.market_data import DEFAULT_INSTRUMENT, InstrumentsResource, SyntheticMarketDataResource

@@ -7,7 +7,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from pipeline_assets.dagster_private import QueuedRunCoordinator, TagConcurrencyLimitsCounter
+from resources.dagster_private import QueuedRunCoordinator, TagConcurrencyLimitsCounter
 from pipeline_assets.definitions import build_definitions
 from gauntlet.config import GauntletConfig
 from pipeline_assets.partitions import study_key_prefix, trial_partition_key

@@ -12,7 +12,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from pipeline_assets.dagster_private import DATA_VERSION_TAG
+from resources.dagster_private import DATA_VERSION_TAG
 from gauntlet.config import GauntletConfig, location
 from gauntlet.status import read_status
 from pipeline_assets.shared_assets import MARKET_DATA, MARKET_SOURCE, SHARED_ASSET_KEYS, recorded_window_dates

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import dagster as dg
 import pytest
 
-from pipeline_assets.dagster_private import GRPC_INFO_TAG, EngineEventData, EventLogEntry, WorkerStatus
+from resources.dagster_private import GRPC_INFO_TAG, EngineEventData, EventLogEntry, WorkerStatus
 from pipeline_assets.run_launcher import WorkerHealthRunLauncher
 
 LAUNCHER = {"module": "pipeline_assets.run_launcher", "class": "WorkerHealthRunLauncher"}

@@ -18,7 +18,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from pipeline_assets.dagster_private import DATA_VERSION_TAG
+from resources.dagster_private import DATA_VERSION_TAG
 from pipeline_assets.definitions import build_definitions
 from pipeline_assets.partitions import MAX_TRIALS_PER_RUN, trial_partition_key
 from pipeline_assets.shared_assets import MARKET_DATA

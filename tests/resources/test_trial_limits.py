@@ -13,7 +13,7 @@ import dagster as dg
 import optuna
 import pytest
 
-from pipeline_assets.dagster_private import DagsterEventType
+from resources.dagster_private import DagsterEventType
 from resources.optuna_study import OptunaStudyResource, StudyCursor
 from simulations.errors import TrialDataError
 from simulations.trial import MAX_ATTRIBUTE_BYTES, MAX_ATTRIBUTE_DEPTH, TrialSnapshot

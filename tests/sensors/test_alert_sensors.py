@@ -9,7 +9,7 @@ import dagster as dg
 import pytest
 
 from pipeline_assets.backtest_stage import BACKTEST
-from pipeline_assets.dagster_private import (
+from resources.dagster_private import (
     AssetCheckEvaluationPlanned,
     AssetCheckExecutionRecordStatus,
     DagsterEvent,

@@ -163,7 +163,7 @@ def test_batches_respect_the_run_size_bound_and_partition_order():
 
 
 def test_trials_of_a_run_that_died_after_its_last_retry_are_requested_again(optuna_url, ticker, instance):
-    from pipeline_assets.dagster_private import RUN_FAILURE_REASON_TAG, WILL_RETRY_TAG, create_run_for_test
+    from resources.dagster_private import RUN_FAILURE_REASON_TAG, WILL_RETRY_TAG, create_run_for_test
 
     add_complete_trials(optuna_url, "demo", [0.1, 0.2])
     ticker.tick(execute=False)  # requested; the run's worker is killed, and its retries too

@@ -12,7 +12,7 @@ import time
 import dagster as dg
 import pytest
 
-from pipeline_assets.dagster_private import (
+from resources.dagster_private import (
     PARENT_RUN_ID_TAG,
     RUN_FAILURE_REASON_TAG,
     WILL_RETRY_TAG,

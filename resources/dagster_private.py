@@ -130,3 +130,8 @@ __all__ = [
     "make_new_backfill_id",
     "make_new_run_id",
 ]
+
+
+def upath_partition_paths(io_manager: Any, context: Any) -> dict[str, Any]:
+    """Each partition's path, as a `dg.UPathIOManager` would load it (``_get_paths_for_partitions``)."""
+    return io_manager._get_paths_for_partitions(context)  # noqa: SLF001 - the adapter's purpose
