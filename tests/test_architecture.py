@@ -1,6 +1,7 @@
 """Structural rules of DESIGN.md that must never silently erode."""
 
 import ast
+import json
 import os
 import re
 import subprocess
@@ -141,33 +142,28 @@ def test_the_command_line_parses_before_importing_dagster():
     assert result.returncode == 0, result.stderr
 
 
+def _loaded_after(setup: str, modules: tuple[str, ...]) -> list[str]:
+    """Which of ``modules`` a new interpreter has imported once it has run ``setup``."""
+    probe = f"import json, sys\n{setup}\nprint(json.dumps(sorted(m for m in {modules!r} if m in sys.modules)))\n"
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
 def test_the_operator_commands_import_only_what_they_run():
     """What every command imports (`gauntlet.commands`) leaves out the heavy libraries only the
     calibration, the synthetic market, scenario drawing and exchange calendars use: each costs a
     person at a terminal half a second or more, on every command."""
-    probe = (
-        "import sys, gauntlet.commands\n"
-        "heavy = ('scipy.stats', 'scipy.signal', 'pandas', 'exchange_calendars', 'pipeline_assets.calibration_assets')\n"
-        "print(sorted(m for m in heavy if m in sys.modules))\n"
-    )
-    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]"
+    heavy = ("scipy.stats", "scipy.signal", "pandas", "exchange_calendars", "pipeline_assets.calibration_assets")
+    assert _loaded_after("import gauntlet.commands", heavy) == []
 
 
 def test_the_definitions_leave_out_what_only_calibration_and_scenario_building_use():
     """Every run worker, code server and daemon loads the definitions: scipy.stats and
     scipy.optimize (about 0.7 s together) are imported only by the calibration and the CGE
     solver, when they run."""
-    probe = (
-        "import sys, pipeline_assets.definitions as d\n"
-        "d.defs()\n"
-        "heavy = ('scipy.stats', 'scipy.optimize', 'scipy.signal', 'pandas', 'exchange_calendars')\n"
-        "print(sorted(m for m in heavy if m in sys.modules))\n"
-    )
-    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().splitlines()[-1] == "[]"
+    heavy = ("scipy.stats", "scipy.optimize", "scipy.signal", "pandas", "exchange_calendars")
+    assert _loaded_after("import pipeline_assets.definitions as d\nd.defs()", heavy) == []
 
 
 def test_only_the_adapter_imports_private_dagster_apis():
