@@ -4,9 +4,9 @@ Dagster builds resources anew for every run and sensor tick. What is expensive o
 shared inside one process outlives them here: a database engine and its connection pool per
 URL, an Optuna storage per URL, an alert ledger (its lock and read offset) per file, the digest
 of each market file as last seen, and the databases whose schema this process has already
-created or checked. Each is created once per
-key, under the cache's lock, by the function the caller passes; a creation that raises caches
-nothing, so the next call tries again.
+created or checked. Each is created once per key (a file's digest once per version of the
+file), under the cache's lock, by the function the caller passes; a creation that raises
+caches nothing, so the next call tries again.
 """
 
 from __future__ import annotations
