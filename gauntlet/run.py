@@ -2,8 +2,9 @@
 
 Each trial is one `trial_job` run in the Dagster instance of ``$DAGSTER_HOME``
 (``dg.DagsterInstance.get()``, the daemon's), tagged with the trial's partition, so the UI
-shows it like any other run. The shared assets are materialized first when missing, and the
-trial's partition is added when missing. For every stage the command prints, from the run's
+shows it like any other run. The shared assets are materialized first when missing or stale
+(their source changed since), and the trial's partition is added when missing. For every stage
+the command prints, from the run's
 own events, one line: ✓ or ✗, the stage, its duration (between the stage's events and the
 previous stage's) and the gate's deciding figure; then a summary per trial.
 
@@ -33,7 +34,12 @@ from gauntlet.config import load_config
 from gauntlet.environment import build_resources
 from pipeline_assets.jobs import shared_job, trial_job
 from pipeline_assets.partitions import trial_partition_key, trials_partitions_def
-from pipeline_assets.shared_assets import SHARED_ASSET_KEYS, awaited_instrument, missing_instruments
+from pipeline_assets.shared_assets import (
+    SHARED_ASSET_KEYS,
+    awaited_instrument,
+    missing_instruments,
+    stale_instruments,
+)
 from resources.market_data import InstrumentsResource
 from pipeline_assets.optuna_trial_stage import OPTUNA_TRIAL
 from pipeline_assets.stage_table import GATE_CHECKS, TRIAL_ASSET_KEYS
@@ -321,12 +327,15 @@ def _ensure_shared(
     studies: set[str],
     out: TextIO,
 ) -> bool:
-    """Materialize the shared assets of the instruments ``studies`` trade where they are missing;
-    False (and why, printed) if that failed."""
+    """Materialize the shared assets of the instruments ``studies`` trade where they are missing,
+    or stale (bars arrived since, which an open paper session is to trade); False (and why,
+    printed) if a missing one failed. A stale one that fails to build (a bad bar in the feed)
+    keeps its last good build, as under the daemon."""
     ok = True
     missing = missing_instruments(instance, instruments)
-    needed = {awaited_instrument(study, instruments, missing) for study in studies}
-    for name in [n for n in missing if n in needed]:
+    outdated = [*missing, *stale_instruments(instance, instruments)]
+    needed = {awaited_instrument(study, instruments, outdated) for study in studies}
+    for name in [n for n in outdated if n in needed]:
         result = defs.resolve_job_def(shared_job.name).execute_in_process(
             instance=instance,
             partition_key=name,
@@ -341,8 +350,9 @@ def _ensure_shared(
                 print(StepLine(True, key.to_user_string(), reading.stages[key].seconds).render(), file=out)
         if not result.success:
             print(StepLine(False, shared_job.name, None, reading.failure or "failed").render(), file=out)
-            print(f"shared assets of {name}: failed — {reading.failure} (run {result.run_id})", file=out)
-        ok = ok and result.success
+            kept = "" if name in missing else "; its trials go on with the last good build"
+            print(f"shared assets of {name}: failed — {reading.failure} (run {result.run_id}){kept}", file=out)
+        ok = ok and (result.success or name not in missing)
     return ok
 
 

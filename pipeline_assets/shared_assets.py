@@ -20,6 +20,7 @@ from pydantic import Field
 
 from pipeline_assets.metadata import key_value_table, number, png_markdown, records_table
 from pipeline_assets.plots import bars_png, price_windows_png
+from resources.dagster_private import DATA_VERSION_TAG
 from resources.market_data import InstrumentsResource, MarketDataResource
 from simulations.cge.model import calibrate
 from simulations.cge.sam import hosoe_sam, read_sam
@@ -45,6 +46,33 @@ def missing_instruments(instance: dg.DagsterInstance, instruments: InstrumentsRe
     """Instruments whose shared assets are not all materialized."""
     built = [instance.get_materialized_partitions(key) for key in SHARED_ASSET_KEYS]
     return [name for name in instruments.names() if not all(name in partitions for partitions in built)]
+
+
+def stale_instruments(instance: dg.DagsterInstance, instruments: InstrumentsResource) -> list[str]:
+    """Instruments whose source has changed since their latest `market_data` build: bars arrived
+    that the automation has not built yet (the daemon is down, or its next tick is to come).
+
+    The version a build was made from is the latest `market_source` observation before it (the
+    shared job observes the source first; the market source sensor observes it before an
+    automated rebuild). An instrument never built is not stale but missing.
+    """
+    stale = []
+    for name in instruments.names():
+        built = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=MARKET_DATA, asset_partitions=[name]), limit=1
+        ).records
+        if not built:
+            continue
+        observed = instance.fetch_observations(
+            dg.AssetRecordsFilter(
+                asset_key=MARKET_SOURCE, asset_partitions=[name], before_storage_id=built[0].storage_id
+            ),
+            limit=1,
+        ).records
+        version = observed[0].asset_observation.tags.get(DATA_VERSION_TAG) if observed else None
+        if version != instruments.market(name).source_version():
+            stale.append(name)
+    return stale
 
 
 def awaited_instrument(study: str, instruments: InstrumentsResource, missing: Sequence[str]) -> str | None:

@@ -6,6 +6,7 @@ passed gate 2; bad bars in the feed reach no session; changed windows are a new 
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import dagster as dg
@@ -15,7 +16,14 @@ import pytest
 from resources.dagster_private import DATA_VERSION_TAG
 from gauntlet.config import GauntletConfig, location
 from gauntlet.status import read_status
-from pipeline_assets.shared_assets import MARKET_DATA, MARKET_SOURCE, SHARED_ASSET_KEYS, recorded_window_dates
+from gauntlet.run import _ensure_shared
+from pipeline_assets.shared_assets import (
+    MARKET_DATA,
+    MARKET_SOURCE,
+    SHARED_ASSET_KEYS,
+    recorded_window_dates,
+    stale_instruments,
+)
 from resources.market_data import DEFAULT_INSTRUMENT, FileMarketDataResource
 from resources.paper_broker import LocalPaperBrokerResource
 from sensors.market_source_sensor import latest_source_version
@@ -254,3 +262,37 @@ def test_changed_windows_rebuild_market_data_as_a_new_version_and_trials_show_st
             status, causes = ui.stale_by_partition("backtest_results", [KEY])[KEY]
             assert status == "STALE"
             assert [c["reason"] for c in causes if c["key"]["path"] == MARKET_DATA.path] == ["has a new data version"]
+
+
+def test_gauntlet_run_builds_bars_that_arrived_without_the_daemon_and_keeps_the_last_good_build_on_a_bad_feed(
+    optuna_url: str, tmp_path: Path, bars
+):
+    """`gauntlet run` on a trial with an open session: the bars its instrument's source gained since
+    the latest market_data build are built first (no daemon runs the automation), so the trial's
+    session trades them; a feed with a bad bar fails that build and the run goes on with the last
+    good one."""
+    bars.head(DAYS * 24).write_csv(tmp_path / "prices.csv")
+    defs = market_definitions(optuna_url, tmp_path)
+    instruments = defs.resources["instruments"]
+    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
+        out = io.StringIO()
+        assert _ensure_shared(defs, instance, instruments, {"demo"}, out) and "instrument default" in out.getvalue()
+        _, _, rows = _built(instance)
+        assert stale_instruments(instance, instruments) == []
+        out = io.StringIO()
+        assert _ensure_shared(defs, instance, instruments, {"demo"}, out) and out.getvalue() == ""  # nothing new
+
+        bars.write_csv(tmp_path / "prices.csv")  # four more days; no sensor, no automation
+        assert stale_instruments(instance, instruments) == [DEFAULT_INSTRUMENT]
+        assert _ensure_shared(defs, instance, instruments, {"demo"}, io.StringIO())
+        _, _, grown = _built(instance)
+        assert int(grown["forward"]["bars"]) == int(rows["forward"]["bars"]) + MORE_DAYS * 24
+        assert stale_instruments(instance, instruments) == []
+
+        day = bars.slice(DAYS * 24, 24)
+        pl.concat([bars, day.tail(1)]).write_csv(tmp_path / "prices.csv")  # a duplicated bar
+        assert stale_instruments(instance, instruments) == [DEFAULT_INSTRUMENT]
+        out = io.StringIO()
+        assert _ensure_shared(defs, instance, instruments, {"demo"}, out)
+        assert "prices.csv" in out.getvalue() and "go on with the last good build" in out.getvalue(), out.getvalue()
+        assert _built(instance)[2] == grown
