@@ -332,10 +332,11 @@ def _ensure_shared(
     printed) if a missing one failed. A stale one that fails to build (a bad bar in the feed)
     keeps its last good build, as under the daemon."""
     ok = True
-    missing = missing_instruments(instance, instruments)
-    outdated = [*missing, *stale_instruments(instance, instruments)]
-    needed = {awaited_instrument(study, instruments, outdated) for study in studies}
-    for name in [n for n in outdated if n in needed]:
+    # Only the instruments the studies trade: a stale check reads each one's source.
+    traded = {awaited_instrument(study, instruments, instruments.names()) for study in studies} - {None}
+    missing = [name for name in missing_instruments(instance, instruments) if name in traded]
+    built = sorted(traded - set(missing))
+    for name in [*missing, *stale_instruments(instance, instruments, names=built)]:
         result = defs.resolve_job_def(shared_job.name).execute_in_process(
             instance=instance,
             partition_key=name,

@@ -48,29 +48,40 @@ def missing_instruments(instance: dg.DagsterInstance, instruments: InstrumentsRe
     return [name for name in instruments.names() if not all(name in partitions for partitions in built)]
 
 
-def stale_instruments(instance: dg.DagsterInstance, instruments: InstrumentsResource) -> list[str]:
-    """Instruments whose source has changed since their latest `market_data` build: bars arrived
-    that the automation has not built yet (the daemon is down, or its next tick is to come).
+def latest_source_version(
+    instance: dg.DagsterInstance, instrument: str, *, before_storage_id: int | None = None
+) -> str | None:
+    """The data version of ``instrument``'s latest `market_source` observation (before the event
+    ``before_storage_id``, when given), if it was ever observed."""
+    records = instance.fetch_observations(
+        dg.AssetRecordsFilter(
+            asset_key=MARKET_SOURCE, asset_partitions=[instrument], before_storage_id=before_storage_id
+        ),
+        limit=1,
+    ).records
+    return records[0].asset_observation.tags.get(DATA_VERSION_TAG) if records else None
+
+
+def stale_instruments(
+    instance: dg.DagsterInstance, instruments: InstrumentsResource, *, names: Sequence[str]
+) -> list[str]:
+    """The instruments of ``names`` whose source has changed since their latest `market_data`
+    build: bars arrived that the automation has not built yet (the daemon is down, or its next
+    tick is to come).
 
     The version a build was made from is the latest `market_source` observation before it (the
     shared job observes the source first; the market source sensor observes it before an
     automated rebuild). An instrument never built is not stale but missing.
     """
     stale = []
-    for name in instruments.names():
+    for name in names:
         built = instance.fetch_materializations(
             dg.AssetRecordsFilter(asset_key=MARKET_DATA, asset_partitions=[name]), limit=1
         ).records
         if not built:
             continue
-        observed = instance.fetch_observations(
-            dg.AssetRecordsFilter(
-                asset_key=MARKET_SOURCE, asset_partitions=[name], before_storage_id=built[0].storage_id
-            ),
-            limit=1,
-        ).records
-        version = observed[0].asset_observation.tags.get(DATA_VERSION_TAG) if observed else None
-        if version != instruments.market(name).source_version():
+        observed = latest_source_version(instance, name, before_storage_id=built[0].storage_id)
+        if observed != instruments.market(name).source_version():
             stale.append(name)
     return stale
 

@@ -10,8 +10,8 @@ condition sensor then rebuilds that partition of `market_data` (`REBUILT_ON_CHAN
 
 import dagster as dg
 
+from pipeline_assets.shared_assets import MARKET_SOURCE, SHARED_ASSET_KEYS, latest_source_version
 from resources.dagster_private import DATA_VERSION_TAG
-from pipeline_assets.shared_assets import MARKET_SOURCE, SHARED_ASSET_KEYS
 from resources.market_data import InstrumentsResource
 
 DEFAULT_MARKET_SOURCE_INTERVAL_SECONDS = 30
@@ -25,14 +25,6 @@ shared_assets_automation_sensor = dg.AutomationConditionSensorDefinition(
     description="Rebuilds an instrument's market_data and cge_scenarios when its source or the instruments' "
     "configuration changes.",
 )
-
-
-def latest_source_version(instance: dg.DagsterInstance, instrument: str) -> str | None:
-    """The data version of ``instrument``'s latest `market_source` observation, if it was ever observed."""
-    records = instance.fetch_observations(
-        dg.AssetRecordsFilter(asset_key=MARKET_SOURCE, asset_partitions=[instrument]), limit=1
-    ).records
-    return records[0].asset_observation.tags.get(DATA_VERSION_TAG) if records else None
 
 
 def build_market_source_sensor(

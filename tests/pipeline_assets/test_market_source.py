@@ -21,12 +21,12 @@ from pipeline_assets.shared_assets import (
     MARKET_DATA,
     MARKET_SOURCE,
     SHARED_ASSET_KEYS,
+    latest_source_version,
     recorded_window_dates,
     stale_instruments,
 )
 from resources.market_data import DEFAULT_INSTRUMENT, FileMarketDataResource
 from resources.paper_broker import LocalPaperBrokerResource
-from sensors.market_source_sensor import latest_source_version
 from simulations.market import generate_synthetic_market
 from tests.conftest import add_complete_trials
 from tests.dagster_helpers import Ticker, demo_gate_policy, execute_request, local_definitions, materialized
@@ -278,20 +278,20 @@ def test_gauntlet_run_builds_bars_that_arrived_without_the_daemon_and_keeps_the_
         out = io.StringIO()
         assert _ensure_shared(defs, instance, instruments, {"demo"}, out) and "instrument default" in out.getvalue()
         _, _, rows = _built(instance)
-        assert stale_instruments(instance, instruments) == []
+        assert stale_instruments(instance, instruments, names=[DEFAULT_INSTRUMENT]) == []
         out = io.StringIO()
         assert _ensure_shared(defs, instance, instruments, {"demo"}, out) and out.getvalue() == ""  # nothing new
 
         bars.write_csv(tmp_path / "prices.csv")  # four more days; no sensor, no automation
-        assert stale_instruments(instance, instruments) == [DEFAULT_INSTRUMENT]
+        assert stale_instruments(instance, instruments, names=[DEFAULT_INSTRUMENT]) == [DEFAULT_INSTRUMENT]
         assert _ensure_shared(defs, instance, instruments, {"demo"}, io.StringIO())
         _, _, grown = _built(instance)
         assert int(grown["forward"]["bars"]) == int(rows["forward"]["bars"]) + MORE_DAYS * 24
-        assert stale_instruments(instance, instruments) == []
+        assert stale_instruments(instance, instruments, names=[DEFAULT_INSTRUMENT]) == []
 
         day = bars.slice(DAYS * 24, 24)
         pl.concat([bars, day.tail(1)]).write_csv(tmp_path / "prices.csv")  # a duplicated bar
-        assert stale_instruments(instance, instruments) == [DEFAULT_INSTRUMENT]
+        assert stale_instruments(instance, instruments, names=[DEFAULT_INSTRUMENT]) == [DEFAULT_INSTRUMENT]
         out = io.StringIO()
         assert _ensure_shared(defs, instance, instruments, {"demo"}, out)
         assert "prices.csv" in out.getvalue() and "go on with the last good build" in out.getvalue(), out.getvalue()
