@@ -5,8 +5,9 @@ source rebuilds its `market_data`, whose forward window grows), a holdout sessio
 ``wall`` clock as time passes. This sensor advances every running session on the forward window
 of its instrument's latest `market_data` (bars not traded yet are processed and persisted) and
 asks for grading — `paper_trading_grade` and `deployment_record` of that trial — once it has
-traded the policy's minimum days. The run key carries the bars processed, so a failed grading
-run is asked for again at the next tick that saw more bars, never twice for the same state. A
+traded the policy's minimum days. The run key carries the session's market days, so a session
+is graded at most once per market day (a failed grading run is asked for again once the next
+day's bars arrive), never twice for the same state. A
 session that cannot go on (its market changed under it) is reported and skipped; the others go on.
 """
 
@@ -127,7 +128,9 @@ def build_paper_session_sensor(
                 continue
             requests.append(
                 dg.RunRequest(
-                    run_key=f"paper-grade:{session.trial_key}:{session.bars_processed}",
+                    # Once per market day: the sequential test looks at each day's close, and a
+                    # session it keeps open for months would otherwise ask for a run per bar.
+                    run_key=f"paper-grade:{session.trial_key}:{session.market_days}",
                     partition_key=session.trial_key,
                     asset_selection=[PAPER.key, *(row.key for row in later_stages(PAPER))],
                     tags={"gauntlet/stage": "paper_grading"},

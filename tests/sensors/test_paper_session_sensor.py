@@ -117,6 +117,10 @@ def test_an_undecided_sequential_test_keeps_the_session_trading_until_its_window
     def grade_at(market_days: float) -> dg.ExecuteInProcessResult:
         _set_clock(clock, START + dt.timedelta(seconds=market_days * 24))
         [request] = _paper_tick(defs, instance).run_requests
+        # Keyed by market day, not by bar: a session the test keeps open is graded once a day.
+        [session] = [s for s in broker.sessions() if s.trial_key == KEY]
+        assert request.run_key == f"paper-grade:{KEY}:{session.market_days}"
+        assert [r.run_key for r in _paper_tick(defs, instance).run_requests] == [request.run_key]
         result = execute_request(defs, instance, request)
         assert result.success
         return result
