@@ -45,8 +45,10 @@ from resources.dagster_private import (
     DagsterEventType,
     PartitionBackfill,
     RunStatusChangeRecordsFilter,
+    failed_check_evaluations,
 )
 from pipeline_assets.partitions import parse_trial_partition_key, trials_partitions_def
+from pipeline_assets.stages import FAILED_THRESHOLDS
 from pipeline_assets.stage_table import GATE_CHECKS, TRIAL_ASSET_KEYS, TRIAL_STAGES, trial_stage_labels
 from resources.paper_broker import PaperBrokerResource, SessionInfo
 from resources.registry import ControlState, DecisionRecord, DeploymentRegistryResource
@@ -380,30 +382,29 @@ def _rejections(instance: dg.DagsterInstance, verdicts: Mapping[str, Mapping[str
     found: dict[str, Rejection] = {}
     for check in GATE_CHECKS:
         wanted = {key for key, verdict in verdicts[check.name].items() if verdict == "failed" and key not in found}
-        cursor = None
+        before_id = None
         while wanted:
-            page = instance.event_log_storage.get_asset_check_execution_history(
-                check, limit=_EXECUTIONS_PER_PAGE, cursor=cursor, status={AssetCheckExecutionRecordStatus.FAILED}
+            page = failed_check_evaluations(
+                instance.event_log_storage,
+                check,
+                metadata_key=FAILED_THRESHOLDS,
+                limit=_EXECUTIONS_PER_PAGE,
+                before_id=before_id,
             )
-            for record in page:
-                if record.partition not in wanted or record.event is None:
+            for evaluation in page:
+                if evaluation.partition not in wanted:
                     continue
-                wanted.discard(record.partition)
-                found[record.partition] = _rejection(check.name, record.event.dagster_event.asset_check_evaluation_data)
+                wanted.discard(evaluation.partition)
+                failed = evaluation.metadata_value
+                found[evaluation.partition] = Rejection(
+                    gate=check.name,
+                    reason=evaluation.description or "rejected",
+                    failed_checks=tuple(failed.data) if isinstance(failed, dg.JsonMetadataValue) else (),
+                )
             if len(page) < _EXECUTIONS_PER_PAGE:
                 break
-            cursor = page[-1].id
+            before_id = page[-1].storage_id
     return found
-
-
-def _rejection(gate: str, evaluation: Any) -> Rejection:
-    """A gate's failed evaluation as recorded: its reason and the thresholds it failed, with their numbers."""
-    failed = evaluation.metadata.get("failed_thresholds")
-    return Rejection(
-        gate=gate,
-        reason=evaluation.description or "rejected",
-        failed_checks=tuple(failed.data) if isinstance(failed, dg.JsonMetadataValue) else (),
-    )
 
 
 def _stage(key: str, materialized: Mapping[dg.AssetKey, set[str]], sessions: Mapping[str, SessionInfo]) -> Stage:

@@ -47,6 +47,10 @@ from simulations.gauntlet import GauntletInputs, PaperPending, Stage, StageResul
 from simulations.market import check_declared_train_end
 from simulations.trial import TrialSnapshot
 
+#: A failed gate evaluation's metadata entry holding each threshold it failed, with value, rule
+#: and margin: read back by `gauntlet status` and the gate alerts.
+FAILED_THRESHOLDS = "failed_thresholds"
+
 TRIALS_GROUP = "trials"
 OWNERS = ("team:quant-research",)
 #: Run tags with the true counts of a run (the Runs list shows them; a backfill's status cannot).
@@ -256,7 +260,7 @@ def gate_evaluation(
     ]  # fmt: skip
     if failed:
         # The numbers themselves (the table above is formatted), for `gauntlet status --failed --json`.
-        metadata["failed_thresholds"] = dg.MetadataValue.json(failed)
+        metadata[FAILED_THRESHOLDS] = dg.MetadataValue.json(failed)
     if verdict.phase:
         metadata["phase"] = verdict.phase
     if verdict.grade:

@@ -4,7 +4,11 @@ Dagster may move or rename these between releases, so everything else imports th
 Dagster upgrade touches this one file. `tests/test_architecture.py` enforces it.
 """
 
+import json
+from dataclasses import dataclass
 from typing import Any
+
+import sqlalchemy as sa
 
 # Run tags and data-version tags: written on runs and materializations, read back by status, CLI and sensors.
 from dagster._core.definitions.data_version import (
@@ -43,6 +47,8 @@ from dagster._core.storage.asset_check_execution_record import (
     AssetCheckExecutionRecordStatus,
 )
 from dagster._core.storage.event_log.base import EventLogStorage
+from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
+from dagster_shared.serdes import unpack_value
 
 # Backfills and sensor ticks: the CLI launches backfills and reports the daemon's instigator state.
 from dagster._core.definitions.sensor_definition import DEFAULT_SENSOR_DAEMON_INTERVAL
@@ -112,6 +118,7 @@ __all__ = [
     "EngineEventData",
     "EventLogEntry",
     "EventLogStorage",
+    "FailedCheckEvaluation",
     "InstigatorState",
     "InstigatorStatus",
     "InstigatorType",
@@ -127,6 +134,7 @@ __all__ = [
     "UserFailureData",
     "WorkerStatus",
     "create_run_for_test",
+    "failed_check_evaluations",
     "make_new_backfill_id",
     "make_new_run_id",
 ]
@@ -135,3 +143,56 @@ __all__ = [
 def upath_partition_paths(io_manager: Any, context: Any) -> dict[str, Any]:
     """Each partition's path, as a `dg.UPathIOManager` would load it (``_get_paths_for_partitions``)."""
     return io_manager._get_paths_for_partitions(context)  # noqa: SLF001 - the adapter's purpose
+
+
+@dataclass(frozen=True, slots=True)
+class FailedCheckEvaluation:
+    """One FAILED execution of an asset check, as much of it as `gauntlet status` shows."""
+
+    storage_id: int
+    partition: str | None
+    description: str | None
+    #: The one metadata entry asked for (a `dg.MetadataValue`), or None if the evaluation has none.
+    metadata_value: Any
+
+
+def failed_check_evaluations(
+    storage: EventLogStorage, check: Any, *, metadata_key: str, limit: int, before_id: int | None = None
+) -> list[FailedCheckEvaluation]:
+    """The FAILED executions of ``check`` (a `dg.AssetCheckKey`), newest first, ``limit`` of them
+    with a storage id below ``before_id``: the rows `get_asset_check_execution_history` reads.
+
+    That method rebuilds every evaluation event as Dagster objects (metadata tables, plots), which
+    for the thousands of rejections of a large study is most of `gauntlet status --failed`. Here
+    the event is parsed as plain JSON and only the description and the ``metadata_key`` entry are
+    rebuilt, by Dagster's own `unpack_value`.
+    """
+    table = AssetCheckExecutionsTable
+    query = (
+        sa.select(table.c.id, table.c.partition, table.c.evaluation_event)
+        .where(
+            table.c.asset_key == check.asset_key.to_string(),
+            table.c.check_name == check.name,
+            table.c.execution_status == AssetCheckExecutionRecordStatus.FAILED.value,
+        )
+        .order_by(table.c.id.desc())
+        .limit(limit)
+    )
+    if before_id is not None:
+        query = query.where(table.c.id < before_id)
+    with storage.index_connection() as conn:  # type: ignore[attr-defined]  # every SQL event log has it
+        rows = conn.execute(query).fetchall()
+    evaluations = []
+    for storage_id, partition, event in rows:
+        dagster_event = json.loads(event).get("dagster_event") if event else None
+        data = (dagster_event or {}).get("event_specific_data") or {}
+        packed = (data.get("metadata") or {}).get(metadata_key)
+        evaluations.append(
+            FailedCheckEvaluation(
+                storage_id=storage_id,
+                partition=partition,
+                description=data.get("description"),
+                metadata_value=unpack_value(packed) if packed is not None else None,
+            )
+        )
+    return evaluations

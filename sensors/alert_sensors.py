@@ -45,6 +45,7 @@ from resources.dagster_private import (
 )
 from pipeline_assets.partitions import parse_trial_partition_key
 from pipeline_assets.stage_table import GATE_CHECKS
+from pipeline_assets.stages import FAILED_THRESHOLDS
 from pipeline_assets.trial_assets import STUDY_TAG
 from resources.notifier import Alert, NotifierResource
 from simulations.errors import ConfigurationError, StorageCorruptError
@@ -192,8 +193,8 @@ def gate_alert(record: AssetCheckExecutionRecord) -> Alert:
         "record_id": record.id,
         **{name: _metadata_json(metadata[name]) for name in ("verdict", "phase", "grade") if name in metadata},
     }
-    if "failed_thresholds" in metadata:  # the numbers themselves
-        details["failed_thresholds"] = _metadata_json(metadata["failed_thresholds"])
+    if FAILED_THRESHOLDS in metadata:  # the numbers themselves
+        details["failed_thresholds"] = _metadata_json(metadata[FAILED_THRESHOLDS])
     elif "thresholds" in metadata:  # evaluations recorded before the numbers were
         rows = _metadata_json(metadata["thresholds"])
         details["failed_thresholds"] = [r for r in rows if isinstance(r, dict) and r.get("verdict") == "FAIL"]
