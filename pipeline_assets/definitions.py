@@ -35,6 +35,10 @@ def build_definitions(
             interval_seconds=config.sensor.interval_seconds, max_trials_per_run=config.sensor.max_trials_per_run
         ),
         resources=resources,
+        # Every job's steps run in the run worker's process, the asset job of the UI's
+        # materializations, backfills and automation included: the default executor would start a
+        # second process per step, loading the definitions again, for jobs of one step.
+        executor=dg.in_process_executor,
     )
 
 

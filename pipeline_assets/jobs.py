@@ -1,4 +1,5 @@
-"""Jobs. The trial job runs in process: its one step evaluates a whole batch of trials."""
+"""Jobs. They run in process (the definitions' default executor): the trial job's one step evaluates a
+whole batch of trials."""
 
 import dagster as dg
 
@@ -8,7 +9,6 @@ from pipeline_assets.trial_assets import trial_gauntlet
 trial_job = dg.define_asset_job(
     name="trial_job",
     selection=dg.AssetSelection.assets(trial_gauntlet),
-    executor_def=dg.in_process_executor,
     description="Takes a batch of trials through every gate.",
 )
 
@@ -16,6 +16,5 @@ shared_job = dg.define_asset_job(
     name="shared_job",
     # The market source is observed in the same run, so market_data records the source version it was built from.
     selection=dg.AssetSelection.assets(MARKET_SOURCE, *SHARED_ASSET_KEYS),
-    executor_def=dg.in_process_executor,
     description="Builds the inputs every trial shares: market data windows and CGE scenarios.",
 )
