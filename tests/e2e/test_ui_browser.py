@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import dagster as dg
 import pytest
@@ -126,6 +127,24 @@ def _trial_label(key: str) -> str:
     return f"{study}#{int(number)}"
 
 
+def _visit(page, url: str, *, reload: bool = True) -> None:
+    """Open ``url``: a page load, or with ``reload=False`` a move inside the app the tab already
+    shows (the history change its own links make), which saves seconds of JavaScript start-up
+    per page.
+
+    Without a reload the app may answer from what it fetched before: only for data that has not
+    changed since the tab last loaded a page.
+    """
+    origin = "{0.scheme}://{0.netloc}/".format(urlsplit(url))
+    if reload or not page.url.startswith(origin):
+        page.goto(url)
+    else:
+        page.evaluate(
+            "url => { history.pushState({}, '', url); dispatchEvent(new PopStateEvent('popstate', {state: {}})); }",
+            url,
+        )
+
+
 # ------------------------------------------------------------------------------------ lineage
 
 
@@ -146,7 +165,7 @@ def test_asset_graph_shows_every_asset_with_its_gate_checks(page, webserver, stu
 
     page.set_viewport_size({"width": 1400, "height": 860})
     for asset, gate in GATES.items():
-        page.goto(f"{webserver.url}/assets/{asset}?view=checks")
+        _visit(page, f"{webserver.url}/assets/{asset}?view=checks", reload=False)
         expect(page.get_by_text(gate, exact=True).first).to_be_visible()
         # Declared non-blocking: a failed blocking check would fail the whole batch's run; the
         # step itself stops a rejected trial (README, "Blocking, honestly").
@@ -285,7 +304,7 @@ def test_failed_gate_says_why_and_later_assets_say_where_the_trial_stopped(page,
     for key, (gate, verdict) in stopped.items():
         asset = next(a for a, g in GATES.items() if g == gate)
         for later in TRIAL_ASSETS[TRIAL_ASSETS.index(asset) + 1 :]:
-            page.goto(f"{webserver.url}/assets/{later}?view=partitions&partition={key}")
+            _visit(page, f"{webserver.url}/assets/{later}?view=partitions&partition={key}", reload=False)
             expect(_heading(page, key)).to_be_visible()
             expect(page.get_by_text("No metadata entries")).to_be_visible()  # never materialized
             expect(page.get_by_text(f"Missing ({len(study.keys) - len(study.reached(later))})")).to_be_visible()
@@ -297,10 +316,13 @@ def test_failed_gate_says_why_and_later_assets_say_where_the_trial_stopped(page,
             expect(dialog.get_by_text(text, exact=True), f"{later}[{key}]").to_be_visible()
             if later == "cge_stress_report" and key == study.failed("backtest_gate")[0]:
                 screenshot(page, "03-rejected-trial-stopped-at-gate")
+            page.keyboard.press("Escape")  # a move inside the app leaves an open dialog open
+            expect(dialog).to_have_count(0)
 
     # ... while a trial that passed has them.
     key = study.passed("paper_trading_gate")[0]
-    page.goto(f"{webserver.url}/assets/cge_stress_report?view=partitions&partition={key}")
+    _visit(page, f"{webserver.url}/assets/cge_stress_report?view=partitions&partition={key}", reload=False)
+    expect(_heading(page, key)).to_be_visible()  # not the previous trial's page, which has one event too
     expect(page.get_by_text("View all historical events (1)")).to_be_visible()
     expect(page.get_by_text("Materialized", exact=True).first).to_be_visible()
 
@@ -328,8 +350,8 @@ def test_promoted_trial_shows_its_deployment_record(page, webserver, study):
 # --------------------------------------------------------------------------------- staleness
 
 
-def _open_partition(page, webserver, asset: str, key: str) -> None:
-    """Open ``asset``'s page at partition ``key`` and wait until the UI has its staleness.
+def _open_partition(page, webserver, asset: str, key: str, *, reload: bool = True) -> None:
+    """Open ``asset``'s page at partition ``key`` (see `_visit`) and wait until the UI has its staleness.
 
     The partition's staleness comes from a query of its own (`AssetPartitionStaleQuery`), after
     the page renders: "no Unsynced" means something only once its answer is in.
@@ -343,7 +365,7 @@ def _open_partition(page, webserver, asset: str, key: str) -> None:
         return variables.get("partitionKey") == key and variables.get("assetKey") == {"path": [asset]}
 
     with page.expect_response(stale_query_for) as answer:
-        page.goto(f"{webserver.url}/assets/{asset}?view=partitions&partition={key}")
+        _visit(page, f"{webserver.url}/assets/{asset}?view=partitions&partition={key}", reload=reload)
     assert answer.value.ok, f"{asset}[{key}]: stale query answered {answer.value.status}"
     expect(_heading(page, key)).to_be_visible()
 
@@ -372,7 +394,7 @@ def test_freshly_evaluated_trials_are_not_unsynced(page, webserver, study):
     for asset, keys in materialized.items():
         assert keys == study.reached(asset), (asset, keys)
         for key in keys:
-            _open_partition(page, webserver, asset, key)
+            _open_partition(page, webserver, asset, key, reload=False)
             expect(page.get_by_text("Materialized", exact=True).first, f"{asset}[{key}]").to_be_visible()
             expect(_unsynced(page), f"{asset}[{key}] is fresh").to_have_count(0)
 
@@ -477,7 +499,7 @@ def test_rematerializing_a_trial_from_the_ui_keeps_its_verdict_and_later_assets_
     expect(_unsynced(page)).to_have_count(0)
     # Its later assets, materialized by the batched run from the same input version: in sync.
     for later in TRIAL_ASSETS[TRIAL_ASSETS.index("backtest_results") + 1 :]:
-        _open_partition(page, webserver, later, key)
+        _open_partition(page, webserver, later, key, reload=False)
         expect(page.get_by_text("View all historical events (1)"), later).to_be_visible()
         expect(_unsynced(page), f"{later}[{key}] after rematerializing backtest_results").to_have_count(0)
     # The gate's counters still count the recorded verdicts, the new evaluation included.
