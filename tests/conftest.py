@@ -66,6 +66,36 @@ def pg_database(make_pg_database: Callable[[], str]) -> str:
     return make_pg_database()
 
 
+# Dagster is imported by these fixtures only, so that tests/simulations runs without it.
+@pytest.fixture(scope="session")
+def blank_instance_template(tmp_path_factory: pytest.TempPathFactory):
+    from tests.dagster_helpers import InstanceTemplate
+
+    return InstanceTemplate.build(tmp_path_factory.mktemp("blank_instance"))
+
+
+@pytest.fixture(scope="session")
+def shared_instance_template(tmp_path_factory: pytest.TempPathFactory):
+    from tests.dagster_helpers import InstanceTemplate, build_default_shared
+
+    return InstanceTemplate.build(tmp_path_factory.mktemp("shared_instance"), build_default_shared)
+
+
+@pytest.fixture
+def instance(blank_instance_template, tmp_path_factory: pytest.TempPathFactory):
+    """A new, empty Dagster instance on SQLite (a copy of one whose storage is already created)."""
+    with blank_instance_template.open(tmp_path_factory.mktemp("instance") / "dagster") as inst:
+        yield inst
+
+
+@pytest.fixture
+def shared_instance(shared_instance_template, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory):
+    """A new Dagster instance where `local_definitions` under ``tmp_path`` built the default
+    market's shared assets (a copy of one build: the files under ``tmp_path``, the history here)."""
+    with shared_instance_template.open(tmp_path_factory.mktemp("instance") / "dagster", tmp_path) as inst:
+        yield inst
+
+
 @pytest.fixture
 def optuna_url(tmp_path: Path) -> str:
     """An Optuna RDB storage in a fresh SQLite file."""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,6 +93,42 @@ def single_instrument(market: MarketDataResource) -> dict:
 def materialize_shared(defs: dg.Definitions, instance: dg.DagsterInstance, instrument: str = DEFAULT_INSTRUMENT) -> None:
     result = defs.resolve_job_def("shared_job").execute_in_process(instance=instance, partition_key=instrument)
     assert result.success
+
+
+@dataclass(frozen=True)
+class InstanceTemplate:
+    """A closed Dagster instance and the Gauntlet home its runs wrote to, for tests to start from.
+
+    Opening a new SQLite instance creates and migrates its storage, and building the shared assets
+    solves the 200 CGE equilibria: each takes seconds, and a copy of the result is the same state.
+    """
+
+    root: Path
+
+    @classmethod
+    def build(cls, root: Path, prepare: Callable[[dg.DagsterInstance, Path], None] | None = None) -> InstanceTemplate:
+        """The template under ``root``: a new instance, after ``prepare(instance, home)`` if given."""
+        (root / "dagster").mkdir(parents=True)
+        (root / "home").mkdir()
+        with dg.instance_for_test(temp_dir=str(root / "dagster")) as instance:
+            if prepare is not None:
+                prepare(instance, root / "home")
+        return cls(root)
+
+    @contextmanager
+    def open(self, instance_dir: Path, home: Path | None = None) -> Iterator[dg.DagsterInstance]:
+        """A copy of the instance in ``instance_dir`` (which must not exist), the home's files copied into ``home``."""
+        shutil.copytree(self.root / "dagster", instance_dir)
+        if home is not None:
+            shutil.copytree(self.root / "home", home, dirs_exist_ok=True)
+        with dg.instance_for_test(temp_dir=str(instance_dir)) as instance:
+            yield instance
+
+
+def build_default_shared(instance: dg.DagsterInstance, home: Path) -> None:
+    """The default market's shared assets, as `local_definitions` under ``home`` build them."""
+    # The shared job reads no study: the storage is never opened, and is outside the home that is copied.
+    materialize_shared(local_definitions(f"sqlite:///{home.parent / 'optuna.db'}", home), instance)
 
 
 @dataclass

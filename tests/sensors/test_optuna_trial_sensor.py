@@ -7,20 +7,12 @@ import pytest
 from sensors.optuna_trial_sensor import Owed, SensorCursor, batch_run_requests, decode_cursor, encode_cursor
 from resources.optuna_study import StudyCursor
 from tests.conftest import add_complete_trials
-from tests.dagster_helpers import Ticker, local_definitions, materialize_shared, materialized, partitions
+from tests.dagster_helpers import Ticker, local_definitions, materialized, partitions
 
 
 @pytest.fixture
-def instance():
-    with dg.instance_for_test() as inst:
-        yield inst
-
-
-@pytest.fixture
-def ticker(optuna_url, tmp_path, instance):
-    defs = local_definitions(optuna_url, tmp_path)
-    materialize_shared(defs, instance)
-    return Ticker(defs, instance)
+def ticker(optuna_url, tmp_path, shared_instance):
+    return Ticker(local_definitions(optuna_url, tmp_path), shared_instance)
 
 
 def test_shared_assets_come_first_and_trials_wait(optuna_url, tmp_path, instance):
@@ -34,17 +26,17 @@ def test_shared_assets_come_first_and_trials_wait(optuna_url, tmp_path, instance
     assert [r.partition_key for r in second.run_requests] == ["demo__t00000000"]
 
 
-def test_new_trials_become_partitions_and_runs(optuna_url, ticker, instance):
+def test_new_trials_become_partitions_and_runs(optuna_url, ticker, shared_instance):
     add_complete_trials(optuna_url, "demo", [0.1, 0.2, 0.3])
     result = ticker.tick()
-    assert partitions(instance) == ["demo__t00000000", "demo__t00000001", "demo__t00000002"]
+    assert partitions(shared_instance) == ["demo__t00000000", "demo__t00000001", "demo__t00000002"]
     assert len(result.run_requests) == 1  # one batched run
     request = result.run_requests[0]
     assert request.tags["dagster/asset_partition_range_start"] == "demo__t00000000"
     assert request.tags["dagster/asset_partition_range_end"] == "demo__t00000002"
     assert request.tags["gauntlet/study"] == "demo"
     assert all(r.success for r in ticker.results)
-    assert materialized(instance, "optuna_trial") == set(partitions(instance))
+    assert materialized(shared_instance, "optuna_trial") == set(partitions(shared_instance))
 
 
 def test_no_new_trials_skips_and_keeps_cursor(optuna_url, ticker):
@@ -65,7 +57,7 @@ def test_single_trial_runs_promptly_as_its_own_partition(optuna_url, ticker):
     assert [r.partition_key for r in result.run_requests] == ["demo__t00000001"]
 
 
-def test_pruned_failed_and_running_trials_wait_until_complete(optuna_url, ticker, instance):
+def test_pruned_failed_and_running_trials_wait_until_complete(optuna_url, ticker, shared_instance):
     study = optuna.create_study(study_name="demo", storage=optuna_url)
     dist = {"x": optuna.distributions.FloatDistribution(0, 1)}
     running = study.ask(dist)
@@ -74,25 +66,24 @@ def test_pruned_failed_and_running_trials_wait_until_complete(optuna_url, ticker
     done = study.ask(dist)
     study.tell(done, 0.4)
     ticker.tick()
-    assert partitions(instance) == [f"demo__t{done.number:08d}"]
+    assert partitions(shared_instance) == [f"demo__t{done.number:08d}"]
 
     study.tell(running, 0.7)  # completes later, below the watermark
     result = ticker.tick()
     assert [r.partition_key for r in result.run_requests] == [f"demo__t{running.number:08d}"]
-    assert len(partitions(instance)) == 2
+    assert len(partitions(shared_instance)) == 2
     assert ticker.tick().run_requests in (None, [])
 
 
-def test_cursor_round_trips_and_survives_a_new_sensor_process(optuna_url, tmp_path, instance):
+def test_cursor_round_trips_and_survives_a_new_sensor_process(optuna_url, tmp_path, shared_instance):
     add_complete_trials(optuna_url, "demo", [0.1, 0.2])
     defs = local_definitions(optuna_url, tmp_path)
-    materialize_shared(defs, instance)
-    first = Ticker(defs, instance)
+    first = Ticker(defs, shared_instance)
     first.tick()
     assert decode_cursor(first.cursor) == decode_cursor(encode_cursor(decode_cursor(first.cursor)))
     add_complete_trials(optuna_url, "demo", [0.3])
     # A restarted daemon: new definitions, only the stored cursor carried over.
-    second = Ticker(local_definitions(optuna_url, tmp_path), instance, cursor=first.cursor)
+    second = Ticker(local_definitions(optuna_url, tmp_path), shared_instance, cursor=first.cursor)
     result = second.tick()
     assert [r.partition_key for r in result.run_requests] == ["demo__t00000002"]
 
@@ -112,12 +103,12 @@ def test_cursor_encoding_is_stable():
     assert decode_cursor(json.dumps({"a": [1, []]})) == SensorCursor(studies={"a": StudyCursor(watermark=1)})
 
 
-def test_two_studies_get_separate_runs_and_keys(optuna_url, ticker, instance):
+def test_two_studies_get_separate_runs_and_keys(optuna_url, ticker, shared_instance):
     add_complete_trials(optuna_url, "alpha", [0.1, 0.2])
     add_complete_trials(optuna_url, "beta", [0.3])
     result = ticker.tick()
     assert {r.tags["gauntlet/study"] for r in result.run_requests} == {"alpha", "beta"}
-    assert sorted(partitions(instance)) == ["alpha__t00000000", "alpha__t00000001", "beta__t00000000"]
+    assert sorted(partitions(shared_instance)) == ["alpha__t00000000", "alpha__t00000001", "beta__t00000000"]
     assert all(r.success for r in ticker.results)
 
 
@@ -129,22 +120,21 @@ def test_reset_cursor_never_requests_a_materialized_trial_again(optuna_url, tick
     assert result.run_requests in (None, [])
 
 
-def test_malformed_trial_gets_no_partition_and_others_proceed(optuna_url, ticker, instance):
+def test_malformed_trial_gets_no_partition_and_others_proceed(optuna_url, ticker, shared_instance):
     add_complete_trials(optuna_url, "demo", [0.1])
     study = optuna.load_study(study_name="demo", storage=optuna_url)
     study.add_trial(optuna.trial.create_trial(value=float("inf")))
     add_complete_trials(optuna_url, "demo", [0.3])
     ticker.tick()
-    assert partitions(instance) == ["demo__t00000000", "demo__t00000002"]
+    assert partitions(shared_instance) == ["demo__t00000000", "demo__t00000002"]
 
 
-def test_unreachable_storage_fails_the_tick_visibly(tmp_path, instance):
+def test_unreachable_storage_fails_the_tick_visibly(tmp_path, shared_instance):
     defs = local_definitions("postgresql+psycopg2://u:pw@127.0.0.1:1/x", tmp_path)
-    materialize_shared(defs, instance)
-    ticker = Ticker(defs, instance)
+    ticker = Ticker(defs, shared_instance)
     with pytest.raises(Exception, match="unreachable|failed while"):
         ticker.tick()
-    assert partitions(instance) == []
+    assert partitions(shared_instance) == []
 
 
 def test_batches_respect_the_run_size_bound_and_partition_order():
@@ -162,13 +152,13 @@ def test_batches_respect_the_run_size_bound_and_partition_order():
     assert again[0].run_key != requests[2].run_key and again[0].tags["gauntlet/attempt"] == "2"
 
 
-def test_trials_of_a_run_that_died_after_its_last_retry_are_requested_again(optuna_url, ticker, instance):
+def test_trials_of_a_run_that_died_after_its_last_retry_are_requested_again(optuna_url, ticker, shared_instance):
     from resources.dagster_private import RUN_FAILURE_REASON_TAG, WILL_RETRY_TAG, create_run_for_test
 
     add_complete_trials(optuna_url, "demo", [0.1, 0.2])
     ticker.tick(execute=False)  # requested; the run's worker is killed, and its retries too
     run = create_run_for_test(
-        instance,
+        shared_instance,
         job_name="trial_job",
         status=dg.DagsterRunStatus.STARTED,
         tags={
@@ -178,7 +168,7 @@ def test_trials_of_a_run_that_died_after_its_last_retry_are_requested_again(optu
             "dagster/asset_partition_range_end": "demo__t00000001",
         },
     )
-    instance.report_run_failed(run)
+    shared_instance.report_run_failed(run)
     assert ticker.tick().run_requests in (None, [])  # found; the trials wait for their backoff
     cursor = decode_cursor(ticker.cursor)
     for entry in cursor.owed.values():
