@@ -17,9 +17,9 @@ KEY = "demo__t00000000"
 
 
 @pytest.fixture
-def instance():
-    with dg.instance_for_test() as inst:
-        yield inst
+def instance(shared_instance):
+    """The default market's shared assets are built, as the first tick would build them."""
+    return shared_instance
 
 
 def _registry(tmp_path) -> SqlDeploymentRegistryResource:

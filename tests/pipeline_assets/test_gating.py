@@ -24,9 +24,9 @@ KEYS = ["demo__t00000000", "demo__t00000001", "demo__t00000002"]
 
 
 @pytest.fixture
-def instance():
-    with dg.instance_for_test() as inst:
-        yield inst
+def instance(shared_instance):
+    """The default market's shared assets are built, as the first tick would build them."""
+    return shared_instance
 
 
 def _check_results(instance, check: str) -> dict[str, bool]:
@@ -68,15 +68,15 @@ def test_the_stress_assets_show_the_instrument_and_the_drawdown_relative_to_hold
     assert report.metadata["median_drawdown_multiple"].value > 0
 
 
-def test_batched_and_one_per_run_outcomes_are_identical(optuna_url, tmp_path, instance):
+def test_batched_and_one_per_run_outcomes_are_identical(optuna_url, tmp_path, shared_instance_template):
     add_complete_trials(optuna_url, "demo", [0.1, 0.2, 0.3], params=[FAST, SLOW, GOOD])
-    batched = Ticker(local_definitions(optuna_url, tmp_path / "a", gate_policy=MIN_100_TRADES), instance)
-    batched.tick_until_idle()
-    batch_checks = {c: _check_results(instance, c) for c in ("backtest_gate", "cge_gate")}
+    with shared_instance_template.open(tmp_path / "a_instance", tmp_path / "a") as batched_instance:
+        batched = Ticker(local_definitions(optuna_url, tmp_path / "a", gate_policy=MIN_100_TRADES), batched_instance)
+        batched.tick_until_idle()
+        batch_checks = {c: _check_results(batched_instance, c) for c in ("backtest_gate", "cge_gate")}
 
-    with dg.instance_for_test() as single_instance:
+    with shared_instance_template.open(tmp_path / "b_instance", tmp_path / "b") as single_instance:
         defs = local_definitions(optuna_url, tmp_path / "b", gate_policy=MIN_100_TRADES)
-        defs.resolve_job_def("shared_job").execute_in_process(instance=single_instance, partition_key="default")
         single_instance.add_dynamic_partitions("trials", KEYS)
         for key in KEYS:
             assert execute_request(defs, single_instance, dg.RunRequest(partition_key=key)).success

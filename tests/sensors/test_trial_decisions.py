@@ -27,22 +27,20 @@ from gauntlet.run import SOURCE, SOURCE_TAG
 from pipeline_assets.trial_assets import DRY_RUN_TAG
 from sensors import optuna_trial_sensor
 from tests.conftest import add_complete_trials
-from tests.dagster_helpers import Ticker, demo_gate_policy, local_definitions, materialize_shared, partitions
+from tests.dagster_helpers import Ticker, demo_gate_policy, local_definitions, partitions
 
 #: Every gate disabled (each passes visibly), so a trial reaches `deployment_record`.
 NO_GATES = {"backtest": {"enabled": False}, "cge": {"enabled": False}, "paper": {"enabled": False}}
 
 
 @pytest.fixture
-def instance():
-    with dg.instance_for_test() as inst:
-        yield inst
+def instance(shared_instance):
+    """Every trial here waits for nothing: the default market's shared assets are built."""
+    return shared_instance
 
 
 def _ticker(optuna_url, tmp_path, instance, **overrides) -> Ticker:
-    defs = local_definitions(optuna_url, tmp_path, **overrides)
-    materialize_shared(defs, instance)
-    return Ticker(defs, instance)
+    return Ticker(local_definitions(optuna_url, tmp_path, **overrides), instance)
 
 
 def _gauntlet_run(ticker: Ticker, key: str, *, until: str | None = None, dry_run: bool = False) -> None:
