@@ -15,9 +15,9 @@ GOOD = {"lookback": 240, "vol_lookback": 168, "target_bar_vol": 0.003}
 
 
 @pytest.fixture
-def instance():
-    with dg.instance_for_test() as inst:
-        yield inst
+def instance(shared_instance):
+    """The default market's shared assets are built, as the first tick would build them."""
+    return shared_instance
 
 
 def _checks(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
@@ -121,8 +121,6 @@ def test_a_trial_without_a_strategy_is_a_typed_error(optuna_url, tmp_path, insta
 
 def test_backtest_alone_needs_the_snapshot_artifact(optuna_url, tmp_path, instance):
     add_complete_trials(optuna_url, "demo", [0.5])
-    defs = local_definitions(optuna_url, tmp_path)
-    defs.resolve_job_def("shared_job").execute_in_process(instance=instance, partition_key="default")
     instance.add_dynamic_partitions("trials", ["demo__t00000000"])
     result = dg.materialize(
         [*shared_assets(), trial_gauntlet],

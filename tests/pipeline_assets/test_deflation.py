@@ -30,9 +30,9 @@ DIST = {
 
 
 @pytest.fixture
-def instance():
-    with dg.instance_for_test() as inst:
-        yield inst
+def instance(shared_instance):
+    """The default market's shared assets are built, as the first tick would build them."""
+    return shared_instance
 
 
 @pytest.fixture
@@ -113,7 +113,6 @@ def test_each_trial_is_backtested_in_sample_once_and_earlier_trials_keep_their_d
 def test_trials_never_run_through_the_gauntlet_are_counted_from_the_study(optuna_url, tmp_path, instance, counted):
     add_complete_trials(optuna_url, "demo", [0.1, 0.2, 0.3, 0.4], params=PARAMS)
     defs = local_definitions(optuna_url, tmp_path)
-    defs.resolve_job_def("shared_job").execute_in_process(instance=instance, partition_key="default")
     instance.add_dynamic_partitions("trials", ["demo__t00000002"])
     assert execute_request(defs, instance, dg.RunRequest(partition_key="demo__t00000002")).success
     assert sorted(counted) == [0, 1, 2]

@@ -15,9 +15,9 @@ LATER_ASSETS = ("cge_stress_report", "paper_trading_grade", "deployment_record")
 
 
 @pytest.fixture
-def instance():
-    with dg.instance_for_test() as inst:
-        yield inst
+def instance(shared_instance):
+    """The default market's shared assets are built, as the first tick would build them."""
+    return shared_instance
 
 
 def _add_peeking_trial(url: str) -> None:

@@ -12,15 +12,14 @@ from tests.dagster_helpers import (
     execute_request,
     local_definitions,
     local_resources,
-    materialize_shared,
     materialized,
 )
 
 
 @pytest.fixture
-def instance():
-    with dg.instance_for_test() as inst:
-        yield inst
+def instance(shared_instance):
+    """The default market's shared assets are built, as the first tick would build them."""
+    return shared_instance
 
 
 def _materialize_optuna_trial(defs, instance, optuna_url, tmp_path, key):
@@ -36,7 +35,6 @@ def _materialize_optuna_trial(defs, instance, optuna_url, tmp_path, key):
 def test_optuna_trial_materializes_per_partition_with_the_stored_snapshot(optuna_url, tmp_path, instance):
     study = add_complete_trials(optuna_url, "demo", [0.5, 0.6])
     defs = local_definitions(optuna_url, tmp_path)
-    materialize_shared(defs, instance)
     instance.add_dynamic_partitions("trials", ["demo__t00000001"])
     result = _materialize_optuna_trial(defs, instance, optuna_url, tmp_path, "demo__t00000001")
     assert result.success
@@ -72,7 +70,6 @@ def test_batch_run_records_one_materialization_per_trial(optuna_url, tmp_path, i
 def test_a_bad_trial_fails_the_run_naming_it_while_the_others_materialize(optuna_url, tmp_path, instance):
     add_complete_trials(optuna_url, "demo", [0.1, 0.2])
     defs = local_definitions(optuna_url, tmp_path)
-    materialize_shared(defs, instance)
     # A partition whose trial does not exist (deleted study rows, mistyped UI backfill).
     instance.add_dynamic_partitions("trials", ["demo__t00000000", "demo__t00000001", "demo__t00000009"])
     request = dg.RunRequest(
@@ -91,7 +88,6 @@ def test_a_bad_trial_fails_the_run_naming_it_while_the_others_materialize(optuna
 def test_unknown_study_prefix_is_a_typed_error(optuna_url, tmp_path, instance):
     add_complete_trials(optuna_url, "demo", [0.1])
     defs = local_definitions(optuna_url, tmp_path)
-    materialize_shared(defs, instance)
     instance.add_dynamic_partitions("trials", ["gone__t00000000"])
     result = execute_request(defs, instance, dg.RunRequest(partition_key="gone__t00000000"))
     assert not result.success
@@ -102,7 +98,6 @@ def test_unknown_study_prefix_is_a_typed_error(optuna_url, tmp_path, instance):
 def test_deterministic_errors_are_not_retried(optuna_url, tmp_path, instance):
     add_complete_trials(optuna_url, "demo", [0.1])
     defs = local_definitions(optuna_url, tmp_path)
-    materialize_shared(defs, instance)
     instance.add_dynamic_partitions("trials", ["gone__t00000000"])
     result = execute_request(defs, instance, dg.RunRequest(partition_key="gone__t00000000"))
     assert not result.success

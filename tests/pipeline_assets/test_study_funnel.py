@@ -1,4 +1,3 @@
-import dagster as dg
 import pytest
 
 from tests.conftest import add_complete_trials
@@ -9,9 +8,9 @@ GOOD = {"lookback": 123, "vol_lookback": 168, "target_bar_vol": 0.003}  # passes
 
 
 @pytest.fixture
-def instance():
-    with dg.instance_for_test() as inst:
-        yield inst
+def instance(shared_instance):
+    """The default market's shared assets are built, as the first tick would build them."""
+    return shared_instance
 
 
 def test_funnel_counts_every_stage_per_study(optuna_url, tmp_path, instance):

@@ -28,7 +28,6 @@ from tests.dagster_helpers import (
     demo_config,
     execute_request,
     local_definitions,
-    materialize_shared,
 )
 
 BACKTEST_GATE, CGE_GATE = BACKTEST.check, STRESS.check
@@ -44,12 +43,6 @@ class RefusingNotifier(NotifierResource):
 
     def notify(self, alert: Alert) -> bool:
         raise AlertDeliveryError(f"endpoint down for {alert.key}")
-
-
-@pytest.fixture
-def instance():
-    with dg.instance_for_test() as inst:
-        yield inst
 
 
 def _notifier(home: Path, gate_alerts: str) -> NotifierResource:
@@ -87,12 +80,12 @@ def _failed_records(instance: dg.DagsterInstance) -> list:
     )
 
 
-def test_each_failed_gate_alerts_once_with_the_trial_and_the_reason(defs, instance, tmp_path):
-    ticker = Ticker(defs, instance)
+def test_each_failed_gate_alerts_once_with_the_trial_and_the_reason(defs, shared_instance, tmp_path):
+    ticker = Ticker(defs, shared_instance)
     ticker.tick_until_idle()
-    (record,) = _failed_records(instance)
+    (record,) = _failed_records(shared_instance)
 
-    first = _tick(defs, instance, cursor=None)
+    first = _tick(defs, shared_instance, cursor=None)
     (alert,) = _alerts(tmp_path)
     assert alert["kind"] == "gate_failed" and alert["trial"] == REJECTED and alert["study"] == "demo"
     assert alert["stage"] == "backtest_gate"
@@ -102,39 +95,39 @@ def test_each_failed_gate_alerts_once_with_the_trial_and_the_reason(defs, instan
     [failed] = alert["details"]["failed_thresholds"]
     assert failed["threshold"] == "n_trades" and failed["limit"] == 100 and failed["value"] < 100  # numbers
 
-    second = _tick(defs, instance, cursor=first.cursor)
+    second = _tick(defs, shared_instance, cursor=first.cursor)
     assert second.skip_reason.skip_message == "no new failed gate"
     assert len(_alerts(tmp_path)) == 1
     # The rejected trial's cge_gate stays PLANNED in a finished run: settled, the watermark passes it.
-    (never_evaluated,) = instance.event_log_storage.get_asset_check_execution_history(
+    (never_evaluated,) = shared_instance.event_log_storage.get_asset_check_execution_history(
         CGE_GATE, limit=10, status={AssetCheckExecutionRecordStatus.PLANNED}
     )
     assert never_evaluated.partition == REJECTED
     assert json.loads(second.cursor)[CGE_GATE.to_user_string()]["after"] >= never_evaluated.id
     # A reset cursor re-reads the history; the notifier's ledger keeps it from alerting twice.
-    _tick(defs, instance, cursor=None)
+    _tick(defs, shared_instance, cursor=None)
     assert len(_alerts(tmp_path)) == 1
 
 
-def test_a_failed_delivery_keeps_the_cursor_and_a_re_evaluation_alerts_again(defs, instance, tmp_path):
-    Ticker(defs, instance).tick_until_idle()
-    cursor = _tick(defs, instance, cursor=None).cursor
+def test_a_failed_delivery_keeps_the_cursor_and_a_re_evaluation_alerts_again(defs, shared_instance, tmp_path):
+    Ticker(defs, shared_instance).tick_until_idle()
+    cursor = _tick(defs, shared_instance, cursor=None).cursor
     rerun = execute_request(
-        defs, instance, dg.RunRequest(partition_key=REJECTED, asset_selection=[BACKTEST_GATE.asset_key])
+        defs, shared_instance, dg.RunRequest(partition_key=REJECTED, asset_selection=[BACKTEST_GATE.asset_key])
     )
     assert rerun.success
-    newest = _failed_records(instance)[0]
+    newest = _failed_records(shared_instance)[0]
 
     with pytest.raises(AlertDeliveryError):
-        _tick(defs, instance, cursor=cursor, notifier=RefusingNotifier())
+        _tick(defs, shared_instance, cursor=cursor, notifier=RefusingNotifier())
     assert len(_alerts(tmp_path)) == 1
 
-    delivered = _tick(defs, instance, cursor=cursor)
+    delivered = _tick(defs, shared_instance, cursor=cursor)
     alerts = _alerts(tmp_path)
     assert [a["trial"] for a in alerts] == [REJECTED, REJECTED]
     assert alerts[1]["key"] == f"gate:backtest_gate:{REJECTED}:{newest.id}" != alerts[0]["key"]
     assert alerts[1]["run_id"] == rerun.run_id
-    _tick(defs, instance, cursor=delivered.cursor)
+    _tick(defs, shared_instance, cursor=delivered.cursor)
     assert len(_alerts(tmp_path)) == 2
 
 
@@ -183,14 +176,14 @@ def test_a_gate_failed_late_by_a_run_still_in_flight_is_not_skipped(defs, instan
     assert len(_alerts(tmp_path)) == 2
 
 
-def test_rejections_are_alerted_as_one_digest_per_study_by_default(optuna_url, instance, tmp_path):
+def test_rejections_are_alerted_as_one_digest_per_study_by_default(optuna_url, shared_instance, tmp_path):
     add_complete_trials(optuna_url, "demo", [0.1, 0.2, 0.3, 0.4], params=[SLOW, GOOD, SLOW, SLOW])
     add_complete_trials(optuna_url, "alt", [0.5], params=[SLOW])
     defs = local_definitions(optuna_url, tmp_path, gate_policy=MIN_100_TRADES)
     assert defs.resources["notifier"].gate_alerts == "digest"
-    Ticker(defs, instance).tick_until_idle()
+    Ticker(defs, shared_instance).tick_until_idle()
 
-    first = _tick(defs, instance, cursor=None)
+    first = _tick(defs, shared_instance, cursor=None)
     assert first.skip_reason.skip_message == "4 rejection(s) in 2 gate alert(s) delivered (digest)"
     digests = {alert["study"]: alert for alert in _alerts(tmp_path)}
     assert set(digests) == {"demo", "alt"}
@@ -204,17 +197,17 @@ def test_rejections_are_alerted_as_one_digest_per_study_by_default(optuna_url, i
     assert demo["details"]["by_gate"] == {"backtest_gate": 3} and demo["details"]["rejected"] == 3
     assert digests["alt"]["trial"] == "alt__t00000000"  # a digest of one names its trial
 
-    assert _tick(defs, instance, cursor=first.cursor).skip_reason.skip_message == "no new failed gate"
-    _tick(defs, instance, cursor=None)  # a reset cursor: the same digests, which the ledger has
+    assert _tick(defs, shared_instance, cursor=first.cursor).skip_reason.skip_message == "no new failed gate"
+    _tick(defs, shared_instance, cursor=None)  # a reset cursor: the same digests, which the ledger has
     assert len(_alerts(tmp_path)) == 2
 
 
-def test_rejections_can_go_unalerted(defs, optuna_url, instance, tmp_path):
-    Ticker(defs, instance).tick_until_idle()
-    result = _tick(defs, instance, cursor=None, notifier=_notifier(tmp_path, "off"))
+def test_rejections_can_go_unalerted(defs, optuna_url, shared_instance, tmp_path):
+    Ticker(defs, shared_instance).tick_until_idle()
+    result = _tick(defs, shared_instance, cursor=None, notifier=_notifier(tmp_path, "off"))
     assert result.skip_reason.skip_message == "1 rejection(s), not alerted (notifier.gate_alerts: off)"
     assert not (tmp_path / "alerts.jsonl").exists() or _alerts(tmp_path) == []
-    assert _tick(defs, instance, cursor=result.cursor).skip_reason.skip_message == "no new failed gate"
+    assert _tick(defs, shared_instance, cursor=result.cursor).skip_reason.skip_message == "no new failed gate"
 
 
 def test_an_unreadable_cursor_fails_the_tick_with_a_configuration_error(defs, instance):
@@ -222,16 +215,15 @@ def test_an_unreadable_cursor_fails_the_tick_with_a_configuration_error(defs, in
         _tick(defs, instance, cursor='{"backtest_results:backtest_gate": {"after": "x"}}')
 
 
-def test_a_failed_run_alerts_once_with_its_trial_and_error(defs, instance, tmp_path):
-    materialize_shared(defs, instance)
+def test_a_failed_run_alerts_once_with_its_trial_and_error(defs, shared_instance, tmp_path):
     missing = "demo__t00000099"  # the study has trials 0 and 1 only
-    instance.add_dynamic_partitions("trials", [missing])
-    result = execute_request(defs, instance, dg.RunRequest(partition_key=missing))
+    shared_instance.add_dynamic_partitions("trials", [missing])
+    result = execute_request(defs, shared_instance, dg.RunRequest(partition_key=missing))
     assert not result.success
 
     sensor = defs.resolve_sensor_def("run_failure_alert_sensor")
     for _ in range(2):  # from the start each time: the second delivery of the same failure is deduplicated
-        with dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources) as context:
+        with dg.build_sensor_context(instance=shared_instance, definitions=defs, resources=defs.resources) as context:
             sensor(context)
     (alert,) = _alerts(tmp_path)
     assert alert["key"] == f"run:{result.run_id}" and alert["kind"] == "run_failed"

@@ -5,7 +5,6 @@ import json
 from pathlib import Path
 
 import dagster as dg
-import pytest
 
 from resources.market_data import SyntheticMarketDataResource
 from resources.paper_broker import LocalPaperBrokerResource
@@ -26,12 +25,6 @@ class ClockedBroker(LocalPaperBrokerResource):
     def now(self) -> dt.datetime:
         with open(self.clock_file) as handle:
             return dt.datetime.fromisoformat(json.load(handle))
-
-
-@pytest.fixture
-def instance():
-    with dg.instance_for_test() as inst:
-        yield inst
 
 
 def _paper_tick(defs: dg.Definitions, instance: dg.DagsterInstance) -> dg.SensorResult:
@@ -59,34 +52,34 @@ def wall_clock_broker(tmp_path) -> tuple[ClockedBroker, Path]:
     return broker, clock
 
 
-def test_pending_sessions_are_neither_failed_nor_graded_until_mature(optuna_url, tmp_path, instance):
+def test_pending_sessions_are_neither_failed_nor_graded_until_mature(optuna_url, tmp_path, shared_instance):
     broker, clock = wall_clock_broker(tmp_path)
     add_complete_trials(optuna_url, "demo", [0.5], params=[GOOD])
     defs = local_definitions(optuna_url, tmp_path, paper_broker=broker)
-    ticker = Ticker(defs, instance)
+    ticker = Ticker(defs, shared_instance)
     ticker.tick_until_idle()
     assert all(r.success for r in ticker.results)
-    assert KEY in materialized(instance, "cge_stress_report")
-    assert materialized(instance, "paper_trading_grade") == set()
+    assert KEY in materialized(shared_instance, "cge_stress_report")
+    assert materialized(shared_instance, "paper_trading_grade") == set()
     gate = dg.AssetCheckKey(dg.AssetKey("paper_trading_grade"), "paper_trading_gate")
-    statuses = {i.latest_execution_status.value for i in instance.event_log_storage.get_asset_check_partition_info([gate])}
+    statuses = {i.latest_execution_status.value for i in shared_instance.event_log_storage.get_asset_check_partition_info([gate])}
     assert "FAILED" not in statuses and "SUCCEEDED" not in statuses
-    observed = instance.fetch_observations(dg.AssetKey("paper_trading_grade"), limit=1).records
+    observed = shared_instance.fetch_observations(dg.AssetKey("paper_trading_grade"), limit=1).records
     assert observed[0].asset_observation.metadata["status"].value == "pending"
 
     _set_clock(clock, START + dt.timedelta(seconds=6 * 24))  # 6 days of market time
-    assert _paper_tick(defs, instance).run_requests in (None, [])
+    assert _paper_tick(defs, shared_instance).run_requests in (None, [])
 
     _set_clock(clock, START + dt.timedelta(seconds=7 * 24 + 1))  # a little over 7 days
-    result = _paper_tick(defs, instance)
+    result = _paper_tick(defs, shared_instance)
     [request] = result.run_requests
     assert request.partition_key == KEY
-    graded = execute_request(defs, instance, request)
+    graded = execute_request(defs, shared_instance, request)
     assert graded.success
-    assert materialized(instance, "paper_trading_grade") == {KEY}
+    assert materialized(shared_instance, "paper_trading_grade") == {KEY}
     [mat] = [m for m in graded.asset_materializations_for_node("trial_gauntlet") if m.asset_key.path == ["paper_trading_grade"]]
     assert 7.0 <= mat.metadata["days"].value < 7.1
-    assert _paper_tick(defs, instance).run_requests in (None, [])  # graded once
+    assert _paper_tick(defs, shared_instance).run_requests in (None, [])  # graded once
 
 
 def test_trials_with_a_run_in_flight_are_not_asked_for_again(instance):
@@ -107,33 +100,33 @@ def test_trials_with_a_run_in_flight_are_not_asked_for_again(instance):
     assert in_flight_partitions(instance, "trial_job") == {"other__t00000000", "demo__t00000000", "demo__t00000001"}
 
 
-def test_an_undecided_sequential_test_keeps_the_session_trading_until_its_window_ends(optuna_url, tmp_path, instance):
+def test_an_undecided_sequential_test_keeps_the_session_trading_until_its_window_ends(optuna_url, tmp_path, shared_instance):
     broker, clock = wall_clock_broker(tmp_path)
     add_complete_trials(optuna_url, "demo", [0.5], params=[GOOD])
     policy = demo_gate_policy({"paper": {"sequential": {"enabled": True}}})
     defs = local_definitions(optuna_url, tmp_path, paper_broker=broker, gate_policy=policy)
-    Ticker(defs, instance).tick_until_idle()
+    Ticker(defs, shared_instance).tick_until_idle()
 
     def grade_at(market_days: float) -> dg.ExecuteInProcessResult:
         _set_clock(clock, START + dt.timedelta(seconds=market_days * 24))
-        [request] = _paper_tick(defs, instance).run_requests
+        [request] = _paper_tick(defs, shared_instance).run_requests
         # Keyed by market day, not by bar: a session the test keeps open is graded once a day.
         [session] = [s for s in broker.sessions() if s.trial_key == KEY]
         assert request.run_key == f"paper-grade:{KEY}:{session.market_days}"
-        assert [r.run_key for r in _paper_tick(defs, instance).run_requests] == [request.run_key]
-        result = execute_request(defs, instance, request)
+        assert [r.run_key for r in _paper_tick(defs, shared_instance).run_requests] == [request.run_key]
+        result = execute_request(defs, shared_instance, request)
         assert result.success
         return result
 
     # Mature but undecided (the demo market holds no edge), with bars still to come: pending.
     grade_at(10)
-    assert materialized(instance, "paper_trading_grade") == set()
-    [observed] = instance.fetch_observations(dg.AssetKey("paper_trading_grade"), limit=1).records
+    assert materialized(shared_instance, "paper_trading_grade") == set()
+    [observed] = shared_instance.fetch_observations(dg.AssetKey("paper_trading_grade"), limit=1).records
     assert "sequential test undecided after 10 market days" in observed.asset_observation.description
 
     # The whole 60-day forward window traded and still undecided: rejected by the test itself.
     graded = grade_at(61)
-    assert materialized(instance, "paper_trading_grade") == {KEY}
+    assert materialized(shared_instance, "paper_trading_grade") == {KEY}
     [evaluation] = [
         e for e in graded.get_asset_check_evaluations() if e.check_name == "paper_trading_gate"
     ]
@@ -143,11 +136,11 @@ def test_an_undecided_sequential_test_keeps_the_session_trading_until_its_window
     assert mat.metadata["sequential_test"].value.startswith("required: Sharpe > 0 at 95%, undecided over 60 market days, largest e-value")
 
 
-def test_a_session_on_an_instrument_without_data_waits_and_the_others_are_graded(optuna_url, tmp_path, instance):
+def test_a_session_on_an_instrument_without_data_waits_and_the_others_are_graded(optuna_url, tmp_path, shared_instance):
     broker, clock = wall_clock_broker(tmp_path)
     add_complete_trials(optuna_url, "demo", [0.5], params=[GOOD])
     defs = local_definitions(optuna_url, tmp_path, paper_broker=broker)
-    Ticker(defs, instance).tick_until_idle()
+    Ticker(defs, shared_instance).tick_until_idle()
     # A session left from an instrument that was removed from the configuration since.
     market = SyntheticMarketDataResource()
     broker.start_session(
@@ -155,18 +148,18 @@ def test_a_session_on_an_instrument_without_data_waits_and_the_others_are_graded
         windows=market.load_windows(), costs_bps=(market.fee_bps, market.slippage_bps), strategies=BUILT_IN_STRATEGIES,
     )
     _set_clock(clock, START + dt.timedelta(seconds=7 * 24 + 1))
-    assert [r.partition_key for r in _paper_tick(defs, instance).run_requests] == [KEY]
+    assert [r.partition_key for r in _paper_tick(defs, shared_instance).run_requests] == [KEY]
     sessions = {s.trial_key: s for s in broker.sessions()}
     assert sessions["gone__t00000000"].bars_processed == 0 and sessions[KEY].days_elapsed > 7
 
 
 def test_a_session_whose_market_changed_under_it_is_refused_and_the_others_are_graded(
-    optuna_url, tmp_path, instance
+    optuna_url, tmp_path, shared_instance
 ):
     broker, clock = wall_clock_broker(tmp_path)
     add_complete_trials(optuna_url, "demo", [0.5], params=[GOOD])
     defs = local_definitions(optuna_url, tmp_path, paper_broker=broker)
-    Ticker(defs, instance).tick_until_idle()
+    Ticker(defs, shared_instance).tick_until_idle()
     # A session that traded a day of other bars on the same instrument: its market is not this one.
     other = SyntheticMarketDataResource(seed=7)
     broker.start_session(
@@ -178,6 +171,6 @@ def test_a_session_whose_market_changed_under_it_is_refused_and_the_others_are_g
     assert traded.bars_processed == 24
 
     _set_clock(clock, START + dt.timedelta(seconds=7 * 24 + 1))
-    assert [r.partition_key for r in _paper_tick(defs, instance).run_requests] == [KEY]
+    assert [r.partition_key for r in _paper_tick(defs, shared_instance).run_requests] == [KEY]
     sessions = {s.trial_key: s for s in broker.sessions()}
     assert sessions["other__t00000000"] == traded and sessions[KEY].days_elapsed > 7

@@ -17,7 +17,7 @@ import pytest
 
 from resources.notifier import Alert, AlertDeliveryError, NotifierResource
 from tests.conftest import add_complete_trials
-from tests.dagster_helpers import execute_request, local_definitions, materialize_shared
+from tests.dagster_helpers import execute_request, local_definitions
 
 MISSING = "demo__t00000099"  # the study has trial 0 only: a run over this key fails
 
@@ -30,9 +30,9 @@ class EndpointDown(NotifierResource):
 
 
 @pytest.fixture
-def instance():
-    with dg.instance_for_test() as inst:
-        yield inst
+def instance(shared_instance):
+    """The default market's shared assets are built, as the first tick would build them."""
+    return shared_instance
 
 
 @pytest.fixture
@@ -56,7 +56,6 @@ def _run_alerts(home: Path) -> list[dict]:
 
 
 def test_a_run_alert_that_could_not_be_delivered_is_retried_until_it_is(defs, instance, tmp_path):
-    materialize_shared(defs, instance)
     cursor = _tick(defs, instance, None)
     instance.add_dynamic_partitions("trials", [MISSING])
     failed = execute_request(defs, instance, dg.RunRequest(partition_key=MISSING))
