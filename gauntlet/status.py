@@ -8,7 +8,8 @@ set-based queries:
 * partitions: ``instance.get_dynamic_partitions("trials")`` (its order is the partition order
   that run ranges refer to);
 * stage: ``instance.get_materialized_partitions`` once per trial asset;
-* gate verdicts: one ``get_asset_check_partition_info`` call for the three gates. ``PLANNED``
+* gate verdicts: one query for the three gates' latest execution per partition
+  (`latest_check_executions`, the status and run `get_asset_check_partition_info` reports). ``PLANNED``
   is the latest record when a run planned the check but never evaluated it (the trial
   stopped at an earlier gate or failed) or when that run is still in flight;
 * last failure: the ``RUN_FAILURE`` events of the most recent ``failed_runs`` runs of any job
@@ -17,7 +18,8 @@ set-based queries:
   ``[trial <key>, stage <stage>]`` lines `PipelineError` puts in every message. A failure
   counts until a later materialization of the trial supersedes it (storage ids, one query
   per trial asset over the failed trials only);
-* rejections (on request): per gate, its ``FAILED`` executions newest first, in pages, until
+* rejections (on request): per gate, its ``FAILED`` executions newest first
+  (`failed_check_evaluations`), in pages, until
   each rejected trial has its latest one: the reason ("sharpe 0.12 < min 0.3 (short by 0.18)")
   and every threshold it failed, with value and margin;
 * in flight: unfinished runs covering trial partitions, and requested backfills;
@@ -46,6 +48,7 @@ from resources.dagster_private import (
     PartitionBackfill,
     RunStatusChangeRecordsFilter,
     failed_check_evaluations,
+    latest_check_executions,
 )
 from pipeline_assets.partitions import parse_trial_partition_key, trials_partitions_def
 from pipeline_assets.stages import FAILED_THRESHOLDS
@@ -358,18 +361,16 @@ def _in_flight(
 
 
 def _verdicts(instance: dg.DagsterInstance, running_runs: set[str]) -> dict[str, dict[str, Verdict]]:
-    """Per gate, per partition: the latest verdict (one call for every gate and partition).
+    """Per gate, per partition: the latest verdict (one query for every gate and partition).
 
     A partition the gate never planned is absent (read as ``not_evaluated``).
     """
     verdicts: dict[str, dict[str, Verdict]] = {gate.name: {} for gate in GATE_CHECKS}
-    for info in instance.event_log_storage.get_asset_check_partition_info(list(GATE_CHECKS)):
-        if info.partition_key is None:
-            continue
-        verdict = _CHECK_VERDICTS.get(info.latest_execution_status)
+    for execution in latest_check_executions(instance.event_log_storage, GATE_CHECKS):
+        verdict = _CHECK_VERDICTS.get(execution.status)
         if verdict is None:  # PLANNED: in flight, or the trial stopped before this gate
-            verdict = "running" if info.latest_planned_run_id in running_runs else "not_evaluated"
-        verdicts[info.check_key.name][info.partition_key] = verdict
+            verdict = "running" if execution.run_id in running_runs else "not_evaluated"
+        verdicts[execution.check_name][execution.partition] = verdict
     return verdicts
 
 

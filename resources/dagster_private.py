@@ -119,6 +119,7 @@ __all__ = [
     "EventLogEntry",
     "EventLogStorage",
     "FailedCheckEvaluation",
+    "LatestCheckExecution",
     "InstigatorState",
     "InstigatorStatus",
     "InstigatorType",
@@ -135,6 +136,7 @@ __all__ = [
     "WorkerStatus",
     "create_run_for_test",
     "failed_check_evaluations",
+    "latest_check_executions",
     "make_new_backfill_id",
     "make_new_run_id",
 ]
@@ -196,3 +198,47 @@ def failed_check_evaluations(
             )
         )
     return evaluations
+
+
+@dataclass(frozen=True, slots=True)
+class LatestCheckExecution:
+    """A partition's latest execution of an asset check: planned, or evaluated with its outcome."""
+
+    check_name: str
+    partition: str
+    status: AssetCheckExecutionRecordStatus
+    #: The run that planned (and, unless still PLANNED, evaluated) it.
+    run_id: str | None
+
+
+def latest_check_executions(storage: EventLogStorage, checks: Any) -> list[LatestCheckExecution]:
+    """The latest execution of each of ``checks`` (`dg.AssetCheckKey` s) per partition, in one
+    query: the status and run id `get_asset_check_partition_info` reports, without the latest
+    materialization it joins in per check (the status does not use it).
+    """
+    table = AssetCheckExecutionsTable
+    wanted = sa.or_(
+        *(sa.and_(table.c.asset_key == c.asset_key.to_string(), table.c.check_name == c.name) for c in checks)
+    )
+    latest = (
+        sa.select(sa.func.max(table.c.id).label("id"))
+        .where(
+            wanted,
+            table.c.partition.is_not(None),
+            # As Dagster reads them: older PLANNED rows may lack the event's storage id.
+            table.c.evaluation_event_storage_id.is_not(None),
+        )
+        .group_by(table.c.asset_key, table.c.check_name, table.c.partition)
+        .subquery()
+    )
+    query = sa.select(table.c.check_name, table.c.partition, table.c.execution_status, table.c.run_id).join(
+        latest, table.c.id == latest.c.id
+    )
+    with storage.index_connection() as conn:  # type: ignore[attr-defined]  # every SQL event log has it
+        rows = conn.execute(query).fetchall()
+    return [
+        LatestCheckExecution(
+            check_name=name, partition=partition, status=AssetCheckExecutionRecordStatus(status), run_id=run_id
+        )
+        for name, partition, status, run_id in rows
+    ]
