@@ -116,7 +116,7 @@ def _recorded_verdicts(instance: dg.DagsterInstance, run_ids: list[str]) -> dict
 
 
 @pytest.fixture(scope="module")
-def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
+def scenario(tmp_path_factory: pytest.TempPathFactory, shared_instance_template) -> Iterator[Scenario]:
     root = tmp_path_factory.mktemp("ui_truth")
     optuna_url = f"sqlite:///{root / 'optuna.db'}"
     modes = {}
@@ -124,8 +124,8 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
         add_complete_trials(optuna_url, study, OBJECTIVES, params=PARAMS)
         keys = [trial_partition_key(study, n) for n in range(len(LOOKBACKS))]
         modes[name] = Mode(study=study, home=root / name, keys=keys)
-    (root / "dagster").mkdir()
-    with dg.instance_for_test(temp_dir=str(root / "dagster")) as instance:
+    # Both modes read the shared assets built under the batched mode's home.
+    with shared_instance_template.open(root / "dagster", modes["batched"].home) as instance:
         for name, (_, trials_per_run) in MODES.items():
             mode = modes[name]
             ticker = Ticker(_defs(optuna_url, mode, trials_per_run, modes["batched"].home), instance)
