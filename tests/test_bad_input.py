@@ -34,7 +34,7 @@ from simulations.market import MarketWindows, generate_synthetic_market, split_w
 from simulations.strategies import BUILT_IN_STRATEGIES
 from tests.conftest import add_complete_trials
 from pipeline_assets.partitions import trial_partition_key
-from tests.dagster_helpers import Ticker, local_definitions, materialize_shared, materialized, partitions
+from tests.dagster_helpers import Ticker, local_definitions, materialized, partitions
 from tests.simulations.test_market import DEFECTS, _with_defect
 
 # Small and fast: each example writes to a real SQLite Optuna storage or a real file.
@@ -255,7 +255,7 @@ def _trial_failures(ticker: Ticker) -> str:
     )
 
 
-def test_bad_trials_are_stopped_at_their_boundary_and_good_ones_go_through(tmp_path):
+def test_bad_trials_are_stopped_at_their_boundary_and_good_ones_go_through(tmp_path, shared_instance):
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
     add_complete_trials(url, "demo", [0.4, 0.5])  # demo#0 and demo#1 are good
     study = optuna.load_study(study_name="demo", storage=url)
@@ -278,23 +278,21 @@ def test_bad_trials_are_stopped_at_their_boundary_and_good_ones_go_through(tmp_p
     failing = {"demo__t00000004", trial_partition_key(wrong_kind, 0)}
     good = {"demo__t00000000", "demo__t00000001"}
 
-    with dg.instance_for_test() as instance:
-        defs = local_definitions(url, tmp_path)
-        materialize_shared(defs, instance)
-        ticker = Ticker(defs, instance)
-        ticker.tick()
+    defs = local_definitions(url, tmp_path)
+    ticker = Ticker(defs, shared_instance)
+    ticker.tick()
 
-        assert set(partitions(instance)) == good | failing  # the rejected ones never became partitions
-        assert good <= materialized(instance, "backtest_results")
-        for asset in ("backtest_results", "cge_stress_report", "paper_trading_grade", "deployment_record"):
-            assert materialized(instance, asset).isdisjoint(failing | rejected), asset
-        for key in failing:
-            assert not (tmp_path / "artifacts" / "trials" / key / "backtest_results.json").exists()
-        failures = _trial_failures(ticker)
-        assert all(key in failures for key in failing), failures
-        assert "TrialDataError" in failures and "names no strategy" in failures and "lookback" in failures
-        decided = {d.partition_key for d in defs.resources["registry"].decisions()}
-        assert decided.isdisjoint(failing | rejected)
+    assert set(partitions(shared_instance)) == good | failing  # the rejected ones never became partitions
+    assert good <= materialized(shared_instance, "backtest_results")
+    for asset in ("backtest_results", "cge_stress_report", "paper_trading_grade", "deployment_record"):
+        assert materialized(shared_instance, asset).isdisjoint(failing | rejected), asset
+    for key in failing:
+        assert not (tmp_path / "artifacts" / "trials" / key / "backtest_results.json").exists()
+    failures = _trial_failures(ticker)
+    assert all(key in failures for key in failing), failures
+    assert "TrialDataError" in failures and "names no strategy" in failures and "lookback" in failures
+    decided = {d.partition_key for d in defs.resources["registry"].decisions()}
+    assert decided.isdisjoint(failing | rejected)
 
 
 def test_a_bad_market_file_fails_the_shared_run_and_no_trial_starts(tmp_path):

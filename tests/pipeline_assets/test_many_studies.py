@@ -22,9 +22,9 @@ GOOD = {"lookback": 123, "vol_lookback": 168, "target_bar_vol": 0.003}
 
 
 @pytest.fixture
-def instance():
-    with dg.instance_for_test() as inst:
-        yield inst
+def instance(shared_instance):
+    """The default market's shared assets are built: the first tick goes to the trials."""
+    return shared_instance
 
 
 def _definitions(optuna_url: str, home: Path, max_trials_per_run: int = 100) -> dg.Definitions:
@@ -46,7 +46,6 @@ def test_studies_whose_names_slug_alike_keep_their_own_keys_runs_and_funnel_rows
     assert len({study_key_prefix(s) for s in STUDIES}) == len(STUDIES)
     defs = _definitions(optuna_url, tmp_path)
     ticker = Ticker(defs, instance)
-    ticker.tick()  # the shared assets first
     result = ticker.tick()
 
     assert sorted(partitions(instance)) == sorted(owners)
@@ -95,7 +94,6 @@ def test_per_study_run_limit_from_dagster_yaml_applies_to_the_sensors_runs(
 
     _add_studies(optuna_url)
     ticker = Ticker(_definitions(optuna_url, tmp_path, max_trials_per_run=1), instance)
-    ticker.tick()  # the shared assets first
     requests = ticker.tick(execute=False).run_requests
     runs = {
         study: [dg.DagsterRun(job_name="trial_job", tags=r.tags) for r in requests if r.tags[STUDY_TAG] == study]

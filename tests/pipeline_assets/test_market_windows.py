@@ -105,7 +105,9 @@ def test_appended_bars_keep_the_pinned_train_and_backtest_windows_and_grow_forwa
             hours=1) - dt.timedelta(days=10)
 
 
-def test_a_trial_tuned_into_the_backtest_window_is_stopped_with_a_typed_error(optuna_url: str, tmp_path: Path):
+def test_a_trial_tuned_into_the_backtest_window_is_stopped_with_a_typed_error(
+    optuna_url: str, tmp_path: Path, shared_instance: dg.DagsterInstance
+):
     add_complete_trials(optuna_url, "demo", [0.5])
     study = add_complete_trials(optuna_url, "demo", [0.4])
     overlapping = study.trials[1]
@@ -117,14 +119,13 @@ def test_a_trial_tuned_into_the_backtest_window_is_stopped_with_a_typed_error(op
             user_attrs={"strategy": "momentum", TRAIN_WINDOW_END_ATTR: "2099-01-01T00:00:00+00:00"},
         )
     )
-    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
-        ticker = Ticker(local_definitions(optuna_url, tmp_path), instance)
-        ticker.tick_until_idle()
-        assert materialized(instance, "backtest_results") == {"demo__t00000000", "demo__t00000001"}
-        [run] = [r for r in ticker.results if r.job_def.name == "trial_job"]
-        assert not run.success
-        failure = run.get_run_failure_event().message + str(
-            [e.event_specific_data for e in run.all_events if e.event_type_value == "STEP_FAILURE"]
-        )
-        assert "TrainWindowOverlapError" in failure or "inside the backtest window" in failure
-        assert "demo__t00000002" in failure and TRAIN_WINDOW_END_ATTR in failure
+    ticker = Ticker(local_definitions(optuna_url, tmp_path), shared_instance)
+    ticker.tick_until_idle()
+    assert materialized(shared_instance, "backtest_results") == {"demo__t00000000", "demo__t00000001"}
+    [run] = [r for r in ticker.results if r.job_def.name == "trial_job"]
+    assert not run.success
+    failure = run.get_run_failure_event().message + str(
+        [e.event_specific_data for e in run.all_events if e.event_type_value == "STEP_FAILURE"]
+    )
+    assert "TrainWindowOverlapError" in failure or "inside the backtest window" in failure
+    assert "demo__t00000002" in failure and TRAIN_WINDOW_END_ATTR in failure

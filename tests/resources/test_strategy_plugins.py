@@ -3,7 +3,6 @@
 import sys
 import textwrap
 
-import dagster as dg
 import optuna
 import pytest
 
@@ -52,18 +51,17 @@ def plugin_module(tmp_path, monkeypatch):
     sys.modules.pop("my_strategies", None)
 
 
-def test_a_plugged_in_strategy_goes_through_the_gates(plugin_module, optuna_url, tmp_path):
+def test_a_plugged_in_strategy_goes_through_the_gates(plugin_module, optuna_url, tmp_path, shared_instance):
     study = optuna.create_study(study_name="mine", storage=optuna_url)
     dist = {"window": optuna.distributions.IntDistribution(24, 1000, log=True)}
     study.add_trial(
         optuna.trial.create_trial(params={"window": 240}, distributions=dist, value=0.4, user_attrs={"strategy": "slow_trend_plugin"})
     )
     plugins = StrategyPluginsResource(import_paths=[plugin_module])
-    with dg.instance_for_test() as instance:
-        ticker = Ticker(local_definitions(optuna_url, tmp_path, strategy_plugins=plugins), instance)
-        ticker.tick_until_idle()
-        assert all(r.success for r in ticker.results)
-        assert materialized(instance, "backtest_results") == {"mine__t00000000"}
+    ticker = Ticker(local_definitions(optuna_url, tmp_path, strategy_plugins=plugins), shared_instance)
+    ticker.tick_until_idle()
+    assert all(r.success for r in ticker.results)
+    assert materialized(shared_instance, "backtest_results") == {"mine__t00000000"}
     # The plug-in lives in the registry the resource gave the run, not in any global one.
     assert "slow_trend_plugin" in plugins.registry().names()
     assert "slow_trend_plugin" not in BUILT_IN_STRATEGIES.names()

@@ -18,7 +18,7 @@ from resources.optuna_study import OptunaStudyResource, StudyCursor
 from simulations.errors import TrialDataError
 from simulations.trial import MAX_ATTRIBUTE_BYTES, MAX_ATTRIBUTE_DEPTH, TrialSnapshot
 from tests.conftest import add_complete_trials
-from tests.dagster_helpers import execute_request, local_definitions, materialize_shared
+from tests.dagster_helpers import execute_request, local_definitions
 
 GOOD = {"lookback": 123, "vol_lookback": 168, "target_bar_vol": 0.003}
 
@@ -80,17 +80,15 @@ def test_a_deep_or_huge_attribute_rejects_its_trial_only(optuna_url: str):
     assert all(not e.transient for e in batch.rejected)
 
 
-def test_a_run_over_such_a_trial_fails_once_without_retries(optuna_url: str, tmp_path):
+def test_a_run_over_such_a_trial_fails_once_without_retries(optuna_url: str, tmp_path, shared_instance):
     _add_with_user_attrs(optuna_url, "demo", {"deep": _nested(300)})
     defs = local_definitions(optuna_url, tmp_path)
-    with dg.instance_for_test() as instance:
-        materialize_shared(defs, instance)
-        instance.add_dynamic_partitions("trials", ["demo__t00000000"])
-        result = execute_request(defs, instance, dg.RunRequest(partition_key="demo__t00000000"))
-        assert not result.success
-        retries = instance.all_logs(result.run_id, of_type=DagsterEventType.STEP_UP_FOR_RETRY)
-        assert retries == []
-        (failure,) = [e for e in result.all_events if e.event_type == DagsterEventType.STEP_FAILURE]
-        user_failure = failure.step_failure_data.user_failure_data
-        assert "attribute 'deep' is nested deeper" in user_failure.description
-        assert user_failure.metadata["error_types"].value == ["TrialDataError"]
+    shared_instance.add_dynamic_partitions("trials", ["demo__t00000000"])
+    result = execute_request(defs, shared_instance, dg.RunRequest(partition_key="demo__t00000000"))
+    assert not result.success
+    retries = shared_instance.all_logs(result.run_id, of_type=DagsterEventType.STEP_UP_FOR_RETRY)
+    assert retries == []
+    (failure,) = [e for e in result.all_events if e.event_type == DagsterEventType.STEP_FAILURE]
+    user_failure = failure.step_failure_data.user_failure_data
+    assert "attribute 'deep' is nested deeper" in user_failure.description
+    assert user_failure.metadata["error_types"].value == ["TrialDataError"]
