@@ -1,6 +1,7 @@
 """Faults a production deployment meets, on real processes: killed workers, killed daemons,
-unreachable storages. Each test bounds every wait and stops what it started; the faults a
-running deployment meets in turn (a killed worker, a killed daemon) meet one deployment.
+unreachable storages. Every wait is bounded and every process started is stopped. The faults a
+running deployment meets in turn (a killed worker, a killed daemon) meet one deployment, each
+on a study of its own.
 
 What must hold after each fault: runs end (failed or succeeded, never stuck), a failed run is
 retried or re-executable, every trial is processed exactly once by the sensor, every stored
