@@ -193,13 +193,34 @@ def _store_value(io_manager: ChecksummedUPathIOManager, value: object) -> None:
         io_manager.handle_output(context, value)
 
 
-def _load_value(io_manager: ChecksummedUPathIOManager) -> object:
+@contextmanager
+def _input_context() -> Iterator[dg.InputContext]:
     # Entered as context managers so their ephemeral instances are closed, not garbage-collected.
     with (
         dg.build_output_context(asset_key=ASSET) as upstream,
         dg.build_input_context(asset_key=ASSET, upstream_output=upstream) as context,
     ):
+        yield context
+
+
+def _load_value(io_manager: ChecksummedUPathIOManager) -> object:
+    with _input_context() as context:
         return io_manager.load_input(context)
+
+
+@pytest.fixture(scope="module")
+def stored_value(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, bytes]:
+    """A shared value as the IO manager stores it, and its checksum sidecar."""
+    base = tmp_path_factory.mktemp("stored_value")
+    _store_value(ChecksummedUPathIOManager(base_path=UPath(base)), {"windows": list(range(50))})
+    return (base / "market_data.npz").read_bytes(), (base / "market_data.npz.sha256").read_bytes()
+
+
+@pytest.fixture
+def input_context() -> Iterator[dg.InputContext]:
+    """One context for every example of a property test: each context starts an ephemeral instance."""
+    with _input_context() as context:
+        yield context
 
 
 @pytest.mark.parametrize("fault", sorted(FAULTS))
@@ -215,12 +236,16 @@ def test_disk_full_keeps_the_previous_shared_value_and_names_the_file(io_manager
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(mutation=st.sampled_from(sorted(MUTATIONS)), at=st.integers(min_value=0, max_value=10_000))
-def test_a_damaged_shared_value_is_an_artifact_error_not_a_decoding_error(io_manager, tmp_path, mutation, at):
-    _store_value(io_manager, {"windows": list(range(50))})
+def test_a_damaged_shared_value_is_an_artifact_error_not_a_decoding_error(
+    io_manager, input_context, stored_value, tmp_path, mutation, at
+):
+    value, sidecar = stored_value
     path = tmp_path / "shared" / "market_data.npz"
-    path.write_bytes(MUTATIONS[mutation](path.read_bytes(), at))
+    path.parent.mkdir(exist_ok=True)
+    path.with_name("market_data.npz.sha256").write_bytes(sidecar)
+    path.write_bytes(MUTATIONS[mutation](value, at))
     with pytest.raises(ArtifactError, match=r"market_data\.npz is corrupt or truncated"):
-        _load_value(io_manager)
+        io_manager.load_input(input_context)
 
 
 @pytest.mark.parametrize("damage", DAMAGED_SIDECARS)
