@@ -17,13 +17,16 @@ from __future__ import annotations
 import abc
 import contextlib
 import datetime as dt
+import functools
 import math
+import signal
 import sqlite3
+import threading
 import urllib.parse
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import dagster as dg
 import optuna
@@ -60,6 +63,47 @@ _OPTUNA_TABLES = frozenset(optuna_models.BaseModel.metadata.tables) | {"alembic_
 _STAMP_TABLES = ("version_info", "alembic_version")
 #: How a read-only connection says it refused a write (SQLite, PostgreSQL).
 _READ_ONLY_REFUSALS = ("attempt to write a readonly database", "read-only transaction")
+#: The signals a supervisor stops a process with (Dagster maps SIGTERM onto SIGINT's handler).
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _whole(read: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Run an Optuna read with SIGINT and SIGTERM held until it ends, then deliver them.
+
+    SQLAlchemy configures Optuna's ORM lazily, during a process's first reads. An interrupt
+    raised in the middle (Dagster raises one at the very bytecode a signal lands on) leaves the
+    mappers half configured, and every later read in the process fails (``AttributeError:
+    strategy``, ``_use_get``) as if the storage were corrupt. A Dagster run worker outlives an
+    interrupt: the step's `RetryPolicy` retries it in the same process, so the retried batch
+    failed for good. Held until the read ends, the signal then reaches the handler that was in
+    place: Dagster's raises its interrupt, a default one stops the process.
+    """
+
+    @functools.wraps(read)
+    def held(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        previous = {s: signal.getsignal(s) for s in _STOP_SIGNALS}
+        if threading.current_thread() is not threading.main_thread() or None in previous.values():
+            # Signals reach only the main thread; a handler installed outside Python cannot be restored.
+            return read(*args, **kwargs)
+        received: list[int] = []
+        for s in _STOP_SIGNALS:
+            signal.signal(s, lambda signum, _frame: received.append(signum))
+        try:
+            return read(*args, **kwargs)
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+            for s in dict.fromkeys(received):
+                handler = previous[s]
+                if callable(handler):
+                    handler(s, None)
+                elif handler == signal.SIG_DFL:
+                    signal.raise_signal(s)
+
+    return held
 
 
 class _ReadOnlyJournalFileBackend(JournalFileBackend):
@@ -298,12 +342,14 @@ class OptunaStudyResource(StudySourceResource):
         except Exception as exc:
             raise self._translate(exc, "listing studies") from exc
 
+    @_whole
     def list_studies(self) -> list[str]:
         names = self._all_studies()
         if self.studies:
             return [n for n in self.studies if n in set(names)]
         return sorted(names)
 
+    @_whole
     def check(self) -> list[str]:
         """The watched studies, once the storage and every study named in ``studies`` exist.
 
@@ -321,6 +367,7 @@ class OptunaStudyResource(StudySourceResource):
             )
         return self.list_studies()
 
+    @_whole
     def read_new_trials(self, study_name: str, cursor: StudyCursor) -> TrialBatch:
         storage = self._storage()
         unreadable: dict[int, str] = {}
@@ -398,6 +445,7 @@ class OptunaStudyResource(StudySourceResource):
                     stuck.append(trial_id)
         return trials, unreadable, stuck, max([cursor.watermark, *(r[0] for r in rows)])
 
+    @_whole
     def get_trials(self, study_name: str, numbers: Sequence[int]) -> list[TrialSnapshot]:
         storage = self._storage()
         wanted = set(numbers)
@@ -434,6 +482,7 @@ class OptunaStudyResource(StudySourceResource):
         return sorted(snapshots, key=lambda s: s.number)
 
 
+    @_whole
     def completed_numbers(self, study_name: str) -> list[int]:
         storage = self._storage()
         try:

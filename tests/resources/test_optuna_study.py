@@ -1,5 +1,9 @@
+import json
 import math
 import sqlite3
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import optuna
@@ -104,6 +108,89 @@ def test_unreadable_trial_row_is_a_typed_storage_error_isolated_to_its_trial(opt
     with pytest.raises(StorageCorruptError, match="'demo'") as info:
         res.get_trials("demo", [1])
     assert not info.value.transient
+
+
+#: Run in a new interpreter, so Optuna's ORM is not yet configured, as in a new run worker. Each
+#: probe is a fork that sends itself SIGTERM (what the daemon's supervisor sends its process
+#: group) at the k-th Python call into SQLAlchemy or Optuna during its first read, inside
+#: Dagster's step boundary (which raises the interrupt at once), and then reads again, as the
+#: step's RetryPolicy does in the same process.
+_INTERRUPT_PROBE = textwrap.dedent(
+    """
+    import json, os, signal, sys
+    import dagster as dg
+    from resources.optuna_study import OptunaStudyResource
+
+    url, study, n_probes = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    res = OptunaStudyResource(storage_url=url)
+    numbers = list(range(10))
+
+    def counting(stop_at):
+        calls = [0]
+        def tracer(frame, event, _arg):
+            if event == "call" and ("sqlalchemy" in frame.f_code.co_filename or "optuna" in frame.f_code.co_filename):
+                calls[0] += 1
+                if calls[0] == stop_at:
+                    os.kill(os.getpid(), signal.SIGTERM)
+        return calls, tracer
+
+    def in_child(work):
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(read)
+            os.write(write, json.dumps(work()).encode())
+            os._exit(0)
+        os.close(write)
+        with os.fdopen(read) as pipe:
+            out = pipe.read()
+        os.waitpid(pid, 0)
+        return json.loads(out)
+
+    def count():
+        calls, tracer = counting(0)
+        sys.settrace(tracer)
+        res.get_trials(study, numbers)
+        sys.settrace(None)
+        return calls[0]
+
+    def probe(stop_at):
+        first = "returned"
+        with dg.raise_execution_interrupts():
+            sys.settrace(counting(stop_at)[1])
+            try:
+                res.get_trials(study, numbers)
+            except BaseException as exc:
+                first = type(exc).__name__
+            finally:
+                sys.settrace(None)
+            try:
+                second = [s.number for s in res.get_trials(study, numbers)]
+            except Exception as exc:
+                second = f"{type(exc).__name__}: {exc}"
+        return {"stop_at": stop_at, "first": first, "second": second}
+
+    total = in_child(count)
+    print(json.dumps([in_child(lambda k=total * i // (n_probes + 1): probe(k)) for i in range(1, n_probes + 1)]))
+    """
+)
+
+
+def test_a_sigterm_inside_the_first_read_never_leaves_the_process_unable_to_read(optuna_url):
+    """The interrupt waits for the read to end: a torn first read broke every later read in the
+    process (AttributeError: strategy, _use_get, read as a corrupt storage), so the step's retry in
+    the same run worker failed for good and its trials waited for `gauntlet retry`."""
+    add_complete_trials(optuna_url, "demo", [0.1 * i for i in range(10)])
+    done = subprocess.run(
+        [sys.executable, "-c", _INTERRUPT_PROBE, optuna_url, "demo", "12"],
+        capture_output=True, text=True, timeout=300, check=True, cwd=Path(__file__).parents[2],
+    )
+    probes = json.loads(done.stdout)
+    assert len(probes) == 12
+    for probe in probes:
+        # The signal landed inside the read and was delivered when the read had ended.
+        assert probe["first"] == "DagsterExecutionInterruptedError", probe
+        assert probe["second"] == list(range(10)), probe
 
 
 def test_non_json_params_and_user_attrs_are_rejected(optuna_url):
