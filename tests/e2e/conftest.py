@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -149,9 +149,8 @@ def wait_while_the_daemon_works(
     )
 
 
-@pytest.fixture
-def deployment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Deployment]:
-    home = tmp_path / "gauntlet"
+def new_deployment(home: Path, monkeypatch: pytest.MonkeyPatch) -> Deployment:
+    """A Gauntlet home at ``home`` with its instance's storages created; DAGSTER_HOME names it."""
     dagster_home = home / "dagster"
     dagster_home.mkdir(parents=True)
     shutil.copy(ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
@@ -167,7 +166,12 @@ def deployment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Depl
     monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))
     # Create the SQLite storages once, before several daemon threads race to create them.
     dg.DagsterInstance.from_config(str(dagster_home)).dispose()
-    yield Deployment(home=home, dagster_home=dagster_home, env=env)
+    return Deployment(home=home, dagster_home=dagster_home, env=env)
+
+
+@pytest.fixture
+def deployment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Deployment:
+    return new_deployment(tmp_path / "gauntlet", monkeypatch)
 
 
 # --------------------------------------------------------------------------- fault-test helpers

@@ -1,5 +1,7 @@
 """Faults a production deployment meets, on real processes: killed workers, killed daemons,
-unreachable storages. Each test bounds every wait and stops what it started.
+unreachable storages. Every wait is bounded and every process started is stopped. The faults a
+running deployment meets in turn (a killed worker, a killed daemon) meet one deployment, each
+on a study of its own.
 
 What must hold after each fault: runs end (failed or succeeded, never stuck), a failed run is
 retried or re-executable, every trial is processed exactly once by the sensor, every stored
@@ -17,6 +19,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import dagster as dg
 import pytest
@@ -24,6 +27,8 @@ import sqlalchemy as sa
 from dagster_postgres.utils import DagsterPostgresException
 
 from pipeline_assets.backtest_stage import BACKTEST
+from pipeline_assets.partitions import study_key_prefix, trial_partition_key
+from pipeline_assets.trial_assets import STUDY_TAG
 from resources.dagster_private import FINISHED_STATUSES, TickStatus
 from pipeline_assets.stages import passed_in_instance
 from resources.optuna_study import OptunaStudyResource
@@ -39,6 +44,7 @@ from tests.e2e.conftest import (
     kill_run_worker,
     materializing_runs,
     materialize_shared_in_process,
+    new_deployment,
     override_instance_config,
     sensor_requests_per_partition,
     sensor_ticks,
@@ -57,47 +63,59 @@ def _values(n: int, start: int = 0) -> list[float]:
     return [0.1 + 0.01 * i for i in range(start, start + n)]
 
 
-def _keys(n: int) -> set[str]:
-    return {f"{STUDY}__t{i:08d}" for i in range(n)}
+def _keys(n: int, study: str = STUDY) -> set[str]:
+    return {trial_partition_key(study, i) for i in range(n)}
 
 
-def _materialized(instance: dg.DagsterInstance, asset: str) -> set[str]:
-    return set(instance.get_materialized_partitions(dg.AssetKey(asset)))
+def _of(study: str, key: str) -> bool:
+    return key.startswith(f"{study_key_prefix(study)}__t")
 
 
-def _settled(instance: dg.DagsterInstance, n_trials: int) -> bool:
-    """Every trial has a snapshot and every trial run (retries included) has finished."""
+def _materialized(instance: dg.DagsterInstance, asset: str, study: str = STUDY) -> set[str]:
+    """The partitions of ``asset`` that ``study``'s trials have materialized."""
+    return {k for k in instance.get_materialized_partitions(dg.AssetKey(asset)) if _of(study, k)}
+
+
+def _settled(instance: dg.DagsterInstance, n_trials: int, study: str = STUDY) -> bool:
+    """Every trial of ``study`` has a snapshot and every trial run (retries included) has finished."""
     runs = trial_runs(instance)
     return (
-        len(_materialized(instance, "optuna_trial")) == n_trials
+        len(_materialized(instance, "optuna_trial", study)) == n_trials
         and bool(runs)
         and all(r.status in FINISHED_STATUSES for r in runs)
     )
 
 
-def _assert_consistent(deployment: Deployment, instance: dg.DagsterInstance, n_trials: int) -> None:
-    """The state every fault must leave: every trial once through every gate it passed."""
-    keys = _keys(n_trials)
-    assert _materialized(instance, "optuna_trial") == keys
-    assert _materialized(instance, "backtest_results") == keys
+def _assert_consistent(deployment: Deployment, instance: dg.DagsterInstance, n_trials: int, study: str = STUDY) -> None:
+    """The state every fault must leave: every trial once through every gate it passed.
+
+    Artifacts and deployment decisions are checked for the whole deployment, whatever studies
+    it has seen.
+    """
+    keys = _keys(n_trials, study)
+    assert _materialized(instance, "optuna_trial", study) == keys
+    assert _materialized(instance, "backtest_results", study) == keys
     # Each later stage holds exactly the trials that passed the gate before it.
-    assert _materialized(instance, "cge_stress_report") == passed_in_instance(instance, BACKTEST.check, keys)
+    assert _materialized(instance, "cge_stress_report", study) == passed_in_instance(instance, BACKTEST.check, keys)
     assert artifact_problems(deployment.home / "artifacts") == []
     decisions = decisions_per_partition(deployment.home)
     assert all(n == 1 for n in decisions.values()), decisions
-    assert set(decisions) == _materialized(instance, "deployment_record")
+    assert set(decisions) == set(instance.get_materialized_partitions(dg.AssetKey("deployment_record")))
 
 
-def _exactly_once_by_the_sensor(instance: dg.DagsterInstance, n_trials: int) -> None:
+def _exactly_once_by_the_sensor(instance: dg.DagsterInstance, n_trials: int, study: str = STUDY) -> None:
     """One sensor run per trial, and every snapshot of a trial from that run or its retries."""
-    keys = _keys(n_trials)
-    assert sensor_requests_per_partition(instance) == {key: 1 for key in keys}
-    assert set(materializing_runs(instance, "optuna_trial")) == keys
+    keys = _keys(n_trials, study)
+    requests = sensor_requests_per_partition(instance)
+    assert {k: n for k, n in requests.items() if _of(study, k)} == {key: 1 for key in keys}
+    assert {k for k in materializing_runs(instance, "optuna_trial") if _of(study, k)} == keys
     assert duplicated_trials(instance) == {}
 
 
-def _first_materialization_run(instance: dg.DagsterInstance, asset: str) -> str | None:
-    records = instance.fetch_materializations(dg.AssetKey(asset), limit=1, ascending=True).records
+def _first_materialization_run(instance: dg.DagsterInstance, asset: str, keys: set[str]) -> str | None:
+    """The run of the first materialization of ``asset`` for one of ``keys``."""
+    records_filter = dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=sorted(keys))
+    records = instance.fetch_materializations(records_filter, limit=1, ascending=True).records
     return records[0].run_id if records else None
 
 
@@ -105,67 +123,77 @@ def _status(instance: dg.DagsterInstance, run_id: str) -> dg.DagsterRunStatus:
     return instance.get_run_by_id(run_id).status
 
 
-def _started_trial_run(instance: dg.DagsterInstance) -> str | None:
-    started = [r.run_id for r in trial_runs(instance) if r.status == dg.DagsterRunStatus.STARTED]
+def _started_trial_run(instance: dg.DagsterInstance, study: str) -> str | None:
+    """A trial run of ``study`` executing now."""
+    started = [
+        r.run_id
+        for r in trial_runs(instance)
+        if r.status == dg.DagsterRunStatus.STARTED and r.tags.get(STUDY_TAG) == study
+    ]
     return started[0] if started else None
 
 
-# --------------------------------------------------------------------------- kill -9 of a run worker
+@dataclass
+class RunningDeployment:
+    """A deployment whose daemon keeps running from one test to the next; a test that stops the
+    daemon starts its successor."""
+
+    deployment: Deployment
+    daemon: subprocess.Popen
+
+    def live_daemon(self) -> subprocess.Popen:
+        """The running daemon; a new one if the last was stopped (by a test that failed midway)."""
+        if self.daemon.poll() is not None:
+            self.daemon = self.deployment.start_daemon()
+        return self.daemon
+
+    def start_daemon(self) -> subprocess.Popen:
+        """The successor of a daemon a test stopped."""
+        assert self.daemon.poll() is not None, "the last daemon is still running"
+        self.daemon = self.deployment.start_daemon()
+        return self.daemon
+
+
+@pytest.fixture(scope="class")
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDeployment]:
+    """One deployment and its daemon for the faults a running deployment meets one after another.
+
+    Starting a daemon (and its code server) and building the shared assets cost seconds of CPU
+    each; the tests share them and keep apart by study: each test has a study of its own and
+    judges its trials, while artifacts and deployment decisions are judged for the deployment.
+    """
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        deployment = new_deployment(tmp_path_factory.mktemp("faults") / "gauntlet", monkeypatch)
+        override_instance_config(deployment.dagster_home, FAST_INSTANCE_OVERRIDES)
+        materialize_shared_in_process(deployment)
+        running = RunningDeployment(deployment=deployment, daemon=deployment.start_daemon())
+        try:
+            yield running
+        finally:
+            stop_process(running.daemon)
+
+
+# --------------------------------------------------------------------------- one deployment, faults in turn
 
 KILLED_RUN_TRIALS = 20  # one batch; long enough that the kill lands inside the stress stage
 
 
-def test_a_run_worker_killed_in_the_stress_test_fails_its_run_and_the_retry_completes(deployment):
-    override_instance_config(deployment.dagster_home, FAST_INSTANCE_OVERRIDES)
-    add_complete_trials(deployment.optuna_url, STUDY, _values(KILLED_RUN_TRIALS))
-    materialize_shared_in_process(deployment)
-    daemon = deployment.start_daemon()
+def _daemon_signalled_mid_run(running: RunningDeployment, sig: signal.Signals, study: str) -> subprocess.Popen:
+    """Give the daemon 10 trials of ``study`` and deliver ``sig`` to its process group (code
+    server and run workers included, as systemd, Docker or Kubernetes do) while a trial run of
+    them is executing and 4 new trials arrive. Returns the stopped daemon."""
+    deployment = running.deployment
+    daemon = running.live_daemon()
+    add_complete_trials(deployment.optuna_url, study, _values(10))
     try:
         instance = deployment.instance()
         wait_until(
-            lambda: _first_materialization_run(instance, "cge_stress_report") is not None,
-            timeout=120,
-            interval=0.1,
-            what="the first stress report",
+            lambda: _started_trial_run(instance, study) is not None,
+            timeout=90,
+            interval=0.2,
+            what="a trial run to start",
         )
-        killed = _first_materialization_run(instance, "cge_stress_report")
-        stressed = _materialized(instance, "cge_stress_report")
-        kill_run_worker(instance, killed, daemon)
-        # The kill landed inside the stress stage: some trials have their report, others not yet.
-        assert stressed < passed_in_instance(instance, BACKTEST.check, _keys(KILLED_RUN_TRIALS))
-
-        wait_until(lambda: _status(instance, killed) in FINISHED_STATUSES, timeout=60, what="the killed run to end")
-        assert _status(instance, killed) == dg.DagsterRunStatus.FAILURE, deployment.log("daemon")
-        wait_while_the_daemon_works(
-            instance,
-            lambda: any(r.parent_run_id == killed for r in trial_runs(instance)) and _settled(instance, KILLED_RUN_TRIALS),
-            what="the automatic retry of the killed run to finish",
-        )
-    finally:
-        stop_process(daemon)
-
-    [retry] = [r for r in trial_runs(instance) if r.parent_run_id == killed]
-    assert retry.status == dg.DagsterRunStatus.SUCCESS, deployment.log("daemon")
-    assert retry.tags["dagster/retry_number"] == "1"
-    _assert_consistent(deployment, instance, KILLED_RUN_TRIALS)
-    _exactly_once_by_the_sensor(instance, KILLED_RUN_TRIALS)
-
-
-# --------------------------------------------------------------------------- the daemon killed
-
-
-def _daemon_signalled_mid_run(deployment: Deployment, sig: signal.Signals) -> subprocess.Popen:
-    """Start the daemon on 10 trials and deliver ``sig`` to its process group (code server and
-    run workers included, as systemd, Docker or Kubernetes do) while a trial run is executing
-    and 4 new trials arrive. Returns the stopped daemon."""
-    override_instance_config(deployment.dagster_home, FAST_INSTANCE_OVERRIDES)
-    add_complete_trials(deployment.optuna_url, STUDY, _values(10))
-    materialize_shared_in_process(deployment)
-    daemon = deployment.start_daemon()
-    try:
-        instance = deployment.instance()
-        wait_until(lambda: _started_trial_run(instance) is not None, timeout=90, interval=0.2, what="a trial run to start")
-        add_complete_trials(deployment.optuna_url, STUDY, _values(4, start=10))
+        add_complete_trials(deployment.optuna_url, study, _values(4, start=10))
         os.killpg(daemon.pid, sig)
         daemon.wait(timeout=30)
     finally:
@@ -173,27 +201,67 @@ def _daemon_signalled_mid_run(deployment: Deployment, sig: signal.Signals) -> su
     return daemon
 
 
-def test_sigterm_of_the_daemon_mid_run_loses_and_repeats_no_trial(deployment):
-    daemon = _daemon_signalled_mid_run(deployment, signal.SIGTERM)
-    assert daemon.returncode is not None  # SIGTERM stopped it; no SIGKILL was needed
-    try:
-        add_complete_trials(deployment.optuna_url, STUDY, _values(4, start=14))  # while it is down
-        daemon = deployment.start_daemon()
-        instance = deployment.instance()
-        wait_while_the_daemon_works(instance, lambda: _settled(instance, 18), what="18 trials after the restart")
-    finally:
-        stop_process(daemon)
-    _assert_consistent(deployment, instance, 18)
-    _exactly_once_by_the_sensor(instance, 18)
+class TestOneDeploymentThroughFaults:
+    """Faults met one after another by one running deployment, each on a study of its own."""
 
+    # ----------------------------------------------------------------------- kill -9 of a run worker
 
-def test_sigkill_of_the_daemon_mid_run_loses_and_repeats_no_trial(deployment):
-    daemon = _daemon_signalled_mid_run(deployment, signal.SIGKILL)
-    try:
+    def test_a_run_worker_killed_in_the_stress_test_fails_its_run_and_the_retry_completes(self, running):
+        study = "worker_kill"
+        deployment = running.deployment
+        daemon = running.live_daemon()
+        keys = _keys(KILLED_RUN_TRIALS, study)
+        add_complete_trials(deployment.optuna_url, study, _values(KILLED_RUN_TRIALS))
         instance = deployment.instance()
-        orphaned = _started_trial_run(instance)
-        add_complete_trials(deployment.optuna_url, STUDY, _values(4, start=14))
-        daemon = deployment.start_daemon()
+        wait_until(
+            lambda: _first_materialization_run(instance, "cge_stress_report", keys) is not None,
+            timeout=120,
+            interval=0.1,
+            what="the first stress report",
+        )
+        killed = _first_materialization_run(instance, "cge_stress_report", keys)
+        stressed = _materialized(instance, "cge_stress_report", study)
+        kill_run_worker(instance, killed, daemon)
+        # The kill landed inside the stress stage: some trials have their report, others not yet.
+        assert stressed < passed_in_instance(instance, BACKTEST.check, keys)
+
+        wait_until(lambda: _status(instance, killed) in FINISHED_STATUSES, timeout=60, what="the killed run to end")
+        assert _status(instance, killed) == dg.DagsterRunStatus.FAILURE, deployment.log("daemon")
+        wait_while_the_daemon_works(
+            instance,
+            lambda: any(r.parent_run_id == killed for r in trial_runs(instance))
+            and _settled(instance, KILLED_RUN_TRIALS, study),
+            what="the automatic retry of the killed run to finish",
+        )
+
+        [retry] = [r for r in trial_runs(instance) if r.parent_run_id == killed]
+        assert retry.status == dg.DagsterRunStatus.SUCCESS, deployment.log("daemon")
+        assert retry.tags["dagster/retry_number"] == "1"
+        _assert_consistent(deployment, instance, KILLED_RUN_TRIALS, study)
+        _exactly_once_by_the_sensor(instance, KILLED_RUN_TRIALS, study)
+
+    # ----------------------------------------------------------------------- the daemon killed
+
+    def test_sigterm_of_the_daemon_mid_run_loses_and_repeats_no_trial(self, running):
+        study = "sigterm"
+        deployment = running.deployment
+        daemon = _daemon_signalled_mid_run(running, signal.SIGTERM, study)
+        assert daemon.returncode is not None  # SIGTERM stopped it; no SIGKILL was needed
+        add_complete_trials(deployment.optuna_url, study, _values(4, start=14))  # while it is down
+        running.start_daemon()
+        instance = deployment.instance()
+        wait_while_the_daemon_works(instance, lambda: _settled(instance, 18, study), what="18 trials after the restart")
+        _assert_consistent(deployment, instance, 18, study)
+        _exactly_once_by_the_sensor(instance, 18, study)
+
+    def test_sigkill_of_the_daemon_mid_run_loses_and_repeats_no_trial(self, running):
+        study = "sigkill"
+        deployment = running.deployment
+        _daemon_signalled_mid_run(running, signal.SIGKILL, study)
+        instance = deployment.instance()
+        orphaned = _started_trial_run(instance, study)
+        add_complete_trials(deployment.optuna_url, study, _values(4, start=14))
+        running.start_daemon()
         # Run monitoring polls every 2 s here; the daemon takes a few seconds to start. The
         # bound is far below max_runtime_seconds (an hour), the only way out without a health check.
         wait_until(
@@ -201,16 +269,14 @@ def test_sigkill_of_the_daemon_mid_run_loses_and_repeats_no_trial(deployment):
             timeout=30,
             what=f"run {orphaned}, whose worker was killed with the daemon, to end",
         )
-        wait_while_the_daemon_works(instance, lambda: _settled(instance, 18), what="18 trials after the restart")
-    finally:
-        stop_process(daemon)
-    assert _status(instance, orphaned) == dg.DagsterRunStatus.FAILURE
-    failure = instance.get_records_for_run(orphaned, of_type=dg.DagsterEventType.RUN_FAILURE).records
-    assert "no longer exists" in failure[0].event_log_entry.dagster_event.message
-    [retry] = [r for r in trial_runs(instance) if r.parent_run_id == orphaned]
-    assert retry.status == dg.DagsterRunStatus.SUCCESS, deployment.log("daemon")
-    _assert_consistent(deployment, instance, 18)
-    _exactly_once_by_the_sensor(instance, 18)
+        wait_while_the_daemon_works(instance, lambda: _settled(instance, 18, study), what="18 trials after the restart")
+        assert _status(instance, orphaned) == dg.DagsterRunStatus.FAILURE
+        failure = instance.get_records_for_run(orphaned, of_type=dg.DagsterEventType.RUN_FAILURE).records
+        assert "no longer exists" in failure[0].event_log_entry.dagster_event.message
+        [retry] = [r for r in trial_runs(instance) if r.parent_run_id == orphaned]
+        assert retry.status == dg.DagsterRunStatus.SUCCESS, deployment.log("daemon")
+        _assert_consistent(deployment, instance, 18, study)
+        _exactly_once_by_the_sensor(instance, 18, study)
 
 
 # --------------------------------------------------------------------------- Optuna storage unreachable
