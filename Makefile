@@ -24,10 +24,15 @@ up: $(STAMP)
 up-postgres: $(STAMP)
 	$(BIN)/python -m scripts.up --postgres
 
+# Where the suite's temporary files go: in memory (/dev/shm) when it has 4 GiB free, else the
+# system's. A run writes about 1 GB of SQLite instances, artifacts and logs, and every SQLite
+# commit waits on the disk; in memory the same tests take 10-20 % less wall time.
+TEST_TMPDIR ?= $(or $(shell df -Pk /dev/shm 2>/dev/null | awk 'NR == 2 && $$4 > 4194304 {print "/dev/shm"}'),$(TMPDIR),/tmp)
+
 # Two workers, one test file each at a time (module-scoped fixtures stay in one process): the
 # end-to-end tests spend most of their time waiting on the processes they start.
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --dist loadfile
+	TMPDIR=$(TEST_TMPDIR) $(BIN)/python -m pytest -n 2 --dist loadfile
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
