@@ -182,11 +182,11 @@ def test_a_sigterm_inside_the_first_read_never_leaves_the_process_unable_to_read
     the same run worker failed for good and its trials waited for `gauntlet retry`."""
     add_complete_trials(optuna_url, "demo", [0.1 * i for i in range(10)])
     done = subprocess.run(
-        [sys.executable, "-c", _INTERRUPT_PROBE, optuna_url, "demo", "12"],
+        [sys.executable, "-c", _INTERRUPT_PROBE, optuna_url, "demo", "24"],
         capture_output=True, text=True, timeout=300, check=True, cwd=Path(__file__).parents[2],
     )
     probes = json.loads(done.stdout)
-    assert len(probes) == 12
+    assert len(probes) == 24
     for probe in probes:
         # The signal landed inside the read and was delivered when the read had ended.
         assert probe["first"] == "DagsterExecutionInterruptedError", probe
