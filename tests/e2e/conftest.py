@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -72,6 +73,37 @@ def stop_process(proc: subprocess.Popen, *, timeout: float = 20.0) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=timeout)
+
+
+#: Where glibc keeps POSIX named semaphores; multiprocessing names its own ``sem.mp-*``.
+SEMAPHORE_DIR = Path("/dev/shm")
+
+
+def named_semaphores() -> set[Path]:
+    """Multiprocessing's named semaphores on this machine."""
+    return set(SEMAPHORE_DIR.glob("sem.mp-*"))
+
+
+def unlink_orphaned_semaphores(existing: set[Path]) -> list[Path]:
+    """Unlink the named semaphores created since ``existing`` was taken that no live process maps.
+
+    A run worker's multiprocessing queue is backed by named semaphores that the code server's
+    resource tracker unlinks when it exits; a fault test kills the tracker with its process
+    group, and every run would leave them on the machine. A semaphore is mapped by every
+    process that uses it, so one no process maps can no longer be used by any.
+    """
+    mapped: set[Path] = set()
+    for maps in Path("/proc").glob("[0-9]*/maps"):
+        with contextlib.suppress(OSError):
+            mapped |= {
+                Path(line.split()[-1])
+                for line in maps.read_text().splitlines()
+                if line.split()[-1].startswith(f"{SEMAPHORE_DIR}/sem.mp-")
+            }
+    orphaned = sorted(named_semaphores() - existing - mapped)
+    for semaphore in orphaned:
+        semaphore.unlink(missing_ok=True)
+    return orphaned
 
 
 def wait_until(predicate: Callable[[], bool], *, timeout: float, interval: float = 1.0, what: str) -> None:

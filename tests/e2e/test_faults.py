@@ -44,12 +44,14 @@ from tests.e2e.conftest import (
     kill_run_worker,
     materializing_runs,
     materialize_shared_in_process,
+    named_semaphores,
     new_deployment,
     override_instance_config,
     sensor_requests_per_partition,
     sensor_ticks,
     stop_process,
     trial_runs,
+    unlink_orphaned_semaphores,
     wait_until,
     wait_while_the_daemon_works,
 )
@@ -162,6 +164,7 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDeploym
     each; the tests share them and keep apart by study: each test has a study of its own and
     judges its trials, while artifacts and deployment decisions are judged for the deployment.
     """
+    semaphores = named_semaphores()
     with pytest.MonkeyPatch.context() as monkeypatch:
         deployment = new_deployment(tmp_path_factory.mktemp("faults") / "gauntlet", monkeypatch)
         override_instance_config(deployment.dagster_home, FAST_INSTANCE_OVERRIDES)
@@ -171,6 +174,7 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDeploym
             yield running
         finally:
             stop_process(running.daemon)
+            unlink_orphaned_semaphores(semaphores)
 
 
 # --------------------------------------------------------------------------- one deployment, faults in turn
