@@ -80,8 +80,13 @@ SEMAPHORE_DIR = Path("/dev/shm")
 
 
 def named_semaphores() -> set[Path]:
-    """Multiprocessing's named semaphores on this machine."""
-    return set(SEMAPHORE_DIR.glob("sem.mp-*"))
+    """Multiprocessing's named semaphores of this user on this machine."""
+    found = set()
+    for semaphore in SEMAPHORE_DIR.glob("sem.mp-*"):
+        with contextlib.suppress(OSError):
+            if semaphore.stat().st_uid == os.getuid():
+                found.add(semaphore)
+    return found
 
 
 def unlink_orphaned_semaphores(existing: set[Path]) -> list[Path]:
