@@ -89,26 +89,27 @@ def named_semaphores() -> set[Path]:
     return found
 
 
-def unlink_orphaned_semaphores(existing: set[Path]) -> list[Path]:
+def unlink_orphaned_semaphores(existing: set[Path]) -> None:
     """Unlink the named semaphores created since ``existing`` was taken that no live process maps.
 
     A run worker's multiprocessing queue is backed by named semaphores that the code server's
     resource tracker unlinks when it exits; a fault test kills the tracker with its process
-    group, and every run would leave them on the machine. A semaphore is mapped by every
-    process that uses it, so one no process maps can no longer be used by any.
+    group, and every run would leave them on the machine. Every process that uses a semaphore
+    maps its file, so one no process maps can no longer be used by any. Mappings are matched by
+    inode: glibc creates the file under a temporary name, maps it and only then links the
+    final name, so its creator's mapping shows the temporary (deleted) name.
     """
-    mapped: set[Path] = set()
+    mapped: set[int] = set()
     for maps in Path("/proc").glob("[0-9]*/maps"):
         with contextlib.suppress(OSError):
-            mapped |= {
-                Path(line.split()[-1])
-                for line in maps.read_text().splitlines()
-                if line.split()[-1].startswith(f"{SEMAPHORE_DIR}/sem.mp-")
-            }
-    orphaned = sorted(named_semaphores() - existing - mapped)
-    for semaphore in orphaned:
-        semaphore.unlink(missing_ok=True)
-    return orphaned
+            for line in maps.read_text().splitlines():
+                fields = line.split(maxsplit=5)
+                if len(fields) == 6 and fields[5].startswith(f"{SEMAPHORE_DIR}/"):
+                    mapped.add(int(fields[4]))
+    for semaphore in named_semaphores() - existing:
+        with contextlib.suppress(FileNotFoundError):
+            if semaphore.stat().st_ino not in mapped:
+                semaphore.unlink()
 
 
 def wait_until(predicate: Callable[[], bool], *, timeout: float, interval: float = 1.0, what: str) -> None:

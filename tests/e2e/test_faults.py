@@ -10,16 +10,19 @@ artifact verifies against its checksum, and no trial has two deployment decision
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import sqlite3
 import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -37,6 +40,7 @@ from tests.conftest import add_complete_trials
 from tests.dagster_helpers import Ticker, execute_request, local_definitions, materialize_shared
 from tests.e2e.conftest import (
     FAST_INSTANCE_OVERRIDES,
+    SEMAPHORE_DIR,
     Deployment,
     artifact_problems,
     decisions_per_partition,
@@ -175,6 +179,36 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDeploym
         finally:
             stop_process(running.daemon)
             unlink_orphaned_semaphores(semaphores)
+
+
+_LEAK_A_SEMAPHORE = """
+import multiprocessing, os, signal
+lock = multiprocessing.get_context("spawn").Lock()  # also starts a resource tracker in this group
+print(lock._semlock.name, flush=True)
+os.killpg(0, signal.SIGKILL)  # the tracker dies too: nothing unlinks the lock's semaphore
+"""
+
+
+def _semaphore_file(name: str) -> Path:
+    """The file of multiprocessing's semaphore ``name`` ("/mp-…")."""
+    return SEMAPHORE_DIR / f"sem.{name.lstrip('/')}"
+
+
+def test_the_clean_up_unlinks_what_a_killed_group_left_and_keeps_what_a_live_process_uses():
+    existing = named_semaphores()
+    in_use = multiprocessing.get_context("spawn").Lock()
+    killed = subprocess.run(
+        [sys.executable, "-c", _LEAK_A_SEMAPHORE], start_new_session=True, capture_output=True, text=True, timeout=60
+    )
+    leaked = _semaphore_file(killed.stdout.strip())
+    mine = _semaphore_file(in_use._semlock.name)  # noqa: SLF001 - the name multiprocessing gave it
+    assert killed.returncode == -signal.SIGKILL and leaked.exists() and mine.exists()
+
+    unlink_orphaned_semaphores(existing)
+
+    assert not leaked.exists()
+    # Its creator maps it under glibc's temporary name: it must be found by inode, not by name.
+    assert mine.exists()
 
 
 # --------------------------------------------------------------------------- one deployment, faults in turn
