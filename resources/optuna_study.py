@@ -70,7 +70,7 @@ _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
 
-def _whole(read: Callable[_P, _R]) -> Callable[_P, _R]:
+def _uninterrupted(read: Callable[_P, _R]) -> Callable[_P, _R]:
     """Run an Optuna read with SIGINT and SIGTERM held until it ends, then deliver them.
 
     SQLAlchemy configures Optuna's ORM lazily, during a process's first reads. An interrupt
@@ -342,14 +342,14 @@ class OptunaStudyResource(StudySourceResource):
         except Exception as exc:
             raise self._translate(exc, "listing studies") from exc
 
-    @_whole
+    @_uninterrupted
     def list_studies(self) -> list[str]:
         names = self._all_studies()
         if self.studies:
             return [n for n in self.studies if n in set(names)]
         return sorted(names)
 
-    @_whole
+    @_uninterrupted
     def check(self) -> list[str]:
         """The watched studies, once the storage and every study named in ``studies`` exist.
 
@@ -367,7 +367,7 @@ class OptunaStudyResource(StudySourceResource):
             )
         return self.list_studies()
 
-    @_whole
+    @_uninterrupted
     def read_new_trials(self, study_name: str, cursor: StudyCursor) -> TrialBatch:
         storage = self._storage()
         unreadable: dict[int, str] = {}
@@ -445,7 +445,7 @@ class OptunaStudyResource(StudySourceResource):
                     stuck.append(trial_id)
         return trials, unreadable, stuck, max([cursor.watermark, *(r[0] for r in rows)])
 
-    @_whole
+    @_uninterrupted
     def get_trials(self, study_name: str, numbers: Sequence[int]) -> list[TrialSnapshot]:
         storage = self._storage()
         wanted = set(numbers)
@@ -482,7 +482,7 @@ class OptunaStudyResource(StudySourceResource):
         return sorted(snapshots, key=lambda s: s.number)
 
 
-    @_whole
+    @_uninterrupted
     def completed_numbers(self, study_name: str) -> list[int]:
         storage = self._storage()
         try:
