@@ -1,5 +1,6 @@
 import json
 import math
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -110,6 +111,31 @@ def test_unreadable_trial_row_is_a_typed_storage_error_isolated_to_its_trial(opt
     assert not info.value.transient
 
 
+def _read_counting_calls(
+    res: OptunaStudyResource,
+    calls: list[int],
+    *,
+    numbers: list[int],
+    interrupt_at: int = 0,
+    sig: signal.Signals = signal.SIGINT,
+) -> list[int]:
+    """`get_trials` of study "demo", appending each Python call into SQLAlchemy or Optuna (not
+    Gauntlet's own frames) to ``calls`` and raising ``sig`` at call number ``interrupt_at``
+    (none when 0). Returns the numbers read."""
+
+    def tracer(frame, event, _arg):
+        if event == "call" and ("/sqlalchemy/" in frame.f_code.co_filename or "/optuna/" in frame.f_code.co_filename):
+            calls.append(1)
+            if len(calls) == interrupt_at:
+                signal.raise_signal(sig)
+
+    sys.settrace(tracer)
+    try:
+        return [s.number for s in res.get_trials("demo", numbers)]
+    finally:
+        sys.settrace(None)
+
+
 #: Run in a new interpreter, so Optuna's ORM is not yet configured, as in a new run worker. Each
 #: probe is a fork that sends itself SIGTERM (what the daemon's supervisor sends its process
 #: group) at the k-th Python call into SQLAlchemy or Optuna during its first read, inside
@@ -120,19 +146,11 @@ _INTERRUPT_PROBE = textwrap.dedent(
     import json, os, signal, sys
     import dagster as dg
     from resources.optuna_study import OptunaStudyResource
+    from tests.resources.test_optuna_study import _read_counting_calls
 
-    url, study, n_probes = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    url, n_probes = sys.argv[1], int(sys.argv[2])
     res = OptunaStudyResource(storage_url=url)
     numbers = list(range(10))
-
-    def counting(stop_at):
-        calls = [0]
-        def tracer(frame, event, _arg):
-            if event == "call" and ("sqlalchemy" in frame.f_code.co_filename or "optuna" in frame.f_code.co_filename):
-                calls[0] += 1
-                if calls[0] == stop_at:
-                    os.kill(os.getpid(), signal.SIGTERM)
-        return calls, tracer
 
     def in_child(work):
         read, write = os.pipe()
@@ -148,24 +166,19 @@ _INTERRUPT_PROBE = textwrap.dedent(
         return json.loads(out)
 
     def count():
-        calls, tracer = counting(0)
-        sys.settrace(tracer)
-        res.get_trials(study, numbers)
-        sys.settrace(None)
-        return calls[0]
+        calls = []
+        _read_counting_calls(res, calls, numbers=numbers)
+        return len(calls)
 
     def probe(stop_at):
         first = "returned"
         with dg.raise_execution_interrupts():
-            sys.settrace(counting(stop_at)[1])
             try:
-                res.get_trials(study, numbers)
+                _read_counting_calls(res, [], numbers=numbers, interrupt_at=stop_at, sig=signal.SIGTERM)
             except BaseException as exc:
                 first = type(exc).__name__
-            finally:
-                sys.settrace(None)
             try:
-                second = [s.number for s in res.get_trials(study, numbers)]
+                second = [s.number for s in res.get_trials("demo", numbers)]
             except Exception as exc:
                 second = f"{type(exc).__name__}: {exc}"
         return {"stop_at": stop_at, "first": first, "second": second}
@@ -182,7 +195,7 @@ def test_a_sigterm_inside_the_first_read_never_leaves_the_process_unable_to_read
     the same run worker failed for good and its trials waited for `gauntlet retry`."""
     add_complete_trials(optuna_url, "demo", [0.1 * i for i in range(10)])
     done = subprocess.run(
-        [sys.executable, "-c", _INTERRUPT_PROBE, optuna_url, "demo", "24"],
+        [sys.executable, "-c", _INTERRUPT_PROBE, optuna_url, "24"],
         capture_output=True, text=True, timeout=300, check=True, cwd=Path(__file__).parents[2],
     )
     probes = json.loads(done.stdout)
@@ -191,6 +204,23 @@ def test_a_sigterm_inside_the_first_read_never_leaves_the_process_unable_to_read
         # The signal landed inside the read and was delivered when the read had ended.
         assert probe["first"] == "DagsterExecutionInterruptedError", probe
         assert probe["second"] == list(range(10)), probe
+
+
+def test_an_interrupt_at_a_terminal_arrives_once_the_read_has_ended(optuna_url):
+    """Without Dagster's handler (``gauntlet`` at a terminal), Python's own SIGINT handler still
+    gets the signal: once the read has run to its end, with the handlers put back."""
+    add_complete_trials(optuna_url, "demo", [0.1, 0.2])
+    res = _resource(optuna_url)
+    res.get_trials("demo", [0, 1])  # the storage opened and the ORM configured
+    whole: list[int] = []
+    _read_counting_calls(res, whole, numbers=[0, 1])
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    interrupted: list[int] = []
+    with pytest.raises(KeyboardInterrupt):
+        _read_counting_calls(res, interrupted, numbers=[0, 1], interrupt_at=1)
+    assert len(interrupted) == len(whole)  # the signal at the first call waited for the last
+    assert {s: signal.getsignal(s) for s in handlers} == handlers
 
 
 def test_non_json_params_and_user_attrs_are_rejected(optuna_url):
