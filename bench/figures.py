@@ -213,14 +213,16 @@ def _gauntlet_status_seconds(n_trials: int = 10_000, repeats: int = 5) -> dict[s
     from gauntlet.config import load_config
     from gauntlet.environment import REPO_ROOT, build_resources
     from pipeline_assets.errors import fail_for
-    from pipeline_assets.partitions import MAX_TRIALS_PER_RUN, parse_trial_partition_key, trials_partitions_def
+    from pipeline_assets.partitions import trials_partitions_def
+    from pipeline_assets.trial_keys import MAX_TRIALS_PER_RUN, parse_trial_partition_key
     from gauntlet.status import TRIAL_ASSET_KEYS
     from simulations.strategies import BUILT_IN_STRATEGIES
 
     BACKTEST_GATE, CGE_GATE, PAPER_GATE = GATE_CHECKS
     from pipeline_assets.trial_assets import trial_gauntlet
     from resources.deployment_policy import DeploymentPolicyResource
-    from resources.market_data import DEFAULT_INSTRUMENT, SyntheticMarketDataResource
+    from resources.market_data import SyntheticMarketDataResource
+    from simulations.constants import DEFAULT_INSTRUMENT
     from simulations.deployment import Candidate
     from simulations.errors import MarketDataError, TrialDataError
     from simulations.gates import GatePolicy, GateVerdict, evaluate_paper_gate
@@ -390,7 +392,8 @@ def _paper_advance_seconds(n_sessions: int = 1_000) -> float:
     The sessions start at the newest bar of the market less two bars; each then trades the next
     bar as it arrives (a rebuilt `market_data` one bar longer), and the second arrival is timed.
     """
-    from resources.market_data import DEFAULT_INSTRUMENT, SyntheticMarketDataResource
+    from resources.market_data import SyntheticMarketDataResource
+    from simulations.constants import DEFAULT_INSTRUMENT
     from resources.paper_broker import LocalPaperBrokerResource
     from simulations.market import cut_windows
     from simulations.strategies import BUILT_IN_STRATEGIES

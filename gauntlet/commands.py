@@ -35,7 +35,7 @@ from resources.dagster_private import (
     make_new_backfill_id,
 )
 from gauntlet.environment import build_resources
-from pipeline_assets.partitions import study_key_prefix
+from pipeline_assets.trial_keys import study_key_prefix
 from gauntlet.status import (
     STAGES,
     TRIAL_ASSET_KEYS,
@@ -44,7 +44,7 @@ from gauntlet.status import (
     read_status,
 )
 from resources.database import translate_db_error
-from resources.registry import ControlState, DecisionRecord
+from resources.registry_store import ControlState, DecisionRecord
 from simulations.errors import ConfigurationError, PipelineError, StorageNotFoundError
 
 EXIT_OK = 0

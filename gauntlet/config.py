@@ -41,33 +41,31 @@ from pydantic import (
     model_validator,
 )
 
-from pipeline_assets.partitions import DEFAULT_SENSOR_INTERVAL_SECONDS, MAX_TRIALS_PER_RUN
+from pipeline_assets.trial_keys import DEFAULT_SENSOR_INTERVAL_SECONDS, MAX_TRIALS_PER_RUN
 from resources.database import mask_url, url_has_secret
-from resources.gate_policy import GatePolicyResource
-from resources.market_data import DEFAULT_INSTRUMENT, INSTRUMENT_NAME_PATTERN, TABLE_NAME_PATTERN
-from resources.notifier import GateAlerts
-from resources.paper_broker import ClockMode
-from simulations.calendars import market_calendar
+from simulations.policy_file import load_gate_policy
+from simulations.calendar_codes import calendar_code
 from simulations.constants import (
     DEFAULT_BACKTEST_DAYS,
     DEFAULT_CALENDAR,
     DEFAULT_FEE_BPS,
     DEFAULT_FORWARD_DAYS,
     DEFAULT_GAP_TOLERANCE_BARS,
+    DEFAULT_INSTRUMENT,
     DEFAULT_LIVE_CAPACITY,
     DEFAULT_MARKET_SEED,
     DEFAULT_PAPER_CLOCK_SPEED,
     DEFAULT_SLIPPAGE_BPS,
     DEFAULT_SYNTHETIC_DAYS,
     DEFAULT_TRAIN_DAYS,
+    INSTRUMENT_NAME_PATTERN,
+    TABLE_NAME_PATTERN,
 )
-from simulations.deployment import AtCapacity, RankingMetric
 from simulations.errors import ConfigurationError, TrialDataError
 from simulations.gates import GatePolicy
-from simulations.market import WindowDates
-from simulations.paper import PaperMode
 from simulations.schema import unknown_key_message
-from simulations.strategies import load_strategy_from_import_path
+from simulations.vocabulary import AtCapacity, ClockMode, GateAlerts, PaperMode, RankingMetric
+from simulations.window_dates import WindowDates
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_ENV = "GAUNTLET_CONFIG"
@@ -161,7 +159,7 @@ class SensorConfig(_Section):
 
 def _calendar_code(code: str) -> str:
     try:
-        return market_calendar(code=code).code
+        return calendar_code(code=code)
     except ConfigurationError as exc:
         raise ValueError(exc.cause) from None
 
@@ -341,6 +339,10 @@ class GauntletConfig(_Section):
             )
         return self
 
+    def gate_overrides(self) -> dict[str, Any]:
+        """The thresholds set inline under ``gates``, as overrides of ``gates_file`` (`load_gate_policy`)."""
+        return self.gates.model_dump(mode="json", exclude_unset=True)
+
     def markets(self) -> dict[str, MarketConfig]:
         """Every instrument's market by name: `DEFAULT_INSTRUMENT` (``market``), then ``instruments``."""
         return {DEFAULT_INSTRUMENT: self.market, **self.instruments}
@@ -389,6 +391,27 @@ def location(config: GauntletConfig, key: str) -> str:
     """
     section, field = key.split(".")
     return getattr(getattr(config, section), field) or default_location(key, config.environment, config.home)
+
+
+def resolved_location(config: GauntletConfig, key: str, environ: Mapping[str, str]) -> str:
+    """Location ``key`` now: a ``${VAR}`` reference replaced by the variable's value, for a
+    command that opens it itself (resources read the variable when a run starts).
+
+    Raises
+    ------
+    ConfigurationError
+        If the reference names a variable that is not set.
+    """
+    where = location(config, key)
+    name = reference_name(where)
+    if name is None:
+        return where
+    value = environ.get(name)
+    if not value:
+        raise ConfigurationError(
+            f"{key} is ${{{name}}} but {name} is not set: export it, or set {key} in the configuration"
+        )
+    return value
 
 
 class Override(NamedTuple):
@@ -662,6 +685,9 @@ def _with_default_locations(config: GauntletConfig) -> tuple[GauntletConfig, fro
 
 def _plugin_problem(import_path: str) -> str | None:
     try:
+        # Imported here: the strategies need numpy, and the commands that only read skip plug-ins.
+        from simulations.strategies import load_strategy_from_import_path
+
         load_strategy_from_import_path(import_path=import_path)
     except TrialDataError as exc:
         cause = exc.cause.removeprefix(f"strategy import path {import_path!r} ").removeprefix("failed: ")
@@ -719,7 +745,7 @@ def _problems(loaded: LoadedConfig, source: str, environ: Mapping[str, str], *, 
             problems.append(f"{_where(f'strategies.plugins[{index}]', import_path, source, overrides)}: {problem}")
     if config.gates_file:
         try:
-            GatePolicyResource(path=config.gates_file).policy()
+            load_gate_policy(path=config.gates_file, overrides={})
         except ConfigurationError as exc:
             problems.append(f"{_where('gates_file', config.gates_file, source, overrides)}: {exc.cause}")
     return problems
@@ -770,7 +796,7 @@ def effective_config(loaded: LoadedConfig, environ: Mapping[str, str]) -> dict[s
     """The configuration as it applies, as plain data: secrets masked, references explained."""
     data = loaded.config.model_dump(mode="json")
     if loaded.config.gates_file:
-        data["gates"] = GatePolicyResource(path=loaded.config.gates_file).policy().model_dump(mode="json")
+        data["gates"] = load_gate_policy(path=loaded.config.gates_file, overrides={}).model_dump(mode="json")
     # A set of grades dumps in arbitrary order; sorted, the output is the same on every call.
     data["gates"]["paper"]["required_grades"] = sorted(data["gates"]["paper"]["required_grades"])
     for key in REFERENCE_KEYS:

@@ -105,7 +105,7 @@ def build_resources(config: GauntletConfig) -> dict[str, Any]:
         "shared_io_manager": ArtifactIOManager(base_dir=_shared_dir(artifacts)),
         "instruments": instruments_resource(config),
         "gate_policy": GatePolicyResource(
-            path=config.gates_file, overrides=config.gates.model_dump(mode="json", exclude_unset=True)
+            path=config.gates_file, overrides=config.gate_overrides()
         ),
         "paper_broker": LocalPaperBrokerResource(
             database_url=database, mode=config.paper.mode, clock=config.paper.clock, speed=config.paper.speed

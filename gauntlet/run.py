@@ -33,7 +33,8 @@ from resources.dagster_private import PARTITION_NAME_TAG, DagsterHomeNotSetError
 from gauntlet.config import load_config
 from gauntlet.environment import build_resources
 from pipeline_assets.jobs import shared_job, trial_job
-from pipeline_assets.partitions import trial_partition_key, trials_partitions_def
+from pipeline_assets.partitions import trials_partitions_def
+from pipeline_assets.trial_keys import trial_partition_key
 from pipeline_assets.shared_assets import (
     SHARED_ASSET_KEYS,
     awaited_instrument,

@@ -50,11 +50,15 @@ from resources.dagster_private import (
     failed_check_evaluations,
     latest_check_executions,
 )
-from pipeline_assets.partitions import parse_trial_partition_key, trials_partitions_def
-from pipeline_assets.stages import FAILED_THRESHOLDS
-from pipeline_assets.stage_table import GATE_CHECKS, TRIAL_ASSET_KEYS, TRIAL_STAGES, trial_stage_labels
-from resources.paper_broker import PaperBrokerResource, SessionInfo
-from resources.registry import ControlState, DecisionRecord, DeploymentRegistryResource
+from pipeline_assets.partitions import trials_partitions_def
+from pipeline_assets.trial_keys import parse_trial_partition_key
+from simulations.stage_names import FAILED_THRESHOLDS
+from pipeline_assets.stage_table import GATE_CHECKS, TRIAL_ASSET_KEYS, TRIAL_STAGES
+from simulations.stage_names import trial_stage_labels
+from resources.paper_broker import PaperBrokerResource
+from resources.paper_sessions import SessionInfo
+from resources.registry import DeploymentRegistryResource
+from resources.registry_store import ControlState, DecisionRecord
 from simulations.gates import PaperGatePolicy
 
 #: Where a trial can stand, in pipeline order (from the stage table); it stands at the

@@ -27,7 +27,8 @@ from pipeline_assets.shared_assets import pinned_dates, recorded_window_dates
 from resources.market_data import InstrumentsResource, MarketDataResource
 from simulations.errors import ConfigurationError, MarketDataError
 from simulations.constants import TRAIN_WINDOW_END_ATTR
-from simulations.market import MarketWindows, WindowDates
+from simulations.market import MarketWindows
+from simulations.window_dates import WindowDates
 
 #: The study name shown for the default instrument when no study is named or found yet: every
 #: study no pattern routes elsewhere gets its windows.

@@ -106,12 +106,11 @@ def record(run: StageRun, key: str, outcome: BacktestOutcome) -> StageRecord:
 
 _STAGE = stage_for_gate("backtest_gate")
 BACKTEST = TrialStage(
-    key=dg.AssetKey(_STAGE.asset),
+    names=_STAGE.names,
     description="The trial's strategy backtested out of sample on the backtest window: metrics, trades, equity.",
     deps=(OPTUNA_TRIAL, MARKET_DATA),
     kinds=frozenset({"numpy", "parquet"}),
     code_version=_STAGE.code_version,
-    reached="backtested",
     stage=_STAGE,
     check_description="Gate 1: out-of-sample return, Sharpe, drawdown, trades and Deflated Sharpe against "
     "thresholds that tighten as the study matures.",

@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 import dagster as dg
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from pipeline_assets.partitions import study_key_prefix, trial_partition_key
+from pipeline_assets.trial_keys import study_key_prefix, trial_partition_key
 from pipeline_assets.stages import StageRun
 from resources.artifacts import ArtifactStoreResource
 from resources.optuna_study import StudySourceResource

@@ -12,13 +12,15 @@ from pipeline_assets.metadata import records_table
 from pipeline_assets.paper_stage import PAPER
 from pipeline_assets.stages import StageRecord, StageRun, TrialStage, stage_artifact
 from resources.deployment_policy import DeploymentPolicyResource
-from resources.registry import DecisionRecord, DeploymentRegistryResource
+from resources.registry import DeploymentRegistryResource
+from resources.registry_store import DecisionRecord
 from simulations.deployment import Candidate
 from simulations.errors import PipelineError
 from simulations.gates import GateVerdict
 from simulations.gauntlet import STAGES
+from simulations.stage_names import DEPLOYMENT_NAMES
 
-DEPLOYMENT_RECORD = dg.AssetKey("deployment_record")
+DEPLOYMENT_RECORD = dg.AssetKey(DEPLOYMENT_NAMES.asset)
 
 
 def candidate_for(run: StageRun, key: str, *, code_version: str) -> Candidate:
@@ -105,11 +107,10 @@ def decisions(
 
 
 DEPLOYMENT = TrialStage(
-    key=DEPLOYMENT_RECORD,
+    names=DEPLOYMENT_NAMES,
     description="The deployment decision for a trial that passed every gate, as written to the registry.",
     deps=(PAPER.key,),
     kinds=frozenset({"sqlalchemy"}),
     code_version="3",
-    reached="decided",
     record=record,
 )

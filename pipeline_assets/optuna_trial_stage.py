@@ -8,13 +8,14 @@ from collections.abc import Sequence
 import dagster as dg
 
 from pipeline_assets.metadata import key_value_table
-from pipeline_assets.partitions import parse_trial_partition_key, study_key_prefix
+from pipeline_assets.trial_keys import parse_trial_partition_key, study_key_prefix
 from pipeline_assets.stages import StageRecord, StageRun, TrialStage
 from resources.optuna_study import StudySourceResource
 from simulations.errors import PipelineError, TrialDataError
+from simulations.stage_names import OPTUNA_TRIAL_NAMES
 from simulations.trial import TrialSnapshot
 
-OPTUNA_TRIAL = dg.AssetKey("optuna_trial")
+OPTUNA_TRIAL = dg.AssetKey(OPTUNA_TRIAL_NAMES.asset)
 
 
 def snapshot_artifact_key(partition_key: str) -> str:
@@ -91,11 +92,10 @@ def record(run: StageRun, key: str, snapshot: TrialSnapshot) -> StageRecord:
 
 
 OPTUNA_TRIAL_STAGE = TrialStage(
-    key=OPTUNA_TRIAL,
+    names=OPTUNA_TRIAL_NAMES,
     description="A completed Optuna trial: its params, objective and attributes, frozen as a snapshot.",
     deps=(),
     kinds=frozenset({"optuna"}),
     code_version="1",
-    reached="snapshot",
     record=record,
 )

@@ -14,7 +14,8 @@ from pipeline_assets.metadata import png_inline, records_table
 from pipeline_assets.plots import lines_png
 from pipeline_assets.stages import StageRecord, StageRun, TrialStage, content_hash, parquet_bytes, stage_artifact
 from pipeline_assets.stress_stage import STRESS
-from resources.paper_broker import PaperBrokerResource, SessionInfo
+from resources.paper_broker import PaperBrokerResource
+from resources.paper_sessions import SessionInfo
 from simulations.gates import SequentialTestPolicy
 from simulations.gauntlet import PaperOutcome, PaperPending, stage_for_gate
 from simulations.market import MarketWindows
@@ -167,13 +168,11 @@ def record(run: StageRun, key: str, outcome: PaperOutcome) -> StageRecord:
 
 _STAGE = stage_for_gate("paper_trading_gate")
 PAPER = TrialStage(
-    key=dg.AssetKey(_STAGE.asset),
+    names=_STAGE.names,
     description="The trial paper-traded on the forward window nobody has seen, graded A to F once mature.",
     deps=(STRESS.key,),
     kinds=frozenset({"sqlalchemy"}),
     code_version=_STAGE.code_version,
-    reached="graded",
-    waiting="paper_pending",
     stage=_STAGE,
     check_description="Gate 3: at least the minimum days of paper trading, a grade in the required grades and, "
     "when required, the sequential test of the Sharpe ratio decided.",

@@ -8,7 +8,8 @@ import polars as pl
 
 from resources.dagster_private import AssetCheckExecutionRecordStatus
 from pipeline_assets.metadata import png_markdown, records_table
-from pipeline_assets.partitions import parse_trial_partition_key, trials_partitions_def
+from pipeline_assets.partitions import trials_partitions_def
+from pipeline_assets.trial_keys import parse_trial_partition_key
 from pipeline_assets.plots import funnel_png
 from pipeline_assets.stage_table import GATED_STAGES, TRIAL_ASSET_KEYS
 from pipeline_assets.stages import TrialStage, stage_artifact

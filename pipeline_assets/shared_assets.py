@@ -28,7 +28,8 @@ from simulations import metrics
 from simulations.cge.scenarios import ScenarioSet, draw_scenarios, solve_scenarios
 from simulations.constants import CGE_PATH_SEED, CGE_SCENARIO_SEED, N_CGE_SCENARIOS, STRESS_WARMUP_BARS
 from simulations.errors import PipelineError
-from simulations.market import MarketWindows, WindowDates
+from simulations.market import MarketWindows
+from simulations.window_dates import WindowDates
 from simulations.stress import StressScenarios, market_scenarios
 
 SHARED_GROUP = "shared"

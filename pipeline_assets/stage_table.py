@@ -1,8 +1,9 @@
 """The stage table: every per-trial asset, in the order a trial meets it.
 
 The trial step, ``gauntlet run``, ``gauntlet status``, the funnel, the alerts and the tests read
-this table; nothing else lists the stages or their gates. A new gate is one pure stage in
-:mod:`simulations.gauntlet`, one module here with its `TrialStage` row, and one entry below.
+this table; nothing else lists the stages or their gates but the names it is built from. A new gate is its names in
+:mod:`simulations.stage_names`, one pure stage in :mod:`simulations.gauntlet`, one module here
+with its `TrialStage` row, and one entry below.
 """
 
 from __future__ import annotations
@@ -17,8 +18,11 @@ from pipeline_assets.optuna_trial_stage import OPTUNA_TRIAL_STAGE
 from pipeline_assets.paper_stage import PAPER
 from pipeline_assets.stages import TrialStage
 from pipeline_assets.stress_stage import STRESS
+from simulations.stage_names import TRIAL_STAGE_NAMES
 
-TRIAL_STAGES: tuple[TrialStage, ...] = (OPTUNA_TRIAL_STAGE, BACKTEST, STRESS, PAPER, DEPLOYMENT)
+_ROWS = {row.names: row for row in (OPTUNA_TRIAL_STAGE, BACKTEST, STRESS, PAPER, DEPLOYMENT)}
+#: The rows in pipeline order, the order of `simulations.stage_names.TRIAL_STAGE_NAMES`.
+TRIAL_STAGES: tuple[TrialStage, ...] = tuple(_ROWS[names] for names in TRIAL_STAGE_NAMES)
 GATED_STAGES: tuple[TrialStage, ...] = tuple(row for row in TRIAL_STAGES if row.check is not None)
 TRIAL_ASSET_KEYS: tuple[dg.AssetKey, ...] = tuple(row.key for row in TRIAL_STAGES)
 GATE_CHECKS: tuple[dg.AssetCheckKey, ...] = tuple(row.check for row in GATED_STAGES if row.check is not None)
@@ -28,14 +32,6 @@ GATE_CHECKS: tuple[dg.AssetCheckKey, ...] = tuple(row.check for row in GATED_STA
 PIPELINE_CODE_VERSION = hashlib.sha256(
     "|".join(f"{row.name}={row.code_version}" for row in TRIAL_STAGES).encode()
 ).hexdigest()[:12]
-
-
-def trial_stage_labels() -> tuple[str, ...]:
-    """Where a trial can stand, in pipeline order: ``detected``, then each stage's labels."""
-    labels = ["detected"]
-    for row in TRIAL_STAGES:
-        labels += [label for label in (row.waiting, row.reached) if label]
-    return tuple(labels)
 
 
 def stage_of(key: dg.AssetKey) -> TrialStage:

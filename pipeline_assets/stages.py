@@ -45,11 +45,8 @@ from simulations.errors import PipelineError
 from simulations.gates import GatePolicy, GateVerdict
 from simulations.gauntlet import GauntletInputs, PaperPending, Stage, StageResult, StudyContext, TrialCase
 from simulations.market import check_declared_train_end
+from simulations.stage_names import FAILED_THRESHOLDS, StageNames
 from simulations.trial import TrialSnapshot
-
-#: A failed gate evaluation's metadata entry holding each threshold it failed, with value, rule
-#: and margin: read back by `gauntlet status` and the gate alerts.
-FAILED_THRESHOLDS = "failed_thresholds"
 
 TRIALS_GROUP = "trials"
 OWNERS = ("team:quant-research",)
@@ -81,8 +78,9 @@ class TrialStage:
 
     Attributes
     ----------
-    key
-        The asset (partitioned by trial).
+    names
+        Its asset (partitioned by trial), gate and where-a-trial-stands words
+        (`simulations.stage_names`).
     description
         The asset's one-line business description (the UI shows it).
     deps
@@ -98,25 +96,31 @@ class TrialStage:
         What the gate checks (the check's description in the UI), for a gated asset.
     record
         Stores one trial's outcome as artifacts and returns its `StageRecord`.
-    reached
-        What a trial that has this asset is said to be (``backtested``, ``graded``, ...).
     pending
         For a stage whose result can be pending: the observation that shows its progress.
-    waiting
-        What a trial whose result here is pending is said to be (``paper_pending``).
     """
 
-    key: dg.AssetKey
+    names: StageNames
     description: str
     deps: tuple[dg.AssetKey, ...]
     kinds: frozenset[str]
     code_version: str
-    reached: str
     stage: Stage | None = None
     check_description: str | None = None
     record: Callable[[StageRun, str, Any], StageRecord] | None = None
     pending: Callable[[StageRun, str, PaperPending], dg.AssetObservation] | None = None
-    waiting: str | None = None
+
+    @property
+    def key(self) -> dg.AssetKey:
+        return dg.AssetKey(self.names.asset)
+
+    @property
+    def reached(self) -> str:
+        return self.names.reached
+
+    @property
+    def waiting(self) -> str | None:
+        return self.names.waiting
 
     @property
     def name(self) -> str:
@@ -125,7 +129,7 @@ class TrialStage:
     @property
     def check(self) -> dg.AssetCheckKey | None:
         """The gate check on this asset, if it is gated."""
-        return dg.AssetCheckKey(self.key, self.stage.gate) if self.stage is not None else None
+        return dg.AssetCheckKey(self.key, self.names.gate) if self.names.gate is not None else None
 
     def spec(self, partitions_def: dg.PartitionsDefinition) -> dg.AssetSpec:
         return dg.AssetSpec(

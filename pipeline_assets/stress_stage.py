@@ -64,13 +64,12 @@ def record(run: StageRun, key: str, outcome: StressOutcome) -> StageRecord:
 
 _STAGE = stage_for_gate("cge_gate")
 STRESS = TrialStage(
-    key=dg.AssetKey(_STAGE.asset),
+    names=_STAGE.names,
     description="The trial's strategy on 200 CGE stress-scenario paths of its instrument: per-scenario return, "
     "Sharpe, drawdown.",
     deps=(BACKTEST.key, CGE_SCENARIOS),
     kinds=frozenset({"scipy", "parquet"}),
     code_version=_STAGE.code_version,
-    reached="stressed",
     stage=_STAGE,
     check_description="Gate 2: share of profitable scenarios, median Sharpe, median drawdown relative to buy and "
     "hold, and catastrophic losses over the CGE stress scenarios.",

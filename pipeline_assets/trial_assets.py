@@ -19,7 +19,8 @@ from pipeline_assets.deflation import set_study_contexts
 from pipeline_assets.errors import TRANSIENT_RETRY_POLICY, fail_for, no_retry_for_deterministic_errors
 from pipeline_assets.optuna_trial_stage import OPTUNA_TRIAL, snapshots_from_artifacts, snapshots_from_optuna
 from pipeline_assets.paper_stage import BrokerVenue
-from pipeline_assets.partitions import MAX_TRIALS_PER_RUN, trials_partitions_def
+from pipeline_assets.partitions import trials_partitions_def
+from pipeline_assets.trial_keys import MAX_TRIALS_PER_RUN
 from pipeline_assets.shared_assets import CGE_SCENARIOS, MARKET_DATA
 from pipeline_assets.stage_table import (
     GATED_STAGES,

@@ -70,12 +70,16 @@ from dagster._core.launcher import CheckRunHealthResult, WorkerStatus
 
 # Tests and bench only: building events, runs and run-queue state by hand.
 from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluationPlanned
-from dagster._core.events import DagsterEvent, EngineEventData
+from dagster._core.events import DagsterEvent, EngineEventData, JobFailureData
 from dagster._core.events.log import EventLogEntry
 from dagster._core.execution.plan.objects import StepFailureData, UserFailureData
 from dagster._core.run_coordinator.queued_run_coordinator import QueuedRunCoordinator
 from dagster._core.utils import make_new_run_id
 from dagster._utils.tags import TagConcurrencyLimitsCounter
+
+# Tests only: Dagster's tables, against which `resources/dagster_storage.py`'s plain SQL is checked.
+from dagster._core.storage.event_log.schema import SqlEventLogStorageMetadata
+from dagster._core.storage.runs.schema import RunStorageSqlMetadata
 
 
 def __getattr__(name: str) -> Any:
@@ -123,11 +127,14 @@ __all__ = [
     "InstigatorState",
     "InstigatorStatus",
     "InstigatorType",
+    "JobFailureData",
     "PartitionBackfill",
     "QueuedRunCoordinator",
     "RunFailureReason",
     "RunStatusChangeRecordsFilter",
+    "RunStorageSqlMetadata",
     "SerializableErrorInfo",
+    "SqlEventLogStorageMetadata",
     "StepFailureData",
     "TagConcurrencyLimitsCounter",
     "TickStatus",

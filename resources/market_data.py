@@ -39,10 +39,13 @@ from simulations.constants import (
     DEFAULT_FEE_BPS,
     DEFAULT_FORWARD_DAYS,
     DEFAULT_GAP_TOLERANCE_BARS,
+    DEFAULT_INSTRUMENT,
     DEFAULT_MARKET_SEED,
     DEFAULT_SLIPPAGE_BPS,
     DEFAULT_SYNTHETIC_DAYS,
     DEFAULT_TRAIN_DAYS,
+    INSTRUMENT_NAME_PATTERN,
+    TABLE_NAME_PATTERN,
 )
 from simulations.errors import ConfigurationError, MarketDataError
 from simulations.market import (
@@ -188,10 +191,6 @@ def _file_digest(path: Path) -> str:
     return FILE_DIGESTS.get_current(str(path.resolve()), version, read)
 
 
-#: A table name, optionally schema-qualified: identifiers only, so it is never SQL text.
-TABLE_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$"
-
-
 class TableMarketDataResource(MarketDataResource):
     """Bars in a database table (the production store an ingester writes to), validated on load.
 
@@ -268,11 +267,6 @@ class TableMarketDataResource(MarketDataResource):
 
         return hashlib.sha256(repr(self._read(watermark)).encode()).hexdigest()[:24]
 
-
-#: The instrument of every study no pattern routes elsewhere: the configuration's ``market``.
-DEFAULT_INSTRUMENT = "default"
-#: Instrument names are partition keys of the shared assets: short, and safe in a UI backfill.
-INSTRUMENT_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,32}$"
 
 
 class InstrumentsResource(dg.ConfigurableResource):

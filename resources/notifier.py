@@ -37,12 +37,9 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue
 
 from resources.process_cache import ALERT_LEDGERS
 from simulations.errors import ConfigurationError, TransientError
+from simulations.vocabulary import GateAlerts
 
 AlertKind = Literal["gate_failed", "gates_failed", "run_failed"]
-#: How gate rejections are alerted: one digest per study per tick of `gate_alert_sensor`
-#: (default), one alert per rejection, or none (the UI and `gauntlet status --failed` still
-#: show them; run failures are always alerted).
-GateAlerts = Literal["digest", "each", "off"]
 Channel = Literal["log", "webhook", "desktop"]
 
 # HTTP statuses that say "try again later"; every other 4xx means the request itself is wrong.

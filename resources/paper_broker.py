@@ -8,7 +8,7 @@ is judged on (one source of truth; the dates are pinned in the Dagster instance)
 window is open-ended: bars appended to the market source join it when `market_data` is
 rebuilt, and a session trades them next.
 
-A session has a `simulations.paper.PaperMode`, fixed when it starts. A ``forward`` session
+A session has a `simulations.vocabulary.PaperMode`, fixed when it starts. A ``forward`` session
 (paper trading) starts at the newest bar of the window it is first handed and trades only the
 bars that arrive after it; a ``holdout`` session replays the forward window from its first bar,
 released by its clock (``replay``: at once; ``wall``: at a pace). The venue keeps every session
@@ -36,7 +36,7 @@ import datetime as dt
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import dagster as dg
 import numpy as np
@@ -45,96 +45,31 @@ import sqlalchemy as sa
 import sqlalchemy.exc
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from pydantic import BaseModel, ConfigDict, Field, computed_field
+from pydantic import Field
 
-from resources.database import add_column, engine_for, missing_columns, translate_db_error
-from resources.market_data import DEFAULT_INSTRUMENT
-from resources.process_cache import SCHEMAS_READY
-from simulations.constants import DEFAULT_PAPER_CLOCK_SPEED, SECONDS_PER_DAY
+from resources.paper_sessions import (
+    TRIAL_KEY_LENGTH,
+    PaperSessionStore,
+    SessionInfo,
+    SessionStatus,
+    aware,
+    from_us,
+    new_market_days,
+    paper_bars,
+    paper_fills,
+    paper_sessions,
+    session_info,
+    to_us,
+)
+from simulations.constants import DEFAULT_PAPER_CLOCK_SPEED
 from simulations.errors import ConfigurationError, PaperTradingError, PipelineError
 from simulations.market import MarketWindow, MarketWindows
-from simulations.paper import BAR_SCHEMA, FILL_SCHEMA, PaperMode, SessionState, SessionStep, advance_session
+from simulations.paper import BAR_SCHEMA, FILL_SCHEMA, SessionState, SessionStep, advance_session
 from simulations.strategies import StrategyRegistry
-
-SessionStatus = Literal["running", "stopped"]
-ClockMode = Literal["replay", "wall"]
+from simulations.vocabulary import ClockMode, PaperMode
 
 _MICROSECONDS = 1_000_000
 _NO_SESSION = "no paper session for this trial; call start_session first"
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-_TRIAL_KEY_LENGTH = 255
-
-PAPER_METADATA = sa.MetaData()
-
-#: What the sessions of a table from before a column existed get in that column: they traded the
-#: one market there was (the default instrument), replaying the held-out forward window from its
-#: start (their bars and market days are filled in from the stored bars).
-_EARLIER_SESSIONS = {"instrument": DEFAULT_INSTRUMENT, "mode": "holdout", "origin": 0, "market_days": 0}
-
-paper_sessions = sa.Table(
-    "paper_sessions",
-    PAPER_METADATA,
-    sa.Column("trial_key", sa.String(_TRIAL_KEY_LENGTH), primary_key=True),
-    sa.Column("strategy_name", sa.String(255), nullable=False),
-    sa.Column("instrument", sa.String(32), nullable=False, server_default=DEFAULT_INSTRUMENT),
-    sa.Column("params_json", sa.Text, nullable=False),
-    sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("mode", sa.String(16), nullable=False),
-    sa.Column("origin", sa.Integer, nullable=False),
-    sa.Column("origin_bar_us", sa.BigInteger, nullable=True),
-    sa.Column("first_bar_us", sa.BigInteger, nullable=True),
-    sa.Column("last_bar_us", sa.BigInteger, nullable=True),
-    sa.Column("market_days", sa.Integer, nullable=False),
-    sa.Column("clock", sa.String(16), nullable=False),
-    sa.Column("speed", sa.Double, nullable=False),
-    sa.Column("fee_bps", sa.Double, nullable=False),
-    sa.Column("slippage_bps", sa.Double, nullable=False),
-    sa.Column("bar_seconds", sa.Double, nullable=False),
-    sa.Column("n_forward_bars", sa.Integer, nullable=False),
-    sa.Column("forward_sha256", sa.String(64), nullable=False),
-    sa.Column("started_at_us", sa.BigInteger, nullable=False),
-    sa.Column("updated_at_us", sa.BigInteger, nullable=False),
-    sa.Column("bars_processed", sa.Integer, nullable=False),
-    sa.Column("held", sa.Double, nullable=False),
-    sa.Column("pending_target", sa.Double, nullable=False),
-    sa.Column("equity", sa.Double, nullable=False),
-    sa.Column("last_close", sa.Double, nullable=True),
-    sa.Column("n_fills", sa.Integer, nullable=False),
-    sa.CheckConstraint("status in ('running', 'stopped')", name="paper_sessions_status"),
-    sa.CheckConstraint("clock in ('replay', 'wall')", name="paper_sessions_clock"),
-    sa.CheckConstraint("mode in ('forward', 'holdout')", name="paper_sessions_mode"),
-    sa.CheckConstraint("origin >= 0", name="paper_sessions_origin"),
-    sa.CheckConstraint("bars_processed >= 0 and bars_processed <= n_forward_bars", name="paper_sessions_bars"),
-)
-
-paper_fills = sa.Table(
-    "paper_fills",
-    PAPER_METADATA,
-    sa.Column("trial_key", sa.String(_TRIAL_KEY_LENGTH), sa.ForeignKey("paper_sessions.trial_key"), primary_key=True),
-    sa.Column("bar_index", sa.Integer, primary_key=True),
-    sa.Column("timestamp_us", sa.BigInteger, nullable=False),
-    sa.Column("side", sa.String(4), nullable=False),
-    sa.Column("quantity", sa.Double, nullable=False),
-    sa.Column("position", sa.Double, nullable=False),
-    sa.Column("price", sa.Double, nullable=False),
-    sa.Column("cost", sa.Double, nullable=False),
-    sa.CheckConstraint("side in ('buy', 'sell')", name="paper_fills_side"),
-)
-
-paper_bars = sa.Table(
-    "paper_bars",
-    PAPER_METADATA,
-    sa.Column("trial_key", sa.String(_TRIAL_KEY_LENGTH), sa.ForeignKey("paper_sessions.trial_key"), primary_key=True),
-    sa.Column("bar_index", sa.Integer, primary_key=True),
-    sa.Column("timestamp_us", sa.BigInteger, nullable=False),
-    sa.Column("close", sa.Double, nullable=False),
-    sa.Column("held", sa.Double, nullable=False),
-    sa.Column("turnover", sa.Double, nullable=False),
-    sa.Column("gross_return", sa.Double, nullable=False),
-    sa.Column("cost", sa.Double, nullable=False),
-    sa.Column("net_return", sa.Double, nullable=False),
-    sa.Column("equity", sa.Double, nullable=False),
-)
 
 
 #: The session row's columns a sync changes (`LocalPaperBrokerResource._advance`).
@@ -154,98 +89,6 @@ _GUARDED_UPDATE = (
     )
     .values({name: sa.bindparam(f"new_{name}") for name in _STEP_COLUMNS})
 )
-
-
-class SessionInfo(BaseModel):
-    """A paper session's summary; independent of any maturity threshold (the gate policy's).
-
-    Attributes
-    ----------
-    trial_key
-        The trial's partition key.
-    instrument
-        The instrument it trades (its study's; `resources.market_data.InstrumentsResource`).
-    strategy_name, params
-        What is traded (validated params, JSON values).
-    status
-        ``running`` (the forward window is open-ended: a session that has traded every bar
-        there is waits for the next); ``stopped`` by `stop`.
-    mode
-        ``forward``: the session trades only bars after the newest one it was first handed;
-        ``holdout``: it replays the forward window from its start (`simulations.paper.PaperMode`).
-    origin, origin_bar
-        Forward bars before the session's first (0 for a holdout), and the newest of them when
-        a forward session started (None for a holdout).
-    first_bar, last_bar
-        Timestamps of the first and last bar traded (None before the first).
-    market_days
-        UTC days on which the session has traded a bar after its first (the looks of the
-        sequential test, `simulations.paper.PaperMetrics.market_days`).
-    clock, speed
-        How a holdout session's bars are released (fixed when it starts): ``replay`` releases
-        the whole forward window at once; ``wall`` releases ``speed`` market seconds per
-        wall-clock second since ``started_at``. A forward session trades bars as they arrive.
-    started_at, updated_at
-        Wall-clock times (UTC) of the start and of the last sync that processed bars.
-    bars_processed, n_forward_bars
-        The session's bars processed, and available to it at the last sync that processed
-        bars (forward bars from ``origin`` on).
-    bar_seconds
-        Bar length (seconds).
-    fee_bps, slippage_bps
-        Costs of the session, fixed when it starts (basis points).
-    forward_sha256
-        Hash of the forward bars up to the last one the session traded,
-        ``0..origin+bars_processed-1`` (`MarketWindow.head_sha256`): a sync goes on only if the
-        forward window it is handed starts with exactly these bars.
-    held, pending_target
-        Position held during the last processed bar, and the target waiting for the next
-        bar (fractions of equity).
-    equity
-        Equity after the last processed bar (starts at 1.0).
-    n_fills
-        Fills so far.
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
-
-    trial_key: str
-    instrument: str
-    strategy_name: str
-    params: dict[str, Any]
-    status: SessionStatus
-    mode: PaperMode
-    origin: int = Field(ge=0)
-    origin_bar: dt.datetime | None
-    first_bar: dt.datetime | None
-    last_bar: dt.datetime | None
-    market_days: int = Field(ge=0)
-    clock: ClockMode
-    speed: float = Field(gt=0)
-    started_at: dt.datetime
-    updated_at: dt.datetime
-    bars_processed: int = Field(ge=0)
-    n_forward_bars: int = Field(ge=0)
-    bar_seconds: float = Field(gt=0)
-    fee_bps: float = Field(ge=0)
-    slippage_bps: float = Field(ge=0)
-    forward_sha256: str
-    held: float
-    pending_target: float
-    equity: float
-    n_fills: int = Field(ge=0)
-
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def days_elapsed(self) -> float:
-        """Market time traded: ``bars_processed * bar_seconds / 86400`` (days)."""
-        return self.bars_processed * self.bar_seconds / SECONDS_PER_DAY
-
-    def bar_times(self) -> dict[str, str | None]:
-        """``started_after`` (the newest bar when a forward session started), ``first_bar`` and
-        ``last_bar`` traded, as ISO timestamps; None where there is none (yet)."""
-        moments = {"started_after": self.origin_bar, "first_bar": self.first_bar, "last_bar": self.last_bar}
-        return {name: value.isoformat() if value is not None else None for name, value in moments.items()}
 
 
 @dataclass(frozen=True, eq=False)
@@ -380,70 +223,12 @@ class PaperBrokerResource(dg.ConfigurableResource, abc.ABC):
         """
 
 
-def _to_us(moment: dt.datetime) -> int:
-    return (moment - _EPOCH) // dt.timedelta(microseconds=1)
-
-
-def _from_us(micros: int) -> dt.datetime:
-    return _EPOCH + dt.timedelta(microseconds=int(micros))
-
-
-def _from_us_or_none(micros: int | None) -> dt.datetime | None:
-    return None if micros is None else _from_us(micros)
-
-
-def _new_market_days(stamps_us: np.ndarray, *, after_us: int | None) -> int:
-    """UTC days among ``stamps_us`` (a session's newly traded bars after its first, increasing), not
-    counting the day of ``after_us``, the last bar counted before."""
-    # UTC days as `simulations.paper.daily_returns` buckets them for the sequential test.
-    days = np.unique(stamps_us.astype("datetime64[us]").astype("datetime64[D]"))
-    if after_us is not None:
-        days = days[days != np.datetime64(after_us, "us").astype("datetime64[D]")]
-    return int(days.size)
-
-
 def _checked_key(trial_key: object) -> str:
-    if not isinstance(trial_key, str) or not trial_key.strip() or len(trial_key) > _TRIAL_KEY_LENGTH:
+    if not isinstance(trial_key, str) or not trial_key.strip() or len(trial_key) > TRIAL_KEY_LENGTH:
         raise PaperTradingError(
-            f"trial_key must be a non-empty string of at most {_TRIAL_KEY_LENGTH} characters, got {trial_key!r}"
+            f"trial_key must be a non-empty string of at most {TRIAL_KEY_LENGTH} characters, got {trial_key!r}"
         )
     return trial_key
-
-
-def _aware(moment: object, name: str) -> dt.datetime:
-    if not isinstance(moment, dt.datetime) or moment.tzinfo is None or moment.utcoffset() is None:
-        raise ConfigurationError(f"{name} must be a timezone-aware datetime, got {moment!r}")
-    return moment
-
-
-def _info(row: Mapping[str, Any]) -> SessionInfo:
-    return SessionInfo(
-        trial_key=row["trial_key"],
-        instrument=row["instrument"],
-        strategy_name=row["strategy_name"],
-        params=json.loads(row["params_json"]),
-        status=row["status"],
-        mode=row["mode"],
-        origin=row["origin"],
-        origin_bar=_from_us_or_none(row["origin_bar_us"]),
-        first_bar=_from_us_or_none(row["first_bar_us"]),
-        last_bar=_from_us_or_none(row["last_bar_us"]),
-        market_days=row["market_days"],
-        clock=row["clock"],
-        speed=row["speed"],
-        started_at=_from_us(row["started_at_us"]),
-        updated_at=_from_us(row["updated_at_us"]),
-        bars_processed=row["bars_processed"],
-        n_forward_bars=row["n_forward_bars"],
-        bar_seconds=row["bar_seconds"],
-        fee_bps=row["fee_bps"],
-        slippage_bps=row["slippage_bps"],
-        forward_sha256=row["forward_sha256"],
-        held=row["held"],
-        pending_target=row["pending_target"],
-        equity=row["equity"],
-        n_fills=row["n_fills"],
-    )
 
 
 def _frame(rows: list[Mapping[str, Any]], schema: dict[str, pl.DataType]) -> pl.DataFrame:
@@ -471,7 +256,7 @@ def _db_rows(columns: Mapping[str, np.ndarray], trial_key: str) -> list[dict[str
     return [{"trial_key": trial_key, **dict(zip(lists, values, strict=True))} for values in zip(*lists.values())]
 
 
-class LocalPaperBrokerResource(PaperBrokerResource):
+class LocalPaperBrokerResource(PaperSessionStore, PaperBrokerResource):
     """Paper venue simulated in-process on the forward window it is handed, persisted in a database.
 
     Restarts lose nothing: a new instance on the same ``database_url`` continues every
@@ -504,80 +289,8 @@ class LocalPaperBrokerResource(PaperBrokerResource):
 
     # ------------------------------------------------------------------ infrastructure
 
-    def _engine(self) -> sa.Engine:
-        engine = engine_for(self.database_url)
-        SCHEMAS_READY.get(("paper broker", self.database_url), lambda: self._create_schema(engine))
-        return engine
-
-    def _create_schema(self, engine: sa.Engine) -> bool:
-        try:
-            PAPER_METADATA.create_all(engine)
-        except sqlalchemy.exc.SQLAlchemyError as exc:
-            # Another process may have created the tables between our check and create.
-            try:
-                present = set(sa.inspect(engine).get_table_names())
-            except sqlalchemy.exc.SQLAlchemyError as inspect_exc:
-                raise translate_db_error(inspect_exc, what="paper broker", url=self.database_url) from exc
-            if not set(PAPER_METADATA.tables) <= present:
-                raise translate_db_error(exc, what="paper broker", url=self.database_url) from exc
-        try:
-            self._add_columns(engine)
-            with engine.begin() as conn:
-                # Earlier versions ended a session as 'completed' once its fixed forward
-                # window ran out; the window is open-ended now, so such a session goes on.
-                conn.execute(
-                    sa.update(paper_sessions).where(paper_sessions.c.status == "completed").values(status="running")
-                )
-        except sqlalchemy.exc.SQLAlchemyError as exc:
-            raise translate_db_error(exc, what="paper broker", url=self.database_url) from exc
-        return True
-
-    @staticmethod
-    def _add_columns(engine: sa.Engine) -> None:
-        """Give a table of an earlier version the columns added since, with what its sessions were."""
-
-        for name in missing_columns(engine, paper_sessions):
-            try:
-                with engine.begin() as conn:
-                    add_column(conn, paper_sessions, name, existing_rows=_EARLIER_SESSIONS)
-            except sqlalchemy.exc.SQLAlchemyError:
-                # Another process (a code server, the daemon) added it between the look and the change.
-                if name in missing_columns(engine, paper_sessions):
-                    raise
-        # Every time, not only by the process that added the columns: one that died between the two
-        # leaves sessions to fill, and the query selects only those.
-        LocalPaperBrokerResource._backfill_bars(engine)
-
-    @staticmethod
-    def _backfill_bars(engine: sa.Engine) -> None:
-        """First and last bar and market days of sessions recorded before those columns existed."""
-        with engine.begin() as conn:
-            keys = conn.execute(
-                sa.select(paper_sessions.c.trial_key).where(
-                    paper_sessions.c.bars_processed > 0, paper_sessions.c.first_bar_us.is_(None)
-                )
-            ).scalars().all()
-            for key in keys:
-                stamps = np.asarray(
-                    conn.execute(
-                        sa.select(paper_bars.c.timestamp_us)
-                        .where(paper_bars.c.trial_key == key)
-                        .order_by(paper_bars.c.bar_index)
-                    ).scalars().all(),
-                    dtype=np.int64,
-                )
-                if stamps.size:
-                    conn.execute(
-                        sa.update(paper_sessions)
-                        .where(paper_sessions.c.trial_key == key)
-                        .values(
-                            first_bar_us=int(stamps[0]), last_bar_us=int(stamps[-1]),
-                            market_days=_new_market_days(stamps[1:], after_us=None),
-                        )
-                    )
-
     def _now(self) -> dt.datetime:
-        return _aware(self.now(), "now()")
+        return aware(self.now(), "now()")
 
     @staticmethod
     def _released(row: Mapping[str, Any], timestamps: np.ndarray, bar_seconds: float, now: dt.datetime) -> int:
@@ -588,7 +301,7 @@ class LocalPaperBrokerResource(PaperBrokerResource):
         stamps = timestamps.astype(np.int64)
         # Microseconds after the session's first bar at which each bar has closed.
         closes_at_us = stamps - stamps[0] + round(bar_seconds * _MICROSECONDS)
-        elapsed_us = _to_us(now) - row["started_at_us"]
+        elapsed_us = to_us(now) - row["started_at_us"]
         market_us = np.floor(elapsed_us * row["speed"])
         return int(np.searchsorted(closes_at_us, market_us, side="right"))
 
@@ -605,8 +318,8 @@ class LocalPaperBrokerResource(PaperBrokerResource):
             now_us = int(forward.timestamps[index].astype("datetime64[us]").astype(np.int64))
             if now_us != recorded:
                 raise PaperTradingError(
-                    f"the session's {which} bar was {_from_us(recorded).isoformat()} but forward bar {index} of the "
-                    f"market is now {_from_us(now_us).isoformat()}: a bar was inserted or removed "
+                    f"the session's {which} bar was {from_us(recorded).isoformat()} but forward bar {index} of the "
+                    f"market is now {from_us(now_us).isoformat()}: a bar was inserted or removed "
                     "before it; restore the market data the session traded, or stop the session",
                     trial=key,
                 )
@@ -623,13 +336,6 @@ class LocalPaperBrokerResource(PaperBrokerResource):
                 "changed under it; restore the market data the session traded, or stop the session",
                 trial=key,
             )
-
-    def _fail(self, exc: BaseException, trial_key: str | None) -> PipelineError:
-        if isinstance(exc, PipelineError):
-            error = exc
-        else:
-            error = translate_db_error(exc, what="paper broker", url=self.database_url)
-        return error.for_trial(trial_key) if trial_key and error.trial is None else error
 
     @staticmethod
     def _existing(conn: sa.Connection, trial_key: str) -> Mapping[str, Any]:
@@ -653,7 +359,7 @@ class LocalPaperBrokerResource(PaperBrokerResource):
             # A forward session starts after the newest bar there is: it trades only bars to come.
             origin = forward.n_bars if self.mode == "forward" else 0
             engine = self._engine()
-            now_us = _to_us(self._now())
+            now_us = to_us(self._now())
             with engine.begin() as conn:
                 # Insert-or-keep in one statement: of two concurrent starts, one inserts and
                 # the other reads that row back below.
@@ -696,7 +402,7 @@ class LocalPaperBrokerResource(PaperBrokerResource):
                 f"it cannot restart as {strategy_name!r} with {params_json}: a trial's params never change",
                 trial=key,
             )
-        return _info(row)
+        return session_info(row)
 
     def sync(self, *, trial_key: str, windows: MarketWindows, strategies: StrategyRegistry) -> SessionInfo:
         key = _checked_key(trial_key)
@@ -739,7 +445,7 @@ class LocalPaperBrokerResource(PaperBrokerResource):
                             results[key] = self._fail(exc, key)
                             continue
                         if advanced is None:
-                            results[key] = _info(row)
+                            results[key] = session_info(row)
                             continue
                         before, step, values = advanced
                         if not self._guarded_update(conn, key, before, values):
@@ -747,11 +453,11 @@ class LocalPaperBrokerResource(PaperBrokerResource):
                             continue
                         bars += _db_rows(step.bar_columns, key)
                         fills += _db_rows(step.fill_columns, key)
-                        results[key] = _info({**row, **values})
+                        results[key] = session_info({**row, **values})
                     self._insert_rows(conn, bars, fills)
                 for key in moved:
                     # Another sync advanced it between the read and the update: it stands as that one left it.
-                    results[key] = _info(self._existing(conn, key))
+                    results[key] = session_info(self._existing(conn, key))
         except (PipelineError, sqlalchemy.exc.SQLAlchemyError) as exc:
             raise self._fail(exc, None) from exc
         return results
@@ -798,13 +504,13 @@ class LocalPaperBrokerResource(PaperBrokerResource):
             "equity": new.equity,
             "last_close": new.last_close,
             "n_fills": row["n_fills"] + step.fill_columns["bar_index"].size,
-            "updated_at_us": max(_to_us(now), row["updated_at_us"]),
+            "updated_at_us": max(to_us(now), row["updated_at_us"]),
             "n_forward_bars": close.size,
             "forward_sha256": forward.head_sha256(row["origin"] + new.bars_processed),
             "first_bar_us": row["first_bar_us"] if row["first_bar_us"] is not None else int(stamps_us[0]),
             "last_bar_us": int(stamps_us[-1]),
             "market_days": row["market_days"]
-            + _new_market_days(stamps_us[counted], after_us=row["last_bar_us"] if state.bars_processed >= 2 else None),
+            + new_market_days(stamps_us[counted], after_us=row["last_bar_us"] if state.bars_processed >= 2 else None),
         }
         return state, step, values
 
@@ -850,13 +556,13 @@ class LocalPaperBrokerResource(PaperBrokerResource):
                 trial=key,
             )
         return SessionReport(
-            info=_info(row), fills=_frame(list(fills), FILL_SCHEMA), bars=_frame(list(bars), BAR_SCHEMA)
+            info=session_info(row), fills=_frame(list(fills), FILL_SCHEMA), bars=_frame(list(bars), BAR_SCHEMA)
         )
 
     def stop(self, *, trial_key: str) -> SessionInfo:
         key = _checked_key(trial_key)
         try:
-            now_us = _to_us(self._now())
+            now_us = to_us(self._now())
             with self._engine().connect() as conn:
                 with conn.begin():
                     self._existing(conn, key)
@@ -868,25 +574,4 @@ class LocalPaperBrokerResource(PaperBrokerResource):
                 row = self._existing(conn, key)
         except (PipelineError, sqlalchemy.exc.SQLAlchemyError) as exc:
             raise self._fail(exc, key) from exc
-        return _info(row)
-
-    def sessions(self, *, min_days: float | None = None, updated_since: dt.datetime | None = None) -> list[SessionInfo]:
-        if min_days is not None and (
-            isinstance(min_days, bool)
-            or not isinstance(min_days, int | float)
-            or not np.isfinite(min_days)
-            or min_days < 0
-        ):
-            raise PaperTradingError(f"min_days must be None or a finite number of days >= 0, got {min_days!r}")
-        query = sa.select(paper_sessions).order_by(paper_sessions.c.started_at_us, paper_sessions.c.trial_key)
-        if updated_since is not None:
-            query = query.where(paper_sessions.c.updated_at_us >= _to_us(_aware(updated_since, "updated_since")))
-        try:
-            with self._engine().connect() as conn:
-                rows = conn.execute(query).mappings().all()
-        except sqlalchemy.exc.SQLAlchemyError as exc:
-            raise self._fail(exc, None) from exc
-        infos = [_info(row) for row in rows]
-        # Filtered with the same expression as SessionInfo.days_elapsed, so a session that
-        # reports 7.0 days is never left out by SQL float rounding.
-        return [info for info in infos if min_days is None or info.days_elapsed >= min_days]
+        return session_info(row)

@@ -33,7 +33,8 @@ import polars as pl
 
 from simulations.calendars import MarketCalendar, Sessions
 from simulations.errors import ArtifactError, PipelineError
-from simulations.market import MarketWindow, MarketWindows, WindowDates
+from simulations.market import MarketWindow, MarketWindows
+from simulations.window_dates import WindowDates
 from simulations.stress import StressScenarios
 
 #: Version tag of the manifest: a file written in another layout is refused, not guessed at.

@@ -43,9 +43,9 @@ from resources.dagster_private import (
     EventLogStorage,
     SerializableErrorInfo,
 )
-from pipeline_assets.partitions import parse_trial_partition_key
+from pipeline_assets.trial_keys import parse_trial_partition_key
 from pipeline_assets.stage_table import GATE_CHECKS
-from pipeline_assets.stages import FAILED_THRESHOLDS
+from simulations.stage_names import FAILED_THRESHOLDS
 from pipeline_assets.trial_assets import STUDY_TAG
 from resources.notifier import Alert, NotifierResource
 from simulations.errors import ConfigurationError, StorageCorruptError

@@ -48,12 +48,12 @@ from resources.dagster_private import (
 )
 from pipeline_assets.deployment_stage import DEPLOYMENT_RECORD
 from pipeline_assets.paper_stage import PAPER
-from pipeline_assets.partitions import (
+from pipeline_assets.partitions import trials_partitions_def
+from pipeline_assets.trial_keys import (
     DEFAULT_SENSOR_INTERVAL_SECONDS,
     MAX_TRIALS_PER_RUN,
     parse_trial_partition_key,
     trial_partition_key,
-    trials_partitions_def,
 )
 from pipeline_assets.shared_assets import awaited_instrument, missing_instruments
 from pipeline_assets.stage_table import GATE_CHECKS, PIPELINE_CODE_VERSION

@@ -29,7 +29,8 @@ from simulations.constants import (
     FX_ROLL_TIMEZONE,
     SECONDS_PER_DAY,
 )
-from simulations.errors import ConfigurationError, MarketDataError
+from simulations.calendar_codes import calendar_code
+from simulations.errors import MarketDataError
 
 # pandas and exchange_calendars cost about 0.6 s to import, and every command and the code
 # location import this module: they are imported where a 24/5 or exchange calendar needs them.
@@ -161,14 +162,7 @@ def _utc_us(column: pd.Series) -> np.ndarray:
 
 
 def market_calendar(*, code: str) -> MarketCalendar:
-    """The calendar named ``code``, validated.
-
-    Parameters
-    ----------
-    code
-        ``24/7`` (every day, around the clock: crypto), ``24/5`` (spot FX: weekdays, rolling at
-        17:00 New York, closed 25 December and 1 January) or an exchange's ISO 10383 MIC as
-        ``exchange_calendars`` names it (``XNYS``, ``XNAS``, ``XLON``, ``XTKS``, ...).
+    """The calendar named ``code``, validated (`simulations.calendar_codes.calendar_code`).
 
     Returns
     -------
@@ -179,19 +173,4 @@ def market_calendar(*, code: str) -> MarketCalendar:
     ConfigurationError
         If the code names no calendar (the message lists how to find the valid ones).
     """
-    if not isinstance(code, str) or not code.strip():
-        raise ConfigurationError(f"market.calendar must be a calendar code such as '24/7', got {code!r}")
-    code = code.strip()
-    if code in (CALENDAR_24_7, CALENDAR_24_5):
-        return MarketCalendar(code=code)
-    import exchange_calendars
-
-    names = exchange_calendars.get_calendar_names()
-    for candidate in (code, code.upper()):
-        if candidate in names:
-            return MarketCalendar(code=candidate)
-    raise ConfigurationError(
-        f"market.calendar = {code!r} is not a calendar: use '24/7' (crypto), '24/5' (FX) or an exchange code "
-        "such as 'XNYS', 'XNAS', 'XLON' (python -c 'import exchange_calendars; "
-        "print(exchange_calendars.get_calendar_names())' lists them)"
-    )
+    return MarketCalendar(code=calendar_code(code=code))

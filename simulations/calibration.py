@@ -118,7 +118,7 @@ from simulations.constants import (
     SYNTHETIC_TREND_SPELL_BARS,
 )
 from simulations.deployment import Candidate, DeploymentSettings, decide
-from simulations.gauntlet import GATE_ORDER
+from simulations.stage_names import GATE_ORDER
 from simulations.errors import ConfigurationError
 from simulations.gates import (
     GatePolicy,

@@ -314,3 +314,12 @@ CAUSALITY_SEED = 20_260_401
 #: every later bar moves (a rule that peeks at the sign of a later move sees it reversed,
 #: one that peeks at its size sees it changed) while prices stay positive and on the data's scale.
 CAUSALITY_PERTURBATION_SCALE = (0.5, 1.5)
+
+# --- Market names (the configuration and `resources.market_data`) ---------------------------
+
+#: The instrument of every study no pattern routes elsewhere: the configuration's ``market``.
+DEFAULT_INSTRUMENT = "default"
+#: Instrument names are partition keys of the shared assets: short, and safe in a UI backfill.
+INSTRUMENT_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,32}$"
+#: A table name, optionally schema-qualified: identifiers only, so it is never SQL text.
+TABLE_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$"

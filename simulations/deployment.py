@@ -39,8 +39,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_seriali
 
 from simulations.constants import DEFAULT_LIVE_CAPACITY
 from simulations.gates import GRADES, GateName, GateVerdict, Grade, PaperGatePolicy
-from simulations.gauntlet import GATE_ORDER
-from simulations.paper import PaperMode
+from simulations.stage_names import GATE_ORDER
+from simulations.vocabulary import AtCapacity, PaperMode, RankingMetric
 
 DecisionKind = Literal[
     "promoted",
@@ -54,7 +54,6 @@ DecisionKind = Literal[
 ]
 DECISION_KINDS: tuple[str, ...] = get_args(DecisionKind)
 
-AtCapacity = Literal["keep_incumbent", "replace_weakest"]
 
 
 #: Paper-session metrics a live set can be ranked by (names of the paper gate's grading
@@ -66,7 +65,6 @@ RANKING_HIGHER_IS_BETTER: dict[str, bool] = {
     "win_rate": True,
     "max_drawdown": False,
 }
-RankingMetric = Literal["sharpe", "total_return", "alpha", "win_rate", "max_drawdown"]
 
 #: Longest partition key the registry stores (its column width).
 PARTITION_KEY_MAX_LENGTH = 255
@@ -139,7 +137,7 @@ class DeploymentSettings(_Frozen):
     dry_run
         Record what would have happened as a ``dry_run`` decision and change nothing live.
     paper_modes
-        Paper modes whose grades may promote (`simulations.paper.PaperMode`): by default
+        Paper modes whose grades may promote (`simulations.vocabulary.PaperMode`): by default
         ``forward`` only, bars that arrived after the trial; a ``holdout`` grade is held.
     """
 
@@ -184,7 +182,7 @@ class Candidate(_Frozen):
         One verdict per gate, keyed by gate name: ``backtest_gate``, ``cge_gate``,
         ``paper_trading_gate``.
     paper_mode
-        How the paper grade was earned: ``forward`` or ``holdout`` (`simulations.paper.PaperMode`).
+        How the paper grade was earned: ``forward`` or ``holdout`` (`simulations.vocabulary.PaperMode`).
     """
 
     study: str = Field(min_length=1)

@@ -21,13 +21,17 @@ import difflib
 import math
 import numbers
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from simulations.constants import SEQUENTIAL_MAX_DAYS, STRESS_CATASTROPHIC_LOSS
 from simulations.errors import EvaluationError
-from simulations.metrics import BacktestMetrics
+
+if TYPE_CHECKING:
+    # The policies below are part of the configuration, which the commands that only read load
+    # without numpy: the metrics (numpy, scipy) are imported where gate 1 is evaluated.
+    from simulations.metrics import BacktestMetrics
 
 Comparator = Literal[">=", "<="]
 Grade = Literal["A", "B", "C", "D", "F"]
@@ -491,6 +495,8 @@ def evaluate_backtest_gate(
     EvaluationError
         If ``dsr`` is not a probability or ``n_completed_trials`` is not a count.
     """
+    from simulations.metrics import BacktestMetrics
+
     if not isinstance(metrics, BacktestMetrics):
         raise EvaluationError(f"metrics must be BacktestMetrics, got {type(metrics).__name__}")
     trials = _count("n_completed_trials", n_completed_trials)

@@ -31,9 +31,11 @@ from simulations.gates import (
 )
 from simulations.market import MarketWindows
 from simulations.metrics import BacktestMetrics, compute_metrics, deflated_sharpe_ratio
-from simulations.paper import PaperMetrics, PaperMode, SessionState, advance_session, paper_metrics
+from simulations.paper import PaperMetrics, SessionState, advance_session, paper_metrics
+from simulations.vocabulary import PaperMode
 from simulations.strategies import StrategyRegistry
 from simulations.stress import StressReport, StressScenarios, stress_test
+from simulations.stage_names import BACKTEST_NAMES, GATE_ORDER, PAPER_NAMES, STRESS_NAMES, StageNames
 from simulations.trial import TrialSnapshot
 
 
@@ -337,10 +339,9 @@ class Stage:
 
     Attributes
     ----------
-    asset
-        Name of the asset the stage produces for each trial.
-    gate
-        Name of the gate (an asset check on ``asset``) that decides whether the trial goes on.
+    names
+        Its asset (produced for each trial) and its gate (an asset check on the asset that
+        decides whether the trial goes on), `simulations.stage_names`.
     evaluate
         The stage's pure evaluation of one trial.
     code_version
@@ -348,19 +349,27 @@ class Stage:
         as stale at this stage (and only this one) in the UI.
     """
 
-    asset: str
-    gate: GateName
+    names: StageNames
     evaluate: Callable[[TrialCase, GauntletInputs], StageResult]
     code_version: str
+
+    @property
+    def asset(self) -> str:
+        return self.names.asset
+
+    @property
+    def gate(self) -> GateName:
+        if self.names.gate is None:
+            raise ValueError(f"stage {self.names.asset} has no gate: only gated stages are pure stages")
+        return self.names.gate
 
 
 #: The gated stages in the order a trial meets them. A new gate is a function and a row here.
 STAGES: tuple[Stage, ...] = (
-    Stage(asset="backtest_results", gate="backtest_gate", evaluate=evaluate_backtest, code_version="4"),
-    Stage(asset="cge_stress_report", gate="cge_gate", evaluate=evaluate_stress, code_version="4"),
-    Stage(asset="paper_trading_grade", gate="paper_trading_gate", evaluate=evaluate_paper, code_version="3"),
+    Stage(names=BACKTEST_NAMES, evaluate=evaluate_backtest, code_version="4"),
+    Stage(names=STRESS_NAMES, evaluate=evaluate_stress, code_version="4"),
+    Stage(names=PAPER_NAMES, evaluate=evaluate_paper, code_version="3"),
 )
-GATE_ORDER: tuple[GateName, ...] = tuple(stage.gate for stage in STAGES)
 
 
 def stage_for_gate(gate: str) -> Stage:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Literal
 
 import numpy as np
 import polars as pl
@@ -40,11 +39,6 @@ from simulations.strategies import Strategy
 
 _TIMESTAMP = pl.Datetime("us", "UTC")
 
-#: How a paper session meets its market. ``forward``: it starts at the newest bar available
-#: when its trial passed gate 2 and trades only bars that arrive afterwards (paper trading);
-#: ``holdout``: it replays the forward window from its start, bars that existed before the
-#: study (a re-evaluation, labelled as such on every grade and deployment record).
-PaperMode = Literal["forward", "holdout"]
 
 #: Schema of a session's fills: one row per bar on which the held position changed.
 #: ``quantity`` is the signed change of the position and ``position`` the position after it

@@ -33,7 +33,7 @@ from simulations.gauntlet import GauntletInputs, ReplayVenue, StudyContext, Tria
 from simulations.market import MarketWindows, generate_synthetic_market, split_windows
 from simulations.strategies import BUILT_IN_STRATEGIES
 from tests.conftest import add_complete_trials
-from pipeline_assets.partitions import trial_partition_key
+from pipeline_assets.trial_keys import trial_partition_key
 from tests.dagster_helpers import Ticker, local_definitions, materialized, partitions
 from tests.simulations.test_market import DEFECTS, _with_defect
 

@@ -26,7 +26,7 @@ import yaml
 
 from gauntlet.config_check import config_main
 from resources.dagster_private import FINISHED_STATUSES
-from pipeline_assets.partitions import trial_partition_key
+from pipeline_assets.trial_keys import trial_partition_key
 from gauntlet.run import run_main
 from simulations.market import generate_synthetic_market
 from tests.dagster_helpers import HOLDOUT_SECTIONS

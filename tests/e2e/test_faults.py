@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from dagster_postgres.utils import DagsterPostgresException
 
 from pipeline_assets.backtest_stage import BACKTEST
-from pipeline_assets.partitions import study_key_prefix, trial_partition_key
+from pipeline_assets.trial_keys import study_key_prefix, trial_partition_key
 from pipeline_assets.trial_assets import STUDY_TAG
 from resources.dagster_private import FINISHED_STATUSES, TickStatus
 from pipeline_assets.stages import passed_in_instance

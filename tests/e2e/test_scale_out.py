@@ -27,7 +27,7 @@ from dagster_celery import celery_executor
 
 from pipeline_assets.definitions import build_definitions
 from gauntlet.config import load_config
-from pipeline_assets.partitions import trial_partition_key
+from pipeline_assets.trial_keys import trial_partition_key
 from pipeline_assets.trial_assets import STUDY_TAG, trial_gauntlet
 from scripts.up import dagster_pg_environment
 from sensors.optuna_trial_sensor import Owed, batch_run_requests

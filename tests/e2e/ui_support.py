@@ -287,7 +287,7 @@ def process_demo_study(deployment: Deployment) -> str:
 
 def demo_key(number: int) -> str:
     """The partition key of demo trial ``number``."""
-    from pipeline_assets.partitions import trial_partition_key
+    from pipeline_assets.trial_keys import trial_partition_key
 
     return trial_partition_key("demo", number)
 
@@ -368,7 +368,8 @@ def materialize_market_data(deployment: Deployment, seed: int) -> str:
 
     from resources.dagster_private import DATA_VERSION_TAG
     from pipeline_assets.shared_assets import MARKET_DATA
-    from resources.market_data import DEFAULT_INSTRUMENT, SyntheticMarketDataResource
+    from resources.market_data import SyntheticMarketDataResource
+    from simulations.constants import DEFAULT_INSTRUMENT
     from tests.dagster_helpers import local_resources, shared_assets
 
     market = SyntheticMarketDataResource(seed=seed)

@@ -24,7 +24,8 @@ from pipeline_assets.calibration_assets import (
 from pipeline_assets.paper_stage import BrokerVenue
 from resources.gate_policy import GatePolicyResource
 from resources.io_manager import ArtifactIOManager
-from resources.market_data import DEFAULT_INSTRUMENT, SyntheticMarketDataResource
+from resources.market_data import SyntheticMarketDataResource
+from simulations.constants import DEFAULT_INSTRUMENT, SYNTHETIC_START_PRICE
 from resources.paper_broker import LocalPaperBrokerResource
 from simulations.calibration import (
     CalibrationSettings,
@@ -39,7 +40,6 @@ from simulations.calibration import (
     record_passes,
     study_seeds,
 )
-from simulations.constants import SYNTHETIC_START_PRICE
 from simulations.gates import GatePolicy
 from simulations.gauntlet import GauntletInputs, ReplayVenue, TrialCase, evaluate_paper
 from simulations.trial import TrialSnapshot

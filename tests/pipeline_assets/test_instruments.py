@@ -16,7 +16,8 @@ from gauntlet.environment import build_resources, instruments_resource
 from resources.dagster_private import DATA_VERSION_TAG, get_input_data_version_tag
 from pipeline_assets.definitions import build_definitions
 from pipeline_assets.shared_assets import CGE_SCENARIOS, MARKET_DATA
-from resources.market_data import DEFAULT_INSTRUMENT, InstrumentsResource, SyntheticMarketDataResource
+from resources.market_data import InstrumentsResource, SyntheticMarketDataResource
+from simulations.constants import DEFAULT_INSTRUMENT
 from resources.optuna_study import OptunaStudyResource
 from simulations.errors import ConfigurationError
 from simulations.market import generate_synthetic_market

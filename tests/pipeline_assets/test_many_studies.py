@@ -10,7 +10,7 @@ import pytest
 from resources.dagster_private import QueuedRunCoordinator, TagConcurrencyLimitsCounter
 from pipeline_assets.definitions import build_definitions
 from gauntlet.config import GauntletConfig
-from pipeline_assets.partitions import study_key_prefix, trial_partition_key
+from pipeline_assets.trial_keys import study_key_prefix, trial_partition_key
 from pipeline_assets.trial_assets import STUDY_TAG
 from tests.conftest import add_complete_trials
 from tests.dagster_helpers import Ticker, local_resources, materialized, partitions

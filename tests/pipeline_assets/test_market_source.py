@@ -25,7 +25,8 @@ from pipeline_assets.shared_assets import (
     recorded_window_dates,
     stale_instruments,
 )
-from resources.market_data import DEFAULT_INSTRUMENT, FileMarketDataResource
+from resources.market_data import FileMarketDataResource
+from simulations.constants import DEFAULT_INSTRUMENT
 from resources.paper_broker import LocalPaperBrokerResource
 from simulations.market import generate_synthetic_market
 from tests.conftest import add_complete_trials

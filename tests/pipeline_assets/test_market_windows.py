@@ -14,8 +14,7 @@ import pytest
 from gauntlet.config import MarketConfig, load_config
 from gauntlet.environment import market_resource
 from pipeline_assets.shared_assets import MARKET_DATA, recorded_window_dates
-from resources.market_data import DEFAULT_INSTRUMENT
-from simulations.constants import TRAIN_WINDOW_END_ATTR
+from simulations.constants import DEFAULT_INSTRUMENT, TRAIN_WINDOW_END_ATTR
 from simulations.errors import ConfigurationError
 from simulations.market import generate_synthetic_market
 from tests.conftest import add_complete_trials

@@ -18,7 +18,7 @@ import pytest
 from gauntlet.cli import main
 from gauntlet.config import GauntletConfig, load_config, location
 from gauntlet.environment import build_resources
-from pipeline_assets.partitions import trial_partition_key
+from pipeline_assets.trial_keys import trial_partition_key
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "hunter2-5e1d07"

@@ -1,11 +1,7 @@
 import pytest
 from hypothesis import example, given, strategies as st
 
-from pipeline_assets.partitions import (
-    parse_trial_partition_key,
-    study_key_prefix,
-    trial_partition_key,
-)
+from pipeline_assets.trial_keys import parse_trial_partition_key, study_key_prefix, trial_partition_key
 
 
 def test_safe_study_names_are_kept_readable():

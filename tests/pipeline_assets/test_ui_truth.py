@@ -20,13 +20,13 @@ import pytest
 
 from resources.dagster_private import DATA_VERSION_TAG
 from pipeline_assets.definitions import build_definitions
-from pipeline_assets.partitions import MAX_TRIALS_PER_RUN, trial_partition_key
+from pipeline_assets.trial_keys import MAX_TRIALS_PER_RUN, trial_partition_key
 from pipeline_assets.shared_assets import MARKET_DATA
 from pipeline_assets.trial_assets import trial_gauntlet
 from resources.io_manager import ArtifactIOManager
-from resources.market_data import DEFAULT_INSTRUMENT, SyntheticMarketDataResource
+from resources.market_data import SyntheticMarketDataResource
 from resources.optuna_study import OptunaStudyResource
-from simulations.constants import DEFAULT_MARKET_SEED
+from simulations.constants import DEFAULT_INSTRUMENT, DEFAULT_MARKET_SEED
 from tests.conftest import add_complete_trials
 from tests.dagster_helpers import Ticker, demo_gate_policy, demo_config, local_resources, shared_assets
 from tests.graphql_support import UiClient, describe_causes, graphql_workspace, write_code_location

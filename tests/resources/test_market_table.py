@@ -11,7 +11,8 @@ import sqlalchemy as sa
 
 from gauntlet.config import load_config
 from gauntlet.environment import instruments_resource
-from resources.market_data import DEFAULT_INSTRUMENT, FileMarketDataResource, TableMarketDataResource
+from resources.market_data import FileMarketDataResource, TableMarketDataResource
+from simulations.constants import DEFAULT_INSTRUMENT
 from simulations.errors import ConfigurationError, MarketDataError
 from simulations.market import generate_synthetic_market
 

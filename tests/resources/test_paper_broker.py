@@ -13,15 +13,10 @@ import polars as pl
 import pytest
 import sqlalchemy as sa
 
-from resources.market_data import DEFAULT_INSTRUMENT, FileMarketDataResource, SyntheticMarketDataResource
-from resources.paper_broker import (
-    PAPER_METADATA,
-    LocalPaperBrokerResource,
-    PaperBrokerResource,
-    paper_bars,
-    paper_fills,
-    paper_sessions,
-)
+from resources.market_data import FileMarketDataResource, SyntheticMarketDataResource
+from simulations.constants import DEFAULT_INSTRUMENT
+from resources.paper_broker import LocalPaperBrokerResource, PaperBrokerResource
+from resources.paper_sessions import PAPER_METADATA, paper_bars, paper_fills, paper_sessions
 from simulations.backtest import backtest_strategy
 from simulations.errors import ConfigurationError, PaperTradingError, StorageUnavailableError, TrialDataError
 from simulations.market import generate_synthetic_market

@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from simulations.calendars import market_calendar
 from simulations.constants import MIN_BARS_PER_WINDOW, TRAIN_WINDOW_END_ATTR
 from simulations.errors import ConfigurationError, MarketDataError, TrainWindowOverlapError, TrialDataError
-from simulations.market import WindowDates, check_declared_train_end, cut_windows, load_market_file, pin_window_dates
+from simulations.market import check_declared_train_end, cut_windows, load_market_file, pin_window_dates
+from simulations.window_dates import WindowDates
 
 UTC = dt.UTC
 CALENDAR_NAMES = frozenset(exchange_calendars.get_calendar_names())

@@ -16,9 +16,9 @@ from simulations.deployment import (
     Decision,
     DeploymentSettings,
     LiveEntry,
-    RankingMetric,
     decide,
 )
+from simulations.vocabulary import RankingMetric
 from simulations.gates import GRADES, GatePolicy, GateVerdict, ThresholdCheck, evaluate_cge_gate, evaluate_paper_gate
 
 #: Paper-session values of a good candidate (the seven grading checks).
