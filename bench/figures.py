@@ -207,7 +207,7 @@ def _gauntlet_status_seconds(n_trials: int = 10_000, repeats: int = 5) -> dict[s
     import sqlalchemy as sa
     from sqlalchemy.pool import NullPool
 
-    from pipeline_assets.stage_table import GATE_CHECKS
+    from pipeline_assets.stage_table import GATE_CHECKS, TRIAL_ASSET_KEYS
     from gauntlet.cli import main
     from resources.dagster_private import create_run_for_test
     from gauntlet.config import load_config
@@ -215,7 +215,6 @@ def _gauntlet_status_seconds(n_trials: int = 10_000, repeats: int = 5) -> dict[s
     from pipeline_assets.errors import fail_for
     from pipeline_assets.partitions import trials_partitions_def
     from pipeline_assets.trial_keys import MAX_TRIALS_PER_RUN, parse_trial_partition_key
-    from gauntlet.status import TRIAL_ASSET_KEYS
     from simulations.strategies import BUILT_IN_STRATEGIES
 
     BACKTEST_GATE, CGE_GATE, PAPER_GATE = GATE_CHECKS

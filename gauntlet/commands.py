@@ -1,6 +1,7 @@
-"""The commands of `gauntlet` (`gauntlet.cli` parses them): read models, the registry's
-controls, retry and health, run against the Dagster instance of ``$DAGSTER_HOME`` and the
-resources ``build_resources(load_config().config)`` builds, exactly as the definitions do.
+"""The commands of `gauntlet` that run against the Dagster instance (`gauntlet.cli` parses them,
+`gauntlet.terminal` runs them): the registry's controls, live, retry, windows and health, with
+the instance of ``$DAGSTER_HOME`` and the resources ``build_resources(load_config().config)``
+builds, exactly as the definitions do. ``status`` needs no Dagster (`gauntlet.status_command`).
 """
 
 from __future__ import annotations
@@ -8,21 +9,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import gc
-import importlib
-import json
 import os
-import sys
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import dagster as dg
 import sqlalchemy.exc
 
-from gauntlet.cli import OWN_PARSERS
-from gauntlet.config import CONFIG_ENV, DEFAULT_CONFIG_PATH, GauntletConfig, config_path, load_config
+from gauntlet.config import GauntletConfig, load_config
 from resources.dagster_private import (
     DEFAULT_HEARTBEAT_INTERVAL_SECONDS,
     DEFAULT_SENSOR_DAEMON_INTERVAL,
@@ -36,19 +31,12 @@ from resources.dagster_private import (
 )
 from gauntlet.environment import build_resources
 from pipeline_assets.trial_keys import study_key_prefix
-from gauntlet.status import (
-    STAGES,
-    TRIAL_ASSET_KEYS,
-    StatusReport,
-    TrialStatus,
-    read_status,
-)
+from gauntlet.status_command import read_report, trial_note
+from gauntlet.terminal import Output, stop_line, table
+from pipeline_assets.stage_table import TRIAL_ASSET_KEYS
 from resources.database import translate_db_error
-from resources.registry_store import ControlState, DecisionRecord
+from resources.registry_store import DecisionRecord
 from simulations.errors import ConfigurationError, PipelineError, StorageNotFoundError
-
-EXIT_OK = 0
-EXIT_FAILED = 1
 
 #: Tags on every retry backfill (and so on its runs): what asked for it, and who.
 RETRY_TAG = "gauntlet/retry"
@@ -63,21 +51,6 @@ SENSOR_STALE_FLOOR_SECONDS = 300.0
 #: this slack (a loop delayed on a busy machine) is overdue: the daemon stopped or hangs.
 #: Dagster's own tolerance (30 minutes) would call a stopped daemon healthy for half an hour.
 DAEMON_HEARTBEAT_SLACK_SECONDS = 15.0
-
-_VERDICT_CELL = {"passed": "pass", "failed": "FAIL", "not_evaluated": "-", "running": "run"}
-_TEXT_ERROR_CHARS = 100
-
-
-@dataclass(frozen=True)
-class Output:
-    """What a command prints: a JSON payload or text lines, and whether it succeeded.
-
-    Both are made on demand: for 10,000 trials, building the unused one costs as much as the read.
-    """
-
-    payload: Callable[[], Any]
-    render: Callable[[], list[str]]
-    ok: bool = True
 
 
 class Context:
@@ -110,76 +83,6 @@ def _ago(timestamp: float) -> str:
     return f"{seconds:.0f}s ago" if seconds < 120 else f"{seconds / 60:.0f}m ago"
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    table = [header, *rows]
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in table]
-
-
-def _stop_line(stop: ControlState) -> str:
-    if not stop.stopped:
-        return "emergency stop: off"
-    return f"emergency stop: ON since {stop.at.isoformat() if stop.at else '?'} by {stop.by}: {stop.reason}"
-
-
-# -- status -------------------------------------------------------------------------------------
-def _read_report(ctx: Context, failed_runs: int, *, rejection_reasons: bool = False) -> StatusReport:
-    res = ctx.resources("registry", "paper_broker", "gate_policy")
-    return read_status(
-        ctx.instance,
-        registry=res.registry,
-        paper_broker=res.paper_broker,
-        paper=res.gate_policy.policy().paper,
-        failed_runs=failed_runs,
-        rejection_reasons=rejection_reasons,
-    )
-
-
-def _trial_note(trial: TrialStatus, *, full: bool) -> str:
-    """Pending reasons, why a gate rejected the trial, and its last error (cut unless ``full``)."""
-    notes = list(trial.pending)
-    if trial.rejection:
-        notes.append(f"REJECTED by {trial.rejection.gate}: {trial.rejection.reason}")
-    if trial.last_error:
-        error = trial.last_error
-        text = f"ERROR {error.stage or 'run'}: {error.message}"
-        notes.append(text if full or len(text) <= _TEXT_ERROR_CHARS else text[: _TEXT_ERROR_CHARS - 1] + "…")
-    return "; ".join(notes)
-
-
-def cmd_status(ctx: Context, args: argparse.Namespace) -> Output:
-    """One line per trial, by study and trial number: stage, each gate's verdict, decision,
-    pending reasons, and with ``--failed`` why each gate rejected and the whole last error."""
-    report = _read_report(ctx, args.failed_runs, rejection_reasons=args.failed or args.json).select(
-        study_prefix=study_key_prefix(args.study) if args.study else None,
-        stages=args.stage or (),
-        failed=args.failed,
-    )
-
-    def render() -> list[str]:
-        rows = [
-            [
-                t.partition_key,
-                t.stage,
-                *(_VERDICT_CELL[v] for v in t.gates.values()),
-                t.decision.decision if t.decision else "-",
-                _trial_note(t, full=args.failed),
-            ]
-            for t in report.trials
-        ]
-        summary = report.summary()
-        stages = ", ".join(f"{n} {s}" for s, n in summary["by_stage"].items() if n)
-        return [
-            _stop_line(report.emergency_stop),
-            *_table(["TRIAL", "STAGE", "BACKTEST", "CGE", "PAPER", "DECISION", "PENDING / LAST ERROR"], rows),
-            f"{summary['trials']} trial(s): {stages or 'none'}; {summary['rejected']} rejected by a gate, "
-            f"{summary['errored']} with a failed run, {summary['in_flight']} in flight "
-            f"(errors from the last {args.failed_runs} failed runs)",
-        ]
-
-    return Output(report.to_json, render)
-
-
 # -- registry -----------------------------------------------------------------------------------
 def cmd_live(ctx: Context, args: argparse.Namespace) -> Output:
     """What is deployed, oldest first, and the emergency stop."""
@@ -197,9 +100,9 @@ def cmd_live(ctx: Context, args: argparse.Namespace) -> Output:
         for e in live
     ]
     lines = [
-        _stop_line(stop),
+        stop_line(stop),
         *(
-            _table(["TRIAL", "GRADE", "SHARPE", "RETURN", "PROMOTED AT", "DECISION"], rows)
+            table(["TRIAL", "GRADE", "SHARPE", "RETURN", "PROMOTED AT", "DECISION"], rows)
             if live
             else ["nothing is live"]
         ),
@@ -210,7 +113,7 @@ def cmd_live(ctx: Context, args: argparse.Namespace) -> Output:
 
 def _set_stop(ctx: Context, args: argparse.Namespace, *, stopped: bool) -> Output:
     state = ctx.resources("registry").registry.set_emergency_stop(stopped=stopped, by=args.by, reason=args.reason)
-    return Output(lambda: state.model_dump(mode="json"), lambda: [_stop_line(state)])
+    return Output(lambda: state.model_dump(mode="json"), lambda: [stop_line(state)])
 
 
 def cmd_stop(ctx: Context, args: argparse.Namespace) -> Output:
@@ -257,7 +160,7 @@ def cmd_retry(ctx: Context, args: argparse.Namespace) -> Output:
     already recorded changes. A trial with a run in flight or a requested backfill is skipped,
     so retrying twice never doubles the work.
     """
-    report = _read_report(ctx, args.failed_runs).select(
+    report = read_report(ctx.config, failed_runs=args.failed_runs).select(
         study_prefix=study_key_prefix(args.study) if args.study else None, errored=True
     )
     retry = [t for t in report.trials if not t.in_flight]
@@ -297,7 +200,7 @@ def cmd_retry(ctx: Context, args: argparse.Namespace) -> Output:
         "backfills": backfills,
     }
     verb = "would retry" if args.dry_run else "retrying"
-    lines = [f"{verb} {t.partition_key}: {_trial_note(t, full=True)}" for t in retry]
+    lines = [f"{verb} {t.partition_key}: {trial_note(t, full=True)}" for t in retry]
     lines += [f"backfill {b['backfill_id']}: {len(b['partition_keys'])} trial(s) of {b['study']}" for b in backfills]
     lines += [f"skipped {key}: a run or backfill is already in flight" for key in skipped]
     if not retry:
@@ -409,7 +312,7 @@ def cmd_health(ctx: Context, args: argparse.Namespace) -> Output:
     ]
     healthy = all(c["healthy"] for c in checks)
     rows = [[c["component"], "ok" if c["healthy"] else "FAIL", c["detail"]] for c in checks]
-    lines = [*_table(["COMPONENT", "STATUS", "DETAIL"], rows), "healthy" if healthy else "UNHEALTHY"]
+    lines = [*table(["COMPONENT", "STATUS", "DETAIL"], rows), "healthy" if healthy else "UNHEALTHY"]
     return Output(lambda: {"healthy": healthy, "checks": checks}, lambda: lines, ok=healthy)
 
 
@@ -443,60 +346,8 @@ def open_context() -> Iterator[Context]:
             ) from exc
 
 
-@contextlib.contextmanager
-def collector_paused() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector for one command.
-
-    Reading 10,000 trials allocates a few hundred thousand short-lived objects, and each
-    collection they trigger rescans the whole imported heap (Dagster's is large): measured,
-    a quarter to a third of ``status``. Reference counting still frees them; the collector
-    resumes when the command ends.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
-@contextlib.contextmanager
-def configured(config: str | None) -> Iterator[None]:
-    """``GAUNTLET_CONFIG`` set to ``config`` for one command (restored after), when given."""
-    if config is None:
-        yield
-        return
-    previous = os.environ.get(CONFIG_ENV)
-    os.environ[CONFIG_ENV] = config
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop(CONFIG_ENV, None)
-        else:
-            os.environ[CONFIG_ENV] = previous
-
-
-def _say_which_configuration(argv: Sequence[str]) -> None:
-    """One stderr line when the repository's demo configuration is what applies."""
-    if not argv or {"-h", "--help"} & set(argv):
-        return
-    try:
-        path = config_path(os.environ)
-    except ConfigurationError:
-        return  # the command reports it
-    if path == DEFAULT_CONFIG_PATH and not os.environ.get(CONFIG_ENV):
-        print(
-            f"gauntlet: using the demo configuration ({DEFAULT_CONFIG_PATH}); "
-            f"--config PATH or {CONFIG_ENV} selects yours",
-            file=sys.stderr,
-        )
-
-
-#: The commands parsed by `gauntlet.cli`, by the name its parser gives them.
+#: The commands parsed by `gauntlet.cli` that run here, by the name its parser gives them.
 HANDLERS: dict[str, Callable[[Context, argparse.Namespace], Output]] = {
-    "status": cmd_status,
     "live": cmd_live,
     "stop": cmd_stop,
     "resume": cmd_resume,
@@ -506,38 +357,9 @@ HANDLERS: dict[str, Callable[[Context, argparse.Namespace], Output]] = {
     "health": cmd_health,
     "windows": cmd_windows,
 }
-def _own_parser(command: str) -> Callable[[Sequence[str]], int]:
-    module, function = OWN_PARSERS[command].split(":")
-    return getattr(importlib.import_module(module), function)
 
 
-def run_command(argv: Sequence[str], args: argparse.Namespace | None, *, config: str | None) -> int:
-    """Run one command under ``config`` (None: ``$GAUNTLET_CONFIG`` or the demo's): ``args`` as
-    `gauntlet.cli` parsed them, or None for a command that parses its own ``argv``."""
-    unknown = [stage for stage in (getattr(args, "stage", None) or ()) if stage not in STAGES]
-    if unknown:
-        print(
-            f"gauntlet {args.command}: argument --stage: invalid choice: {unknown[0]!r} (choose from {', '.join(STAGES)})",
-            file=sys.stderr,
-        )
-        return 2
-    with configured(config):
-        _say_which_configuration(argv)
-        if args is None:
-            return _own_parser(argv[0])(argv[1:])
-        return _run_handler(HANDLERS[args.handler], args)
-
-
-def _run_handler(handler: Callable[[Context, argparse.Namespace], Output], args: argparse.Namespace) -> int:
-    with collector_paused():
-        try:
-            with open_context() as ctx:
-                output = handler(ctx, args)
-        except PipelineError as exc:
-            print(f"gauntlet {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
-            return EXIT_FAILED
-        if args.json:
-            print(json.dumps(output.payload(), separators=(",", ":"), default=str))
-        else:
-            print("\n".join(output.render()))
-    return EXIT_OK if output.ok else EXIT_FAILED
+def run_in_instance(args: argparse.Namespace) -> Output:
+    """Run the parsed command with the Dagster instance and the resources open (`gauntlet.terminal`)."""
+    with open_context() as ctx:
+        return HANDLERS[args.handler](ctx, args)

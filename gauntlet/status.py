@@ -1,29 +1,31 @@
 """Where every trial stands: the read model behind ``gauntlet status`` and ``gauntlet retry``.
 
 Everything is read from the two sources of truth (DESIGN.md): the Dagster instance and the
-deployment registry, plus the paper venue for sessions still trading. The number of queries
-does not grow with the number of trials; the ones that return a row per trial are single
-set-based queries:
+deployment registry, plus the paper sessions still trading. No Dagster and no numerics are
+imported: the instance's tables are read as plain SQL (`resources.dagster_storage`, each read
+checked against the Dagster API it stands in for), the registry and the sessions through their
+SQL stores, so a cold ``gauntlet status`` answers without loading the pipeline. The number of
+queries does not grow with the number of trials; the ones that return a row per trial are
+single set-based queries:
 
-* partitions: ``instance.get_dynamic_partitions("trials")`` (its order is the partition order
-  that run ranges refer to);
-* stage: ``instance.get_materialized_partitions`` once per trial asset;
-* gate verdicts: one query for the three gates' latest execution per partition
-  (`latest_check_executions`, the status and run `get_asset_check_partition_info` reports). ``PLANNED``
-  is the latest record when a run planned the check but never evaluated it (the trial
-  stopped at an earlier gate or failed) or when that run is still in flight;
+* partitions: the ``trials`` dynamic partitions (their order is the partition order that run
+  ranges refer to);
+* stage: the materialized partitions of every trial asset, in one query;
+* gate verdicts: one query for the three gates' latest execution per partition (the status
+  and run `get_asset_check_partition_info` reports). ``PLANNED`` is the latest record when a
+  run planned the check but never evaluated it (the trial stopped at an earlier gate or
+  failed) or when that run is still in flight;
 * last failure: the ``RUN_FAILURE`` events of the most recent ``failed_runs`` runs of any job
-  (``gauntlet status --failed-runs``, bounded so the cost does not grow with the history)
-  (one query on the index shard), mapped to trials by the run's partition tags and the
-  ``[trial <key>, stage <stage>]`` lines `PipelineError` puts in every message. A failure
-  counts until a later materialization of the trial supersedes it (storage ids, one query
-  per trial asset over the failed trials only);
-* rejections (on request): per gate, its ``FAILED`` executions newest first
-  (`failed_check_evaluations`), in pages, until
+  (``gauntlet status --failed-runs``, bounded so the cost does not grow with the history),
+  mapped to trials by the run's partition tags and the ``[trial <key>, stage <stage>]`` lines
+  `PipelineError` puts in every message. A failure counts until a later materialization of
+  the trial supersedes it (storage ids, one query over the failed trials only);
+* rejections (on request): per gate, its ``FAILED`` executions newest first, in pages, until
   each rejected trial has its latest one: the reason ("sharpe 0.12 < min 0.3 (short by 0.18)")
   and every threshold it failed, with value and margin;
-* in flight: unfinished runs covering trial partitions, and requested backfills;
-* paper sessions: the broker's ``sessions()``; decisions: the registry's log, latest per trial.
+* in flight: unfinished runs covering trial partitions, and requested backfills (decoded by
+  Dagster, imported only while one is requested);
+* paper sessions: the store's ``sessions()``; decisions: the registry's log, latest per trial.
 """
 
 from __future__ import annotations
@@ -35,37 +37,29 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-import dagster as dg
-
-from resources.dagster_private import (
+from resources.dagster_storage import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
-    NOT_FINISHED_STATUSES,
     PARTITION_NAME_TAG,
-    AssetCheckExecutionRecordStatus,
-    BulkActionStatus,
-    DagsterEventType,
-    PartitionBackfill,
-    RunStatusChangeRecordsFilter,
-    failed_check_evaluations,
-    latest_check_executions,
+    DagsterTables,
+    asset_key_string,
 )
-from pipeline_assets.partitions import trials_partitions_def
-from pipeline_assets.trial_keys import parse_trial_partition_key
-from simulations.stage_names import FAILED_THRESHOLDS
-from pipeline_assets.stage_table import GATE_CHECKS, TRIAL_ASSET_KEYS, TRIAL_STAGES
-from simulations.stage_names import trial_stage_labels
-from resources.paper_broker import PaperBrokerResource
-from resources.paper_sessions import SessionInfo
-from resources.registry import DeploymentRegistryResource
-from resources.registry_store import ControlState, DecisionRecord
+from pipeline_assets.trial_keys import TRIALS_PARTITIONS_NAME, parse_trial_partition_key
+from resources.paper_sessions import PaperSessionStore, SessionInfo
+from resources.registry_store import ControlState, DecisionRecord, SqlRegistry
 from simulations.gates import PaperGatePolicy
+from simulations.stage_names import FAILED_THRESHOLDS, TRIAL_STAGE_NAMES, trial_stage_labels
 
 #: Where a trial can stand, in pipeline order (from the stage table); it stands at the
 #: furthest stage it has reached.
 Stage = str
 STAGES: tuple[str, ...] = trial_stage_labels()
 Verdict = Literal["passed", "failed", "not_evaluated", "running"]
+#: The trial assets and the gate checks, as the instance's tables name them.
+TRIAL_ASSETS: tuple[str, ...] = tuple(asset_key_string([names.asset]) for names in TRIAL_STAGE_NAMES)
+GATES: tuple[tuple[str, str], ...] = tuple(
+    (asset_key_string([names.asset]), names.gate) for names in TRIAL_STAGE_NAMES if names.gate is not None
+)
 
 #: Longest error message kept per trial: the whole cause of any typed error (its field and
 #: value included); the UI has the traceback.
@@ -73,10 +67,8 @@ MAX_ERROR_CHARS = 4_000
 #: Failed gate executions read per query when explaining rejections.
 _EXECUTIONS_PER_PAGE = 1_000
 
-_CHECK_VERDICTS: dict[AssetCheckExecutionRecordStatus, Verdict] = {
-    AssetCheckExecutionRecordStatus.SUCCEEDED: "passed",
-    AssetCheckExecutionRecordStatus.FAILED: "failed",
-}
+#: Verdicts of the check execution statuses as stored (`AssetCheckExecutionRecordStatus` values).
+_CHECK_VERDICTS: dict[str, Verdict] = {"SUCCEEDED": "passed", "FAILED": "failed"}
 # `PipelineError` renders "[trial <key>, stage <stage>] <cause>"; without a trial, "[stage <stage>] <cause>".
 _TRIAL_ERROR = re.compile(r"\[trial (?P<trial>[^,\]\s]+), stage (?P<stage>[^\]]+)\] (?P<cause>[^\n]*)")
 _STAGE_ERROR = re.compile(r"\[stage (?P<stage>[^\]]+)\] (?P<cause>[^\n]*)")
@@ -276,17 +268,8 @@ def attribute_failure(text: str, covered: Sequence[str]) -> dict[str, tuple[str 
     return {key: (stage, cause) for key in covered}
 
 
-def _failure_text(record: dg.EventLogRecord) -> str:
-    event = record.event_log_entry.dagster_event
-    error = getattr(event.event_specific_data, "error", None) if event else None
-    if error is not None:
-        return error.message
-    # A run failed by run monitoring or the launcher carries its reason in the message only.
-    return (event.message if event else None) or record.event_log_entry.user_message or "run failed"
-
-
 def last_failures(
-    instance: dg.DagsterInstance, keys: Sequence[str], position: Mapping[str, int], *, failed_runs: int
+    tables: DagsterTables, keys: Sequence[str], position: Mapping[str, int], *, failed_runs: int
 ) -> tuple[dict[str, TrialFailure], int]:
     """Each trial's most recent failure among the last ``failed_runs`` run failures, unless superseded.
 
@@ -294,83 +277,55 @@ def last_failures(
     """
     # Any job: trial_job runs from the sensors, and the asset-job runs of backfills and of the
     # UI's Materialize; a run covers trials if its partition tags name `trials` partitions.
-    records = instance.fetch_run_status_changes(
-        RunStatusChangeRecordsFilter(DagsterEventType.RUN_FAILURE), limit=failed_runs
-    ).records
-    if not records:
-        return {}, 0
-    runs = {
-        r.dagster_run.run_id: r.dagster_run
-        for r in instance.get_run_records(dg.RunsFilter(run_ids=[r.run_id for r in records]))
-    }
+    records = tables.run_failures(limit=failed_runs)
     failures: dict[str, TrialFailure] = {}
     for record in records:  # newest first: a trial keeps its most recent failure
-        run = runs.get(record.run_id)
-        if run is None:
-            continue
-        covered = run_partitions(run.tags, keys, position)
+        covered = run_partitions(record.tags, keys, position)
         failed_at = dt.datetime.fromtimestamp(record.timestamp, dt.UTC)
-        for key, (stage, cause) in attribute_failure(_failure_text(record), covered).items():
+        for key, (stage, cause) in attribute_failure(record.message, covered).items():
             failures.setdefault(
                 key,
-                TrialFailure(run_id=run.run_id, failed_at=failed_at, stage=stage, message=cause, storage_id=record.storage_id),
+                TrialFailure(
+                    run_id=record.run_id, failed_at=failed_at, stage=stage, message=cause, storage_id=record.storage_id
+                ),
             )
     if failures:
-        latest: dict[str, int] = defaultdict(int)
-        for asset in TRIAL_ASSET_KEYS:
-            by_partition = instance.get_latest_storage_id_by_partition(
-                asset, DagsterEventType.ASSET_MATERIALIZATION, partitions=set(failures)
-            )
-            for key, storage_id in by_partition.items():
-                latest[key] = max(latest[key], storage_id)
-        failures = {key: f for key, f in failures.items() if latest[key] < f.storage_id}
+        latest = tables.latest_materialization_ids(TRIAL_ASSETS, partitions=set(failures))
+        failures = {key: f for key, f in failures.items() if latest.get(key, 0) < f.storage_id}
     return failures, len(records)
 
 
-def _backfill_waiting(backfill: PartitionBackfill) -> set[str]:
-    """Trial partitions a requested backfill has not turned into runs yet."""
-    data = backfill.asset_backfill_data
-    if data is None:
-        # A job backfill names its partitions; its launched runs show up as in flight too.
-        return set(backfill.partition_names or ())
-    waiting: set[str] = set()
-    for asset in TRIAL_ASSET_KEYS:
-        target = data.target_subset.partitions_subsets_by_asset_key.get(asset)
-        if target is None:
-            continue
-        requested = data.requested_subset.partitions_subsets_by_asset_key.get(asset)
-        done = set(requested.get_partition_keys()) if requested is not None else set()
-        waiting.update(k for k in target.get_partition_keys() if k not in done)
-    return waiting
-
-
 def _in_flight(
-    instance: dg.DagsterInstance, keys: Sequence[str], position: Mapping[str, int]
+    tables: DagsterTables, keys: Sequence[str], position: Mapping[str, int]
 ) -> tuple[dict[str, list[str]], set[str]]:
     """Pending reasons of trials with an unfinished run or a requested backfill, and those run ids."""
     reasons: dict[str, list[str]] = defaultdict(list)
     run_ids: set[str] = set()
     # Every unfinished run (queued ones included), whatever its job: the queue is short, and
     # backfill and UI runs of the trial assets run as the asset job, not as trial_job.
-    for record in instance.get_run_records(dg.RunsFilter(statuses=NOT_FINISHED_STATUSES)):
-        run = record.dagster_run
+    for run in tables.unfinished_runs():
         run_ids.add(run.run_id)
         for key in run_partitions(run.tags, keys, position):
-            reasons[key].append(f"run {run.run_id[:8]} {run.status.value.lower()}")
-    for backfill in instance.get_backfills(status=BulkActionStatus.REQUESTED):
-        for key in _backfill_waiting(backfill):
-            if key in position:
-                reasons[key].append(f"backfill {backfill.backfill_id} requested")
+            reasons[key].append(f"run {run.run_id[:8]} {run.status.lower()}")
+    requested = tables.requested_backfills()
+    if requested:
+        # Only Dagster can decode a backfill's partitions; a backfill is requested rarely and briefly.
+        from resources.dagster_private import backfill_partitions_waiting
+
+        for backfill_id, body in requested:
+            for key in backfill_partitions_waiting(body, asset_keys=TRIAL_ASSETS):
+                if key in position:
+                    reasons[key].append(f"backfill {backfill_id} requested")
     return reasons, run_ids
 
 
-def _verdicts(instance: dg.DagsterInstance, running_runs: set[str]) -> dict[str, dict[str, Verdict]]:
+def _verdicts(tables: DagsterTables, running_runs: set[str]) -> dict[str, dict[str, Verdict]]:
     """Per gate, per partition: the latest verdict (one query for every gate and partition).
 
     A partition the gate never planned is absent (read as ``not_evaluated``).
     """
-    verdicts: dict[str, dict[str, Verdict]] = {gate.name: {} for gate in GATE_CHECKS}
-    for execution in latest_check_executions(instance.event_log_storage, GATE_CHECKS):
+    verdicts: dict[str, dict[str, Verdict]] = {gate: {} for _, gate in GATES}
+    for execution in tables.latest_check_executions(GATES):
         verdict = _CHECK_VERDICTS.get(execution.status)
         if verdict is None:  # PLANNED: in flight, or the trial stopped before this gate
             verdict = "running" if execution.run_id in running_runs else "not_evaluated"
@@ -378,19 +333,19 @@ def _verdicts(instance: dg.DagsterInstance, running_runs: set[str]) -> dict[str,
     return verdicts
 
 
-def _rejections(instance: dg.DagsterInstance, verdicts: Mapping[str, Mapping[str, Verdict]]) -> dict[str, Rejection]:
+def _rejections(tables: DagsterTables, verdicts: Mapping[str, Mapping[str, Verdict]]) -> dict[str, Rejection]:
     """Why each rejected trial was rejected, by the first gate in pipeline order that did.
 
     Per gate, the failed executions are read newest first in pages of ``_EXECUTIONS_PER_PAGE``
     until every partition whose latest verdict is ``failed`` has its latest failed evaluation.
     """
     found: dict[str, Rejection] = {}
-    for check in GATE_CHECKS:
-        wanted = {key for key, verdict in verdicts[check.name].items() if verdict == "failed" and key not in found}
+    for check in GATES:
+        gate = check[1]
+        wanted = {key for key, verdict in verdicts[gate].items() if verdict == "failed" and key not in found}
         before_id = None
         while wanted:
-            page = failed_check_evaluations(
-                instance.event_log_storage,
+            page = tables.failed_check_evaluations(
                 check,
                 metadata_key=FAILED_THRESHOLDS,
                 limit=_EXECUTIONS_PER_PAGE,
@@ -400,11 +355,11 @@ def _rejections(instance: dg.DagsterInstance, verdicts: Mapping[str, Mapping[str
                 if evaluation.partition not in wanted:
                     continue
                 wanted.discard(evaluation.partition)
-                failed = evaluation.metadata_value
+                failed = evaluation.metadata_data
                 found[evaluation.partition] = Rejection(
-                    gate=check.name,
+                    gate=gate,
                     reason=evaluation.description or "rejected",
-                    failed_checks=tuple(failed.data) if isinstance(failed, dg.JsonMetadataValue) else (),
+                    failed_checks=tuple(failed) if isinstance(failed, list) else (),
                 )
             if len(page) < _EXECUTIONS_PER_PAGE:
                 break
@@ -412,15 +367,15 @@ def _rejections(instance: dg.DagsterInstance, verdicts: Mapping[str, Mapping[str
     return found
 
 
-def _stage(key: str, materialized: Mapping[dg.AssetKey, set[str]], sessions: Mapping[str, SessionInfo]) -> Stage:
+def _stage(key: str, materialized: Mapping[str, set[str]], sessions: Mapping[str, SessionInfo]) -> Stage:
     """The furthest stage materialized, or the stage after it that waits (a paper session)."""
-    for index in range(len(TRIAL_STAGES) - 1, -1, -1):
-        row = TRIAL_STAGES[index]
-        if key in materialized[row.key]:
-            following = TRIAL_STAGES[index + 1] if index + 1 < len(TRIAL_STAGES) else None
+    for index in range(len(TRIAL_STAGE_NAMES) - 1, -1, -1):
+        names = TRIAL_STAGE_NAMES[index]
+        if key in materialized[TRIAL_ASSETS[index]]:
+            following = TRIAL_STAGE_NAMES[index + 1] if index + 1 < len(TRIAL_STAGE_NAMES) else None
             if following is not None and following.waiting and key in sessions:
                 return following.waiting
-            return row.reached
+            return names.reached
     return "detected"
 
 
@@ -439,24 +394,24 @@ def _paper_reason(session: SessionInfo, paper: PaperGatePolicy) -> str:
 
 
 def read_status(
-    instance: dg.DagsterInstance,
+    tables: DagsterTables,
     *,
-    registry: DeploymentRegistryResource,
-    paper_broker: PaperBrokerResource,
+    registry: SqlRegistry,
+    paper_sessions: PaperSessionStore,
     paper: PaperGatePolicy,
     failed_runs: int,
     rejection_reasons: bool = False,
 ) -> StatusReport:
     """Every trial partition's status, sorted by study and trial number (see the module
     docstring for what is read and how); with ``rejection_reasons``, why each gate rejected."""
-    keys = list(instance.get_dynamic_partitions(trials_partitions_def.name))
+    keys = tables.dynamic_partitions(TRIALS_PARTITIONS_NAME)
     position = {key: i for i, key in enumerate(keys)}
-    materialized = {asset: instance.get_materialized_partitions(asset) for asset in TRIAL_ASSET_KEYS}
-    waiting, running_runs = _in_flight(instance, keys, position)
-    verdicts = _verdicts(instance, running_runs)
-    rejections = _rejections(instance, verdicts) if rejection_reasons else {}
-    failures, n_failed_runs = last_failures(instance, keys, position, failed_runs=failed_runs)
-    sessions = {s.trial_key: s for s in paper_broker.sessions()}
+    materialized = tables.materialized_partitions(TRIAL_ASSETS)
+    waiting, running_runs = _in_flight(tables, keys, position)
+    verdicts = _verdicts(tables, running_runs)
+    rejections = _rejections(tables, verdicts) if rejection_reasons else {}
+    failures, n_failed_runs = last_failures(tables, keys, position, failed_runs=failed_runs)
+    sessions = {s.trial_key: s for s in paper_sessions.sessions()}
     decisions: dict[str, DecisionRecord] = {}
     for record in registry.decisions():  # newest first: the first one seen is the latest
         decisions.setdefault(record.partition_key, record)

@@ -4,11 +4,10 @@ Dagster may move or rename these between releases, so everything else imports th
 Dagster upgrade touches this one file. `tests/test_architecture.py` enforces it.
 """
 
-import json
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
-import sqlalchemy as sa
+from dagster import AssetKey
 
 # Run tags and data-version tags: written on runs and materializations, read back by status, CLI and sensors.
 from dagster._core.definitions.data_version import (
@@ -47,8 +46,7 @@ from dagster._core.storage.asset_check_execution_record import (
     AssetCheckExecutionRecordStatus,
 )
 from dagster._core.storage.event_log.base import EventLogStorage
-from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
-from dagster_shared.serdes import unpack_value
+from dagster_shared.serdes import deserialize_value
 
 # Backfills and sensor ticks: the CLI launches backfills and reports the daemon's instigator state.
 from dagster._core.definitions.sensor_definition import DEFAULT_SENSOR_DAEMON_INTERVAL
@@ -122,8 +120,6 @@ __all__ = [
     "EngineEventData",
     "EventLogEntry",
     "EventLogStorage",
-    "FailedCheckEvaluation",
-    "LatestCheckExecution",
     "InstigatorState",
     "InstigatorStatus",
     "InstigatorType",
@@ -142,8 +138,6 @@ __all__ = [
     "UserFailureData",
     "WorkerStatus",
     "create_run_for_test",
-    "failed_check_evaluations",
-    "latest_check_executions",
     "make_new_backfill_id",
     "make_new_run_id",
 ]
@@ -154,98 +148,23 @@ def upath_partition_paths(io_manager: Any, context: Any) -> dict[str, Any]:
     return io_manager._get_paths_for_partitions(context)  # noqa: SLF001 - the adapter's purpose
 
 
-@dataclass(frozen=True, slots=True)
-class FailedCheckEvaluation:
-    """One FAILED execution of an asset check, as much of it as `gauntlet status` shows."""
+def backfill_partitions_waiting(serialized: str, *, asset_keys: Sequence[str]) -> set[str]:
+    """The partitions of ``asset_keys`` (as the instance's tables name them, `AssetKey.to_string`)
+    that a requested backfill, stored as ``serialized``, has not turned into runs yet.
 
-    storage_id: int
-    partition: str | None
-    description: str | None
-    #: The one metadata entry asked for (a `dg.MetadataValue`), or None if the evaluation has none.
-    metadata_value: Any
-
-
-def failed_check_evaluations(
-    storage: EventLogStorage, check: Any, *, metadata_key: str, limit: int, before_id: int | None = None
-) -> list[FailedCheckEvaluation]:
-    """The FAILED executions of ``check`` (a `dg.AssetCheckKey`), newest first, ``limit`` of them
-    with a storage id below ``before_id``: the rows `get_asset_check_execution_history` reads.
-
-    That method rebuilds every evaluation event as Dagster objects (metadata tables, plots), which
-    for the thousands of rejections of a large study is most of `gauntlet status --failed`. Here
-    the event is parsed as plain JSON and only the description and the ``metadata_key`` entry are
-    rebuilt, by Dagster's own `unpack_value`.
+    A job backfill names its partitions (its launched runs show as in flight themselves).
     """
-    table = AssetCheckExecutionsTable
-    query = (
-        sa.select(table.c.id, table.c.partition, table.c.evaluation_event)
-        .where(
-            table.c.asset_key == check.asset_key.to_string(),
-            table.c.check_name == check.name,
-            table.c.execution_status == AssetCheckExecutionRecordStatus.FAILED.value,
-        )
-        .order_by(table.c.id.desc())
-        .limit(limit)
-    )
-    if before_id is not None:
-        query = query.where(table.c.id < before_id)
-    with storage.index_connection() as conn:  # type: ignore[attr-defined]  # every SQL event log has it
-        rows = conn.execute(query).fetchall()
-    evaluations = []
-    for storage_id, partition, event in rows:
-        dagster_event = json.loads(event).get("dagster_event") if event else None
-        data = (dagster_event or {}).get("event_specific_data") or {}
-        packed = (data.get("metadata") or {}).get(metadata_key)
-        evaluations.append(
-            FailedCheckEvaluation(
-                storage_id=storage_id,
-                partition=partition,
-                description=data.get("description"),
-                metadata_value=unpack_value(packed) if packed is not None else None,
-            )
-        )
-    return evaluations
-
-
-@dataclass(frozen=True, slots=True)
-class LatestCheckExecution:
-    """A partition's latest execution of an asset check: planned, or evaluated with its outcome."""
-
-    check_name: str
-    partition: str
-    status: AssetCheckExecutionRecordStatus
-    #: The run that planned (and, unless still PLANNED, evaluated) it.
-    run_id: str | None
-
-
-def latest_check_executions(storage: EventLogStorage, checks: Any) -> list[LatestCheckExecution]:
-    """The latest execution of each of ``checks`` (`dg.AssetCheckKey` s) per partition, in one
-    query: the status and run id `get_asset_check_partition_info` reports, without the latest
-    materialization it joins in per check (the status does not use it).
-    """
-    table = AssetCheckExecutionsTable
-    wanted = sa.or_(
-        *(sa.and_(table.c.asset_key == c.asset_key.to_string(), table.c.check_name == c.name) for c in checks)
-    )
-    latest = (
-        sa.select(sa.func.max(table.c.id).label("id"))
-        .where(
-            wanted,
-            table.c.partition.is_not(None),
-            # As Dagster reads them: older PLANNED rows may lack the event's storage id.
-            table.c.evaluation_event_storage_id.is_not(None),
-        )
-        .group_by(table.c.asset_key, table.c.check_name, table.c.partition)
-        .subquery()
-    )
-    query = sa.select(table.c.check_name, table.c.partition, table.c.execution_status, table.c.run_id).join(
-        latest, table.c.id == latest.c.id
-    )
-    with storage.index_connection() as conn:  # type: ignore[attr-defined]  # every SQL event log has it
-        rows = conn.execute(query).fetchall()
-    return [
-        LatestCheckExecution(
-            check_name=name, partition=partition, status=AssetCheckExecutionRecordStatus(status), run_id=run_id
-        )
-        for name, partition, status, run_id in rows
-    ]
+    backfill = deserialize_value(serialized, PartitionBackfill)
+    data = backfill.asset_backfill_data
+    if data is None:
+        return set(backfill.partition_names or ())
+    waiting: set[str] = set()
+    for key in asset_keys:
+        asset = AssetKey.from_db_string(key)
+        target = data.target_subset.partitions_subsets_by_asset_key.get(asset) if asset is not None else None
+        if target is None:
+            continue
+        requested = data.requested_subset.partitions_subsets_by_asset_key.get(asset)
+        done = set(requested.get_partition_keys()) if requested is not None else set()
+        waiting.update(k for k in target.get_partition_keys() if k not in done)
+    return waiting

@@ -35,6 +35,12 @@ T = TypeVar("T")
 #: `DagsterRunStatus` values of runs still in flight: Dagster's ``NOT_FINISHED_STATUSES``.
 NOT_FINISHED_STATUSES: tuple[str, ...] = ("STARTING", "STARTED", "SUSPENDED", "CANCELING", "QUEUED", "NOT_STARTED")
 
+#: Run tags naming the partitions a run covers: one partition, or a range over the partition
+#: order (Dagster's ``PARTITION_NAME_TAG`` and ``ASSET_PARTITION_RANGE_*_TAG``).
+PARTITION_NAME_TAG = "dagster/partition"
+ASSET_PARTITION_RANGE_START_TAG = "dagster/asset_partition_range_start"
+ASSET_PARTITION_RANGE_END_TAG = "dagster/asset_partition_range_end"
+
 # `DagsterEventType` and status values as stored.
 _MATERIALIZATION = "ASSET_MATERIALIZATION"
 _RUN_FAILURE = "PIPELINE_FAILURE"
@@ -100,6 +106,11 @@ _SUPPORTED_FORMS = (
     "each value a literal or {env: VARIABLE}; or no storage key (SQLite under DAGSTER_HOME)"
 )
 _POSTGRES_DB_KEYS = frozenset({"username", "password", "hostname", "db_name", "port", "params", "scheme"})
+
+
+def asset_key_string(path: Sequence[str]) -> str:
+    """The asset key with ``path`` as the tables store it (``dg.AssetKey(path).to_string()``)."""
+    return json.dumps(list(path))
 
 
 @dataclass(frozen=True)

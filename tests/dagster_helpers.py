@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,6 +26,7 @@ from resources.market_data import (
     TableMarketDataResource,
 )
 from resources.gate_policy import GatePolicyResource
+from resources.dagster_storage import DagsterTables, storage_of
 from resources.optuna_study import OptunaStudyResource
 from tests.simulations.previous_system import PREVIOUS_SYSTEM_FILE
 
@@ -174,6 +176,11 @@ def execute_request(
     return job.execute_in_process(
         instance=instance, tags=tags, raise_on_error=raise_on_error, asset_selection=request.asset_selection
     )
+
+
+def instance_tables(instance: dg.DagsterInstance) -> DagsterTables:
+    """The tables of a test instance (SQLite under its root) as `gauntlet status` reads them."""
+    return DagsterTables(storage_of(Path(instance.root_directory), config=None, environ=os.environ))
 
 
 def materialized(instance: dg.DagsterInstance, asset: str) -> set[str]:

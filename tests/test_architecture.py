@@ -214,3 +214,27 @@ def test_naming_conventions():
         assert check_key.name.endswith("_gate"), check_key
     for sensor in defs.sensors or []:
         assert sensor.name.endswith("_sensor"), sensor.name
+
+
+def test_status_answers_without_dagster_or_the_numerics(tmp_path):
+    """``gauntlet status`` is what an operator runs first: it reads the instance, the registry and
+    the paper sessions as SQL, so it imports neither Dagster nor numpy, polars, scipy or Optuna
+    (each costs a person at a terminal a noticeable part of a second, Dagster about one)."""
+    probe = (
+        "import sys, gauntlet.cli as cli\n"
+        "code = cli.main(['status'])\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'dagster', 'dagster_shared', 'numpy', 'polars', "
+        "'scipy', 'optuna', 'pandas'})\n"
+        "assert code == 0, code\n"
+        "assert not heavy, heavy\n"
+    )
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(tmp_path / "dagster"),
+        "GAUNTLET_HOME": str(tmp_path),
+        "GAUNTLET_ENV": "local",
+    }
+    (tmp_path / "dagster").mkdir()
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "0 trial(s): none" in result.stdout

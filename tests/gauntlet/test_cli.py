@@ -300,6 +300,28 @@ def test_config_names_the_file_on_any_command_and_the_demo_configuration_is_anno
     assert code == 0 and "--config PATH" in out
 
 
+@pytest.mark.postgres
+def test_status_reads_the_instance_where_dagster_yaml_puts_it_on_postgresql(tmp_path, monkeypatch, capsys, pg_database):
+    """`status` reads the instance's tables itself: where the instance's dagster.yaml says, as Dagster does."""
+    dagster_home = tmp_path / "gauntlet" / "dagster"
+    dagster_home.mkdir(parents=True)
+    (dagster_home / "dagster.yaml").write_text(
+        "storage:\n  postgres:\n    postgres_url:\n      env: GAUNTLET_TEST_DAGSTER_PG_URL\n"
+    )
+    for name in [n for n in os.environ if n.startswith("GAUNTLET_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("GAUNTLET_TEST_DAGSTER_PG_URL", pg_database)
+    monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))
+    monkeypatch.setenv("GAUNTLET_HOME", str(dagster_home.parent))
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        instance.add_dynamic_partitions("trials", [REJECTED, PROMOTED])
+        instance.report_runless_asset_event(dg.AssetMaterialization("optuna_trial", partition=PROMOTED))
+    assert main(["status", "--json"]) == 0
+    trials = _trials(json.loads(capsys.readouterr().out))
+    assert {key: trial["stage"] for key, trial in trials.items()} == {REJECTED: "detected", PROMOTED: "snapshot"}
+    assert not any(path.suffix == ".db" for path in dagster_home.rglob("*")), "read SQLite instead of PostgreSQL"
+
+
 # -- errors -----------------------------------------------------------------------------------------
 def test_a_missing_dagster_home_is_a_typed_error(home, monkeypatch):
     monkeypatch.delenv("DAGSTER_HOME")

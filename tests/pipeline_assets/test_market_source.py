@@ -30,7 +30,14 @@ from simulations.constants import DEFAULT_INSTRUMENT
 from resources.paper_broker import LocalPaperBrokerResource
 from simulations.market import generate_synthetic_market
 from tests.conftest import add_complete_trials
-from tests.dagster_helpers import Ticker, demo_gate_policy, execute_request, local_definitions, materialized
+from tests.dagster_helpers import (
+    Ticker,
+    demo_gate_policy,
+    execute_request,
+    instance_tables,
+    local_definitions,
+    materialized,
+)
 from tests.graphql_support import graphql_workspace, write_code_location
 
 GOOD = {"lookback": 123, "vol_lookback": 168, "target_bar_vol": 0.003}
@@ -73,10 +80,11 @@ def _tick(defs: dg.Definitions, instance: dg.DagsterInstance, name: str) -> dg.S
 
 def _paper_status(defs: dg.Definitions, instance: dg.DagsterInstance) -> dict:
     """The trial's ``paper`` in `gauntlet status --json`, from the read model the command uses."""
-    report = read_status(
-        instance, registry=defs.resources["registry"], paper_broker=defs.resources["paper_broker"],
-        paper=defs.resources["gate_policy"].policy().paper, failed_runs=10,
-    )
+    with instance_tables(instance) as tables:
+        report = read_status(
+            tables, registry=defs.resources["registry"], paper_sessions=defs.resources["paper_broker"],
+            paper=defs.resources["gate_policy"].policy().paper, failed_runs=10,
+        )
     [trial] = [t.to_json() for t in report.trials if t.partition_key == KEY]
     return trial["paper"]
 

@@ -28,16 +28,58 @@ from resources.dagster_private import (
     RunStorageSqlMetadata,
     SerializableErrorInfo,
     SqlEventLogStorageMetadata,
+    backfill_partitions_waiting,
     create_run_for_test,
     make_new_backfill_id,
 )
 from resources import dagster_storage
 from resources.dagster_storage import DagsterStorage, DagsterTables, storage_of
 from simulations.errors import ConfigurationError
-from tests.resources.test_dagster_private import CHECK, LATER, PARTITIONS, scored
 
 ROOT = Path(__file__).resolve().parents[2]
 TRIALS = dg.DynamicPartitionsDefinition(name="trials")
+PARTITIONS = dg.StaticPartitionsDefinition(["a", "b", "c"])
+CHECK = dg.AssetCheckKey(dg.AssetKey("scored"), "score_gate")
+#: Evaluated only where the score is at least 0.5 (as a later gate is not for a trial an earlier
+#: gate rejected).
+LATER = dg.AssetCheckKey(dg.AssetKey("scored"), "later_gate")
+
+
+@dg.multi_asset(
+    specs=[dg.AssetSpec("scored", partitions_def=PARTITIONS)],
+    check_specs=[dg.AssetCheckSpec(CHECK.name, asset="scored"), dg.AssetCheckSpec(LATER.name, asset="scored")],
+    config_schema={"scores": dg.Field(dg.Permissive())},
+)
+def scored(context: dg.AssetExecutionContext):
+    # As the trial gauntlet records its gates: a batch of partitions, an evaluation per partition.
+    scores = context.op_execution_context.op_config["scores"]
+    for partition in context.partition_keys:
+        score = scores[partition]
+        yield dg.AssetMaterialization(CHECK.asset_key, partition=partition)
+        failed = [{"threshold": "min_score", "value": score, "limit": 0.5, "margin": score - 0.5}] if score < 0.5 else []
+        yield dg.AssetCheckEvaluation(
+            asset_key=CHECK.asset_key,
+            check_name=CHECK.name,
+            passed=not failed,
+            partition=partition,
+            description=f"score {score:g} < min 0.5" if failed else None,
+            metadata={
+                "failed_thresholds": dg.MetadataValue.json(failed),
+                "report": dg.MetadataValue.md("| a | b |\n| - | - |\n| 1 | 2 |"),
+                "score": score,
+            }
+            if failed
+            else {"score": score},
+        )
+        if not failed:
+            yield dg.AssetCheckEvaluation(
+                asset_key=LATER.asset_key, check_name=LATER.name, passed=score > 0.8, partition=partition
+            )
+    for check in (CHECK, LATER):
+        yield dg.Output(None, output_name=context.assets_def.get_output_name_for_asset_check_key(check))
+    yield dg.Output(None, output_name="scored")
+
+
 TRIAL = dg.AssetKey("trial")
 SCORED = CHECK.asset_key
 CHECKS = [(CHECK.asset_key.to_string(), CHECK.name), (LATER.asset_key.to_string(), LATER.name)]
@@ -167,7 +209,7 @@ def _fill(instance: dg.DagsterInstance) -> dict[str, str]:
 
 
 def _failure_text(record: dg.EventLogRecord) -> str:
-    """The failure's message as gauntlet/status.py's `_failure_text` reads it with Dagster."""
+    """The failure's message read through Dagster's records, as `gauntlet status` read it before this adapter."""
     event = record.event_log_entry.dagster_event
     error = getattr(event.event_specific_data, "error", None) if event else None
     if error is not None:
@@ -277,6 +319,8 @@ def test_each_read_matches_the_dagster_call_it_stands_in_for(home):
         bodies = tables.requested_backfills()
         assert [key for key, _ in bodies] == [b.backfill_id for b in requested] == [runs["requested"]]
         assert [dg.deserialize_value(body, PartitionBackfill) for _, body in bodies] == list(requested)
+        # What the requested backfill has not turned into runs yet: its one partition.
+        assert backfill_partitions_waiting(bodies[0][1], asset_keys=[TRIAL.to_string()]) == {"t4"}
 
 
 def test_each_table_and_column_read_is_dagsters():
@@ -288,6 +332,14 @@ def test_each_table_and_column_read_is_dagsters():
             assert {c.name for c in table.c} <= set(metadata.tables[table.name].c.keys()), table.name
     assert set(dagster_storage.NOT_FINISHED_STATUSES) == {s.value for s in NOT_FINISHED_STATUSES}
     assert len(dagster_storage.NOT_FINISHED_STATUSES) == len(NOT_FINISHED_STATUSES)
+
+
+def test_the_names_of_tags_and_asset_keys_are_dagsters():
+    assert dagster_storage.PARTITION_NAME_TAG == PARTITION_NAME_TAG
+    assert dagster_storage.ASSET_PARTITION_RANGE_START_TAG == ASSET_PARTITION_RANGE_START_TAG
+    assert dagster_storage.ASSET_PARTITION_RANGE_END_TAG == ASSET_PARTITION_RANGE_END_TAG
+    for path in (["optuna_trial"], ["prefix", "asset"], ["with space", "ünïcode", 'a "quoted" part']):
+        assert dagster_storage.asset_key_string(path) == dg.AssetKey(path).to_string()
 
 
 @pytest.mark.parametrize(
