@@ -1,7 +1,8 @@
 """The commands of `gauntlet` that run against the Dagster instance (`gauntlet.cli` parses them,
-`gauntlet.terminal` runs them): the registry's controls, live, retry, windows and health, with
-the instance of ``$DAGSTER_HOME`` and the resources ``build_resources(load_config().config)``
-builds, exactly as the definitions do. ``status`` needs no Dagster (`gauntlet.status_command`).
+`gauntlet.terminal` runs them): retry, windows and health, with the instance of
+``$DAGSTER_HOME`` and the resources ``build_resources(load_config().config)`` builds, exactly as
+the definitions do. ``status`` (`gauntlet.status_command`) and the registry's commands
+(`gauntlet.registry_commands`) need no Dagster.
 """
 
 from __future__ import annotations
@@ -32,10 +33,9 @@ from resources.dagster_private import (
 from gauntlet.environment import build_resources
 from pipeline_assets.trial_keys import study_key_prefix
 from gauntlet.status_command import read_report, trial_note
-from gauntlet.terminal import Output, stop_line, table
+from gauntlet.terminal import Output, table
 from pipeline_assets.stage_table import TRIAL_ASSET_KEYS
 from resources.database import translate_db_error
-from resources.registry_store import DecisionRecord
 from simulations.errors import ConfigurationError, PipelineError, StorageNotFoundError
 
 #: Tags on every retry backfill (and so on its runs): what asked for it, and who.
@@ -81,66 +81,6 @@ class Context:
 def _ago(timestamp: float) -> str:
     seconds = dt.datetime.now(dt.UTC).timestamp() - timestamp
     return f"{seconds:.0f}s ago" if seconds < 120 else f"{seconds / 60:.0f}m ago"
-
-
-# -- registry -----------------------------------------------------------------------------------
-def cmd_live(ctx: Context, args: argparse.Namespace) -> Output:
-    """What is deployed, oldest first, and the emergency stop."""
-    registry = ctx.resources("registry").registry
-    live, stop = registry.live(), registry.emergency_stop()
-    rows = [
-        [
-            e.partition_key,
-            e.grade or "-",
-            f"{e.ranking_metrics.get('sharpe', float('nan')):.2f}",
-            f"{e.ranking_metrics.get('total_return', float('nan')):+.2%}",
-            e.promoted_at.isoformat(timespec="seconds"),
-            f"#{e.decision_id}",
-        ]
-        for e in live
-    ]
-    lines = [
-        stop_line(stop),
-        *(
-            table(["TRIAL", "GRADE", "SHARPE", "RETURN", "PROMOTED AT", "DECISION"], rows)
-            if live
-            else ["nothing is live"]
-        ),
-    ]
-    payload = {"emergency_stop": stop.model_dump(mode="json"), "live": [e.model_dump(mode="json") for e in live]}
-    return Output(lambda: payload, lambda: lines)
-
-
-def _set_stop(ctx: Context, args: argparse.Namespace, *, stopped: bool) -> Output:
-    state = ctx.resources("registry").registry.set_emergency_stop(stopped=stopped, by=args.by, reason=args.reason)
-    return Output(lambda: state.model_dump(mode="json"), lambda: [stop_line(state)])
-
-
-def cmd_stop(ctx: Context, args: argparse.Namespace) -> Output:
-    """Set the emergency stop: every later decision holds its promotion (``held_emergency_stop``)."""
-    return _set_stop(ctx, args, stopped=True)
-
-
-def cmd_resume(ctx: Context, args: argparse.Namespace) -> Output:
-    """Clear the emergency stop."""
-    return _set_stop(ctx, args, stopped=False)
-
-
-def _decision_output(record: DecisionRecord) -> Output:
-    line = f"{record.decision} {record.partition_key} (decision #{record.id} by {record.decided_by}): {record.reason}"
-    return Output(lambda: record.model_dump(mode="json"), lambda: [line])
-
-
-def cmd_retire(ctx: Context, args: argparse.Namespace) -> Output:
-    """Take a live trial down, freeing its slot."""
-    registry = ctx.resources("registry").registry
-    return _decision_output(registry.retire(partition_key=args.partition_key, by=args.by, reason=args.reason))
-
-
-def cmd_rollback(ctx: Context, args: argparse.Namespace) -> Output:
-    """Undo the most recent promotion still live (restoring what it replaced, unless stopped)."""
-    registry = ctx.resources("registry").registry
-    return _decision_output(registry.rollback(by=args.by, reason=args.reason))
 
 
 # -- retry --------------------------------------------------------------------------------------
@@ -348,11 +288,6 @@ def open_context() -> Iterator[Context]:
 
 #: The commands parsed by `gauntlet.cli` that run here, by the name its parser gives them.
 HANDLERS: dict[str, Callable[[Context, argparse.Namespace], Output]] = {
-    "live": cmd_live,
-    "stop": cmd_stop,
-    "resume": cmd_resume,
-    "retire": cmd_retire,
-    "rollback": cmd_rollback,
     "retry": cmd_retry,
     "health": cmd_health,
     "windows": cmd_windows,

@@ -18,7 +18,8 @@ from typing import Any
 
 import yaml
 
-from gauntlet.config import GauntletConfig, load_config, resolved_location
+from gauntlet.config import GauntletConfig, load_config
+from gauntlet.registry_commands import registry_database
 from gauntlet.status import StatusReport, TrialStatus, read_status
 from gauntlet.terminal import Output, stop_line, table
 from pipeline_assets.trial_keys import study_key_prefix
@@ -66,14 +67,15 @@ def status_sources(config: GauntletConfig) -> Iterator[StatusSources]:
         raise ConfigurationError(
             "DAGSTER_HOME is not set: point it at the Dagster instance directory (`make up` uses $GAUNTLET_HOME/dagster)"
         )
-    database = resolved_location(config, "deployment.database", os.environ)
+    registry = registry_database(config)
     paper = load_gate_policy(path=config.gates_file, overrides=config.gate_overrides()).paper
     storage = storage_of(Path(home), config=_instance_settings(Path(home)), environ=os.environ)
     with DagsterTables(storage) as tables:
         yield StatusSources(
             tables=tables,
-            registry=RegistryDatabase(database_url=database, live_capacity=config.deployment.live_capacity),
-            paper_sessions=PaperSessionsDatabase(database_url=database),
+            registry=registry,
+            # The sessions live in the registry's database (`deployment.database`).
+            paper_sessions=PaperSessionsDatabase(database_url=registry.database_url),
             paper=paper,
         )
 

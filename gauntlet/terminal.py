@@ -29,7 +29,10 @@ EXIT_FAILED = 1
 
 #: The function that runs each command `gauntlet.cli` parses, as ``module:function`` taking
 #: the parsed arguments; every other command runs against the Dagster instance.
-RUNNERS = {"status": "gauntlet.status_command:cmd_status"}
+RUNNERS = {
+    "status": "gauntlet.status_command:cmd_status",
+    **{name: f"gauntlet.registry_commands:cmd_{name}" for name in ("live", "stop", "resume", "retire", "rollback")},
+}
 DAGSTER_RUNNER = "gauntlet.commands:run_in_instance"
 
 

@@ -216,13 +216,15 @@ def test_naming_conventions():
         assert sensor.name.endswith("_sensor"), sensor.name
 
 
-def test_status_answers_without_dagster_or_the_numerics(tmp_path):
-    """``gauntlet status`` is what an operator runs first: it reads the instance, the registry and
-    the paper sessions as SQL, so it imports neither Dagster nor numpy, polars, scipy or Optuna
-    (each costs a person at a terminal a noticeable part of a second, Dagster about one)."""
+def test_status_and_the_registry_commands_answer_without_dagster_or_the_numerics(tmp_path):
+    """``gauntlet status`` is what an operator runs first and ``gauntlet stop`` what they run in a
+    hurry: they read the instance, the registry and the paper sessions as SQL, so they import
+    neither Dagster nor numpy, polars, scipy or Optuna (each costs a person at a terminal a
+    noticeable part of a second, Dagster about one)."""
     probe = (
         "import sys, gauntlet.cli as cli\n"
-        "code = cli.main(['status'])\n"
+        "code = max(cli.main(argv) for argv in (['status'], ['live'], ['stop', '--reason', 'probe'], "
+        "['resume', '--reason', 'probe']))\n"
         "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'dagster', 'dagster_shared', 'numpy', 'polars', "
         "'scipy', 'optuna', 'pandas'})\n"
         "assert code == 0, code\n"
@@ -238,3 +240,4 @@ def test_status_answers_without_dagster_or_the_numerics(tmp_path):
     result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "0 trial(s): none" in result.stdout
+    assert "nothing is live" in result.stdout and "emergency stop: ON since" in result.stdout
