@@ -178,6 +178,21 @@ def _gauntlet_help_seconds(repeats: int = 5) -> float:
     return _best_of(lambda: subprocess.run(command, check=True, capture_output=True, timeout=60), repeats=repeats)
 
 
+def _gauntlet_stop_seconds(repeats: int = 5) -> float:
+    """Best of ``repeats`` cold runs of `gauntlet stop` on an existing registry (the demo
+    configuration's local database): how long the emergency stop takes to type into effect."""
+    import os
+    import subprocess
+    import sys
+
+    command = [str(Path(sys.executable).parent / "gauntlet"), "stop", "--reason", "bench", "--by", "cli"]
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {name: value for name, value in os.environ.items() if not name.startswith("GAUNTLET_")}
+        env |= {"GAUNTLET_HOME": tmp, "GAUNTLET_ENV": "local"}
+        subprocess.run(command, check=True, capture_output=True, timeout=60, env=env)  # creates the registry
+        return _best_of(lambda: subprocess.run(command, check=True, capture_output=True, timeout=60, env=env), repeats=repeats)
+
+
 @functools.cache
 def _gauntlet_status_seconds(n_trials: int = 10_000, repeats: int = 5) -> dict[str, float]:
     """`gauntlet status` on ``n_trials`` trials: the median of ``repeats`` in-process calls with
@@ -470,6 +485,7 @@ FIGURES: dict[str, tuple[Callable[[], float], str, float | None, str]] = {
     "cge_stress_one_trial_seconds": (_stress_one_trial_seconds, "s", 0.25, "lower"),
     "look_ahead_check_share_of_trial_evaluation": (_look_ahead_check_share, "ratio", 0.10, "lower"),
     "gauntlet_help_seconds": (_gauntlet_help_seconds, "s", 0.5, "lower"),
+    "gauntlet_stop_seconds": (_gauntlet_stop_seconds, "s", 1.0, "lower"),
     "gauntlet_status_10000_trials_seconds": (lambda: _gauntlet_status_seconds(10_000)["in_process"], "s", 2.0, "lower"),
     "gauntlet_status_10000_trials_cold_seconds": (lambda: _gauntlet_status_seconds(10_000)["cold"], "s", 1.0, "lower"),
     "end_to_end_1000_trials_seconds": (lambda: _e2e_batched()["seconds"], "s", 300.0, "lower"),

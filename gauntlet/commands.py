@@ -261,9 +261,9 @@ def cmd_health(ctx: Context, args: argparse.Namespace) -> Output:
 def open_context() -> Iterator[Context]:
     """The Dagster instance of ``$DAGSTER_HOME`` and the environment's resources, closed on exit.
 
-    Strategy plug-ins are not imported: no command here runs a strategy, and the kill switch
-    (stop, resume) and what the operator looks at (live, status, health) must work while a
-    plug-in is broken. `retry` loads the definitions, which check them, before asking for runs.
+    Strategy plug-ins are not imported: no command here runs a strategy, and ``health`` must
+    work while a plug-in is broken. `retry` loads the definitions, which check them, before
+    asking for runs.
     """
     config = load_config(import_plugins=False).config
     try:

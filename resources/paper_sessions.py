@@ -199,14 +199,17 @@ class SessionInfo(BaseModel):
 
 
 def to_us(moment: dt.datetime) -> int:
+    """``moment`` as stored: microseconds since the Unix epoch."""
     return (moment - EPOCH) // dt.timedelta(microseconds=1)
 
 
 def from_us(micros: int) -> dt.datetime:
+    """A stored time (microseconds since the Unix epoch) as an aware UTC datetime."""
     return EPOCH + dt.timedelta(microseconds=int(micros))
 
 
 def from_us_or_none(micros: int | None) -> dt.datetime | None:
+    """`from_us`, None for None."""
     return None if micros is None else from_us(micros)
 
 
@@ -224,12 +227,14 @@ def new_market_days(stamps_us: np.ndarray, *, after_us: int | None) -> int:
 
 
 def aware(moment: object, name: str) -> dt.datetime:
+    """``moment`` if it is a timezone-aware datetime; `ConfigurationError` naming ``name`` if not."""
     if not isinstance(moment, dt.datetime) or moment.tzinfo is None or moment.utcoffset() is None:
         raise ConfigurationError(f"{name} must be a timezone-aware datetime, got {moment!r}")
     return moment
 
 
 def session_info(row: Mapping[str, Any]) -> SessionInfo:
+    """The summary of a ``paper_sessions`` row."""
     return SessionInfo(
         trial_key=row["trial_key"],
         instrument=row["instrument"],
