@@ -38,6 +38,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     model_validator,
 )
 
@@ -46,6 +47,8 @@ from resources.database import mask_url, url_has_secret
 from simulations.policy_file import load_gate_policy
 from simulations.calendar_codes import calendar_code
 from simulations.constants import (
+    CALENDAR_24_5,
+    CALENDAR_24_7,
     DEFAULT_BACKTEST_DAYS,
     DEFAULT_CALENDAR,
     DEFAULT_FEE_BPS,
@@ -157,7 +160,13 @@ class SensorConfig(_Section):
     max_trials_per_run: int = Field(default=MAX_TRIALS_PER_RUN, ge=1)
 
 
-def _calendar_code(code: str) -> str:
+#: Validation context key: False skips looking an exchange's calendar up (`load_config`).
+_LOOK_UP_CALENDARS = "look_up_calendars"
+
+
+def _calendar_code(code: str, info: ValidationInfo) -> str:
+    if not (info.context or {}).get(_LOOK_UP_CALENDARS, True) and code not in (CALENDAR_24_7, CALENDAR_24_5):
+        return code
     try:
         return calendar_code(code=code)
     except ConfigurationError as exc:
@@ -751,12 +760,17 @@ def _problems(loaded: LoadedConfig, source: str, environ: Mapping[str, str], *, 
     return problems
 
 
-def load_config(environ: Mapping[str, str] | None = None, *, import_plugins: bool = True) -> LoadedConfig:
+def load_config(
+    environ: Mapping[str, str] | None = None, *, import_plugins: bool = True, look_up_calendars: bool = True
+) -> LoadedConfig:
     """The validated configuration: the file, then the ``GAUNTLET_*`` overrides.
 
     ``import_plugins=False`` checks everything but whether the strategy plug-ins import: the
     operator's commands (stop, resume, live, status, health) run no strategy, and the kill
     switch must work while a plug-in is broken. Importing a plug-in runs its code.
+    ``look_up_calendars=False`` leaves an exchange's calendar code as written, unchecked, for
+    the commands that read no market (status and the registry's): looking it up imports pandas
+    and exchange_calendars, most of a second; the definitions and ``config check`` look it up.
 
     Raises
     ------
@@ -778,7 +792,7 @@ def load_config(environ: Mapping[str, str] | None = None, *, import_plugins: boo
             _set(raw, key, _absolute(like, _get(raw, key), base))
     overrides = _apply_overrides(raw, env)
     try:
-        config = GauntletConfig.model_validate(raw)
+        config = GauntletConfig.model_validate(raw, context={_LOOK_UP_CALENDARS: look_up_calendars})
     except ValidationError as exc:
         # The lines say everything pydantic's error does, in the file's own terms; chaining it
         # would repeat it, less readably, wherever the error is shown (the UI among others).

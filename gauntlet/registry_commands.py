@@ -24,7 +24,7 @@ def registry_database(config: GauntletConfig) -> RegistryDatabase:
 
 
 def _registry() -> RegistryDatabase:
-    return registry_database(load_config(import_plugins=False).config)
+    return registry_database(load_config(import_plugins=False, look_up_calendars=False).config)
 
 
 def cmd_live(args: argparse.Namespace) -> Output:

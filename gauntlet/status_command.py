@@ -111,7 +111,7 @@ def cmd_status(args: argparse.Namespace) -> Output:
 
     Strategy plug-ins are not imported: the status must show while a plug-in is broken.
     """
-    config = load_config(import_plugins=False).config
+    config = load_config(import_plugins=False, look_up_calendars=False).config
     report = read_report(config, failed_runs=args.failed_runs, rejection_reasons=args.failed or args.json).select(
         study_prefix=study_key_prefix(args.study) if args.study else None,
         stages=args.stage or (),

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from pipeline_assets.definitions import defs as load_definitions
 
@@ -216,25 +217,29 @@ def test_naming_conventions():
         assert sensor.name.endswith("_sensor"), sensor.name
 
 
-def test_status_and_the_registry_commands_answer_without_dagster_or_the_numerics(tmp_path):
+@pytest.mark.parametrize("calendar", ["24/7", "XNYS"])
+def test_status_and_the_registry_commands_answer_without_dagster_or_the_numerics(tmp_path, calendar):
     """``gauntlet status`` is what an operator runs first and ``gauntlet stop`` what they run in a
     hurry: they read the instance, the registry and the paper sessions as SQL, so they import
     neither Dagster nor numpy, polars, scipy or Optuna (each costs a person at a terminal a
-    noticeable part of a second, Dagster about one)."""
+    noticeable part of a second, Dagster about one), nor, for an exchange's calendar, pandas."""
     probe = (
         "import sys, gauntlet.cli as cli\n"
         "code = max(cli.main(argv) for argv in (['status'], ['live'], ['stop', '--reason', 'probe'], "
         "['resume', '--reason', 'probe']))\n"
         "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'dagster', 'dagster_shared', 'numpy', 'polars', "
-        "'scipy', 'optuna', 'pandas'})\n"
+        "'scipy', 'optuna', 'pandas', 'exchange_calendars'})\n"
         "assert code == 0, code\n"
         "assert not heavy, heavy\n"
     )
+    config = tmp_path / "gauntlet.yaml"
+    config.write_text(f"market:\n  calendar: {calendar}\n")
     env = {
-        **os.environ,
+        **{name: value for name, value in os.environ.items() if not name.startswith("GAUNTLET_")},
         "DAGSTER_HOME": str(tmp_path / "dagster"),
         "GAUNTLET_HOME": str(tmp_path),
         "GAUNTLET_ENV": "local",
+        "GAUNTLET_CONFIG": str(config),
     }
     (tmp_path / "dagster").mkdir()
     result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)

@@ -194,6 +194,19 @@ def test_an_invalid_configuration_names_the_key_the_value_and_the_expectation(tm
     assert any(p.startswith(expected.replace("{tmp}", str(tmp_path))) for p in problems), problems
 
 
+def test_an_exchange_calendar_is_looked_up_unless_the_command_reads_no_market(tmp_path: Path):
+    """The definitions and ``config check`` look an exchange's calendar up (and name it as the
+    exchange_calendars package does); status and the registry's commands leave it as written."""
+    assert load_config(_config(tmp_path, "market:\n  calendar: xnys\n")).config.market.calendar == "XNYS"
+    assert _problems(_config(tmp_path, "market:\n  calendar: NOWHERE\n")) == [
+        "gauntlet.yaml: market.calendar = 'NOWHERE': market.calendar = 'NOWHERE' is not a calendar: use '24/7' "
+        "(crypto), '24/5' (FX) or an exchange code such as 'XNYS', 'XNAS', 'XLON' (python -c 'import "
+        "exchange_calendars; print(exchange_calendars.get_calendar_names())' lists them)"
+    ]
+    unchecked = load_config(_config(tmp_path, "market:\n  calendar: NOWHERE\n"), look_up_calendars=False)
+    assert unchecked.config.market.calendar == "NOWHERE"
+
+
 def test_a_missing_file_or_an_invalid_policy_file_is_named(tmp_path: Path):
     assert _problems({"GAUNTLET_CONFIG": "nowhere.yaml"}) == [
         f"GAUNTLET_CONFIG = 'nowhere.yaml': no such file ({tmp_path / 'nowhere.yaml'})"
