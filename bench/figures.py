@@ -190,7 +190,9 @@ def _gauntlet_stop_seconds(repeats: int = 5) -> float:
         env = {name: value for name, value in os.environ.items() if not name.startswith("GAUNTLET_")}
         env |= {"GAUNTLET_HOME": tmp, "GAUNTLET_ENV": "local"}
         subprocess.run(command, check=True, capture_output=True, timeout=60, env=env)  # creates the registry
-        return _best_of(lambda: subprocess.run(command, check=True, capture_output=True, timeout=60, env=env), repeats=repeats)
+        return _best_of(
+            lambda: subprocess.run(command, check=True, capture_output=True, timeout=60, env=env), repeats=repeats
+        )
 
 
 @functools.cache

@@ -345,8 +345,9 @@ class _Shard:
 class DagsterTables:
     """Read-only access to a Dagster instance's tables; a context manager that closes its engines.
 
-    A SQLite database Dagster has not created yet reads as empty and is not created. Asset keys are passed as Dagster stores them, ``dg.AssetKey(...).to_string()`` (e.g.
-    ``'["backtest_results"]'``), and checks as ``(asset key string, check name)``.
+    A SQLite database Dagster has not created yet reads as empty and is not created. Asset keys
+    are passed as Dagster stores them (`asset_key_string`, e.g. ``'["backtest_results"]'``), and
+    checks as ``(asset key string, check name)``.
     """
 
     def __init__(self, storage: DagsterStorage) -> None:
