@@ -7,11 +7,13 @@ import hashlib
 import os
 import shutil
 import signal
+import stat
 import subprocess
+import tempfile
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -110,6 +112,42 @@ def unlink_orphaned_semaphores(existing: set[Path]) -> None:
         with contextlib.suppress(FileNotFoundError):
             if semaphore.stat().st_ino not in mapped:
                 semaphore.unlink()
+
+
+def unix_sockets() -> set[Path]:
+    """Unix sockets of this user in the temporary directory, where Dagster's code servers listen."""
+    found = set()
+    for path in Path(tempfile.gettempdir()).iterdir():
+        with contextlib.suppress(OSError):
+            status = path.lstat()
+            if stat.S_ISSOCK(status.st_mode) and status.st_uid == os.getuid():
+                found.add(path)
+    return found
+
+
+def unlink_orphaned_sockets(existing: set[Path]) -> None:
+    """Unlink the Unix sockets created since ``existing`` was taken that no live process has bound.
+
+    A code server removes its socket file when it exits; one SIGKILLed with its process group
+    (a fault test, or `stop_process` when SIGTERM was not enough) leaves the file behind. The
+    kernel lists every bound socket with its path in /proc/net/unix while a process holds it.
+    """
+    rows = (line.split() for line in Path("/proc/net/unix").read_text().splitlines()[1:])
+    bound = {fields[7] for fields in rows if len(fields) >= 8}
+    for socket in unix_sockets() - existing:
+        if str(socket) not in bound:
+            with contextlib.suppress(FileNotFoundError):
+                socket.unlink()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_orphans_left() -> Iterator[None]:
+    """Named semaphores and code-server sockets that killed processes leave, removed after the tests
+    (only those created meanwhile and used by no live process: other test workers' are kept)."""
+    semaphores, sockets = named_semaphores(), unix_sockets()
+    yield
+    unlink_orphaned_semaphores(semaphores)
+    unlink_orphaned_sockets(sockets)
 
 
 def wait_until(predicate: Callable[[], bool], *, timeout: float, interval: float = 1.0, what: str) -> None:

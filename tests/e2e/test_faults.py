@@ -13,9 +13,11 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -55,7 +57,9 @@ from tests.e2e.conftest import (
     sensor_ticks,
     stop_process,
     trial_runs,
+    unix_sockets,
     unlink_orphaned_semaphores,
+    unlink_orphaned_sockets,
     wait_until,
     wait_while_the_daemon_works,
 )
@@ -168,7 +172,6 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDeploym
     each; the tests share them and keep apart by study: each test has a study of its own and
     judges its trials, while artifacts and deployment decisions are judged for the deployment.
     """
-    semaphores = named_semaphores()
     with pytest.MonkeyPatch.context() as monkeypatch:
         deployment = new_deployment(tmp_path_factory.mktemp("faults") / "gauntlet", monkeypatch)
         override_instance_config(deployment.dagster_home, FAST_INSTANCE_OVERRIDES)
@@ -178,7 +181,6 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDeploym
             yield running
         finally:
             stop_process(running.daemon)
-            unlink_orphaned_semaphores(semaphores)
 
 
 _LEAK_A_SEMAPHORE = """
@@ -209,6 +211,36 @@ def test_the_clean_up_unlinks_what_a_killed_group_left_and_keeps_what_a_live_pro
     assert not leaked.exists()
     # Its creator maps it under glibc's temporary name: it must be found by inode, not by name.
     assert mine.exists()
+
+
+_LEAK_A_SOCKET = """
+import os, signal, socket, sys
+listener = socket.socket(socket.AF_UNIX)
+listener.bind(sys.argv[1])  # as a code server listens
+listener.listen()
+print("bound", flush=True)
+os.killpg(0, signal.SIGKILL)  # nothing removes the socket file
+"""
+
+
+def test_the_clean_up_unlinks_a_socket_a_killed_group_left_and_keeps_one_a_live_process_has_bound():
+    existing = unix_sockets()
+    tmp = Path(tempfile.gettempdir())
+    leaked, mine = tmp / f"leaked-{os.getpid()}.sock", tmp / f"live-{os.getpid()}.sock"
+    killed = subprocess.run(
+        [sys.executable, "-c", _LEAK_A_SOCKET, str(leaked)],
+        start_new_session=True, capture_output=True, text=True, timeout=60,
+    )
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(str(mine))
+        listener.listen()
+        assert killed.returncode == -signal.SIGKILL and leaked.is_socket() and mine.is_socket()
+
+        unlink_orphaned_sockets(existing)
+
+        assert not leaked.exists()
+        assert mine.is_socket()
+    mine.unlink()
 
 
 # --------------------------------------------------------------------------- one deployment, faults in turn
