@@ -17,9 +17,10 @@ gauntlet.yaml to use; when none is named, a stderr line says the demo configurat
 This module is the command line itself: the argument tree, parsed before anything heavy is
 imported, so ``gauntlet --help`` and a usage error answer at once. `gauntlet.terminal` runs a
 parsed command: ``status`` in `gauntlet.status_command`, which reads the instance, the registry
-and the paper sessions as SQL without Dagster; every other one in `gauntlet.commands`, which
-opens the Dagster instance of ``$DAGSTER_HOME`` and builds the resources with
-``build_resources(load_config().config)``, exactly as the definitions do.
+and the paper sessions as SQL without Dagster; ``live``, ``stop``, ``resume``, ``retire`` and
+``rollback`` in `gauntlet.registry_commands`, on the registry alone; every other one in
+`gauntlet.commands`, which opens the Dagster instance of ``$DAGSTER_HOME`` and builds the
+resources with ``build_resources(load_config().config)``, exactly as the definitions do.
 Exit status: 0 on success, 1 when a command fails with a typed `PipelineError` (printed on
 stderr) or when ``health`` finds something unhealthy, 2 on a usage error.
 """
@@ -172,7 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             # argparse exits on --help (0) and on usage errors (2, message already printed);
             # returning the status keeps main() callable in process, like every other outcome.
             return int(exc.code or 0)
-    # Imported only now: the commands need the configuration and, all but `status`, Dagster.
+    # Imported only now: the commands need the configuration and, but for status and the
+    # registry's commands, Dagster.
     from gauntlet.terminal import run_command
 
     return run_command(rest, args, config=config)

@@ -1,8 +1,8 @@
 """What every `gauntlet` command shares at the terminal: which configuration applies, what a
 command prints (text or JSON) and its exit status, and which module runs it.
 
-No Dagster here: a command's module is imported only when that command runs, so a command that
-needs no Dagster (``status``) never loads it.
+No Dagster here: a command's module is imported only when that command runs, so the commands
+that need no Dagster (``status`` and the registry's) never load it.
 """
 
 from __future__ import annotations
