@@ -47,8 +47,6 @@ from resources.database import mask_url, url_has_secret
 from simulations.policy_file import load_gate_policy
 from simulations.calendar_codes import calendar_code
 from simulations.constants import (
-    CALENDAR_24_5,
-    CALENDAR_24_7,
     DEFAULT_BACKTEST_DAYS,
     DEFAULT_CALENDAR,
     DEFAULT_FEE_BPS,
@@ -165,10 +163,8 @@ _LOOK_UP_CALENDARS = "look_up_calendars"
 
 
 def _calendar_code(code: str, info: ValidationInfo) -> str:
-    if not (info.context or {}).get(_LOOK_UP_CALENDARS, True) and code not in (CALENDAR_24_7, CALENDAR_24_5):
-        return code
     try:
-        return calendar_code(code=code)
+        return calendar_code(code=code, look_up_exchanges=(info.context or {}).get(_LOOK_UP_CALENDARS, True))
     except ConfigurationError as exc:
         raise ValueError(exc.cause) from None
 

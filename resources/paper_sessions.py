@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -213,14 +213,14 @@ def from_us_or_none(micros: int | None) -> dt.datetime | None:
     return None if micros is None else from_us(micros)
 
 
-def new_market_days(stamps_us: np.ndarray, *, after_us: int | None) -> int:
-    """UTC days among ``stamps_us`` (a session's newly traded bars after its first, increasing), not
-    counting the day of ``after_us``, the last bar counted before."""
+def new_market_days(stamps_us: Sequence[int] | np.ndarray, *, after_us: int | None) -> int:
+    """UTC days among ``stamps_us`` (a session's newly traded bars after its first, increasing;
+    microseconds since the epoch), not counting the day of ``after_us``, the last bar counted before."""
     # Imported here: reading sessions (`gauntlet status`) needs no numpy, only trading them does.
     import numpy as np
 
     # UTC days as `simulations.paper.daily_returns` buckets them for the sequential test.
-    days = np.unique(stamps_us.astype("datetime64[us]").astype("datetime64[D]"))
+    days = np.unique(np.asarray(stamps_us, dtype=np.int64).astype("datetime64[us]").astype("datetime64[D]"))
     if after_us is not None:
         days = days[days != np.datetime64(after_us, "us").astype("datetime64[D]")]
     return int(days.size)
@@ -324,18 +324,13 @@ class PaperSessionStore:
                     paper_sessions.c.bars_processed > 0, paper_sessions.c.first_bar_us.is_(None)
                 )
             ).scalars().all()
-            if keys:
-                import numpy as np  # only to fill in sessions of an earlier schema
             for key in keys:
-                stamps = np.asarray(
-                    conn.execute(
-                        sa.select(paper_bars.c.timestamp_us)
-                        .where(paper_bars.c.trial_key == key)
-                        .order_by(paper_bars.c.bar_index)
-                    ).scalars().all(),
-                    dtype=np.int64,
-                )
-                if stamps.size:
+                stamps = conn.execute(
+                    sa.select(paper_bars.c.timestamp_us)
+                    .where(paper_bars.c.trial_key == key)
+                    .order_by(paper_bars.c.bar_index)
+                ).scalars().all()
+                if stamps:
                     conn.execute(
                         sa.update(paper_sessions)
                         .where(paper_sessions.c.trial_key == key)
