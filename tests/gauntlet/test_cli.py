@@ -330,6 +330,17 @@ def test_a_missing_dagster_home_is_a_typed_error(home, monkeypatch):
     assert "ConfigurationError" in err and "DAGSTER_HOME is not set" in err
 
 
+def test_the_kill_switch_works_without_the_dagster_instance(home, monkeypatch):
+    """stop, resume and live need only the registry: no DAGSTER_HOME, no Dagster instance."""
+    monkeypatch.delenv("DAGSTER_HOME")
+    code, out, err = home.run("stop", "--reason", "incident 42")
+    assert code == 0, err
+    assert out.startswith("emergency stop: ON since") and "incident 42" in out
+    assert home.json("live")["emergency_stop"]["stopped"] is True
+    code, out, err = home.run("resume", "--reason", "resolved")
+    assert (code, out.strip()) == (0, "emergency stop: off"), err
+
+
 def test_health_reports_unreachable_storages(home, tmp_path, monkeypatch):
     monkeypatch.setenv("GAUNTLET_HOME", str(tmp_path / "no" / "such" / "home"))
     code, out, _ = home.run("health", "--json")
